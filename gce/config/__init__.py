@@ -1,0 +1,1 @@
+"""Endpoint configuration: locations, schema, loading and validation (pure code, no daemons)."""

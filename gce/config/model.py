@@ -1,0 +1,135 @@
+"""Loading and validating an endpoint's config.yaml and endpoint.json into plain data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gce.config.paths import EndpointPaths
+from gce.config.schema import CONFIG
+from gce.errors import ConfigError
+
+DEFAULT_LIMIT = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    name: str
+    endpoint_id: str
+    broker_url: str
+    engine: dict
+    display_name: str = ""
+    queue_type: str = "classic"
+    prefetch: int = 1000
+    heartbeat: int = 30
+    max_payload_bytes: int = DEFAULT_LIMIT
+    max_result_bytes: int = DEFAULT_LIMIT
+    task_attempts: int = 2
+    multi_user: bool = False
+    allowed_functions: tuple[str, ...] | None = None
+    status_period: float = 30.0
+    debug: bool = False
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def _key_path(error: Any) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path]
+    return ".".join(parts).replace(".[", "[") or "(top level)"
+
+
+def validate(data: Any, source: str) -> None:
+    """Raise ConfigError naming SOURCE, the key path and what was expected."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(CONFIG)
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    message = error.message
+    if error.validator == "additionalProperties":
+        message = f"{message} (allowed keys: {', '.join(sorted(error.schema.get('properties', {})))})"
+    elif error.validator is False or error.validator == "false":
+        message = "this key is not valid here"
+    elif error.validator_value is False:
+        message = "this key is not allowed for this engine type"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    raise ConfigError(
+        f"invalid configuration in {source}",
+        f"{_key_path(error)}: {message}{more}",
+        hint=f"fix {source} and try again; 'gce configure --help' shows the defaults",
+    )
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(
+            f"cannot parse {source}", f"YAML error{where}: {problem}", hint=f"fix the YAML syntax in {source}"
+        ) from None
+
+
+def read_endpoint_id(paths: EndpointPaths) -> str:
+    try:
+        data = json.loads(paths.endpoint_json.read_text())
+        return str(data["endpoint_id"])
+    except FileNotFoundError:
+        raise ConfigError(
+            f"endpoint {paths.name!r} has no {paths.endpoint_json}",
+            "the endpoint was not configured, or its state directory was removed",
+            hint=f"gce configure {paths.name}",
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"cannot read {paths.endpoint_json}", f"{type(e).__name__}: {e}") from None
+
+
+def from_data(name: str, endpoint_id: str, data: dict) -> EndpointConfig:
+    broker = data["broker"]
+    limits = data.get("limits") or {}
+    allowed = data.get("allowed_functions")
+    return EndpointConfig(
+        name=name,
+        endpoint_id=endpoint_id,
+        broker_url=broker["url"],
+        engine=dict(data["engine"]),
+        display_name=data.get("display_name") or name,
+        queue_type=broker.get("queue_type", "classic"),
+        prefetch=int(broker.get("prefetch", 1000)),
+        heartbeat=int(broker.get("heartbeat", 30)),
+        max_payload_bytes=int(limits.get("max_payload_bytes", DEFAULT_LIMIT)),
+        max_result_bytes=int(limits.get("max_result_bytes", DEFAULT_LIMIT)),
+        task_attempts=int(limits.get("task_attempts", 2)),
+        multi_user=bool(data.get("multi_user", False)),
+        allowed_functions=tuple(allowed) if allowed is not None else None,
+        status_period=float(data.get("status_period", 30.0)),
+        debug=bool(data.get("debug", False)),
+        raw=data,
+    )
+
+
+def load(paths: EndpointPaths) -> EndpointConfig:
+    """Read, parse and validate an endpoint's configuration."""
+    source = str(paths.config_file)
+    try:
+        text = paths.config_file.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"endpoint {paths.name!r} is not configured",
+            f"{source} does not exist",
+            hint=f"gce configure {paths.name}",
+        ) from None
+    except PermissionError:
+        raise ConfigError(f"cannot read {source}", "permission denied", hint="run gce as the endpoint's owner") from None
+    data = parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {source}", "the file must hold a YAML mapping")
+    validate(data, source)
+    return from_data(paths.name, read_endpoint_id(paths), data)

@@ -1,0 +1,124 @@
+"""Where an endpoint's files live (DESIGN.md, "Files").
+
+One function decides every location, so the manager, the CLI and the tests agree.
+``GCE_HOME`` puts everything of every endpoint under one directory (tests use it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gce.errors import UsageError
+
+# Names become directory names, unit instance names and socket names: keep them boring.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# sockaddr_un.sun_path is 108 bytes on Linux, including the NUL.
+_MAX_SOCKET_PATH = 100
+
+
+def validate_name(name: str) -> str:
+    """Return NAME if it is a safe endpoint name, else raise a UsageError saying why."""
+    if not _NAME_RE.match(name or "") or ".." in name:
+        raise UsageError(
+            f"invalid endpoint name {name!r}",
+            "names are 1-63 characters of letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, and contain no '..'",
+            hint="choose a name such as 'my-endpoint'",
+        )
+    return name
+
+
+def gce_home() -> Path:
+    env = os.environ.get("GCE_HOME")
+    if env:
+        return Path(env)
+    return Path.home() / ".gce"
+
+
+def system_mode() -> bool:
+    """Root without GCE_HOME uses the system locations (/etc, /var/lib, /run)."""
+    return os.geteuid() == 0 and not os.environ.get("GCE_HOME")
+
+
+@dataclass(frozen=True)
+class EndpointPaths:
+    name: str
+    config_dir: Path
+    state_dir: Path
+    runtime_dir: Path
+    log_file: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.yaml"
+
+    @property
+    def endpoint_json(self) -> Path:
+        return self.state_dir / "endpoint.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "manager.lock"
+
+    @property
+    def state_file(self) -> Path:
+        """pid, process start time, host and last exit reason of the manager."""
+        return self.state_dir / "manager.json"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.state_dir / "spool"
+
+    @property
+    def uep_log_dir(self) -> Path:
+        return self.state_dir / "uep-logs"
+
+    @property
+    def control_socket(self) -> Path:
+        sock = self.runtime_dir / f"{self.name}.sock"
+        if len(os.fsencode(sock)) <= _MAX_SOCKET_PATH:
+            return sock
+        # A deep GCE_HOME would overflow sun_path: fall back to a short per-user path.
+        digest = hashlib.sha256(os.fsencode(sock)).hexdigest()[:16]
+        return Path(f"/tmp/gce-{os.geteuid()}") / f"{digest}.sock"
+
+
+def endpoint_paths(name: str) -> EndpointPaths:
+    validate_name(name)
+    if system_mode():
+        return EndpointPaths(
+            name=name,
+            config_dir=Path("/etc/gce") / name,
+            state_dir=Path("/var/lib/gce") / name,
+            runtime_dir=Path("/run/gce"),
+            log_file=Path("/var/log/gce") / f"{name}.log",
+        )
+    home = gce_home()
+    runtime = home / name
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and not os.environ.get("GCE_HOME") and os.path.isdir(xdg):
+        runtime = Path(xdg) / "gce"
+    return EndpointPaths(
+        name=name,
+        config_dir=home / name,
+        state_dir=home / name,
+        runtime_dir=runtime,
+        log_file=home / name / "endpoint.log",
+    )
+
+
+def config_root() -> Path:
+    return Path("/etc/gce") if system_mode() else gce_home()
+
+
+def list_endpoint_names() -> list[str]:
+    root = config_root()
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and _NAME_RE.match(p.name) and (p / "config.yaml").exists()
+    )

@@ -1,0 +1,115 @@
+"""The JSON schema of an endpoint's config.yaml."""
+
+from __future__ import annotations
+
+ENGINE_TYPES = ("HighThroughputEngine", "ProcessPoolEngine", "ThreadPoolEngine")
+PROVIDER_TYPES = (
+    "LocalProvider",
+    "SlurmProvider",
+    "PBSProProvider",
+    "TorqueProvider",
+    "CondorProvider",
+    "GridEngineProvider",
+    "LSFProvider",
+    "KubernetesProvider",
+)
+LAUNCHER_TYPES = ("SingleNodeLauncher", "SrunLauncher", "AprunLauncher", "MpiExecLauncher", "SimpleLauncher")
+
+_positive_int = {"type": "integer", "minimum": 1}
+_nonneg_int = {"type": "integer", "minimum": 0}
+_positive_number = {"type": "number", "exclusiveMinimum": 0}
+
+PROVIDER = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": list(PROVIDER_TYPES)},
+        "init_blocks": _nonneg_int,
+        "min_blocks": _nonneg_int,
+        "max_blocks": _nonneg_int,
+        "nodes_per_block": _positive_int,
+        "worker_init": {"type": "string"},
+        "walltime": {"type": "string", "pattern": r"^\d+(:\d{2}){0,2}$"},
+        "partition": {"type": "string"},
+        "account": {"type": "string"},
+        "qos": {"type": "string"},
+        "scheduler_options": {"type": "string"},
+        "launcher": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": list(LAUNCHER_TYPES)}},
+        },
+    },
+}
+
+ENGINE = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": list(ENGINE_TYPES)},
+        "max_workers_per_node": _positive_int,
+        "max_workers": _positive_int,
+        "cores_per_worker": _positive_number,
+        "strategy_period": _positive_number,
+        "max_idletime": {"type": "number", "minimum": 0},
+        "heartbeat_period": _positive_int,
+        "heartbeat_threshold": _positive_int,
+        "address": {"type": "string"},
+        "worker_debug": {"type": "boolean"},
+        "provider": PROVIDER,
+    },
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"const": "HighThroughputEngine"}}},
+            "then": {"not": {"required": ["max_workers"]}},
+        },
+        {
+            "if": {"properties": {"type": {"enum": ["ProcessPoolEngine", "ThreadPoolEngine"]}}},
+            "then": {
+                "properties": {
+                    "provider": False,
+                    "max_workers_per_node": False,
+                    "strategy_period": False,
+                }
+            },
+        },
+    ],
+}
+
+CONFIG = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["broker", "engine"],
+    "additionalProperties": False,
+    "properties": {
+        "display_name": {"type": "string", "maxLength": 256},
+        "broker": {
+            "type": "object",
+            "required": ["url"],
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string", "pattern": r"^amqps?://"},
+                "queue_type": {"enum": ["classic", "quorum"]},
+                "prefetch": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "heartbeat": {"type": "integer", "minimum": 0, "maximum": 3600},
+            },
+        },
+        "engine": ENGINE,
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_payload_bytes": _positive_int,
+                "max_result_bytes": _positive_int,
+                "task_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
+            },
+        },
+        "multi_user": {"type": "boolean"},
+        "allowed_functions": {
+            "type": ["array", "null"],
+            "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+        "status_period": _positive_number,
+        "debug": {"type": "boolean"},
+    },
+}

@@ -1,0 +1,1 @@
+"""AMQP transport: topology, message (de)coding, publish/consume with reconnects, provisioning."""

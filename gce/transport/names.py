@@ -1,0 +1,35 @@
+"""Every broker object name gce uses, in one place (DESIGN.md, "Broker topology")."""
+
+from __future__ import annotations
+
+DEFAULT_VHOST = "gce"
+TASKS_EXCHANGE = "gce.tasks"  # topic; routing key = endpoint UUID
+RESULTS_EXCHANGE = "gce.results"  # direct; routing key = the task's reply_to
+STATUS_EXCHANGE = "gce.status"  # direct; routing key = endpoint UUID
+
+PROTOCOL_VERSION = 1
+TASK_CONTENT_TYPE = "application/x-gce-task"
+RESULT_CONTENT_TYPE = "application/x-gce-result"
+STATUS_CONTENT_TYPE = "application/json"
+
+# An Executor's result queue disappears this long after its last consumer went away.
+EXECUTOR_QUEUE_EXPIRES_MS = 6 * 3600 * 1000
+# A Client's queue outlives its process so get_result() works later from another one.
+CLIENT_QUEUE_EXPIRES_MS = 14 * 24 * 3600 * 1000
+
+
+def endpoint_task_queue(endpoint_id: str) -> str:
+    return f"gce.ep.{endpoint_id}.tasks"
+
+
+def endpoint_status_queue(endpoint_id: str) -> str:
+    return f"gce.ep.{endpoint_id}.status"
+
+
+def result_queue(broker_user: str, suffix: str) -> str:
+    return f"gce.results.{broker_user}.{suffix}"
+
+
+def client_result_queue(broker_user: str) -> str:
+    """The durable queue every Client of BROKER_USER shares: results wait there until read."""
+    return result_queue(broker_user, "client")

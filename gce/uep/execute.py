@@ -1,0 +1,77 @@
+"""What runs on a worker: unpack a task payload, call the function, pack the outcome.
+
+``run_task`` never raises for anything the submitted code does: every outcome, including
+an exception, an unpicklable result or a result over the size limit, becomes a result
+payload (see gce.sdk.serialize). Only the death of the worker itself escapes, and the
+engine turns that into a WORKER_LOST result.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from gce.sdk import serialize
+from gce.transport.message import ErrorCode
+
+
+def _error(code: str, message: str, exc_blob: bytes = b"", tb: str = "") -> bytes:
+    return serialize.pack([b"err", code.encode(), message.encode(), exc_blob, tb.encode()])
+
+
+def _remote_traceback(exc: BaseException) -> str:
+    # Drop our own frame(s) so the traceback starts at the user's function.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _pickle_exception(exc: BaseException) -> bytes:
+    import cloudpickle
+
+    try:
+        blob = cloudpickle.dumps(exc)
+        cloudpickle.loads(blob)  # some exceptions pickle but cannot be rebuilt
+        return blob
+    except Exception:
+        return b""
+
+
+def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024) -> bytes:
+    """Run one task payload; return a result payload. Called on a worker."""
+    import cloudpickle
+
+    try:
+        kind, fn_blob, args_blob = serialize.unpack(payload)
+        fn = serialize.load_function(kind, fn_blob)
+        args, kwargs = cloudpickle.loads(args_blob)
+    except Exception as e:
+        return _error(
+            ErrorCode.DESERIALIZATION_FAILED,
+            f"the endpoint could not deserialize the task ({type(e).__name__}: {e}); "
+            f"the worker runs Python {sys.version.split()[0]}",
+            tb=_remote_traceback(e),
+        )
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as e:  # noqa: B902 - SystemExit in user code is a task failure too
+        return _error(
+            ErrorCode.TASK_EXCEPTION,
+            f"{type(e).__name__}: {e}",
+            _pickle_exception(e),
+            _remote_traceback(e),
+        )
+    try:
+        blob = cloudpickle.dumps(value)
+    except Exception as e:
+        return _error(
+            ErrorCode.SERIALIZATION_FAILED, f"the function's result could not be serialized ({type(e).__name__}: {e})"
+        )
+    if len(blob) > max_result_bytes:
+        return _error(
+            ErrorCode.RESULT_TOO_LARGE,
+            f"the result is {len(blob):,} bytes serialized, over the endpoint's limit of "
+            f"{max_result_bytes:,} bytes (limits.max_result_bytes in the endpoint's config.yaml)",
+        )
+    return serialize.pack([b"ok", blob])
