@@ -1,0 +1,1 @@
+"""The endpoint manager: broker connection, spool, user endpoints, control socket."""

@@ -1,0 +1,5 @@
+import sys
+
+from gce.daemon.main import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""A user endpoint as the manager sees it: a child with a state machine.
+
+  starting --READY--> running --exit--> backoff --start--> starting ...
+  starting --FATAL/exit, N times quickly--> fatal   (tasks get the reason, no restart loop)
+  any --stop()--> stopping --> stopped
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from gce.daemon.spawn import spawn_uep
+from gce.transport import frames
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 120.0
+MAX_QUICK_FAILURES = 3
+
+
+def tail(path: Path, lines: int = 10) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+class UepChild:
+    def __init__(self, key: str, conf: dict, log_path: Path,
+                 on_frame: Callable[["UepChild", bytes, dict, bytes], None],
+                 on_exit: Callable[["UepChild", str], None]) -> None:
+        self.key = key
+        self.conf = conf
+        self.log_path = log_path
+        self.on_frame = on_frame
+        self.on_exit = on_exit
+        self.state = "stopped"
+        self.proc: Any = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.ready = asyncio.Event()
+        self.failures: deque[float] = deque(maxlen=MAX_QUICK_FAILURES)
+        self.reason = ""
+        self.engine_status: dict = {}
+        self.python = ""
+        self.in_flight: dict[str, int] = {}  # task_id -> attempts so far
+        self.started_at = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    async def start(self) -> None:
+        self.state, self.reason = "starting", ""
+        self.ready.clear()
+        self.started_at = time.time()
+        self.proc, sock = spawn_uep(self.conf, self.log_path)
+        reader, self.writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 24)
+        asyncio.get_running_loop().create_task(self._read(reader))
+        log.info("started user endpoint %s (pid %d)", self.key, self.proc.pid)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        decoder = frames.Decoder()
+        fatal = ""
+        try:
+            while True:
+                data = await reader.read(1 << 20)
+                if not data:
+                    break
+                for kind, header, body in decoder.feed(data):
+                    if kind == frames.READY:
+                        self.state, self.python = "running", header.get("python", "")
+                        self.engine_status = header.get("status", {})
+                        self.ready.set()
+                    elif kind == frames.FATAL:
+                        fatal = header.get("reason", "")
+                    elif kind == frames.STATUS:
+                        self.engine_status = header.get("engine", {})
+                    self.on_frame(self, kind, header, body)
+        except (ConnectionError, frames.FrameError) as e:
+            log.warning("user endpoint %s channel error: %s", self.key, e)
+        await self._reap(fatal)
+
+    async def _reap(self, fatal: str) -> None:
+        proc = self.proc
+        rc = None
+        for _ in range(100):
+            rc = proc.poll()
+            if rc is not None:
+                break
+            await asyncio.sleep(0.05)
+        if self.writer is not None:
+            self.writer.close()
+        if self.state == "stopping":
+            self.state = "stopped"
+            self.ready.set()
+            self.on_exit(self, "stopped")
+            return
+        how = describe_exit(rc)
+        if self.state == "starting":
+            self.failures.append(time.time())
+            detail = fatal or f"it {how} before it was ready"
+            last = tail(self.log_path, 8)
+            self.reason = detail + (f"; last lines of {self.log_path}:\n{last}" if last and not fatal else "")
+            quick = len(self.failures) == MAX_QUICK_FAILURES and self.failures[-1] - self.failures[0] < 300
+            self.state = "fatal" if (quick or fatal) else "backoff"
+        else:
+            self.reason = f"the user endpoint process {how}"
+            self.state = "backoff"
+        log.warning("user endpoint %s: %s", self.key, self.reason)
+        self.ready.set()
+        self.on_exit(self, self.reason)
+
+    def send(self, kind: bytes, header: dict, body: bytes = b"") -> bool:
+        if self.writer is None or self.writer.is_closing() or self.state not in ("starting", "running"):
+            return False
+        self.writer.write(frames.encode(kind, header, body))
+        return True
+
+    def descendants(self) -> list:
+        import psutil
+
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except Exception:
+            return []
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """STOP, then SIGTERM, then SIGKILL the UEP and every process below it."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.state = "stopped"
+            return
+        tree = self.descendants()
+        self.send(frames.STOP, {})
+        self.state = "stopping"
+        deadline = time.monotonic() + timeout * 0.6
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        procs = {p.pid: p for p in tree + self.descendants()}.values()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, sig)
+            for p in procs:
+                _signal(p, sig)
+            gone_by = time.monotonic() + timeout * 0.2
+            while time.monotonic() < gone_by and (self.proc.poll() is None or any(map(_alive, procs))):
+                await asyncio.sleep(0.05)
+            if self.proc.poll() is not None and not any(map(_alive, procs)):
+                break
+        self.proc.wait(timeout=1)
+
+
+def _alive(p: Any) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal(p: Any, sig: int) -> None:
+    import psutil
+
+    try:
+        p.send_signal(sig)
+    except psutil.Error:
+        pass

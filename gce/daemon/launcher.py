@@ -1,0 +1,143 @@
+"""What `gce start`, `gce start --detach` and `gce stop` do.
+
+Detached start runs ``python -m gce.daemon NAME --ready-fd N`` in a new session and waits
+on the pipe for its start-up outcome, so success means the endpoint works (broker
+connected, engine up) and failure comes with the reason and the log's last lines.
+Nothing is double-forked and nothing is left half-started.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from gce.config import model
+from gce.config.paths import EndpointPaths
+from gce.daemon import pidfile
+from gce.daemon.children import tail
+from gce.errors import AlreadyRunning, GceError, TemporaryFailure, Unavailable
+
+
+def run_foreground(paths: EndpointPaths) -> int:
+    from gce.daemon.main import run
+
+    return run(paths, ready_fd=None, to_stderr=True)
+
+
+def _check_startable(paths: EndpointPaths) -> None:
+    model.load(paths)  # config errors are reported here, before anything starts
+    if pidfile.lock_is_held(paths):
+        st = pidfile.read_state(paths) or {}
+        raise AlreadyRunning(
+            f"endpoint {paths.name!r} is already running", f"pid {st.get('pid')} on {st.get('host', '?')}",
+            hint=f"gce status {paths.name}",
+        )
+
+
+def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
+    _check_startable(paths)
+    paths.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    rfd, wfd = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    err = open(paths.log_file.with_name(paths.log_file.name + ".stderr"), "ab")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gce.daemon", paths.name, "--ready-fd", str(wfd)],
+            stdin=devnull, stdout=devnull, stderr=err, pass_fds=(wfd,), close_fds=True, start_new_session=True,
+        )
+    finally:
+        os.close(wfd)
+        os.close(devnull)
+        err.close()
+    answer = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while not answer.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _kill(proc)
+                raise TemporaryFailure(
+                    f"endpoint {paths.name!r} did not become ready within {timeout:g} s",
+                    _last_lines(paths), hint=f"look at {paths.log_file}, or retry with a larger --timeout",
+                )
+            r, _, _ = select.select([rfd], [], [], min(left, 1.0))
+            if r:
+                chunk = os.read(rfd, 65536)
+                if not chunk:
+                    break
+                answer += chunk
+    finally:
+        os.close(rfd)
+    text = answer.decode(errors="replace").strip()
+    if text == "ready":
+        return {"pid": proc.pid, "endpoint_id": model.read_endpoint_id(paths), "log_file": str(paths.log_file)}
+    rc = proc.wait(timeout=30)  # the manager exits by itself after a failed start
+    reason = text[len("failed: "):] if text.startswith("failed: ") else f"the manager exited with status {rc}"
+    raise Unavailable(f"endpoint {paths.name!r} failed to start", reason + _last_lines(paths),
+                      hint=f"fix the cause, then gce start {paths.name} --detach (full log: {paths.log_file})")
+
+
+def _last_lines(paths: EndpointPaths) -> str:
+    lines = tail(paths.log_file, 10)
+    return f"\nlast lines of {paths.log_file}:\n{lines}" if lines else ""
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def stop(paths: EndpointPaths, timeout: float = 30.0) -> bool:
+    """Stop the endpoint's manager and everything under it; False if it was not running."""
+    from gce.daemon import control
+
+    if not pidfile.lock_is_held(paths):
+        return False
+    st = pidfile.read_state(paths) or {}
+    pid = st.get("pid")
+    tree = _tree(pid)
+    try:
+        control.request(paths, "stop", timeout=5.0)
+    except GceError:
+        if pid:
+            _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pidfile.lock_is_held(paths) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pidfile.lock_is_held(paths) and pid:
+        _signal(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    for p in tree:  # anything the manager failed to take down with it
+        try:
+            if p.is_running():
+                p.kill()
+        except Exception:
+            pass
+    if pidfile.lock_is_held(paths):
+        raise Unavailable(f"endpoint {paths.name!r} did not stop", f"pid {pid} still holds the lock")
+    return True
+
+
+def _tree(pid: int | None) -> list:
+    import psutil
+
+    if not pid:
+        return []
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

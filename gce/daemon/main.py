@@ -1,0 +1,178 @@
+"""The manager process's life: lock, logging, signals, start-up, serve, staged shutdown.
+
+``python -m gce.daemon NAME [--ready-fd N]`` runs it detached; ``gce start`` in the
+foreground calls ``run`` directly. With a ready fd, the outcome of start-up is written
+there once ("ready" or "failed: <reason>") so ``gce start --detach`` returns only when
+the endpoint works (connected to the broker, engine up) or says why it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+
+from gce.config import model
+from gce.config.paths import EndpointPaths
+from gce.daemon import pidfile
+from gce.daemon.children import UepChild, tail
+from gce.daemon.control import serve
+from gce.daemon.manager import Manager
+from gce.errors import GceError
+from gce.transport.amqp import LinkError
+
+log = logging.getLogger("gce.daemon")
+LOG_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 5
+STOP_TIMEOUT = 20.0
+
+
+def setup_logging(paths: EndpointPaths, to_stderr: bool, debug: bool) -> None:
+    paths.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root = logging.getLogger()
+    root.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s manager[%(process)d] %(name)s: %(message)s")
+    fh = logging.handlers.RotatingFileHandler(paths.log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
+    fh.setFormatter(fmt)
+    root.addHandler(fh)
+    if to_stderr:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        root.addHandler(sh)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.getLogger("pika").setLevel(logging.WARNING if not debug else logging.INFO)
+
+
+class _Ready:
+    """The one-shot start-up report to `gce start --detach`."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def say(self, text: str) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, text.encode()[:60000] + b"\n")
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.fd = None
+
+
+async def _serve(m: Manager, ready: _Ready) -> int:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, m.stop_event.set)
+    recovered = m.spool.recover()
+    control = await serve(m.paths.control_socket, m.on_control)
+    m.uep = UepChild("default", m.uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
+    for tid, _header in recovered.tasks:
+        m._queued.append(tid)
+    m._unpublished.update(tid for tid, _ in recovered.results)
+
+    link_task = loop.create_task(m.link.run(first_failure_fatal=ready.fd is not None))
+    await m.uep.start()
+    ready_wait = loop.create_task(m.uep.ready.wait())
+    stop_wait = loop.create_task(m.stop_event.wait())
+    await asyncio.wait({ready_wait, link_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    failure = ""
+    if link_task.done() and link_task.exception() is not None:
+        failure = str(link_task.exception())
+    elif m.uep.state != "running" and not m.stop_event.is_set():
+        failure = m.uep.reason or "the user endpoint did not start"
+    while not failure and not m.link.connected and not m.stop_event.is_set():
+        if link_task.done():
+            failure = str(link_task.exception() or "the broker connection ended")
+            break
+        await asyncio.sleep(0.05)
+    if failure:
+        log.error("start-up failed: %s", failure)
+        ready.say(f"failed: {failure}")
+        pidfile.write_state(m.paths, "failed", failure, started_at=m.started_at)
+        await _shutdown(m, link_task, control)
+        return 1
+    if not m.stop_event.is_set():
+        pidfile.write_state(m.paths, "running", started_at=m.started_at, endpoint_id=m.config.endpoint_id)
+        log.info("endpoint %s (%s) is ready: broker connected, %s engine up", m.paths.name,
+                 m.config.endpoint_id, m.config.engine.get("type"))
+        ready.say("ready")
+        status_task = loop.create_task(m._status_loop())
+        stop_wait2 = loop.create_task(m.stop_event.wait())
+        await asyncio.wait({stop_wait2, link_task}, return_when=asyncio.FIRST_COMPLETED)
+        status_task.cancel()
+        if link_task.done() and link_task.exception() is not None:
+            reason = str(link_task.exception())
+            log.error("the broker link failed: %s", reason)
+            pidfile.write_state(m.paths, "failed", reason, started_at=m.started_at)
+            await _shutdown(m, link_task, control)
+            return 1
+    log.info("stopping")
+    await _shutdown(m, link_task, control)
+    pidfile.write_state(m.paths, "stopped", "stopped on request", started_at=m.started_at)
+    return 0
+
+
+async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.AbstractServer) -> None:
+    m.stop_event.set()  # no user endpoint restarts from here on
+    control.close()
+    if m.uep is not None:
+        await m.uep.stop(timeout=STOP_TIMEOUT * 0.6)
+    m._flush()
+    await m.link.close()
+    if not link_task.done():
+        link_task.cancel()
+    m.spool.close()
+    try:
+        m.paths.control_socket.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def run(paths: EndpointPaths, ready_fd: int | None = None, to_stderr: bool = True) -> int:
+    """Run the manager until stopped; return the process exit status."""
+    ready = _Ready(ready_fd)
+    try:
+        config = model.load(paths)
+        lock_fd = pidfile.acquire_lock(paths)
+    except GceError as e:
+        ready.say(f"failed: {e}")
+        raise
+    del lock_fd  # held (open, close-on-exec) until this process exits
+    setup_logging(paths, to_stderr, config.debug)
+    pidfile.write_state(paths, "starting", endpoint_id=config.endpoint_id)
+    m = Manager(paths, config, detached=ready_fd is not None)
+    try:
+        return asyncio.run(_serve(m, ready))
+    except LinkError as e:
+        ready.say(f"failed: {e}")
+        pidfile.write_state(paths, "failed", str(e))
+        return 1
+    except Exception as e:
+        log.exception("the manager crashed")
+        reason = f"the manager crashed: {type(e).__name__}: {e}"
+        ready.say(f"failed: {reason}")
+        pidfile.write_state(paths, "failed", reason)
+        return 70
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from gce.config.paths import endpoint_paths
+
+    ap = argparse.ArgumentParser(prog="gce-manager")
+    ap.add_argument("name")
+    ap.add_argument("--ready-fd", type=int)
+    args = ap.parse_args(argv)
+    try:
+        return run(endpoint_paths(args.name), args.ready_fd, to_stderr=False)
+    except GceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+__all__ = ["run", "main", "tail"]

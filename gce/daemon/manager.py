@@ -1,0 +1,248 @@
+"""The endpoint manager: one broker connection, a spool, and its user endpoints.
+
+The manager never deserializes payloads (DESIGN.md invariant 1): it reads AMQP
+properties and headers, writes bodies to the spool and passes them on as bytes.
+All work happens on one asyncio loop; signal handlers only set an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections import OrderedDict
+from typing import Any
+
+from gce import __version__
+from gce.config.model import EndpointConfig
+from gce.config.paths import EndpointPaths
+from gce.daemon import pidfile
+from gce.daemon.children import UepChild
+from gce.daemon.control import serve
+from gce.daemon.spool import Spool
+from gce.transport import frames, names
+from gce.transport.amqp import Delivery, EndpointLink, LinkError, redact
+from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, failure, parse_task
+
+log = logging.getLogger(__name__)
+RECENT_DONE = 100_000  # task ids remembered to drop redeliveries of finished tasks
+
+
+class StartupFailed(Exception):
+    pass
+
+
+class Manager:
+    def __init__(self, paths: EndpointPaths, config: EndpointConfig, *, detached: bool = False) -> None:
+        self.paths = paths
+        self.config = config
+        self.detached = detached
+        self.spool = Spool(paths.spool_dir)
+        self.link = EndpointLink(
+            url=config.broker_url, endpoint_id=config.endpoint_id, queue_type=config.queue_type,
+            prefetch=config.prefetch, heartbeat=config.heartbeat, on_delivery=self.on_delivery,
+            on_connected=self.on_connected, on_disconnected=self.on_disconnected,
+        )
+        self.uep: UepChild | None = None
+        self.stop_event = asyncio.Event()
+        self.started_at = time.time()
+        self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0}
+        self.recent_done: OrderedDict[str, None] = OrderedDict()
+        self._acks: dict[int, int] = {}  # channel generation -> highest delivery tag to ack
+        self._flush_scheduled = False
+        self._unpublished: set[str] = set()  # results waiting for a connection
+        self._queued: list[str] = []  # tasks waiting for a running UEP
+
+    # -- intake ----------------------------------------------------------------------
+    def on_delivery(self, d: Delivery) -> None:
+        p = d.properties
+        self._acks[d.generation] = max(self._acks.get(d.generation, 0), d.tag)
+        self._schedule_flush()
+        try:
+            th = parse_task(p.message_id, p.user_id, p.reply_to, p.headers)
+            if len(d.body) > self.config.max_payload_bytes + 64 * 1024:
+                raise BadMessage(
+                    f"the task payload is {len(d.body):,} bytes, over this endpoint's limit of "
+                    f"{self.config.max_payload_bytes:,} bytes (limits.max_payload_bytes)")
+        except BadMessage as e:
+            self.counts["malformed"] += 1
+            code = ErrorCode.PAYLOAD_TOO_LARGE if "limit" in str(e) else ErrorCode.BAD_MESSAGE
+            log.warning("refused a malformed task message (message_id=%.80r, user_id=%.80r): %s",
+                        p.message_id, p.user_id, e)
+            if p.reply_to and p.user_id and isinstance(p.message_id, str):
+                rh = failure(str(p.message_id)[:100], self.config.endpoint_id, code, str(e))
+                self._publish(rh, str(p.reply_to), b"", spooled=False)
+            return
+        if th.task_id in self.spool.entries or th.task_id in self.recent_done:
+            self.counts["duplicates"] += 1
+            return
+        self.counts["received"] += 1
+        self.spool.add_task({"task_id": th.task_id, "task": th.to_dict()}, d.body)
+        self._dispatch(th.task_id, body=d.body)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Group commit: one fsync for the batch, then ack everything it covered."""
+        self._flush_scheduled = False
+        self.spool.flush()
+        acks, self._acks = self._acks, {}
+        for gen, tag in acks.items():
+            self.link.ack(gen, tag, multiple=True)
+
+    # -- user endpoint ---------------------------------------------------------------
+    def _dispatch(self, task_id: str, body: bytes | None = None) -> None:
+        uep = self.uep
+        if uep is None or uep.state != "running":
+            self._queued.append(task_id)
+            if uep is not None and uep.state == "fatal":
+                self._fail_queued(uep.reason)
+            return
+        entry = self.spool.entries.get(task_id)
+        if entry is None:
+            return
+        if body is None:
+            body = self.spool.body(task_id)
+        uep.in_flight[task_id] = uep.in_flight.get(task_id, 0) + 1
+        uep.send(frames.TASK, {"task": entry.header["task"]}, body)
+
+    def _fail_queued(self, reason: str) -> None:
+        queued, self._queued = self._queued, []
+        for tid in queued:
+            self._finish_with_error(tid, ErrorCode.ENDPOINT_FAILED, f"the user endpoint could not start: {reason}")
+
+    def _finish_with_error(self, task_id: str, code: str, message: str) -> None:
+        entry = self.spool.entries.get(task_id)
+        if entry is None:
+            return
+        self._on_result(failure(task_id, self.config.endpoint_id, code, message), b"")
+
+    def on_uep_frame(self, uep: UepChild, kind: bytes, header: dict, body: bytes) -> None:
+        if kind == frames.RESULT:
+            rh = ResultHeaders.from_dict(header)
+            uep.in_flight.pop(rh.task_id, None)
+            self._on_result(rh, body)
+        elif kind == frames.READY:
+            queued, self._queued = self._queued, []
+            for tid in queued:
+                self._dispatch(tid)
+
+    def on_uep_exit(self, uep: UepChild, reason: str) -> None:
+        lost, uep.in_flight = uep.in_flight, {}
+        for tid, attempts in lost.items():
+            if attempts >= self.config.task_attempts:
+                self._finish_with_error(tid, ErrorCode.WORKER_LOST, f"{reason} while running this task "
+                                        f"({attempts} attempt{'s' if attempts > 1 else ''})")
+            else:
+                self._queued.append(tid)
+        if uep.state == "fatal":
+            self._fail_queued(uep.reason)
+        elif uep.state == "backoff" and not self.stop_event.is_set():
+            delay = min(30.0, 2.0 ** len(uep.failures))
+            log.info("restarting the user endpoint in %.0f s", delay)
+            asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._restart_uep(uep)))
+
+    async def _restart_uep(self, uep: UepChild) -> None:
+        if uep.state == "backoff" and not self.stop_event.is_set():
+            await uep.start()
+
+    def uep_conf(self) -> dict:
+        run_dir = self.paths.state_dir / "uep"
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return {
+            "endpoint_id": self.config.endpoint_id, "engine": self.config.engine, "run_dir": str(run_dir),
+            "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
+            "log_file": str(self.paths.uep_log_dir / "default.log"), "debug": self.config.debug,
+        }
+
+    # -- results ---------------------------------------------------------------------
+    def _on_result(self, rh: ResultHeaders, body: bytes) -> None:
+        entry = self.spool.entries.get(rh.task_id)
+        if entry is None or entry.kind != ord("T"):
+            return  # already answered (a retried task finishing twice)
+        reply_to = entry.header["task"]["reply_to"]
+        self.counts["completed" if rh.status == "success" else "failed"] += 1
+        self.spool.add_result({"task_id": rh.task_id, "result": rh.to_dict(), "reply_to": reply_to}, body)
+        self._schedule_flush()
+        self._publish(rh, reply_to, body)
+
+    def _publish(self, rh: ResultHeaders, reply_to: str, body: bytes, spooled: bool = True) -> None:
+        tid = rh.task_id
+
+        def confirmed(ok: bool) -> None:
+            if not spooled:
+                return
+            if ok:
+                self.spool.done(tid)
+                self._remember_done(tid)
+            else:
+                self._unpublished.add(tid)
+
+        sent = self.link.publish(names.RESULTS_EXCHANGE, reply_to, body, rh.amqp_headers(), correlation_id=tid,
+                                 content_type=names.RESULT_CONTENT_TYPE, on_confirm=confirmed)
+        if not sent and spooled:
+            self._unpublished.add(tid)
+
+    def _remember_done(self, tid: str) -> None:
+        self.recent_done[tid] = None
+        if len(self.recent_done) > RECENT_DONE:
+            self.recent_done.popitem(last=False)
+
+    def on_connected(self) -> None:
+        self._acks.clear()  # tags of the previous channel are void; the broker requeued them
+        pending, self._unpublished = self._unpublished, set()
+        for tid in pending:
+            entry = self.spool.entries.get(tid)
+            if entry is not None and entry.kind == ord("R"):
+                rh = ResultHeaders.from_dict(entry.header["result"])
+                self._publish(rh, entry.header["reply_to"], self.spool.body(tid))
+        if pending:
+            log.info("re-published %d result(s) kept while the broker was away", len(pending))
+        self.publish_status()
+
+    def on_disconnected(self, reason: str) -> None:
+        log.warning("broker connection lost: %s", reason)
+
+    # -- status ----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        uep = self.uep
+        ueps = []
+        if uep is not None:
+            ueps.append({"key": uep.key, "pid": uep.pid, "state": uep.state, "reason": uep.reason,
+                         "python": uep.python, "engine": uep.engine_status, "in_flight": len(uep.in_flight)})
+        return {
+            "ok": True, "name": self.paths.name, "endpoint_id": self.config.endpoint_id,
+            "display_name": self.config.display_name, "state": "running", "pid": os.getpid(),
+            "host": socket.gethostname(), "started_at": self.started_at, "uptime": time.time() - self.started_at,
+            "gce_version": __version__, "engine_type": self.config.engine.get("type"),
+            "broker": {"url": redact(self.config.broker_url), "connected": self.link.connected,
+                       "last_error": self.link.last_error},
+            "tasks": {**self.counts, "in_flight": sum(1 for e in self.spool.entries.values() if e.kind == ord("T")),
+                      "unconfirmed_results": sum(1 for e in self.spool.entries.values() if e.kind == ord("R"))},
+            "user_endpoints": ueps,
+        }
+
+    def publish_status(self) -> None:
+        body = json.dumps({**self.status(), "timestamp": time.time()}).encode()
+        self.link.publish(names.STATUS_EXCHANGE, self.config.endpoint_id, body, {}, correlation_id="status",
+                          content_type=names.STATUS_CONTENT_TYPE, persistent=False)
+
+    async def on_control(self, command: str, args: dict, uid: int) -> dict:
+        if command == "status":
+            return self.status()
+        if command == "stop":
+            self.stop_event.set()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_period)
+            self.publish_status()

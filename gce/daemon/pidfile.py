@@ -1,0 +1,115 @@
+"""Liveness: a lock held by the live manager plus a state file (pid, start time, host).
+
+Liveness is never judged from a pid alone (STYLE.md 11): the manager holds an exclusive
+``flock`` on ``manager.lock`` for its whole life, so a crashed manager's lock is gone
+with it, and the state file says why it stopped when it stopped on purpose.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gce.config.paths import EndpointPaths
+from gce.errors import AlreadyRunning
+
+
+@dataclass(frozen=True)
+class Liveness:
+    state: str  # "running", "stopped" or "failed"
+    pid: int | None = None
+    host: str = ""
+    reason: str = ""
+    started_at: float | None = None
+
+
+def process_start_time(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def acquire_lock(paths: EndpointPaths) -> int:
+    """Take the endpoint's lock for this process's lifetime; raise AlreadyRunning if held."""
+    paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(paths.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        st = read_state(paths)
+        pid = st.get("pid") if st else None
+        raise AlreadyRunning(
+            f"endpoint {paths.name!r} is already running",
+            f"its manager (pid {pid}) holds {paths.lock_file}",
+            hint=f"gce status {paths.name}, or gce stop {paths.name}",
+        ) from None
+    return fd
+
+
+def lock_is_held(paths: EndpointPaths) -> bool:
+    try:
+        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def read_state(paths: EndpointPaths) -> dict[str, Any] | None:
+    try:
+        data = json.loads(paths.state_file.read_text())
+        return data if isinstance(data, dict) else None
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def write_state(paths: EndpointPaths, state: str, reason: str = "", **extra: Any) -> None:
+    """Atomically record the manager's state (only the manager calls this)."""
+    pid = os.getpid()
+    data = {
+        "state": state,
+        "reason": reason,
+        "pid": pid,
+        "pid_start_time": process_start_time(pid),
+        "host": socket.gethostname(),
+        "updated_at": time.time(),
+        **extra,
+    }
+    tmp = paths.state_file.with_name(paths.state_file.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, paths.state_file)
+
+
+def probe(paths: EndpointPaths) -> Liveness:
+    """Tell whether the endpoint's manager runs, from its lock; say why not from its state file."""
+    st = read_state(paths) or {}
+    pid = st.get("pid")
+    host = st.get("host", "")
+    started = st.get("started_at")
+    if lock_is_held(paths):
+        return Liveness("running", pid, host, "", started)
+    recorded = st.get("state")
+    if recorded is None or recorded == "stopped":
+        return Liveness("stopped", None, host, st.get("reason", ""), None)
+    if recorded == "failed":
+        return Liveness("failed", None, host, st.get("reason") or "the manager failed", None)
+    if host and host != socket.gethostname():
+        return Liveness("failed", pid, host, f"last started on host {host}; no manager holds the lock from here")
+    return Liveness(
+        "failed", None, host, f"the manager (pid {pid}) exited without shutting down (killed, or it crashed); see its log"
+    )

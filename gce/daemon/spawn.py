@@ -1,0 +1,57 @@
+"""Starting a user endpoint process.
+
+The config travels on a stdin pipe and the channel is an inherited socketpair end, never
+argv or the environment (DESIGN.md, security invariant 5). ``Popen`` does the session and
+umask changes in C between fork and exec, so no Python runs in the child before exec
+(STYLE.md 7); the privilege drop for multi-user endpoints plugs in here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+# What a UEP may inherit from the manager's environment; everything else is dropped.
+_KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR", "GCE_DEBUG")
+
+
+def uep_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
+    # parsl's interchange and worker pool are console scripts next to this interpreter.
+    bindir = str(Path(sys.executable).parent)
+    path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    if bindir not in path.split(os.pathsep):
+        env["PATH"] = bindir + os.pathsep + path
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def spawn_uep(conf: dict, log_path: Path) -> tuple[subprocess.Popen, socket.socket]:
+    """Start ``python -m gce.uep``; return the process and the manager's end of the channel."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stderr = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gce.uep", "--fd", str(theirs.fileno())],
+            stdin=subprocess.PIPE,
+            stdout=stderr,
+            stderr=stderr,
+            pass_fds=(theirs.fileno(),),
+            close_fds=True,
+            start_new_session=True,
+            umask=0o077,
+            env=uep_environment(),
+            cwd=conf["run_dir"],
+        )
+    finally:
+        theirs.close()
+        stderr.close()
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(conf).encode())
+    proc.stdin.close()
+    return proc, mine

@@ -1,0 +1,286 @@
+"""The manager's broker link: pika on asyncio, with reconnects and publisher confirms.
+
+One connection, one channel. The link declares the endpoint's own queues idempotently,
+consumes tasks with manual acks, publishes results with asynchronous publisher confirms
+(the confirm callback is what lets the spool retire a task), and reconnects with
+jittered exponential backoff after the broker goes away. Delivery tags belong to one
+channel "generation": acks for a previous connection are dropped, since the broker has
+already requeued those messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
+
+import pika
+from pika.adapters.asyncio_connection import AsyncioConnection
+
+from gce.transport import names
+
+log = logging.getLogger(__name__)
+
+
+class LinkError(Exception):
+    """A failed connection attempt; ``fatal`` ones will not get better by retrying."""
+
+    def __init__(self, message: str, fatal: bool = False):
+        super().__init__(message)
+        self.fatal = fatal
+
+
+@dataclass
+class Delivery:
+    generation: int
+    tag: int
+    properties: Any
+    body: bytes
+
+
+def redact(url: str) -> str:
+    """The URL without its password (safe for logs and status)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def broker_user(url: str) -> str:
+    return unquote(urlsplit(url).username or "guest")
+
+
+def _explain(exc: BaseException, url: str) -> LinkError:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    where = redact(url)
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
+        return LinkError(f"the broker at {where} refused the login of user {broker_user(url)!r} (wrong password?)", True)
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return LinkError(f"broker user {broker_user(url)!r} may not use the virtual host of {where}", True)
+    if isinstance(exc, pika.exceptions.ConnectionClosedByBroker) and exc.reply_code in (403, 530):
+        return LinkError(f"the broker at {where} refused the connection: {exc.reply_text}", True)
+    if isinstance(exc, pika.exceptions.AMQPConnectionError):
+        inner = exc.args[0] if exc.args else exc
+        return LinkError(f"cannot connect to the broker at {where}: {inner}")
+    return LinkError(f"broker at {where}: {text}")
+
+
+class EndpointLink:
+    def __init__(
+        self,
+        *,
+        url: str,
+        endpoint_id: str,
+        queue_type: str = "classic",
+        prefetch: int = 1000,
+        heartbeat: int = 30,
+        on_delivery: Callable[[Delivery], None],
+        on_connected: Callable[[], None],
+        on_disconnected: Callable[[str], None],
+    ) -> None:
+        self.url = url
+        self.endpoint_id = endpoint_id
+        self.queue_type = queue_type
+        self.prefetch = prefetch
+        self.heartbeat = heartbeat
+        self.on_delivery = on_delivery
+        self.on_connected = on_connected
+        self.on_disconnected = on_disconnected
+        self.user = broker_user(url)
+        self.generation = 0
+        self.connected = False
+        self.last_error = ""
+        self._conn: AsyncioConnection | None = None
+        self._ch: Any = None
+        self._ops: set[asyncio.Future] = set()
+        self._lost: asyncio.Event | None = None
+        self._closing = False
+        self._seq = 0
+        self._confirms: dict[int, Callable[[bool], None]] = {}
+
+    # -- connecting ------------------------------------------------------------------
+    def _op(self, fn: Callable, **kw: Any) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self._ops.add(fut)
+        fut.add_done_callback(self._ops.discard)
+        fn(callback=lambda frame: fut.done() or fut.set_result(frame), **kw)
+        return fut
+
+    def _fail_ops(self, exc: BaseException) -> None:
+        for fut in list(self._ops):
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def _connect_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future = loop.create_future()
+        params = pika.URLParameters(self.url)
+        params.heartbeat = self.heartbeat
+        params.connection_attempts = 1
+        params.socket_timeout = 5
+        params.client_properties = {"connection_name": f"gce endpoint {self.endpoint_id}"}
+        self._lost = asyncio.Event()
+
+        def on_open_error(_c: Any, exc: BaseException) -> None:
+            if not opened.done():
+                opened.set_exception(_explain(exc, self.url))
+
+        def on_closed(_c: Any, exc: BaseException) -> None:
+            reason = str(exc) or type(exc).__name__
+            self._fail_ops(LinkError(f"connection closed: {reason}"))
+            if not opened.done():
+                opened.set_exception(_explain(exc, self.url))
+            self._connection_lost(reason)
+
+        self._conn = AsyncioConnection(
+            params, on_open_callback=opened.set_result, on_open_error_callback=on_open_error,
+            on_close_callback=on_closed, custom_ioloop=loop,
+        )
+        try:
+            await asyncio.wait_for(opened, timeout=20)
+        except asyncio.TimeoutError:
+            self._abort()
+            raise LinkError(f"the broker at {redact(self.url)} did not answer within 20 s") from None
+        try:
+            await self._setup_channel()
+        except LinkError:
+            self._abort()
+            raise
+
+    def _abort(self) -> None:
+        if self._conn is not None and not (self._conn.is_closed or self._conn.is_closing):
+            self._conn.close()
+
+    async def _setup_channel(self) -> None:
+        assert self._conn is not None
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future = loop.create_future()
+        self._conn.channel(on_open_callback=ready.set_result)
+        ch = await ready
+        ch.add_on_close_callback(self._on_channel_closed)
+        self._ch = ch
+        eid = self.endpoint_id
+        tq, sq = names.endpoint_task_queue(eid), names.endpoint_status_queue(eid)
+        step = "check the exchanges"
+        try:
+            for ex in (names.TASKS_EXCHANGE, names.RESULTS_EXCHANGE, names.STATUS_EXCHANGE):
+                step = f"find exchange {ex!r}"
+                await self._op(ch.exchange_declare, exchange=ex, passive=True)
+            step = f"declare queue {tq!r}"
+            await self._op(ch.queue_declare, queue=tq, durable=True, arguments={"x-queue-type": self.queue_type})
+            step = f"bind queue {tq!r}"
+            await self._op(ch.queue_bind, queue=tq, exchange=names.TASKS_EXCHANGE, routing_key=eid)
+            step = f"declare queue {sq!r}"
+            await self._op(ch.queue_declare, queue=sq, durable=True, arguments={"x-max-length": 1})
+            step = f"bind queue {sq!r}"
+            await self._op(ch.queue_bind, queue=sq, exchange=names.STATUS_EXCHANGE, routing_key=eid)
+            step = "enable publisher confirms"
+            await self._op(ch.confirm_delivery, ack_nack_callback=self._on_confirm)
+            step = "set the prefetch"
+            await self._op(ch.basic_qos, prefetch_count=self.prefetch)
+        except LinkError as e:
+            raise LinkError(f"could not {step}: {e}", fatal=True) from None
+        ch.basic_consume(tq, self._on_message, auto_ack=False)
+
+    def _on_channel_closed(self, _ch: Any, reason: BaseException) -> None:
+        text = getattr(reason, "reply_text", "") or str(reason)
+        code = getattr(reason, "reply_code", 0)
+        hint = ""
+        if code == 404:
+            hint = " (the broker is not provisioned for gce: run 'gce broker provision')"
+        elif code == 403:
+            hint = f" (broker user {self.user!r} lacks a permission)"
+        self._fail_ops(LinkError(f"{text}{hint}"))
+        if not self._closing:
+            self._abort()
+
+    def _connection_lost(self, reason: str) -> None:
+        was = self.connected
+        self.connected = False
+        self._ch = None
+        self.generation += 1
+        pending, self._confirms = self._confirms, {}
+        for cb in pending.values():
+            cb(False)
+        if self._lost is not None:
+            self._lost.set()
+        if was:
+            self.last_error = reason
+            self.on_disconnected(reason)
+
+    async def run(self, first_failure_fatal: bool = False, on_first_failure: Callable[[str], None] | None = None) -> None:
+        """Stay connected until close(); raise LinkError when retrying is pointless."""
+        attempt, ever = 0, False
+        while not self._closing:
+            try:
+                await self._connect_once()
+            except LinkError as e:
+                self.last_error = str(e)
+                if (e.fatal and not ever) or (first_failure_fatal and not ever):
+                    raise
+                delay = min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+                attempt += 1
+                log.warning("%s; retrying in %.1f s (attempt %d)", e, delay, attempt)
+                await asyncio.sleep(delay)
+                continue
+            ever, attempt = True, 0
+            self.connected, self.last_error = True, ""
+            self._seq = 0
+            log.info("connected to the broker at %s as %r", redact(self.url), self.user)
+            self.on_connected()
+            assert self._lost is not None
+            await self._lost.wait()
+            if not self._closing:
+                log.warning("lost the broker connection (%s); reconnecting", self.last_error)
+
+    # -- traffic ---------------------------------------------------------------------
+    def _on_message(self, _ch: Any, method: Any, props: Any, body: bytes) -> None:
+        self.on_delivery(Delivery(self.generation, method.delivery_tag, props, body))
+
+    def ack(self, generation: int, tag: int, multiple: bool = False) -> None:
+        if generation == self.generation and self._ch is not None and self._ch.is_open:
+            self._ch.basic_ack(tag, multiple=multiple)
+
+    def reject(self, generation: int, tag: int) -> None:
+        if generation == self.generation and self._ch is not None and self._ch.is_open:
+            self._ch.basic_reject(tag, requeue=False)
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        ok = isinstance(method, pika.spec.Basic.Ack)
+        tag = method.delivery_tag
+        if method.multiple:
+            done = [s for s in self._confirms if s <= tag]
+        else:
+            done = [tag] if tag in self._confirms else []
+        for s in done:
+            self._confirms.pop(s)(ok)
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict, *, correlation_id: str,
+                content_type: str, on_confirm: Callable[[bool], None] | None = None, persistent: bool = True) -> bool:
+        """Publish; False if not connected now. on_confirm(ok) runs once the broker decided."""
+        if not self.connected or self._ch is None or not self._ch.is_open:
+            return False
+        props = pika.BasicProperties(
+            correlation_id=correlation_id, user_id=self.user, headers=headers, content_type=content_type,
+            delivery_mode=2 if persistent else 1,
+        )
+        self._ch.basic_publish(exchange, routing_key, body, props)
+        self._seq += 1
+        if on_confirm is not None:
+            self._confirms[self._seq] = on_confirm
+        return True
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._conn is not None and not (self._conn.is_closed or self._conn.is_closing):
+            self._conn.close()
+            if self._lost is not None:
+                try:
+                    await asyncio.wait_for(self._lost.wait(), timeout=5)
+                except asyncio.TimeoutError:
+                    pass

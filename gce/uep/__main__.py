@@ -1,0 +1,5 @@
+import sys
+
+from gce.uep.main import main
+
+sys.exit(main())

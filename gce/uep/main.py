@@ -1,0 +1,181 @@
+"""The user endpoint process: ``python -m gce.uep --fd N`` with its config on stdin.
+
+It talks only to its manager, over the socketpair end it inherited (fd N). It builds its
+engine, says READY (or FATAL with the reason), then turns TASK frames into engine
+submissions and engine outcomes into RESULT frames, and reports engine figures in
+STATUS frames. It exits when the manager says STOP or the channel closes, so a UEP
+never outlives its manager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import queue
+import socket
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+
+from gce.sdk import serialize
+from gce.transport import frames
+from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
+from gce.uep.engines import Engine, WorkerLost, make_engine
+
+log = logging.getLogger("gce.uep")
+STATUS_PERIOD = 2.0
+
+
+def _py_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+class UserEndpoint:
+    def __init__(self, sock: socket.socket, conf: dict) -> None:
+        self.sock = sock
+        self.conf = conf
+        self.endpoint_id = conf["endpoint_id"]
+        self.allowed = set(conf["allowed_functions"]) if conf.get("allowed_functions") is not None else None
+        self.out: queue.Queue = queue.Queue()
+        self.engine: Engine | None = None
+        self.stopping = threading.Event()
+
+    # -- output ----------------------------------------------------------------------
+    def send(self, kind: bytes, header: dict, body: bytes = b"") -> None:
+        self.out.put(frames.encode(kind, header, body))
+
+    def _writer(self) -> None:
+        while True:
+            data = self.out.get()
+            if data is None:
+                return
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self.stopping.set()
+                return
+
+    def result(self, rh: ResultHeaders, body: bytes = b"") -> None:
+        self.send(frames.RESULT, rh.to_dict(), body)
+
+    # -- tasks -----------------------------------------------------------------------
+    def check(self, th: TaskHeaders, payload: bytes) -> ResultHeaders | None:
+        """Refuse what must not reach a worker; None when the task may run."""
+        mine = platform.python_version()
+        if th.serializer == "cloudpickle" and th.python_version and _py_minor(th.python_version) != _py_minor(mine):
+            return failure(th.task_id, self.endpoint_id, ErrorCode.VERSION_MISMATCH,
+                           f"the function was serialized with Python {th.python_version} but this endpoint runs "
+                           f"Python {mine}; pickled functions only work between the same Python minor versions. "
+                           "Submit from Python " + _py_minor(mine) + ", or use register_source_code().")
+        try:
+            fid = serialize.task_function_id(payload)
+        except serialize.PayloadError as e:
+            return failure(th.task_id, self.endpoint_id, ErrorCode.BAD_MESSAGE, f"the task payload is malformed: {e}")
+        if fid != th.function_id:
+            return failure(th.task_id, self.endpoint_id, ErrorCode.BAD_MESSAGE,
+                           "the function-id header does not match the function bytes in the payload")
+        if self.allowed is not None and fid not in self.allowed:
+            return failure(th.task_id, self.endpoint_id, ErrorCode.FUNCTION_NOT_ALLOWED,
+                           f"function {fid} is not in this endpoint's allowed_functions")
+        return None
+
+    def on_task(self, header: dict, payload: bytes) -> None:
+        th = TaskHeaders.from_dict(header["task"])
+        refused = self.check(th, payload)
+        if refused is not None:
+            self.result(refused)
+            return
+        started = time.time()
+        assert self.engine is not None
+        try:
+            fut = self.engine.submit(payload, th.resource_specification)
+        except Exception as e:
+            self.result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
+                                f"the engine refused the task: {type(e).__name__}: {e}"))
+            return
+        fut.add_done_callback(lambda f: self.on_done(th, started, f))
+
+    def on_done(self, th: TaskHeaders, started: float, fut: Future) -> None:
+        timings = {"started": started, "finished": time.time()}
+        exc = fut.exception()
+        if exc is not None:
+            code = ErrorCode.WORKER_LOST if isinstance(exc, WorkerLost) else ErrorCode.ENDPOINT_FAILED
+            rh = failure(th.task_id, self.endpoint_id, code, str(exc) or type(exc).__name__)
+            rh.timings = timings
+            self.result(rh)
+            return
+        payload = fut.result()
+        parts = serialize.unpack(payload)
+        if parts[0] == b"ok":
+            rh = ResultHeaders(th.task_id, self.endpoint_id, "success", timings=timings)
+        else:
+            rh = failure(th.task_id, self.endpoint_id, parts[1].decode(), parts[2].decode(errors="replace"))
+            rh.timings = timings
+        self.result(rh, payload)
+
+    # -- status ----------------------------------------------------------------------
+    def _reporter(self) -> None:
+        while not self.stopping.wait(STATUS_PERIOD):
+            try:
+                assert self.engine is not None
+                self.send(frames.STATUS, {"engine": self.engine.status(), "pid": os.getpid()})
+            except Exception:
+                log.exception("engine status failed")
+
+    # -- main ------------------------------------------------------------------------
+    def run(self) -> int:
+        threading.Thread(target=self._writer, name="uep-writer", daemon=True).start()
+        try:
+            self.engine = make_engine(self.conf["engine"], self.conf["run_dir"], int(self.conf["max_result_bytes"]))
+            self.engine.start()
+        except Exception as e:
+            log.exception("engine failed to start")
+            self.send(frames.FATAL, {"reason": f"the {self.conf['engine'].get('type')} engine failed to start: "
+                                               f"{type(e).__name__}: {e}"})
+            self.out.put(None)
+            time.sleep(0.2)
+            return 1
+        self.send(frames.READY, {"pid": os.getpid(), "python": platform.python_version(),
+                                 "engine": self.engine.type, "status": self.engine.status()})
+        log.info("user endpoint ready: %s engine, Python %s", self.engine.type, platform.python_version())
+        threading.Thread(target=self._reporter, name="uep-status", daemon=True).start()
+        decoder = frames.Decoder()
+        try:
+            while not self.stopping.is_set():
+                for kind, header, body in frames.recv_frames(self.sock, decoder):
+                    if kind == frames.TASK:
+                        self.on_task(header, body)
+                    elif kind == frames.STOP:
+                        self.stopping.set()
+        except (EOFError, OSError):
+            log.info("the manager closed the channel: shutting down")
+        self.stopping.set()
+        self.engine.shutdown()
+        self.out.put(None)
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="gce-uep")
+    ap.add_argument("--fd", type=int, required=True)
+    args = ap.parse_args(argv)
+    conf = json.loads(sys.stdin.buffer.read() or b"{}")
+    log_file = conf.get("log_file")
+    logging.basicConfig(
+        filename=log_file, level=logging.DEBUG if conf.get("debug") else logging.INFO,
+        format="%(asctime)s %(levelname)s uep[%(process)d] %(name)s: %(message)s",
+    )
+    for noisy in ("parsl",):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not conf.get("debug") else logging.DEBUG)
+    sock = socket.socket(fileno=args.fd)
+    os.set_inheritable(args.fd, False)  # the engine's children must not hold the manager's channel
+    try:
+        return UserEndpoint(sock, conf).run()
+    except Exception:
+        log.error("user endpoint crashed:\n%s", traceback.format_exc())
+        return 1
