@@ -160,6 +160,20 @@ class UserEndpoint:
         return 0
 
 
+def die_with_parent() -> None:
+    """Ask the kernel for SIGTERM when the manager dies, even by SIGKILL (prctl(2) PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.warning("PR_SET_PDEATHSIG is unavailable: relying on the channel closing")
+    if os.getppid() != parent or parent == 1:  # the manager died before we asked
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gce-uep")
     ap.add_argument("--fd", type=int, required=True)
@@ -172,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("parsl",):
         logging.getLogger(noisy).setLevel(logging.WARNING if not conf.get("debug") else logging.DEBUG)
+    die_with_parent()
     sock = socket.socket(fileno=args.fd)
     os.set_inheritable(args.fd, False)  # the engine's children must not hold the manager's channel
+    import signal
+
+    # SIGTERM (from the manager's stop, or its death) takes the same path as the channel
+    # closing: the engine is shut down, so the interchange and workers go too.
+    signal.signal(signal.SIGTERM, lambda *_: sock.shutdown(socket.SHUT_RDWR))
     try:
         return UserEndpoint(sock, conf).run()
     except Exception:
