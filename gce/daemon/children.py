@@ -21,8 +21,9 @@ from gce.transport import frames
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT = 120.0
 MAX_QUICK_FAILURES = 3
+FATAL_COOLDOWN = 60.0  # after this, the next task tries a fresh start
+START_TIMEOUT = 300.0  # an engine that is not up by then is killed and counts as a failed start
 
 
 def tail(path: Path, lines: int = 10) -> str:
@@ -66,6 +67,10 @@ class UepChild:
         self.python = ""
         self.in_flight: dict[str, int] = {}  # task_id -> attempts so far
         self.started_at = 0.0
+        self.fatal_at = 0.0
+
+    def may_retry(self) -> bool:
+        return self.state == "fatal" and time.time() - self.fatal_at > FATAL_COOLDOWN
 
     @property
     def pid(self) -> int | None:
@@ -77,8 +82,16 @@ class UepChild:
         self.started_at = time.time()
         self.proc, sock = spawn_uep(self.conf, self.log_path)
         reader, self.writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 24)
-        asyncio.get_running_loop().create_task(self._read(reader))
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._read(reader))
+        proc = self.proc
+        loop.call_later(START_TIMEOUT, self._start_timed_out, proc)
         log.info("started user endpoint %s (pid %d)", self.key, self.proc.pid)
+
+    def _start_timed_out(self, proc: Any) -> None:
+        if self.proc is proc and self.state == "starting" and proc.poll() is None:
+            log.error("user endpoint %s did not become ready within %.0f s: killing it", self.key, START_TIMEOUT)
+            proc.kill()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         decoder = frames.Decoder()
@@ -125,6 +138,9 @@ class UepChild:
             self.reason = detail + (f"; last lines of {self.log_path}:\n{last}" if last and not fatal else "")
             quick = len(self.failures) == MAX_QUICK_FAILURES and self.failures[-1] - self.failures[0] < 300
             self.state = "fatal" if (quick or fatal) else "backoff"
+            if self.state == "fatal":
+                self.fatal_at = time.time()
+                self.failures.clear()
         else:
             self.reason = f"the user endpoint process {how}"
             self.state = "backoff"

@@ -102,7 +102,10 @@ class Manager:
         uep = self.uep
         if uep is None or uep.state != "running":
             self._queued.append(task_id)
-            if uep is not None and uep.state == "fatal":
+            if uep is not None and uep.may_retry():
+                log.info("trying the user endpoint again after its fatal failure (%s)", uep.reason)
+                asyncio.ensure_future(uep.start())
+            elif uep is not None and uep.state == "fatal":
                 self._fail_queued(uep.reason)
             return
         entry = self.spool.entries.get(task_id)
