@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 DEFAULT_VHOST = "gce"
-TASKS_EXCHANGE = "gce.tasks"  # topic; routing key = endpoint UUID
-RESULTS_EXCHANGE = "gce.results"  # direct; routing key = the task's reply_to
-STATUS_EXCHANGE = "gce.status"  # direct; routing key = endpoint UUID
+# All three are topic exchanges although every binding key is exact: RabbitMQ enforces
+# topic permissions (which routing keys an account may publish or bind) on topic
+# exchanges only, and those keep a user from binding to another user's results.
+TASKS_EXCHANGE = "gce.tasks"  # routing key = endpoint UUID
+RESULTS_EXCHANGE = "gce.results"  # routing key = the task's reply_to (a result queue name)
+STATUS_EXCHANGE = "gce.status"  # routing key = endpoint UUID
 
 PROTOCOL_VERSION = 1
 TASK_CONTENT_TYPE = "application/x-gce-task"

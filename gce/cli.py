@@ -1,0 +1,83 @@
+"""The ``gce`` command: registers one module per subcommand and turns errors into exit codes.
+
+This is the only place where a ``GceError`` becomes a message and an exit code
+(STYLE.md, "Errors become exit codes at the edge only"). Anything else that escapes a
+command is a bug: it is reported in one line with exit code 70, and its traceback (never
+with local variables, which may hold secrets) is shown only when ``GCE_DEBUG=1``.
+typer's own usage errors keep their exit code 2.
+
+Command modules import their heavy dependencies (parsl, pika, textual, jinja2) inside the
+command function, so ``gce --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from gce import output
+from gce.commands import broker, configure, delete, list_, restart, start, status, stop, version
+from gce.errors import EX_SOFTWARE, GceError, debug_enabled
+
+# Exceptions that typer itself turns into the right exit code and message.
+_TYPER_EXITS = (typer.Exit, typer.Abort, typer.TyperException, EOFError, BrokenPipeError)
+
+
+class GceGroup(TyperGroup):
+    """The root command group: runs a subcommand and reports its failure."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _TYPER_EXITS:
+            raise
+        except GceError as exc:
+            if debug_enabled():
+                output.traceback(exc)
+            output.error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            debug = debug_enabled()
+            if debug:
+                output.traceback(exc)
+            output.internal_error(exc, traceback_shown=debug)
+            raise typer.Exit(EX_SOFTWARE) from None
+
+
+app = typer.Typer(
+    cls=GceGroup,
+    name="gce",
+    help="Run and manage gce endpoints: they execute Python functions sent by gce.sdk users "
+    "through a RabbitMQ broker.",
+    epilog="Start with: gce configure NAME, then gce start NAME --detach.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Plain help: typer's rich help imports ~130 ms of modules (rich.markdown, markdown_it...),
+    # which would make `gce --help` twice as slow. Tables and messages still use rich.
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# One line per command; the order is the order of `gce --help`.
+app.command("version")(version.command)
+app.command("configure")(configure.command)
+app.command("start")(start.command)
+app.command("stop")(stop.command)
+app.command("restart")(restart.command)
+app.command("status")(status.command)
+app.command("list")(list_.command)
+app.command("delete")(delete.command)
+app.add_typer(broker.app, name="broker")
+
+
+def main() -> None:
+    """The console-script entry point (``gce = "gce.cli:main"``)."""
+    app(prog_name="gce")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""gce configure: create a new endpoint's config.yaml and endpoint id."""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gce import output
+from gce.config.paths import endpoint_paths
+from gce.errors import UsageError
+
+
+class Engine(str, enum.Enum):
+    htex = "htex"
+    process = "process"
+    thread = "thread"
+
+
+def read_url_file(path: Path) -> str:
+    """The first line of PATH that is neither empty nor a comment."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UsageError(
+            f"cannot read the broker URL from {path}", e.strerror or str(e),
+            hint="the file holds one line: amqps://USER:PASSWORD@HOST:5671/VHOST",
+        ) from None
+    for raw in text.splitlines():
+        url = raw.strip()
+        if url and not url.startswith("#"):
+            return url
+    raise UsageError(f"no broker URL in {path}", "the file holds no line other than blanks and comments")
+
+
+def _broker_url(url: str | None, url_file: Path | None) -> tuple[str, bool]:
+    from gce.config import writer
+
+    if url is not None and url_file is not None:
+        raise UsageError("conflicting options", "give --broker-url or --broker-url-file, not both")
+    if url_file is not None:
+        url = writer.check_broker_url(read_url_file(url_file))
+        if writer.has_password(url) and os.stat(url_file).st_mode & 0o077:
+            output.warning(f"{url_file} holds a password and other users may read it; chmod 600 {url_file}")
+        return url, False
+    if url is not None:
+        if writer.has_password(writer.check_broker_url(url)):
+            output.warning(
+                "the broker password was given on the command line, where other users of this machine can "
+                "see it (ps, shell history); --broker-url-file FILE keeps it out of sight"
+            )
+        return url, False
+    return writer.default_broker_url()
+
+
+def command(
+    name: Annotated[str, typer.Argument(
+        metavar="NAME", show_default=False,
+        help="A name for the new endpoint: up to 63 letters, digits, '.', '_' and '-'.")],
+    broker_url: Annotated[
+        Optional[str],
+        typer.Option(
+            "--broker-url", metavar="URL", show_default=False,
+            help="The broker URL, amqps://USER:PASSWORD@HOST:5671/VHOST. Prefer --broker-url-file: "
+            "a password on the command line is visible to other users. "
+            "Default: $GCE_ENDPOINT_BROKER_URL, else a placeholder to complete in config.yaml.",
+        ),
+    ] = None,
+    broker_url_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--broker-url-file", metavar="PATH", show_default=False,
+            help="Read the broker URL from the first line of this file (recommended: "
+            "the password stays out of the command line).",
+        ),
+    ] = None,
+    display_name: Annotated[
+        str, typer.Option("--display-name", metavar="TEXT", help="A human-readable name; default: NAME.")
+    ] = "",
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine", case_sensitive=False,
+            help="What runs the functions: htex (parsl workers in blocks, local or on a batch scheduler), "
+            "process (a local process pool) or thread (a thread pool).",
+        ),
+    ] = Engine.htex,
+    max_workers: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-workers", min=1, metavar="N", show_default=False,
+            help="Functions run at the same time (per node for htex); default: the number of CPUs.",
+        ),
+    ] = None,
+) -> None:
+    """Create a new endpoint.
+
+    Writes NAME's config.yaml (commented: edit it, e.g. to run workers through a batch
+    scheduler) and gives the endpoint a new endpoint id. Then start it with gce start NAME.
+    """
+    from gce.config import writer
+
+    paths = endpoint_paths(name)
+    url, placeholder = _broker_url(broker_url, broker_url_file)
+    ep = writer.NewEndpoint(
+        name=name, broker_url=url, engine=engine.value, max_workers=max_workers or os.cpu_count() or 1,
+        display_name=display_name, default_url=placeholder,
+    )
+    written = writer.write(paths, ep)
+    output.success(f"created endpoint {name} (id {ep.endpoint_id})")
+    output.line(f"  config: {written.config_file} (mode {written.config_mode:04o})")
+    output.line(f"  id:     {written.endpoint_json}")
+    output.line(f"  broker: {writer.redact_url(url)}")
+    per = " per node" if engine is Engine.htex else ""
+    output.line(f"  engine: {writer.ENGINES[ep.engine]}, {ep.max_workers} worker{'s' if ep.max_workers > 1 else ''}{per}")
+    if placeholder:
+        output.line(f"next: put the broker's address and credentials in broker.url of {written.config_file},")
+        output.line(f"      then run: gce start {name}")
+    else:
+        output.line(f"next: gce start {name}  (add --detach to run it in the background)")

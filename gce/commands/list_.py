@@ -1,0 +1,91 @@
+"""gce list: every configured endpoint, whether it runs, and why not."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from gce import output
+from gce.commands import format_duration
+from gce.config.paths import EndpointPaths, config_root, endpoint_paths, list_endpoint_names
+from gce.errors import GceError
+
+COLUMNS = ("NAME", "ENDPOINT ID", "STATE", "PID", "HOST", "ENGINE", "UPTIME")
+SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", "ThreadPoolEngine": "thread"}
+
+
+def summarize(paths: EndpointPaths, now: float) -> dict[str, Any]:
+    """One endpoint's line: its id and engine from its files, its state from its lock."""
+    from gce.config import model
+    from gce.daemon import pidfile
+
+    live = pidfile.probe(paths)
+    running = live.state == "running"
+    row: dict[str, Any] = {
+        "name": paths.name, "endpoint_id": None, "display_name": None, "state": live.state,
+        "reason": live.reason, "pid": live.pid, "host": live.host or None, "engine_type": None,
+        "started_at": live.started_at,
+        "uptime": now - live.started_at if running and live.started_at else None,
+        "config_error": None,
+    }
+    try:
+        config = model.load(paths)
+        row.update(endpoint_id=config.endpoint_id, display_name=config.display_name,
+                   engine_type=config.engine.get("type"))
+    except GceError as e:
+        row["config_error"] = e.why or str(e)
+        try:
+            row["endpoint_id"] = model.read_endpoint_id(paths)
+        except GceError:
+            pass  # already reported through config_error
+    return row
+
+
+def state_cell(row: dict[str, Any]) -> str:
+    if row["config_error"] and row["state"] != "running":
+        return "invalid config"
+    return str(row["state"])
+
+
+def note(row: dict[str, Any]) -> str | None:
+    """Why the endpoint is in its state, when that needs saying (printed under the table)."""
+    if row["config_error"]:
+        now = "now " if row["state"] == "running" else ""
+        return f"{row['name']}: config.yaml is {now}invalid: {row['config_error']}"
+    if row["state"] == "failed" and row["reason"]:
+        return f"{row['name']}: failed: {row['reason']}"
+    return None
+
+
+def table_row(row: dict[str, Any]) -> list[Any]:
+    engine = row["engine_type"]
+    return [
+        row["name"], row["endpoint_id"], state_cell(row), row["pid"], row["host"],
+        SHORT_ENGINE.get(engine, engine), format_duration(row["uptime"]) if row["uptime"] is not None else None,
+    ]
+
+
+def command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array, one object per endpoint.")] = False,
+) -> None:
+    """List the endpoints and their states.
+
+    For each endpoint configured here: its id, whether it runs (and where), or why it failed.
+    """
+    now = time.time()
+    rows = [summarize(endpoint_paths(name), now) for name in list_endpoint_names()]
+    if as_json:
+        output.json(rows)
+        return
+    if not rows:
+        output.line(f"no endpoints are configured in {config_root()}")
+        output.hint("gce configure NAME creates one")
+        return
+    output.table(COLUMNS, (table_row(r) for r in rows), no_wrap=("ENDPOINT ID",))
+    notes = [n for n in map(note, rows) if n]
+    if notes:
+        output.line("")
+        for n in notes:
+            output.line(n)

@@ -1,0 +1,50 @@
+"""gce start: run an endpoint in the foreground, or start it in the background with --detach."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gce import output
+from gce.commands import NameArg, configured_paths
+
+
+
+def start_detached(name: str, timeout: float) -> None:
+    """Start NAME in the background and say where it runs; shared with gce restart."""
+    from gce.daemon import launcher
+
+    info = launcher.start_detached(configured_paths(name), timeout=timeout)
+    output.success(f"endpoint {name} started (pid {info['pid']}, id {info['endpoint_id']}); logs: {info['log_file']}")
+    output.line(f"see it with: gce status {name}; stop it with: gce stop {name}")
+
+
+def command(
+    name: NameArg,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach", "-d",
+            help="Run in the background; return once the endpoint is connected and ready, or say why it failed.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", min=1.0, metavar="SECONDS",
+            help="With --detach: how long to wait for the endpoint to connect to the broker and start its engine.",
+        ),
+    ] = 120.0,
+) -> None:
+    """Start an endpoint.
+
+    Without --detach the endpoint runs in this terminal and logs here until Ctrl-C (or SIGTERM)
+    stops it; this is also how a service manager such as systemd runs it.
+    """
+    if detach:
+        start_detached(name, timeout)
+        return
+    from gce.daemon import launcher
+
+    raise typer.Exit(launcher.run_foreground(configured_paths(name)))

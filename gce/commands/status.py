@@ -1,0 +1,131 @@
+"""gce status: what a running endpoint is doing, asked of the endpoint itself.
+
+Exit codes follow the LSB for init scripts: 0 running, 3 not running (stopped or failed),
+4 no such endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from gce import output
+from gce.commands import NameArg, configured_paths, format_duration
+from gce.errors import GceError
+
+LSB_NOT_RUNNING = 3
+LSB_UNKNOWN = 4
+UEP_COLUMNS = ("USER ENDPOINT", "PID", "STATE", "BLOCKS", "MANAGERS", "WORKERS", "IDLE",
+               "OUTSTANDING", "RUNNING", "DONE", "FAILED")
+_TASK_COUNTS = (("received", "received"), ("completed", "completed"), ("failed", "failed"),
+                ("in_flight", "in flight"), ("unconfirmed_results", "results awaiting the broker's confirmation"))
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def status_fields(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The manager's status reply as (label, text) pairs; missing keys are left out."""
+    fields: list[tuple[str, str]] = []
+    if data.get("endpoint_id"):
+        fields.append(("endpoint id", str(data["endpoint_id"])))
+    if data.get("pid"):
+        fields.append(("pid", f"{data['pid']} on {data['host']}" if data.get("host") else str(data["pid"])))
+    if isinstance(data.get("uptime"), (int, float)):
+        fields.append(("uptime", format_duration(data["uptime"])))
+    if data.get("gce_version"):
+        fields.append(("gce version", str(data["gce_version"])))
+    broker = data.get("broker")
+    if isinstance(broker, dict) and broker.get("url"):
+        if broker.get("connected"):
+            state = "connected"
+        else:
+            state = "not connected" + (f": {broker['last_error']}" if broker.get("last_error") else "")
+        fields.append(("broker", f"{broker['url']} ({state})"))
+    if data.get("engine_type"):
+        fields.append(("engine", str(data["engine_type"])))
+    tasks = data.get("tasks")
+    if isinstance(tasks, dict):
+        counts = [f"{tasks[k]} {label}" for k, label in _TASK_COUNTS if k in tasks]
+        if counts:
+            fields.append(("tasks", ", ".join(counts)))
+    return fields
+
+
+def uep_rows(data: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for uep in data.get("user_endpoints") or []:
+        if not isinstance(uep, dict):
+            continue
+        engine = uep.get("engine") or {}
+        rows.append([uep.get("key"), uep.get("pid"), uep.get("state")]
+                    + [_get(engine, k) for k in ("blocks", "managers", "workers_total", "workers_idle",
+                                                 "outstanding", "running", "done", "failed")])
+    return rows
+
+
+def render_status(data: dict[str, Any]) -> None:
+    """Print a running endpoint's status reply for people."""
+    from rich.table import Table
+    from rich.text import Text
+
+    name = str(data.get("name") or "?")
+    shown = data.get("display_name")
+    title = f"endpoint {name}" + (f" ({shown})" if shown and shown != name else "")
+    output.success(f"{title} is {data.get('state') or 'running'}")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, text in status_fields(data):
+        grid.add_row(Text("  " + label), Text(text))
+    output.render(grid)
+    rows = uep_rows(data)
+    if rows:
+        output.line("")
+        output.table(UEP_COLUMNS, rows)
+    for uep in data.get("user_endpoints") or []:
+        if isinstance(uep, dict) and uep.get("reason") and uep.get("state") != "running":
+            output.line(f"user endpoint {uep.get('key')}: {uep.get('state')}: {uep['reason']}", style="yellow")
+
+
+def _not_running(name: str, live: Any, endpoint_id: str | None, as_json: bool) -> None:
+    if as_json:
+        output.json({"name": name, "endpoint_id": endpoint_id, "state": live.state,
+                     "reason": live.reason, "host": live.host or None})
+    else:
+        output.line(f"endpoint {name} is {live.state}" + (f": {live.reason}" if live.reason else ""))
+        output.hint(f"gce start {name} --detach")
+    raise typer.Exit(LSB_NOT_RUNNING)
+
+
+def command(
+    name: NameArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint's full status as JSON.")] = False,
+) -> None:
+    """Show what a running endpoint is doing.
+
+    Its broker connection, its tasks, and its user endpoints with their blocks and workers.
+
+    Exit status: 0 running, 3 not running (stopped or failed), 4 no such endpoint.
+    """
+    from gce.config import model
+    from gce.daemon import control, pidfile
+
+    paths = configured_paths(name, exit_code=LSB_UNKNOWN)
+    live = pidfile.probe(paths)
+    if live.state != "running":
+        try:
+            endpoint_id: str | None = model.read_endpoint_id(paths)
+        except GceError:
+            endpoint_id = None
+        _not_running(name, live, endpoint_id, as_json)
+    reply = control.request(paths, "status", timeout=5.0)
+    if reply.pop("ok", True) is False:
+        raise GceError(f"endpoint {name!r} did not report its status", str(reply.get("error", "")),
+                       exit_code=LSB_UNKNOWN)
+    if as_json:
+        output.json(reply)
+    else:
+        render_status(reply)

@@ -1,0 +1,229 @@
+"""Writing a new endpoint's config.yaml and endpoint.json (what `gce configure` does).
+
+``render`` is pure: values in, commented YAML text out (from the packaged template
+``gce/templates/config.yaml.j2``, rendered with a plain Jinja2 environment: the template is
+ours, the values are quoted by the ``yaml_str`` filter). ``write`` checks that the text
+parses back to the same values and passes the schema, then creates the files exclusively,
+so an existing endpoint is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gce.config.model import parse_yaml, validate
+from gce.config.paths import EndpointPaths
+from gce.errors import EX_CANTCREAT, ConfigError, GceError, PermissionDenied, UsageError
+
+DEFAULT_BROKER_URL = "amqp://127.0.0.1:5672/gce"
+BROKER_URL_ENV = "GCE_ENDPOINT_BROKER_URL"
+ENGINES = {"htex": "HighThroughputEngine", "process": "ProcessPoolEngine", "thread": "ThreadPoolEngine"}
+SECRET_MODE = 0o600
+PUBLIC_MODE = 0o644
+DIR_MODE = 0o700
+
+# Characters that may stand unescaped in a double-quoted YAML scalar: YAML 1.1's printable set
+# (section 5.1) minus its line breaks NEL, LS and PS (a raw one folds to a space) and the BOM.
+_NOT_YAML_PLAIN = re.compile("[^\x09\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class NewEndpoint:
+    """What a new endpoint's files are made of."""
+
+    name: str
+    broker_url: str
+    engine: str = "htex"  # a key of ENGINES
+    max_workers: int = 1
+    display_name: str = ""
+    default_url: bool = False  # the URL is our placeholder: the user must complete it
+    endpoint_id: str = field(default_factory=_new_id)
+    created_at: str = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class Written:
+    config_file: Path
+    endpoint_json: Path
+    config_mode: int
+
+
+def yaml_str(value: str) -> str:
+    """VALUE as a double-quoted YAML scalar: nothing in it can end the string or add keys."""
+    quoted = json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid in YAML double quotes
+    return _NOT_YAML_PLAIN.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
+
+
+def _userinfo_split(url: str) -> tuple[str, str, str] | None:
+    """(before userinfo, userinfo, after userinfo) of URL, or None when it has no userinfo.
+
+    The userinfo ends at the *last* '@', even past a '/': a password with an unencoded '/' or
+    '@' is then hidden whole, where a strict URL parser would show part of it.
+    """
+    scheme_end = url.find("//")
+    if scheme_end < 0:
+        return None
+    start = scheme_end + 2
+    at = url.rfind("@", start)
+    if at < 0:
+        return None
+    return url[:start], url[start:at], url[at:]
+
+
+def has_password(url: str) -> bool:
+    parts = _userinfo_split(url)
+    return parts is not None and ":" in parts[1] and parts[1].split(":", 1)[1] != ""
+
+
+def will_hold_secret(ep: NewEndpoint) -> bool:
+    """True when config.yaml holds a password, or will once the user completes the placeholder URL."""
+    return ep.default_url or has_password(ep.broker_url)
+
+
+def redact_url(url: str) -> str:
+    """URL with its password replaced by ***, safe to print."""
+    parts = _userinfo_split(url)
+    if parts is None or ":" not in parts[1]:
+        return url
+    head, userinfo, tail = parts
+    return f"{head}{userinfo.split(':', 1)[0]}:***{tail}"
+
+
+def check_broker_url(url: str) -> str:
+    """URL if it looks like an AMQP URL, else a UsageError that does not reveal the password."""
+    if not re.match(r"^amqps?://[^\s]+$", url):
+        raise UsageError(
+            f"invalid broker URL {redact_url(url)!r}",
+            "it must start with amqp:// or amqps:// and contain no spaces",
+            hint="the URL looks like amqps://USER:PASSWORD@HOST:5671/VHOST",
+        )
+    return url
+
+
+def check_values(ep: NewEndpoint) -> None:
+    """Raise a UsageError naming the first value of EP that cannot go into a config."""
+    check_broker_url(ep.broker_url)
+    if ep.engine not in ENGINES:
+        raise UsageError(f"unknown engine {ep.engine!r}", f"choose one of {', '.join(ENGINES)}")
+    if len(ep.display_name) > 256:
+        raise UsageError("invalid display name", f"it has {len(ep.display_name)} characters; at most 256 fit")
+    if ep.max_workers < 1:
+        raise UsageError("invalid number of workers", f"{ep.max_workers} is less than 1")
+
+
+def default_broker_url() -> tuple[str, bool]:
+    """The broker URL to use when none was given, and whether it is our placeholder."""
+    env = os.environ.get(BROKER_URL_ENV, "").strip()
+    return (env, False) if env else (DEFAULT_BROKER_URL, True)
+
+
+def render(ep: NewEndpoint, config_file: Path) -> str:
+    """The commented config.yaml text for EP (pure)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gce", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["yaml_str"] = yaml_str
+    return env.get_template("config.yaml.j2").render(
+        name=ep.name,
+        created_at=ep.created_at,
+        display_name=ep.display_name or ep.name,
+        broker_url=ep.broker_url,
+        default_url=ep.default_url,
+        has_secret=will_hold_secret(ep),
+        engine=ep.engine,
+        max_workers=int(ep.max_workers),
+        config_file=str(config_file),
+    )
+
+
+def endpoint_record(ep: NewEndpoint) -> dict[str, Any]:
+    return {"endpoint_id": ep.endpoint_id, "name": ep.name, "created_at": ep.created_at}
+
+
+def check_rendered(text: str, ep: NewEndpoint, source: str) -> dict:
+    """Parse TEXT back and validate it: what is written is what `gce start` will load."""
+    data = parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration for {source}", "the rendered file is not a YAML mapping")
+    validate(data, source)
+    if data["broker"]["url"] != ep.broker_url or data.get("display_name") != (ep.display_name or ep.name):
+        raise ConfigError(f"cannot write {source}", "a value did not survive YAML quoting unchanged")
+    return data
+
+
+def write(paths: EndpointPaths, ep: NewEndpoint) -> Written:
+    """Create the endpoint's directories and files; refuse if the endpoint exists already."""
+    for existing in (paths.config_file, paths.endpoint_json):
+        if existing.exists():
+            raise GceError(
+                f"endpoint {ep.name!r} already exists",
+                f"{existing} is there",
+                hint=f"gce delete {ep.name} first, or choose another name",
+                exit_code=EX_CANTCREAT,
+            )
+    check_values(ep)
+    text = render(ep, paths.config_file)
+    check_rendered(text, ep, str(paths.config_file))
+    mode = SECRET_MODE if will_hold_secret(ep) else PUBLIC_MODE
+    try:
+        for d in {paths.config_dir, paths.state_dir}:
+            d.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+            os.chmod(d, DIR_MODE)  # mkdir's mode is filtered by the umask
+        _create(paths.endpoint_json, (json.dumps(endpoint_record(ep), indent=2) + "\n").encode(), PUBLIC_MODE, ep)
+        try:
+            # config.yaml last: `gce list` shows an endpoint once its config exists.
+            _create(paths.config_file, text.encode(), mode, ep)
+        except BaseException:
+            paths.endpoint_json.unlink(missing_ok=True)
+            raise
+    except PermissionError as e:
+        raise PermissionDenied(
+            f"cannot create endpoint {ep.name!r}", f"permission denied: {e.filename}",
+            hint="run gce as a user who can write there, or set GCE_HOME to a directory you own",
+        ) from None
+    except OSError as e:
+        raise GceError(f"cannot create endpoint {ep.name!r}", f"{e.filename}: {e.strerror}", exit_code=EX_CANTCREAT) from None
+    return Written(paths.config_file, paths.endpoint_json, mode)
+
+
+def _create(path: Path, data: bytes, mode: int, ep: NewEndpoint) -> None:
+    """Write PATH whole with MODE, or not at all; never replace an existing file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600 from the start
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # atomic and exclusive: fails if PATH appeared meanwhile
+        except FileExistsError:
+            raise GceError(
+                f"endpoint {ep.name!r} already exists", f"{path} appeared while it was being configured",
+                exit_code=EX_CANTCREAT,
+            ) from None
+    finally:
+        os.unlink(tmp)

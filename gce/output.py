@@ -1,0 +1,133 @@
+"""The one terminal helper: every command prints through these functions.
+
+Data goes to stdout; ``warning:``, ``error:`` and ``hint:`` lines go to stderr. Text that a
+user, a config file or a server controls (names, paths, reasons) is never parsed as rich
+markup, emoji codes or highlighted, so ``[red]`` in an endpoint's display name stays text.
+Colour follows rich's rules: only on a terminal, and never when ``NO_COLOR`` is set.
+
+rich is imported inside the functions: ``gce --help`` and ``gce version`` stay fast.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from gce.errors import GceError
+
+# Output that is not a terminal is not wrapped at 80 columns: a table piped into grep or a
+# log file keeps one line per row (rich otherwise assumes 80 columns).
+_PIPE_WIDTH = 200
+
+
+def console(stderr: bool = False) -> Console:
+    """A console on stdout (or stderr) for the current streams and environment."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not _isatty(stream) and not os.environ.get("COLUMNS"):
+        width = _PIPE_WIDTH
+    # No styles at all (bold included) with NO_COLOR (https://no-color.org); off a terminal rich adds none.
+    colours: Literal["auto"] | None = None if os.environ.get("NO_COLOR") else "auto"
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, width=width, color_system=colours)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _styled(prefix: str, style: str, text: str) -> Any:
+    from rich.text import Text
+
+    line = Text()
+    line.append(prefix, style=style)
+    line.append(text)  # appended as plain text: no markup is interpreted
+    return line
+
+
+def line(text: str, style: str = "") -> None:
+    """Print one line of (possibly user-controlled) text on stdout."""
+    from rich.text import Text
+
+    console().print(Text(text, style=style), soft_wrap=True)
+
+
+def success(text: str) -> None:
+    line(text, style="green")
+
+
+def hint(text: str) -> None:
+    console(stderr=True).print(_styled("hint: ", "bold cyan", text), soft_wrap=True)
+
+
+def warning(text: str) -> None:
+    console(stderr=True).print(_styled("warning: ", "bold yellow", text), soft_wrap=True)
+
+
+def error(exc: GceError) -> None:
+    """Render a GceError as ``error: <what>: <why>`` and ``hint: <hint>`` on stderr."""
+    err = console(stderr=True)
+    err.print(_styled("error: ", "bold red", str(exc)), soft_wrap=True)
+    if exc.hint:
+        hint(exc.hint)
+
+
+def internal_error(exc: BaseException, traceback_shown: bool = False) -> None:
+    """Report an unexpected exception (a bug) in one line, and what to do about it."""
+    err = console(stderr=True)
+    err.print(_styled("error: ", "bold red", f"internal error: {type(exc).__name__}: {exc}"), soft_wrap=True)
+    if traceback_shown:
+        hint("this is a bug in gce; please include the traceback above in a bug report")
+    else:
+        hint("this is a bug in gce; rerun with GCE_DEBUG=1 to see the traceback and include it in a bug report")
+
+
+def traceback(exc: BaseException) -> None:
+    """Print EXC's traceback without local variables (they may hold secrets)."""
+    import traceback as tb
+
+    sys.stderr.write("".join(tb.format_exception(type(exc), exc, exc.__traceback__)))
+    sys.stderr.flush()
+
+
+def json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, never styled."""
+    sys.stdout.write(_json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], no_wrap: Sequence[str] = ()) -> None:
+    """Print a table; every cell is plain text (None prints as '-')."""
+    render(make_table(columns, rows, no_wrap))
+
+
+def make_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], no_wrap: Sequence[str] = ()) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0))
+    for col in columns:
+        t.add_column(col, no_wrap=col in no_wrap, overflow="fold")
+    for row in rows:
+        t.add_row(*(Text("-" if cell is None or cell == "" else str(cell)) for cell in row))
+    return t
+
+
+def render(*renderables: RenderableType) -> None:
+    """Print rich renderables (tables, grids) on stdout."""
+    out = console()
+    with out.capture() as captured:
+        for r in renderables:
+            out.print(r)
+    # rich pads every row of a table to its full width; trailing blanks only get in the way of grep and diff
+    sys.stdout.write("".join(ln.rstrip(" ") + "\n" for ln in captured.get().splitlines()))
+    sys.stdout.flush()

@@ -1,0 +1,148 @@
+"""gce broker provision / definitions against the session broker."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import stat
+import uuid
+from pathlib import Path
+
+import pika
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gce.commands.broker import app
+from gce.config.model import read_endpoint_id
+from gce.errors import ConfigError, UsageError
+from gce.transport import names
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def run(broker, home, monkeypatch):
+    """Run `gce broker ...` in-process with rabbitmqctl pointed at the session broker."""
+    for key, value in broker.env.items():
+        if key.startswith(("RABBITMQ_", "ERL_")) or key == "PATH":
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HOME", broker.env["HOME"])  # the Erlang cookie; GCE_HOME keeps gce's files in place
+    vhost = f"cmd-{secrets.token_hex(3)}"
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        common = ["--port", str(broker.port), "--vhost", vhost, "--rabbitmqctl", broker.rabbitmqctl]
+        return runner.invoke(app, [*args, *common])
+
+    invoke.vhost = vhost
+    return invoke
+
+
+def _login(url: str) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.URLParameters(url))
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_provision_writes_working_urls_and_prints_no_password(run, configured, home):
+    paths = configured("demo")
+    before = paths.config_file.read_text()
+    result = run("provision", "--endpoint", "demo", "--user", "alice@uni.edu", "--sdk-config")
+    assert result.exit_code == 0, (result.output, result.exception)
+
+    config = yaml.safe_load(paths.config_file.read_text())
+    ep_url = config["broker"]["url"]
+    sdk = yaml.safe_load((home / "sdk.yaml").read_text())
+    alice_url = sdk["broker_url"]
+    assert _mode(paths.config_file) == 0o600 and _mode(home / "sdk.yaml") == 0o600
+    for url in (ep_url, alice_url):
+        assert pika.URLParameters(url).credentials.password not in result.output
+    assert pika.URLParameters(ep_url).credentials.username == "ep-demo"
+    assert pika.URLParameters(alice_url).credentials.username == "alice@uni.edu"
+    assert pika.URLParameters(alice_url).virtual_host == run.vhost
+    # Only the url line changed: the comments of `gce configure` survive.
+    changed = [(a, b) for a, b in zip(before.splitlines(), paths.config_file.read_text().splitlines()) if a != b]
+    assert len(changed) == 1 and changed[0][1].strip().startswith("url:")
+
+    eid = read_endpoint_id(paths)
+    ep, alice = _login(ep_url), _login(alice_url)
+    try:
+        ch = ep.channel()
+        ch.queue_declare(names.endpoint_task_queue(eid), durable=True)
+        ch.queue_bind(names.endpoint_task_queue(eid), names.TASKS_EXCHANGE, routing_key=eid)
+        ach = alice.channel()
+        ach.confirm_delivery()
+        ach.basic_publish(names.TASKS_EXCHANGE, eid, b"t", pika.BasicProperties(user_id="alice@uni.edu"), mandatory=True)
+    finally:
+        ep.close()
+        alice.close()
+
+
+def test_provisioning_another_endpoint_adds_to_the_users_grants(run, configured, home):
+    one, two = configured("one"), configured("two")
+    assert run("provision", "--endpoint", "one", "--user", "bob", "--sdk-config").exit_code == 0
+    first = yaml.safe_load((home / "sdk.yaml").read_text())
+    one_url = yaml.safe_load(one.config_file.read_text())["broker"]["url"]
+    result = run("provision", "--endpoint", "two", "--user", "bob", "--sdk-config")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert yaml.safe_load((home / "sdk.yaml").read_text()) == first  # the known password is kept
+    assert "may submit to 2 endpoint(s)" in result.output
+    bob = _login(first["broker_url"])
+    try:
+        for paths in (one, two):
+            ch = bob.channel()
+            ch.confirm_delivery()
+            ch.basic_publish(names.TASKS_EXCHANGE, read_endpoint_id(paths), b"t", pika.BasicProperties(user_id="bob"))
+    finally:
+        bob.close()
+    # Re-provisioning endpoint one keeps its password too, so a running endpoint keeps working.
+    assert run("provision", "--endpoint", "one").exit_code == 0
+    assert yaml.safe_load(one.config_file.read_text())["broker"]["url"] == one_url
+    assert run("provision", "--endpoint", "one", "--rotate").exit_code == 0
+    assert yaml.safe_load(one.config_file.read_text())["broker"]["url"] != one_url
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        _login(one_url)
+
+
+def test_user_passwords_need_a_place_to_go(run, configured, tmp_path):
+    configured("demo")
+    result = run("provision", "--endpoint", "demo", "--user", "carol")
+    assert isinstance(result.exception, UsageError) and "--credentials" in result.exception.hint
+    creds = tmp_path / "creds.yaml"
+    result = run("provision", "--endpoint", "demo", "--user", "carol", "--user", "dan", "--credentials", str(creds))
+    assert result.exit_code == 0, (result.output, result.exception)
+    urls = yaml.safe_load(creds.read_text())
+    assert set(urls) == {"ep-demo", "carol", "dan"} and _mode(creds) == 0o600
+    _login(urls["dan"]).close()
+
+
+def test_provision_needs_a_configured_endpoint_and_sane_names(run, configured):
+    result = run("provision", "--endpoint", "missing")
+    assert isinstance(result.exception, ConfigError)
+    configured("demo")
+    result = run("provision", "--endpoint", "demo", "--user", "ep-demo", "--sdk-config")
+    assert isinstance(result.exception, UsageError)
+    result = run("provision", "--endpoint", "demo", "--user", "a b", "--sdk-config")
+    assert isinstance(result.exception, UsageError)
+
+
+def test_definitions_prints_hashes_and_writes_urls(run, tmp_path, broker):
+    eid = str(uuid.uuid4())
+    creds = tmp_path / "creds.yaml"
+    result = CliRunner().invoke(app, ["definitions", "--endpoint-id", eid, "--endpoint-account", "ep-far",
+                                      "--user", "erin", "--credentials", str(creds), "--host", "broker.example.org"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    defs = json.loads(result.stdout)
+    urls = yaml.safe_load(creds.read_text())
+    assert _mode(creds) == 0o600
+    for user in defs["users"]:
+        password = pika.URLParameters(urls[user["name"]]).credentials.password
+        assert password not in result.output
+        raw = base64.b64decode(user["password_hash"])
+        assert raw[4:] == hashlib.sha256(raw[:4] + password.encode()).digest()
+    assert urls["erin"].startswith("amqp://erin:") and "@broker.example.org:5672/gce" in urls["erin"]
