@@ -35,7 +35,7 @@ def validate_name(name: str) -> str:
 def gce_home() -> Path:
     env = os.environ.get("GCE_HOME")
     if env:
-        return Path(env)
+        return Path(env).absolute()  # the manager runs from "/": a relative path would move
     return Path.home() / ".gce"
 
 

@@ -12,13 +12,13 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 
 from gce.config import model
 from gce.config.paths import EndpointPaths
 from gce.daemon import pidfile
 from gce.daemon.children import tail
+from gce.daemon.spawn import python_command
 from gce.errors import AlreadyRunning, GceError, TemporaryFailure, Unavailable
 
 
@@ -46,8 +46,9 @@ def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
     err = open(paths.log_file.with_name(paths.log_file.name + ".stderr"), "ab")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gce.daemon", paths.name, "--ready-fd", str(wfd)],
+            python_command("gce.daemon", paths.name, "--ready-fd", str(wfd)),
             stdin=devnull, stdout=devnull, stderr=err, pass_fds=(wfd,), close_fds=True, start_new_session=True,
+            cwd="/",  # a daemon holds no directory busy
         )
     finally:
         os.close(wfd)

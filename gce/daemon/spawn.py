@@ -19,6 +19,21 @@ from pathlib import Path
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR", "GCE_DEBUG")
 
 
+def python_command(module: str, *args: str) -> list[str]:
+    """``python -m MODULE`` that does not import from the working directory.
+
+    ``-m`` puts the cwd first on sys.path: a directory named ``gce`` there (parsl's run_dir
+    has one, and so may any user's cwd) would be imported instead of the real package.
+    ``-P`` (Python 3.11+) leaves the cwd out; older Pythons get the same effect from cwd="/".
+    """
+    safe = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe, "-m", module, *args]
+
+
+def safe_cwd(preferred: str) -> str:
+    return preferred if sys.version_info >= (3, 11) else "/"
+
+
 def uep_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
     # parsl's interchange and worker pool are console scripts next to this interpreter.
@@ -37,7 +52,7 @@ def spawn_uep(conf: dict, log_path: Path) -> tuple[subprocess.Popen, socket.sock
     stderr = open(log_path, "ab")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gce.uep", "--fd", str(theirs.fileno())],
+            python_command("gce.uep", "--fd", str(theirs.fileno())),
             stdin=subprocess.PIPE,
             stdout=stderr,
             stderr=stderr,
@@ -46,7 +61,7 @@ def spawn_uep(conf: dict, log_path: Path) -> tuple[subprocess.Popen, socket.sock
             start_new_session=True,
             umask=0o077,
             env=uep_environment(),
-            cwd=conf["run_dir"],
+            cwd=safe_cwd(conf["run_dir"]),
         )
     finally:
         theirs.close()

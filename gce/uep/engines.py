@@ -157,7 +157,7 @@ class HighThroughputEngine(Engine):
             opts.setdefault("address", "127.0.0.1")  # workers are local: don't probe interfaces
         opts.setdefault("heartbeat_period", 2)
         opts.setdefault("heartbeat_threshold", 10)
-        self.htex = HighThroughputExecutor(label="gce", provider=provider, **opts)
+        self.htex = HighThroughputExecutor(label="htex", provider=provider, **opts)
         self.htex.run_dir = self.run_dir
         self.htex.run_id = "gce"
         if hasattr(provider, "script_dir"):
