@@ -67,10 +67,10 @@ class Manager:
             if len(d.body) > self.config.max_payload_bytes + 64 * 1024:
                 raise BadMessage(
                     f"the task payload is {len(d.body):,} bytes, over this endpoint's limit of "
-                    f"{self.config.max_payload_bytes:,} bytes (limits.max_payload_bytes)")
+                    f"{self.config.max_payload_bytes:,} bytes (limits.max_payload_bytes)", ErrorCode.PAYLOAD_TOO_LARGE)
         except BadMessage as e:
             self.counts["malformed"] += 1
-            code = ErrorCode.PAYLOAD_TOO_LARGE if "limit" in str(e) else ErrorCode.BAD_MESSAGE
+            code = e.code
             log.warning("refused a malformed task message (message_id=%.80r, user_id=%.80r): %s",
                         p.message_id, p.user_id, e)
             if p.reply_to and p.user_id and isinstance(p.message_id, str):

@@ -28,6 +28,10 @@ MAX_HEADER_BYTES = 64 * 1024
 class BadMessage(ValueError):
     """A message that cannot be a task; str() is the sentence sent back to the submitter."""
 
+    def __init__(self, message: str, code: str = "BAD_MESSAGE") -> None:
+        super().__init__(message)
+        self.code = code  # the ErrorCode of the answer
+
 
 # Machine-readable error codes carried by failed results.
 class ErrorCode:
@@ -93,7 +97,8 @@ def _text(headers: Mapping[str, Any], key: str, required: bool = True) -> str:
     if not isinstance(value, str):
         raise BadMessage(f"the '{key}' header is not text")
     if len(value) > MAX_HEADER_BYTES:
-        raise BadMessage(f"the '{key}' header is {len(value)} bytes, over the {MAX_HEADER_BYTES}-byte limit")
+        raise BadMessage(f"the '{key}' header is {len(value):,} bytes, over the {MAX_HEADER_BYTES:,}-byte limit",
+                         ErrorCode.PAYLOAD_TOO_LARGE)
     return value
 
 

@@ -49,7 +49,7 @@ def test_malformed_properties_are_refused_with_a_reason(props, headers, why):
         ({"function-id": None}, "no 'function-id'"),
         ({"user-endpoint-config": "{nope"}, "not valid JSON"),
         ({"user-endpoint-config": "[1, 2]"}, "must be a JSON object"),
-        ({"resource-specification": "x" * 70000}, "over the 65536-byte limit"),
+        ({"resource-specification": "x" * 70000}, "over the 65,536-byte limit"),
         ({"submitted-at": "soon"}, "not a number"),
         ({"serializer": b"\xff\xfe"}, "not UTF-8"),
         ({"python-version": 3.11}, "is not text"),
@@ -59,8 +59,9 @@ def test_malformed_headers_are_refused_with_a_reason(over, why):
     th, h = _headers(**over)
     if over.get("function-id", "") is None:
         del h["function-id"]
-    with pytest.raises(BadMessage, match=why):
+    with pytest.raises(BadMessage, match=why) as info:
         parse_task(th.task_id, "alice", "q", h)
+    assert info.value.code == ("PAYLOAD_TOO_LARGE" if "limit" in why else "BAD_MESSAGE")
 
 
 def test_result_headers_tolerate_missing_and_garbled_fields():

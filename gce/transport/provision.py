@@ -1,0 +1,244 @@
+"""Least-privilege broker accounts, as a RabbitMQ definitions document (DESIGN.md, "Broker topology").
+
+Everything here but `import_definitions` and `current_task_endpoints` is a pure function
+over data. An endpoint account may only consume its own queues and publish results and
+status; a user account may only publish tasks to the endpoints she was given (a topic
+permission on ``gce.tasks``), read status, and use her own result queues.
+
+Queue-name regexes end in ``[^.]+`` rather than ``.*``: broker user names may contain
+dots, and with ``.*`` user ``alice@uni`` would match the queues of ``alice@uni.edu``.
+Result-queue suffixes therefore never contain a dot (see `names.result_queue`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+from urllib.parse import quote
+
+from gce.errors import Unavailable
+from gce.transport import names
+
+HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
+# A status queue of any endpoint: the SDK reads the last status of the endpoints it uses.
+_ANY_STATUS_QUEUE = r"gce\.ep\.[^.]+\.status"
+# Endpoint ids become regex alternatives and routing keys: accept what uuid4 gives and nothing odd.
+_ENDPOINT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# A rabbitmqctl call costs ~1 s; an import is visible well within this (RECIPES.md).
+IMPORT_TIMEOUT = 30.0
+# All three are topic exchanges, even where every binding key is exact: RabbitMQ checks
+# topic permissions (who may bind or publish which routing key) on topic exchanges only.
+EXCHANGES = ((names.TASKS_EXCHANGE, "topic"), (names.RESULTS_EXCHANGE, "topic"), (names.STATUS_EXCHANGE, "topic"))
+
+
+@dataclass(frozen=True)
+class Account:
+    """A broker account to create: its name, its password (plain text, kept in memory only)."""
+
+    name: str
+    password: str = field(repr=False)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt + sha256(salt + utf8 password))."""
+    salt = secrets.token_bytes(4) if salt is None else salt
+    digest = hashlib.sha256(salt + password.encode("utf-8")).digest()
+    return base64.b64encode(salt + digest).decode("ascii")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def amqp_url(user: str, password: str, host: str = "127.0.0.1", port: int = 5672, vhost: str = names.DEFAULT_VHOST) -> str:
+    """An amqp:// URL pika understands; user, password and vhost are percent-encoded."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
+
+
+def endpoint_account(endpoint_name: str) -> str:
+    return f"ep-{endpoint_name}"
+
+
+def check_endpoint_id(endpoint_id: str) -> str:
+    if not _ENDPOINT_ID_RE.match(endpoint_id or ""):
+        raise ValueError(f"not an endpoint id: {endpoint_id!r}")
+    return endpoint_id
+
+
+def _exact(*alternatives: str) -> str:
+    return "^(" + "|".join(alternatives) + ")$"
+
+
+def endpoint_permissions(endpoint_account: str, endpoint_id: str) -> tuple[dict, list[dict]]:
+    """Permissions and topic permissions of an endpoint account.
+
+    Beyond RECIPES.md's table: the endpoint binds its status queue to ``gce.status``, which
+    needs read on that exchange, and topic permissions pin its routing keys to its own id,
+    or it could bind its queue to ``gce.tasks`` with ``#`` and receive every endpoint's
+    tasks, or publish another endpoint's status.
+    """
+    eid = re.escape(check_endpoint_id(endpoint_id))
+    own = rf"gce\.ep\.{eid}\..*"
+    perms = {
+        "user": endpoint_account,
+        "configure": f"^{own}$",
+        "write": _exact(own, re.escape(names.RESULTS_EXCHANGE), re.escape(names.STATUS_EXCHANGE)),
+        "read": _exact(re.escape(names.TASKS_EXCHANGE), re.escape(names.STATUS_EXCHANGE), own),
+    }
+    topics = [
+        {"user": endpoint_account, "exchange": names.TASKS_EXCHANGE, "write": "^$", "read": f"^{eid}$"},
+        {"user": endpoint_account, "exchange": names.STATUS_EXCHANGE, "write": f"^{eid}$", "read": f"^{eid}$"},
+    ]
+    return perms, topics
+
+
+def user_permissions(broker_user: str, allowed_endpoint_ids: Iterable[str]) -> tuple[dict, list[dict]]:
+    """Permissions and topic permissions of a submitting user.
+
+    Her read on ``gce.results`` lets her bind her result queues; the topic permission on
+    that exchange limits the binding keys to her own queue names, or she could bind with
+    another user's ``reply_to`` and receive copies of his results.
+    """
+    ids = sorted({check_endpoint_id(e) for e in allowed_endpoint_ids})
+    mine = rf"gce\.results\.{re.escape(broker_user)}\.[^.]+"
+    perms = {
+        "user": broker_user,
+        "configure": f"^{mine}$",
+        "write": _exact(re.escape(names.TASKS_EXCHANGE), mine),
+        "read": _exact(re.escape(names.RESULTS_EXCHANGE), mine, _ANY_STATUS_QUEUE),
+    }
+    # An empty alternation would match the empty key only; "^$" says "nothing" plainly.
+    tasks = _exact(*(re.escape(e) for e in ids)) if ids else "^$"
+    own_key = rf"^gce\.results\.{re.escape(broker_user)}\.[^.*#]+$"  # no wildcards in her binding keys
+    topics = [
+        {"user": broker_user, "exchange": names.TASKS_EXCHANGE, "write": tasks, "read": "^$"},
+        {"user": broker_user, "exchange": names.RESULTS_EXCHANGE, "write": "^$", "read": own_key},
+    ]
+    return perms, topics
+
+
+def _exchange(name: str, kind: str, vhost: str) -> dict:
+    return {"name": name, "vhost": vhost, "type": kind, "durable": True, "auto_delete": False,
+            "internal": False, "arguments": {}}
+
+
+def definitions(
+    vhost: str,
+    endpoints: Iterable[tuple[Account, str]] = (),
+    users: Iterable[tuple[Account, Iterable[str]]] = (),
+) -> dict:
+    """A definitions document for ``rabbitmqctl import_definitions``.
+
+    ENDPOINTS holds (account, endpoint id) pairs; USERS holds (account, endpoint ids she
+    may submit to) pairs. Passwords appear only as salted hashes.
+    """
+    doc: dict = {
+        "vhosts": [{"name": vhost}],
+        "users": [],
+        "permissions": [],
+        "topic_permissions": [],
+        "exchanges": [_exchange(name, kind, vhost) for name, kind in EXCHANGES],
+        "queues": [],
+        "bindings": [],
+    }
+    grants = [(acct, endpoint_permissions(acct.name, eid)) for acct, eid in endpoints]
+    grants += [(acct, user_permissions(acct.name, list(eids))) for acct, eids in users]
+    for acct, (perms, topics) in grants:
+        doc["users"].append({"name": acct.name, "password_hash": hash_password(acct.password),
+                             "hashing_algorithm": HASHING_ALGORITHM, "tags": []})
+        doc["permissions"].append({**perms, "vhost": vhost})
+        doc["topic_permissions"] += [{**topic, "vhost": vhost} for topic in topics]
+    return doc
+
+
+def _run(rabbitmqctl: str, args: list[str], env: dict | None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([rabbitmqctl, *args], input=stdin, capture_output=True, text=True, env=env,
+                              timeout=120, cwd="/")
+    except FileNotFoundError:
+        raise Unavailable(f"cannot run {rabbitmqctl}", "not found", hint="install rabbitmq-server on the broker host") from None
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"{rabbitmqctl} {args[0]} did not finish", "timed out after 120 s") from None
+
+
+def _fail(args: list[str], proc: subprocess.CompletedProcess) -> Unavailable:
+    why = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
+    return Unavailable(f"rabbitmqctl {args[0]} failed", why, hint="is the broker running? try 'rabbitmqctl status'")
+
+
+def _listed(rabbitmqctl: str, args: list[str], env: dict | None) -> list[dict]:
+    proc = _run(rabbitmqctl, ["-q", *args, "--formatter", "json"], env)
+    if proc.returncode != 0:
+        raise _fail(args, proc)
+    return json.loads(proc.stdout or "[]")
+
+
+def _in_force(defs: dict, rabbitmqctl: str, env: dict | None) -> bool:
+    """True once the broker holds every user (with her new password), permission and topic permission of DEFS."""
+    args = ["export_definitions", "-", "--format", "json"]
+    proc = _run(rabbitmqctl, ["-q", *args], env)
+    if proc.returncode != 0:
+        raise _fail(args, proc)
+    have = json.loads(proc.stdout or "{}")
+    fields = {"users": ("name", "password_hash"), "permissions": ("user", "vhost", "configure", "write", "read"),
+              "topic_permissions": ("user", "vhost", "exchange", "write", "read")}
+    for kind, keys in fields.items():
+        present = {tuple(x.get(k) for k in keys) for x in have.get(kind) or []}
+        if not {tuple(x[k] for k in keys) for x in defs.get(kind, [])} <= present:
+            return False
+    return True
+
+
+def import_definitions(defs: dict, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None,
+                       timeout: float = IMPORT_TIMEOUT) -> None:
+    """Load DEFS into the broker and wait until its permissions are in force.
+
+    The document goes through stdin, never argv or a file: Debian's rabbitmqctl wrapper
+    runs the CLI as the ``rabbitmq`` user, which could not read a root-owned 0600 file.
+    rabbitmqctl only starts the import ("This process is asynchronous"), hence the
+    bounded poll.
+    """
+    args = ["import_definitions", "--format", "json"]  # no path: the document comes on stdin
+    proc = _run(rabbitmqctl, ["-q", *args], env, stdin=json.dumps(defs))
+    if proc.returncode != 0:
+        raise _fail(args, proc)
+    deadline = time.monotonic() + timeout
+    while not _in_force(defs, rabbitmqctl, env):
+        if time.monotonic() > deadline:
+            raise Unavailable("rabbitmqctl import_definitions failed",
+                              f"the accounts did not appear within {timeout:.0f} s",
+                              hint="look at the broker's log")
+        time.sleep(0.2)
+
+
+def current_task_endpoints(vhost: str, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict[str, list[str]]:
+    """The endpoint ids each user may submit to now, read back from her topic permission."""
+    found: dict[str, list[str]] = {}
+    try:
+        rows = _listed(rabbitmqctl, ["list_topic_permissions", "-p", vhost], env)
+    except Unavailable as e:
+        if "does not exist" in e.why or "no_such_vhost" in e.why:
+            return found
+        raise
+    for row in rows:
+        if row.get("exchange") == names.TASKS_EXCHANGE:
+            found[row["user"]] = parse_topic_alternatives(row.get("write", ""))
+    return found
+
+
+def parse_topic_alternatives(regex: str) -> list[str]:
+    """The inverse of `user_permissions`' topic regex: ``^(a|b)$`` -> [a, b]."""
+    m = re.fullmatch(r"\^\((.*)\)\$", regex)
+    if not m:
+        return []
+    ids = [re.sub(r"\\(.)", r"\1", alt) for alt in m.group(1).split("|")]
+    return [i for i in ids if _ENDPOINT_ID_RE.match(i)]
