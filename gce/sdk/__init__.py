@@ -1,0 +1,58 @@
+"""The gce SDK: run Python functions on gce endpoints through a RabbitMQ broker.
+
+    from gce.sdk import Executor
+
+    with Executor(endpoint_id="...") as ex:
+        print(ex.submit(sum, [1, 2, 3]).result())
+
+The names below load on first use (PEP 562): the endpoint's workers import
+``gce.sdk.serialize`` and must not pay for pika and the Executor machinery.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from gce import __version__
+
+_EXPORTS = {
+    "Client": "client",
+    "Executor": "executor",
+    "TaskFuture": "executor",
+    "ShellFunction": "shell",
+    "ShellResult": "shell",
+    "BrokerNotConfigured": "errors",
+    "BrokerUnavailable": "errors",
+    "ExecutorFailed": "errors",
+    "NoTaskQueue": "errors",
+    "PayloadTooLarge": "errors",
+    "RemoteExecutionError": "errors",
+    "SdkError": "errors",
+    "SubmitRefused": "errors",
+    "TaskFailed": "errors",
+    "TaskPending": "errors",
+    "UnknownFunction": "errors",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:
+    from gce.sdk.client import Client
+    from gce.sdk.errors import (BrokerNotConfigured, BrokerUnavailable, ExecutorFailed, NoTaskQueue, PayloadTooLarge,
+                                RemoteExecutionError, SdkError, SubmitRefused, TaskFailed, TaskPending, UnknownFunction)
+    from gce.sdk.executor import Executor, TaskFuture
+    from gce.sdk.shell import ShellFunction, ShellResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gce.sdk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gce.sdk.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,248 @@
+"""The Executor's broker link: one background thread owning a pika SelectConnection.
+
+pika is not thread-safe, so only this thread touches the connection. ``publish`` queues a task and
+wakes the thread once per batch, published back to back and settled by asynchronous publisher
+confirms (``Basic.Ack`` with ``multiple``): no task waits for a round trip. Tasks are ``mandatory``:
+a ``basic.return`` before the ack means no queue is bound for the endpoint. Results are consumed on
+the same channel, handed to ``on_result``, then acked. Lost connections come back with jittered
+backoff; unconfirmed tasks are re-published (at-least-once: the duplicate filter makes it safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import deque
+from itertools import takewhile
+from typing import TYPE_CHECKING, Any, Callable
+
+import pika
+from pika.spec import Basic
+
+from gce.sdk.errors import (BrokerUnavailable, ExecutorFailed, connect_error, nacked, no_task_queue, refused_login,
+                            refused_routing_key, setup_error, submit_refused)
+from gce.sdk.settings import broker_user, connection_parameters, redact
+from gce.transport import names
+
+if TYPE_CHECKING:
+    from gce.sdk.executor import Outgoing
+
+log = logging.getLogger(__name__)
+
+
+class Link:
+    def __init__(self, url: str, queue: str, *, queue_expires_ms: int, heartbeat: int, prefetch: int,
+                 on_result: Callable[[Any, bytes], None], on_publish_failed: Callable[[Outgoing, Exception], None],
+                 on_fatal: Callable[[Exception], None]) -> None:
+        self.url, self.queue, self.user, self.where = url, queue, broker_user(url), redact(url)
+        self.queue_expires_ms, self.heartbeat, self.prefetch = queue_expires_ms, heartbeat, prefetch
+        self._on_result, self._on_publish_failed, self._on_fatal = on_result, on_publish_failed, on_fatal
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when nothing waits for a confirm
+        self._outgoing: deque[Outgoing] = deque()
+        self._unsettled = 0  # queued + published-but-unconfirmed
+        self._wake_pending = self._ready = self._closing = self._delete_queue = False
+        self._conn: Any = None  # the current SelectConnection, while its loop runs
+        self._wakeup, self._started = threading.Event(), threading.Event()  # wakeup: cuts a backoff short
+        self.fatal: Exception | None = None
+        self.ever_connected = False  # once true, connection failures are retried
+        # Owned by the I/O thread only:
+        self._ch: Any = None
+        self._seq = self._attempt = 0
+        self._unconfirmed: dict[int, Outgoing] = {}  # by publish sequence number, in order
+        self._returned: set[str] = set()
+        self._step = ""  # the setup step in progress, for error messages
+        self._thread = threading.Thread(target=self._run, name=f"gce-sdk {queue}", daemon=True)
+
+    # -- API for other threads ---------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect; raise BrokerUnavailable if the first connection or its setup fails."""
+        self._thread.start()
+        if not self._started.wait(timeout):
+            self.close(delete_queue=False, timeout=2)
+            raise BrokerUnavailable(f"the broker at {self.where} did not answer within {timeout:.0f} s")
+        if self.fatal is not None and not self.ever_connected:
+            raise self.fatal
+
+    def publish(self, item: Outgoing) -> None:
+        with self._lock:
+            if self.fatal is not None:
+                raise self.fatal
+            self._outgoing.append(item)
+            self._unsettled += 1
+            if self._ready and not self._wake_pending:
+                self._wake_pending = True
+                self._conn.ioloop.add_callback_threadsafe(self._drain)
+
+    def wait_published(self, timeout: float | None = None) -> bool:
+        """Wait until the broker confirmed (or refused) every task handed over so far."""
+        with self._idle:
+            return self._idle.wait_for(
+                lambda: self._unsettled <= 0 or self.fatal is not None or not self._thread.is_alive(), timeout)
+
+    def close(self, delete_queue: bool, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._closing, self._delete_queue = True, delete_queue
+            if self._conn is not None:
+                self._conn.ioloop.add_callback_threadsafe(self._begin_close)
+        self._wakeup.set()
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- connection lifecycle (I/O thread) ---------------------------------------------
+    def _run(self) -> None:
+        while not self._closing and self.fatal is None:
+            try:
+                self._serve()
+            except Exception as e:  # a bug must fail the futures, never leave them hanging
+                log.exception("the gce SDK connection thread failed")
+                self.fatal = ExecutorFailed(f"internal error in the gce SDK connection thread: {e!r}")
+            if self._closing or self.fatal is not None:
+                break
+            delay = min(30.0, 0.5 * 2**self._attempt) * random.uniform(0.5, 1.5)
+            self._attempt += 1
+            log.warning("broker connection to %s lost; reconnecting in %.1f s", self.where, delay)
+            self._wakeup.wait(delay)
+        with self._lock:  # closed or failed: nothing waits for the broker any more
+            self._outgoing.clear()
+            self._unsettled = 0
+            self._idle.notify_all()
+        self._started.set()
+        if self.fatal is not None:
+            self._on_fatal(self.fatal)
+
+    def _serve(self) -> None:
+        conn = pika.SelectConnection(connection_parameters(self.url, self.heartbeat, f"gce sdk {self.queue}"),
+                                     on_open_callback=lambda c: c.channel(on_open_callback=self._on_channel),
+                                     on_open_error_callback=self._on_open_error, on_close_callback=self._on_closed)
+        with self._lock:
+            self._conn = conn
+        try:
+            conn.ioloop.start()
+        finally:
+            with self._lock:
+                self._conn, self._ready = None, False
+                # Re-publish, in order, whatever the broker had not confirmed.
+                self._outgoing.extendleft(reversed(list(self._unconfirmed.values())))
+            self._unconfirmed, self._returned, self._ch = {}, set(), None
+            conn.ioloop.close()
+
+    def _on_open_error(self, conn: Any, exc: BaseException) -> None:
+        err = connect_error(self.where, self.user, exc)
+        self.fatal = err if not self.ever_connected or refused_login(exc) else None  # cannot work, or will not heal
+        log.warning("%s", err)
+        conn.ioloop.stop()
+
+    def _on_closed(self, conn: Any, reason: BaseException) -> None:
+        if not self._closing:
+            log.warning("broker connection closed: %s", reason)
+        conn.ioloop.stop()
+
+    def _on_channel(self, ch: Any) -> None:
+        self._ch, self._seq = ch, 0
+        ch.add_on_close_callback(self._on_channel_closed)
+        ch.add_on_return_callback(lambda _c, _m, props, _b: self._returned.add(props.message_id))
+        ch.add_on_cancel_callback(lambda _f: self._close_connection("the broker cancelled the result consumer"))
+        q, ex_tasks, ex_results = self.queue, names.TASKS_EXCHANGE, names.RESULTS_EXCHANGE
+        steps: list[tuple[str, Callable[[Callable], Any]]] = [
+            # Passive: provisioned, and users may not configure exchanges. The bind checks gce.results.
+            (f"find exchange {ex_tasks!r}", lambda cb: ch.exchange_declare(ex_tasks, passive=True, callback=cb)),
+            (f"declare result queue {q!r}", lambda cb: ch.queue_declare(
+                q, durable=True, arguments={"x-expires": self.queue_expires_ms}, callback=cb)),
+            (f"bind {q!r} to {ex_results!r}", lambda cb: ch.queue_bind(q, ex_results, routing_key=q, callback=cb)),
+            ("enable publisher confirms", lambda cb: ch.confirm_delivery(self._on_confirm, callback=cb)),
+            ("set the prefetch", lambda cb: ch.basic_qos(prefetch_count=self.prefetch, callback=cb)),
+            (f"consume {q!r}", lambda cb: ch.basic_consume(q, self._on_message, callback=cb)),
+        ]
+
+        def run(i: int) -> None:
+            self._step = steps[i][0] if i < len(steps) else ""
+            steps[i][1](lambda _frame: run(i + 1)) if i < len(steps) else self._on_ready()
+
+        run(0)
+
+    def _on_ready(self) -> None:
+        self.ever_connected, self._attempt = True, 0
+        with self._lock:
+            self._ready = self._wake_pending = True
+        self._started.set()
+        self._drain()
+
+    def _on_channel_closed(self, ch: Any, reason: BaseException) -> None:
+        if ch is not self._ch:
+            return
+        self._ch = None
+        code, text = getattr(reason, "reply_code", 0), getattr(reason, "reply_text", "") or str(reason)
+        with self._lock:
+            self._ready = False
+        if self._closing:
+            return self._close_connection()
+        if self._step:  # setting up: permissions or provisioning are wrong, retrying will not help
+            self.fatal = setup_error(self._step, self.where, self.user, code, text)
+            return self._close_connection()
+        unconfirmed, self._unconfirmed = list(self._unconfirmed.values()), {}
+        # A refused publish (403 topic permission, 406 user_id) drops everything after it:
+        # fail the refused routing key; the rest is re-published after the reconnect.
+        refused = refused_routing_key(code, text)
+        for item in unconfirmed:
+            if refused is not None and item.routing_key in (refused, "*"):
+                self._settle(item, submit_refused(item.routing_key, self.user, text, item.task_id))
+        with self._lock:
+            self._outgoing.extendleft(reversed([i for i in unconfirmed if refused not in (i.routing_key, "*")]))
+        self._close_connection(f"channel closed: {text}")
+
+    def _close_connection(self, why: str = "") -> None:
+        if why and not self._closing:  # when closing, our own queue_delete cancels the consumer too
+            log.warning("%s; reconnecting", why)
+        if self._conn is not None and not (self._conn.is_closing or self._conn.is_closed):
+            self._conn.close()
+
+    def _begin_close(self) -> None:
+        if self._ch is not None and self._ch.is_open and self._delete_queue:
+            return self._ch.queue_delete(self.queue, callback=lambda _f: self._close_connection())
+        self._close_connection()
+
+    # -- traffic (I/O thread) ----------------------------------------------------------
+    def _drain(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+            if not self._ready or self._ch is None:
+                return
+            batch, self._outgoing = self._outgoing, deque()
+        for item in batch:
+            if item.future.cancelled():  # cancelled before it left: never send it
+                self._settle(item)
+                continue
+            self._ch.basic_publish(names.TASKS_EXCHANGE, item.routing_key, item.body, item.properties, mandatory=True)
+            self._seq += 1
+            self._unconfirmed[self._seq] = item
+
+    def _on_confirm(self, frame: Any) -> None:
+        m = frame.method
+        # Sequence numbers are in insertion order: a multiple ack takes a prefix of the dict.
+        tags = list(takewhile(lambda t: t <= m.delivery_tag, self._unconfirmed)) if m.multiple else [m.delivery_tag]
+        done = [self._unconfirmed.pop(t) for t in tags if t in self._unconfirmed]
+        for item in done:
+            if isinstance(m, Basic.Nack):
+                self._settle(item, nacked(item.routing_key, item.task_id))
+            elif item.task_id in self._returned:  # the broker sends basic.return before the ack
+                self._returned.discard(item.task_id)
+                self._settle(item, no_task_queue(item.routing_key, item.task_id))
+            else:
+                self._settle(item)
+
+    def _settle(self, item: Outgoing, failure: Exception | None = None) -> None:
+        with self._lock:
+            self._unsettled -= 1
+            if self._unsettled <= 0:
+                self._idle.notify_all()
+        if failure is not None:
+            self._on_publish_failed(item, failure)
+
+    def _on_message(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        try:
+            self._on_result(props, body)
+        except Exception:  # must not stop the loop; the handler fails the future itself
+            log.exception("could not handle the result of task %s", props.correlation_id)
+        ch.basic_ack(method.delivery_tag)

@@ -1,0 +1,218 @@
+"""``Client``: fire-and-forget tasks whose results can be fetched later, from any process.
+
+    c = Client()
+    fid = c.register_function(double)            # also saved under ~/.gce/sdk/functions
+    tid = c.run(7, endpoint_id=ep, function_id=fid)
+    ...                                           # later, maybe in another process:
+    print(Client().get_result(tid))
+
+Results of every Client of one broker user wait in one durable queue
+(``gce.results.<user>.client``, expiring after 14 days unused). ``get_result`` reads it with
+``basic_get``: it acks only the result asked for and leaves the others unacked, then closes
+the channel so the broker requeues them for whoever asks next. Nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from gce.sdk.errors import BrokerUnavailable, TaskPending, nacked, no_task_queue, outcome, submit_refused
+from gce.sdk.executor import DEFAULT_MAX_PAYLOAD_BYTES, task_message
+from gce.sdk.settings import (FunctionStore, RegistersFunctions, broker_user, connection_parameters, functions_dir,
+                              json_object, redact, resolve_broker_url)
+from gce.transport import names
+from gce.transport.message import ResultHeaders
+
+# A status older than this (three missed 30 s reports) means the endpoint is offline.
+STATUS_STALE_SECONDS = 120.0
+
+
+class Client(RegistersFunctions):
+    """Submit tasks by function id and collect their results by task id."""
+
+    def __init__(self, broker_url: str | None = None, *, amqp_heartbeat: int = 30,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self.url = resolve_broker_url(broker_url)
+        self.broker_user = broker_user(self.url)
+        self.result_queue = names.client_result_queue(self.broker_user)
+        self.heartbeat = amqp_heartbeat
+        self.max_payload_bytes = max_payload_bytes
+        self._functions = FunctionStore(functions_dir())
+        self._results: dict[str, tuple[ResultHeaders, bytes]] = {}  # seen in the queue, by task id
+        self._taken: set[str] = set()  # acked by this Client: the broker no longer holds them
+        self._conn: Any = None
+        self._queue_ready = False
+        self._lock = threading.RLock()  # pika is not thread-safe: one caller at a time
+
+    # -- the connection ----------------------------------------------------------------
+    def _connect(self) -> Any:
+        import pika
+
+        try:
+            return pika.BlockingConnection(connection_parameters(self.url, self.heartbeat, "gce sdk client"))
+        except pika.exceptions.AMQPError as e:
+            raise BrokerUnavailable(f"cannot connect to the broker at {redact(self.url)}: {e!r}") from None
+
+    def _declare_queue(self, ch: Any) -> None:
+        # Declared once per connection, only by what needs it (not by get_endpoint_status);
+        # declaring also restarts the queue's 14-day expiry.
+        import pika
+
+        try:
+            ch.queue_declare(self.result_queue, durable=True, arguments={"x-expires": names.CLIENT_QUEUE_EXPIRES_MS})
+            ch.queue_bind(self.result_queue, names.RESULTS_EXCHANGE, routing_key=self.result_queue)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            raise BrokerUnavailable(f"could not set up result queue {self.result_queue!r} on {redact(self.url)}: "
+                                    f"{e.reply_text} (does {self.broker_user!r} lack a permission?)") from None
+        self._queue_ready = True
+
+    def _call(self, op: Callable[[Any], Any], queue: bool = True) -> Any:
+        """OP(channel) on a fresh channel, reconnecting once if the idle connection was lost."""
+        import pika
+
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or not self._conn.is_open:
+                    self._conn, self._queue_ready = self._connect(), False
+                try:
+                    ch = self._conn.channel()
+                    try:
+                        if queue and not self._queue_ready:
+                            self._declare_queue(ch)
+                        return op(ch)
+                    finally:
+                        if ch.is_open:
+                            ch.close()
+                except (pika.exceptions.AMQPConnectionError, pika.exceptions.ConnectionWrongStateError):
+                    # A BlockingConnection left idle misses heartbeats and is dropped by the broker.
+                    self._conn = None
+                    if attempt == 2:
+                        raise BrokerUnavailable(f"lost the connection to the broker at {redact(self.url)}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._conn.is_open:
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, *args: Any, endpoint_id: str | uuid.UUID, function_id: str, user_endpoint_config: dict | None = None,
+            resource_specification: dict | None = None, **kwargs: Any) -> str:
+        """Submit one task; return its task_id once the broker has it (publisher confirm)."""
+        import pika
+
+        endpoint_id = str(uuid.UUID(str(endpoint_id)))
+        kind, blob = self._functions.get(function_id)
+        task_id, body, props = task_message(
+            kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
+            user_endpoint_config=json_object(user_endpoint_config, "user_endpoint_config"),
+            resource_specification=json_object(resource_specification, "resource_specification"),
+            max_payload_bytes=self.max_payload_bytes)
+
+        def publish(ch: Any) -> None:
+            ch.confirm_delivery()
+            try:
+                ch.basic_publish(names.TASKS_EXCHANGE, endpoint_id, body, props, mandatory=True)
+            except pika.exceptions.UnroutableError:
+                raise no_task_queue(endpoint_id, task_id) from None
+            except pika.exceptions.ChannelClosedByBroker as e:
+                raise submit_refused(endpoint_id, self.broker_user, e.reply_text, task_id) from None
+            except pika.exceptions.NackError:
+                raise nacked(endpoint_id, task_id) from None
+
+        self._call(publish)
+        return task_id
+
+    # -- results -----------------------------------------------------------------------
+    def _fetch(self, task_id: str) -> tuple[ResultHeaders, bytes] | None:
+        """Scan the queue for TASK_ID's result; ack it alone, remember the others unacked."""
+        with self._lock:
+            if task_id in self._taken:
+                return self._results[task_id]
+            found = self._call(lambda ch: self._scan(ch, task_id))
+            if found is None and task_id in self._results:
+                found = self._results[task_id]  # another Client took it after we saw it
+            return found
+
+    def _scan(self, ch: Any, task_id: str) -> tuple[ResultHeaders, bytes] | None:
+        while True:
+            method, props, body = ch.basic_get(self.result_queue, auto_ack=False)
+            if method is None:  # nothing more for us right now
+                return None
+            rh = ResultHeaders.from_amqp(props.correlation_id, props.headers)
+            if rh.task_id == task_id or rh.task_id in self._taken:
+                ch.basic_ack(method.delivery_tag)  # the one asked for, or a duplicate of one taken
+                if rh.task_id == task_id:
+                    self._results[task_id] = (rh, body)
+                    self._taken.add(task_id)
+                    return rh, body
+            else:
+                self._results[rh.task_id] = (rh, body)  # unacked: requeued when _call closes the channel
+
+    def get_result(self, task_id: str) -> Any:
+        """The task's value; raise its exception if it failed, TaskPending if not done yet."""
+        task_id = str(uuid.UUID(str(task_id)))
+        got = self._fetch(task_id)
+        if got is None:
+            raise TaskPending(task_id)
+        ok, value = outcome(*got)
+        if not ok:
+            raise value
+        return value
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """Globus Compute's shape: task_id, pending, status, then result or exception."""
+        task_id = str(uuid.UUID(str(task_id)))
+        got = self._fetch(task_id)
+        if got is None:
+            return {"task_id": task_id, "pending": True, "status": "pending"}
+        rh, body = got
+        ok, value = outcome(rh, body)
+        info: dict[str, Any] = {"task_id": task_id, "pending": False, "status": "success" if ok else "failed",
+                                "endpoint_id": rh.endpoint_id, "timings": rh.timings}
+        if ok:
+            info["result"] = value
+        else:
+            info["exception"] = value
+            info["reason"] = str(value)
+        return info
+
+    def get_endpoint_status(self, endpoint_id: str | uuid.UUID) -> dict[str, Any]:
+        """The endpoint's last status report; ``status`` is online, offline or unknown."""
+        import pika
+
+        endpoint_id = str(uuid.UUID(str(endpoint_id)))
+        queue = names.endpoint_status_queue(endpoint_id)
+        def peek(ch: Any) -> tuple[Any, bytes]:
+            method, _props, body = ch.basic_get(queue, auto_ack=False)
+            if method is not None:
+                ch.basic_nack(method.delivery_tag, requeue=True)  # leave it for the next reader
+            return method, body
+
+        try:
+            method, body = self._call(peek, queue=False)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            why = {404: "the endpoint has no status queue on this broker (was it ever started?)",
+                   403: f"broker user {self.broker_user!r} may not read the endpoint's status"}
+            return {"status": "unknown", "endpoint_id": endpoint_id,
+                    "reason": f"{why.get(e.reply_code, 'the broker refused')}: {e.reply_text}"}
+        if method is None:
+            return {"status": "unknown", "endpoint_id": endpoint_id, "reason": "the endpoint has not reported yet"}
+        try:
+            details = json.loads(body)
+            stamp = float(details.get("timestamp", 0))
+        except (ValueError, TypeError, AttributeError) as e:
+            return {"status": "unknown", "endpoint_id": endpoint_id, "reason": f"unreadable status report ({e})"}
+        age = max(0.0, time.time() - stamp)
+        return {"status": "online" if age < STATUS_STALE_SECONDS else "offline", "endpoint_id": endpoint_id,
+                "last_seen": stamp, "age_seconds": round(age, 1), "details": details}

@@ -1,0 +1,225 @@
+"""What the SDK raises, and how a result message becomes a value or an exception.
+
+Every error has a machine-readable ``code`` and reads as a sentence. They survive pickling
+(a future's exception is often shipped on, e.g. by parsl), so each keeps its constructor
+arguments in ``args``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from concurrent.futures import Future, InvalidStateError
+from typing import Any
+
+from gce.sdk import serialize
+from gce.transport.message import ErrorCode, ResultHeaders
+
+log = logging.getLogger(__name__)
+
+# RabbitMQ's text for a publish outside the user's topic permission (seen on 3.10).
+_TOPIC_REFUSED = re.compile(r"access to topic '([^']*)' in exchange")
+
+
+class SdkError(Exception):
+    """Base of every error the gce SDK raises itself."""
+
+    code = "SDK_ERROR"
+
+
+class BrokerNotConfigured(SdkError):
+    code = "BROKER_NOT_CONFIGURED"
+
+
+class BrokerUnavailable(SdkError):
+    """The broker could not be reached or refused the connection or a setup step."""
+
+    code = "BROKER_UNAVAILABLE"
+
+
+class UnknownFunction(SdkError, LookupError):
+    code = "UNKNOWN_FUNCTION"
+
+    def __init__(self, function_id: str) -> None:
+        super().__init__(function_id)
+        self.function_id = function_id
+
+    def __str__(self) -> str:
+        return (f"no function with id {self.function_id!r} is registered here: call register_function() or "
+                "register_source_code() first (they also keep it under ~/.gce/sdk/functions for later processes)")
+
+
+class PayloadTooLarge(SdkError, ValueError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(size, limit)
+        self.size, self.limit = size, limit
+
+    def __str__(self) -> str:
+        return (f"the task's arguments are {self.size:,} bytes serialized, over the limit of {self.limit:,} bytes "
+                "(max_payload_bytes); nothing was sent. Pass large data by reference (a path or URL) instead")
+
+
+class TaskPending(SdkError):
+    code = "TASK_PENDING"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} has no result yet (it may still be queued or running); try again later"
+
+
+class TaskFailed(SdkError):
+    """The task did not produce a value: ``code`` says why, the message says it in words."""
+
+    def __init__(self, code: str, message: str, task_id: str = "", endpoint_id: str = "",
+                 remote_traceback: str = "") -> None:
+        super().__init__(code, message, task_id, endpoint_id, remote_traceback)
+        self.code = code
+        self.message = message
+        self.task_id = task_id
+        self.endpoint_id = endpoint_id
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        where = f" (task {self.task_id})" if self.task_id else ""
+        return f"{self.code}: {self.message}{where}"
+
+
+class RemoteExecutionError(TaskFailed):
+    """The function raised on the endpoint, but its exception could not be rebuilt here."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.remote_traceback:
+            text += f"\nRemote traceback (endpoint {self.endpoint_id}):\n{self.remote_traceback.rstrip()}"
+        return text
+
+
+class SubmitRefused(TaskFailed):
+    """The broker refused to accept the task (permissions)."""
+
+
+class NoTaskQueue(TaskFailed):
+    """The task reached no queue: the endpoint never started on this broker, or the id is wrong."""
+
+
+def submit_refused(endpoint_id: str, broker_user: str, why: str, task_id: str = "") -> SubmitRefused:
+    return SubmitRefused("SUBMIT_REFUSED", f"the broker refused the task for endpoint {endpoint_id}: broker user "
+                         f"{broker_user!r} may not submit to it ({why})", task_id, endpoint_id)
+
+
+def no_task_queue(endpoint_id: str, task_id: str = "") -> NoTaskQueue:
+    return NoTaskQueue("NO_TASK_QUEUE", f"endpoint {endpoint_id} has no task queue on this broker (was it ever "
+                       "started? is the endpoint id right?)", task_id, endpoint_id)
+
+
+def nacked(endpoint_id: str, task_id: str = "") -> SubmitRefused:
+    return SubmitRefused("PUBLISH_NACKED", "the broker could not accept the task (nack); resubmit it",
+                         task_id, endpoint_id)
+
+
+def refused_routing_key(code: int, reply_text: str) -> str | None:
+    """After the broker closed a channel: the routing key it refused to take tasks for.
+
+    None when the closure was no refusal of a publish; "*" for a refusal of every task
+    (a 406 on user_id, or a 403 whose text does not name the topic).
+    """
+    if code not in (403, 406):
+        return None
+    m = _TOPIC_REFUSED.search(reply_text)
+    return m.group(1) if m and code == 403 else "*"
+
+
+def refused_login(exc: BaseException) -> bool:
+    import pika
+
+    return isinstance(exc, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError))
+
+
+def connect_error(where: str, user: str, exc: BaseException) -> BrokerUnavailable:
+    """Why a connection attempt failed, for WHERE (a redacted URL)."""
+    if refused_login(exc):
+        return BrokerUnavailable(f"the broker at {where} refused user {user!r} (wrong password, or no access to "
+                                 f"the vhost): {exc}")
+    return BrokerUnavailable(f"cannot connect to the broker at {where}: {exc!r}")
+
+
+def setup_error(step: str, where: str, user: str, code: int, text: str) -> BrokerUnavailable:
+    hint = {404: " (is the broker provisioned for gce? see 'gce broker --help')",
+            403: f" (broker user {user!r} lacks a permission)"}.get(code, "")
+    return BrokerUnavailable(f"could not {step} on {where}: {text}{hint}")
+
+
+class ExecutorFailed(SdkError):
+    """The Executor's broker connection failed for good; its pending futures carry this error."""
+
+    code = "EXECUTOR_FAILED"
+
+
+def _rebuild_exception(blob: bytes, tb: str, rh: ResultHeaders) -> BaseException | None:
+    """The user's own exception, unpickled, with the remote traceback attached; None if impossible."""
+    import cloudpickle
+
+    try:
+        exc = cloudpickle.loads(blob)
+    except Exception as e:  # the exception's class may not exist here, or its __init__ differs
+        log.debug("cannot rebuild the remote exception of task %s: %r", rh.task_id, e)
+        return None
+    if not isinstance(exc, BaseException):
+        return None
+    if tb:
+        try:
+            exc.remote_traceback = tb  # type: ignore[attr-defined]
+        except AttributeError:  # an exception class with __slots__
+            pass
+        if hasattr(exc, "add_note"):  # Python >= 3.11; the note is printed with the local traceback
+            exc.add_note(f"Remote traceback (endpoint {rh.endpoint_id}):\n{tb.rstrip()}")
+    return exc
+
+
+def outcome(rh: ResultHeaders, body: bytes) -> tuple[bool, Any]:
+    """(True, value) or (False, exception) for one result message; never raises."""
+    tid, eid = rh.task_id, rh.endpoint_id
+    if not body:
+        # Failures before any user code ran travel in the headers only (DESIGN.md, "Messages").
+        code = rh.error_code or ("BAD_RESULT" if rh.status == "success" else ErrorCode.INTERNAL)
+        message = rh.error_message or f"the endpoint reported status {rh.status!r} without a result"
+        return False, TaskFailed(code, message, tid, eid)
+    try:
+        parts = serialize.unpack(body)
+        tag = parts[0]
+    except (serialize.PayloadError, IndexError) as e:
+        return False, TaskFailed("BAD_RESULT", f"the result message could not be read ({e})", tid, eid)
+    if tag == b"ok" and len(parts) == 2:
+        import cloudpickle
+
+        try:
+            return True, cloudpickle.loads(parts[1])
+        except Exception as e:
+            return False, TaskFailed(
+                ErrorCode.DESERIALIZATION_FAILED,
+                f"the result could not be deserialized here ({type(e).__name__}: {e}); this process runs "
+                f"Python {sys.version.split()[0]}: are the same packages installed here and on the endpoint?",
+                tid, eid)
+    if tag == b"err" and len(parts) == 5:
+        code, message, exc_blob, tb = parts[1].decode(), parts[2].decode(), parts[3], parts[4].decode()
+        if code == ErrorCode.TASK_EXCEPTION:
+            exc = _rebuild_exception(exc_blob, tb, rh) if exc_blob else None
+            return False, exc or RemoteExecutionError(code, message, tid, eid, tb)
+        return False, TaskFailed(code, message, tid, eid, tb)
+    return False, TaskFailed("BAD_RESULT", f"the result message has an unknown shape ({tag[:20]!r})", tid, eid)
+
+
+def resolve(fut: Future, ok: bool, value: Any) -> None:
+    """Set FUT's value or exception, unless the user cancelled it meanwhile."""
+    if fut.done():
+        return
+    try:
+        fut.set_result(value) if ok else fut.set_exception(value)
+    except InvalidStateError:  # cancelled between the check and now
+        log.debug("task %s was cancelled before its result arrived", getattr(fut, "task_id", "?"))

@@ -1,0 +1,248 @@
+"""``Executor``: a ``concurrent.futures.Executor`` whose tasks run on a gce endpoint.
+
+    from gce.sdk import Executor
+
+    with Executor(endpoint_id=ep_id) as ex:
+        print(ex.submit(pow, 2, 10).result())
+
+Each Executor has its own durable result queue (``gce.results.<broker user>.<random>``), so
+two live Executors never see each other's results, and results wait in the broker while
+this process is busy or briefly disconnected.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import logging
+import platform
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pika
+
+import gce
+from gce.sdk import serialize
+from gce.sdk.amqp import Link
+from gce.sdk.errors import PayloadTooLarge, outcome, resolve
+from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
+from gce.transport import names
+from gce.transport.message import ResultHeaders, TaskHeaders
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# Task ids remembered after completion, to drop duplicate results (at-least-once delivery).
+COMPLETED_MEMORY = 100_000
+# How long interpreter exit waits for submitted tasks to reach the broker.
+EXIT_FLUSH_SECONDS = 30.0
+
+
+@dataclass
+class Outgoing:  # a task on its way to the broker: what the link publishes
+    task_id: str
+    routing_key: str
+    body: bytes
+    properties: pika.BasicProperties
+    future: Future
+
+
+class TaskFuture(Future):
+    """A Future that knows its task id (``task_id``), like Globus Compute's ComputeFuture."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__()
+        self.task_id = task_id
+
+
+def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple, kwargs: dict, *, user: str, reply_to: str,
+                 user_endpoint_config: dict, resource_specification: dict, max_payload_bytes: int,
+                 ) -> tuple[str, bytes, pika.BasicProperties]:
+    """(task_id, body, properties) of one task; PayloadTooLarge before anything is sent."""
+    args_blob = serialize.serialize_args(args, kwargs)
+    if len(args_blob) > max_payload_bytes:  # the endpoint would refuse it anyway
+        raise PayloadTooLarge(len(args_blob), max_payload_bytes)
+    task_id = str(uuid.uuid4())
+    headers = TaskHeaders(
+        task_id=task_id, user_id=user, reply_to=reply_to, function_id=function_id, serializer=kind.decode(),
+        python_version=platform.python_version(), gce_version=gce.__version__, submitted_at=time.time(),
+        user_endpoint_config=user_endpoint_config, resource_specification=resource_specification)
+    props = pika.BasicProperties(message_id=task_id, user_id=user, reply_to=reply_to, delivery_mode=2,
+                                 content_type=names.TASK_CONTENT_TYPE, headers=headers.amqp_headers())
+    return task_id, serialize.pack_task(kind, blob, args_blob), props
+
+
+class Executor(RegistersFunctions, concurrent.futures.Executor):
+    """Run Python functions on a gce endpoint; results come back as futures."""
+
+    def __init__(
+        self,
+        endpoint_id: str | uuid.UUID | None = None,
+        broker_url: str | None = None,
+        user_endpoint_config: dict | None = None,
+        resource_specification: dict | None = None,
+        amqp_heartbeat: int = 30,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        self.endpoint_id = endpoint_id  # type: ignore[assignment]
+        self.user_endpoint_config = user_endpoint_config  # type: ignore[assignment]
+        self.resource_specification = resource_specification  # type: ignore[assignment]
+        self.max_payload_bytes = max_payload_bytes
+        url = resolve_broker_url(broker_url)
+        self.broker_user = broker_user(url)
+        self.result_queue = names.result_queue(self.broker_user, uuid.uuid4().hex)
+        self._functions = FunctionStore()
+        self._lock = threading.Lock()
+        self._pending: dict[str, TaskFuture] = {}
+        self._completed: OrderedDict[str, None] = OrderedDict()
+        self._shutdown = False
+        self._link = Link(url, self.result_queue, queue_expires_ms=names.EXECUTOR_QUEUE_EXPIRES_MS,
+                          heartbeat=amqp_heartbeat, prefetch=1000, on_result=self._on_result,
+                          on_publish_failed=self._on_publish_failed, on_fatal=self._on_fatal)
+        self._link.start(connect_timeout)
+        atexit.register(self._flush_at_exit)
+
+    # -- settings ----------------------------------------------------------------------
+    @property
+    def endpoint_id(self) -> str | None:
+        return self._endpoint_id
+
+    @endpoint_id.setter
+    def endpoint_id(self, value: str | uuid.UUID | None) -> None:
+        try:
+            self._endpoint_id = None if value is None else str(uuid.UUID(str(value)))
+        except ValueError:
+            raise ValueError(f"endpoint_id must be a UUID, got {value!r}") from None
+
+    # Both travel with each task as JSON headers: check them when set, not at the 1,000th submit.
+    @property
+    def user_endpoint_config(self) -> dict:
+        return self._uec
+
+    @user_endpoint_config.setter
+    def user_endpoint_config(self, value: dict | None) -> None:
+        self._uec = json_object(value, "user_endpoint_config")
+
+    @property
+    def resource_specification(self) -> dict:
+        return self._rspec
+
+    @resource_specification.setter
+    def resource_specification(self, value: dict | None) -> None:
+        self._rspec = json_object(value, "resource_specification")
+
+    # -- submitting --------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """Run ``fn(*args, **kwargs)`` on the endpoint; the future holds its value or exception."""
+        kind, blob = serialize.serialize_function(fn)
+        return self._submit(kind, blob, serialize.function_id_of(kind, blob), args, kwargs)
+
+    def submit_to_registered_function(self, function_id: str, args: tuple = (),
+                                      kwargs: dict | None = None) -> TaskFuture:
+        """Run a function registered with ``register_function`` (here, or by a Client on this account)."""
+        kind, blob = self._functions.get(function_id)  # UnknownFunction if neither here nor on disk
+        return self._submit(kind, blob, function_id, tuple(args), dict(kwargs or {}))
+
+    def _submit(self, kind: bytes, blob: bytes, function_id: str, args: tuple, kwargs: dict) -> TaskFuture:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if self._link.fatal is not None:
+            raise self._link.fatal
+        if self._endpoint_id is None:
+            raise ValueError("no endpoint_id: set Executor(endpoint_id=...) or ex.endpoint_id before submitting")
+        task_id, body, props = task_message(
+            kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
+            user_endpoint_config=self._uec, resource_specification=self._rspec,
+            max_payload_bytes=self.max_payload_bytes)
+        fut = TaskFuture(task_id)
+        with self._lock:
+            self._pending[task_id] = fut
+        fut.add_done_callback(self._forget_if_cancelled)
+        self._link.publish(Outgoing(task_id, self._endpoint_id, body, props, fut))
+        return fut
+
+    # -- results (called on the link's thread) -----------------------------------------
+    def _forget_if_cancelled(self, fut: Future) -> None:
+        if fut.cancelled():
+            # Moves it to CANCELLED_AND_NOTIFIED: wait() and as_completed() count only that as done.
+            fut.set_running_or_notify_cancel()
+            with self._lock:
+                self._pending.pop(fut.task_id, None)  # type: ignore[attr-defined]
+                self._remember(fut.task_id)  # type: ignore[attr-defined]
+
+    def _remember(self, task_id: str) -> None:
+        self._completed[task_id] = None
+        if len(self._completed) > COMPLETED_MEMORY:
+            self._completed.popitem(last=False)
+
+    def _on_result(self, props: Any, body: bytes) -> None:
+        rh = ResultHeaders.from_amqp(props.correlation_id, props.headers)
+        with self._lock:
+            fut = self._pending.pop(rh.task_id, None)
+            if fut is None:  # a duplicate (at-least-once delivery), or a task of an earlier Executor
+                why = "an already completed" if rh.task_id in self._completed else "an unknown"
+                return log.debug("dropping a result for %s task %s", why, rh.task_id)
+            self._remember(rh.task_id)
+        ok, value = outcome(rh, body)
+        resolve(fut, ok, value)
+
+    def _on_publish_failed(self, item: Outgoing, exc: Exception) -> None:
+        with self._lock:
+            fut = self._pending.pop(item.task_id, None)
+            self._remember(item.task_id)
+        if fut is not None:
+            resolve(fut, False, exc)
+
+    def _on_fatal(self, exc: Exception) -> None:
+        with self._lock:
+            futures, self._pending = list(self._pending.values()), {}
+        for fut in futures:
+            resolve(fut, False, exc)
+
+    # -- shutting down -----------------------------------------------------------------
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting tasks; WAIT for the outstanding ones unless wait=False.
+
+        With cancel_futures=True the outstanding futures are cancelled (a task that already
+        reached the endpoint may still run; its result is dropped). The result queue is
+        deleted once nothing is outstanding, else it expires after 6 h unused.
+        """
+        with self._lock:
+            already, self._shutdown = self._shutdown, True
+            pending = list(self._pending.values())
+        if cancel_futures:
+            for fut in pending:
+                fut.cancel()
+        if already and not wait:
+            return
+        if wait:
+            self._wait_and_close(pending)
+        else:
+            threading.Thread(target=self._wait_and_close, args=(pending,), daemon=True,
+                             name="gce-sdk shutdown").start()
+
+    def _wait_and_close(self, pending: list[TaskFuture]) -> None:
+        wait(pending)
+        with self._lock:
+            outstanding = bool(self._pending)
+        self._link.close(delete_queue=not outstanding)
+        atexit.unregister(self._flush_at_exit)
+
+    def _flush_at_exit(self) -> None:
+        # The link's thread is a daemon: without this, tasks submitted just before the end of
+        # a script that never called shutdown() could die unsent with the interpreter.
+        if not self._link.wait_published(EXIT_FLUSH_SECONDS):
+            log.warning("gce: some tasks were not confirmed by the broker before exit")
+        with self._lock:
+            finished = self._shutdown and not self._pending
+        if finished:  # shutdown(wait=False) whose closing thread would die with us
+            self._link.close(delete_queue=True, timeout=5)
+
+    def __repr__(self) -> str:
+        return f"<gce Executor endpoint={self._endpoint_id} queue={self.result_queue}>"

@@ -1,0 +1,69 @@
+"""Result payloads become values or exceptions (pure; no broker)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from gce.sdk import (NoTaskQueue, PayloadTooLarge, RemoteExecutionError, SubmitRefused, TaskFailed, TaskPending,
+                     UnknownFunction, serialize)
+from gce.sdk.errors import outcome
+from gce.transport.message import ResultHeaders, failure
+from gce.uep.execute import run_task
+
+RH = ResultHeaders("5f1b5d4e-0d6f-4b8e-9f3a-2a9c6f1e7d10", "ep-1", "failed")
+
+
+def _run(fn, *args):
+    kind, blob = serialize.serialize_function(fn)
+    return run_task(serialize.pack_task(kind, blob, serialize.serialize_args(args, {})))
+
+
+def test_a_value():
+    assert outcome(RH, _run(lambda: {"a": 1})) == (True, {"a": 1})
+
+
+def test_a_header_only_failure_is_task_failed_with_its_code():
+    ok, exc = outcome(failure(RH.task_id, "ep-1", "FUNCTION_NOT_ALLOWED", "not on the list"), b"")
+    assert not ok and isinstance(exc, TaskFailed)
+    assert exc.code == "FUNCTION_NOT_ALLOWED"
+    assert str(exc) == f"FUNCTION_NOT_ALLOWED: not on the list (task {RH.task_id})"
+
+
+def test_the_users_exception_comes_back_with_the_remote_traceback():
+    def boom():
+        raise ZeroDivisionError("nope")
+
+    ok, exc = outcome(RH, _run(boom))
+    assert not ok and type(exc) is ZeroDivisionError and "in boom" in exc.remote_traceback
+    if hasattr(exc, "__notes__"):
+        assert exc.__notes__[0].startswith("Remote traceback (endpoint ep-1):")
+
+
+def test_an_unrebuildable_exception_is_remote_execution_error_with_the_traceback():
+    class Odd(Exception):
+        def __init__(self, a, b):
+            super().__init__(a)
+
+    def boom():
+        raise Odd(1, 2)
+
+    ok, exc = outcome(RH, _run(boom))
+    assert isinstance(exc, RemoteExecutionError) and exc.code == "TASK_EXCEPTION"
+    assert "in boom" in str(exc) and "Remote traceback (endpoint ep-1)" in str(exc)
+
+
+def test_garbage_is_a_readable_failure():
+    ok, exc = outcome(RH, b"junk")
+    assert not ok and exc.code == "BAD_RESULT" and "could not be read" in str(exc)
+
+
+@pytest.mark.parametrize("exc", [
+    TaskFailed("X", "why", "t", "e", "tb"), RemoteExecutionError("TASK_EXCEPTION", "m", "t", "e", "tb"),
+    SubmitRefused("SUBMIT_REFUSED", "m"), NoTaskQueue("NO_TASK_QUEUE", "m"), PayloadTooLarge(11, 10),
+    TaskPending("t"), UnknownFunction("f"),
+])
+def test_errors_pickle_and_keep_code_and_sentence(exc):
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is type(exc) and back.code == exc.code and str(back) == str(exc) and str(exc)
