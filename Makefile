@@ -1,0 +1,87 @@
+# gce: development and demo targets, for a Debian 12 machine (run as root).
+#   make demo   a broker, an endpoint named "demo" and a first function run through it
+#   make test   the test suite (it starts its own private RabbitMQ)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+STAMP := $(VENV)/.installed
+# parsl starts its interchange and workers by name: the venv's scripts must be on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH):/usr/sbin:/sbin
+export DEBIAN_FRONTEND := noninteractive
+
+RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
+BROKER_PORT := 5672
+BOOT_WAIT := 60
+DEMO := demo
+DEMO_USER := demo-user
+
+# $(call apt_install,packages): apt-get update only when the lists are missing or stale for them.
+define apt_install
+	if ! compgen -G '/var/lib/apt/lists/*_Packages' >/dev/null; then apt-get update -q; fi; \
+	if ! apt-get install -y -q $(1); then apt-get update -q && apt-get install -y -q $(1); fi
+endef
+
+.PHONY: help venv rabbitmq broker test demo clean
+
+help:
+	@echo "make demo   start a broker and an endpoint named '$(DEMO)', then run a function on it"
+	@echo "make test   run the test suite (installs what it needs)"
+	@echo "make venv | rabbitmq | broker | clean"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then \
+	  $(call apt_install,python3 python3-venv); fi
+	/usr/bin/python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+rabbitmq:
+	@if [ ! -x $(RABBITMQ_SERVER) ]; then $(call apt_install,rabbitmq-server); fi
+
+# Start the machine's RabbitMQ unless something answers on 127.0.0.1:$(BROKER_PORT). Under
+# systemd the unit does it; without systemd the Debian wrapper runs it as the rabbitmq user,
+# listening on 127.0.0.1 only (a demo broker is nobody else's business).
+broker: rabbitmq
+	@if (exec 3<>/dev/tcp/127.0.0.1/$(BROKER_PORT)) 2>/dev/null; then \
+	  echo "a broker already answers on 127.0.0.1:$(BROKER_PORT)"; exit 0; fi; \
+	if [ -d /run/systemd/system ]; then systemctl start rabbitmq-server; else \
+	  install -d -o rabbitmq -g rabbitmq -m 755 /run/rabbitmq; \
+	  RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$(BROKER_PORT) ERL_EPMD_ADDRESS=127.0.0.1 \
+	  RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+	  RABBITMQ_PID_FILE=/run/rabbitmq/pid /usr/sbin/rabbitmq-server -detached; fi; \
+	echo -n "waiting for RabbitMQ on 127.0.0.1:$(BROKER_PORT) "; \
+	for i in $$(seq $(BOOT_WAIT)); do \
+	  if rabbitmqctl -q status >/dev/null 2>&1 && (exec 3<>/dev/tcp/127.0.0.1/$(BROKER_PORT)) 2>/dev/null; then \
+	    echo " up"; exit 0; fi; echo -n .; sleep 1; done; \
+	echo " no answer after $(BOOT_WAIT) s; see /var/log/rabbitmq/" >&2; exit 1
+
+test: venv rabbitmq
+	$(VENV)/bin/python -m pytest -q
+	@if compgen -G 'tests/bats/*.bats' >/dev/null; then \
+	  if ! dpkg -s bats bats-assert bats-support >/dev/null 2>&1; then $(call apt_install,bats bats-assert bats-support); fi; \
+	  bats tests/bats; fi
+
+# Re-runnable: an existing endpoint is kept, its broker accounts keep their passwords.
+DEMO_PY = $(VENV)/bin/python -c 'from gce.config.paths import endpoint_paths as p; \
+  from gce.config.model import read_endpoint_id as r; e = p("$(DEMO)"); print($(1))'
+demo: venv broker
+	@if [ ! -f "$$($(call DEMO_PY,e.config_file))" ]; then $(VENV)/bin/gce configure $(DEMO); fi
+	$(VENV)/bin/gce broker provision --endpoint $(DEMO) --user $(DEMO_USER) --sdk-config
+	$(VENV)/bin/gce stop $(DEMO)
+	$(VENV)/bin/gce start $(DEMO) --detach
+	$(VENV)/bin/python -m gce.sdk.demo "$$($(call DEMO_PY,r(e)))"
+	@echo
+	@echo "The endpoint '$(DEMO)' keeps running. Look at it with:"
+	@echo "  $(VENV)/bin/gce list"
+	@echo "  $(VENV)/bin/gce status $(DEMO)"
+	@echo "and stop it with:"
+	@echo "  $(VENV)/bin/gce stop $(DEMO)"
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
