@@ -24,11 +24,12 @@ define apt_install
 	if ! apt-get install -y -q $(1); then apt-get update -q && apt-get install -y -q $(1); fi
 endef
 
-.PHONY: help venv rabbitmq broker test demo clean
+.PHONY: help venv rabbitmq broker test demo bench clean
 
 help:
 	@echo "make demo   start a broker and an endpoint named '$(DEMO)', then run a function on it"
 	@echo "make test   run the test suite (installs what it needs)"
+	@echo "make bench  compare gce with its peers (globus-compute-endpoint, raw parsl HTEX)"
 	@echo "make venv | rabbitmq | broker | clean"
 
 venv: $(STAMP)
@@ -81,6 +82,10 @@ demo: venv broker
 	@echo "  $(VENV)/bin/gce status $(DEMO)"
 	@echo "and stop it with:"
 	@echo "  $(VENV)/bin/gce stop $(DEMO)"
+
+# Not part of make test: timings belong in ratios against a peer run in the same invocation.
+bench: venv rabbitmq
+	$(VENV)/bin/python bench/bench.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

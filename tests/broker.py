@@ -135,6 +135,7 @@ class PrivateBroker:
             if not (RABBITMQ_BIN / "rabbitmq-server").exists():
                 raise BrokerMissing("rabbitmq-server is not installed (/usr/lib/rabbitmq/bin/rabbitmq-server is "
                                     "missing): run 'make rabbitmq' or 'apt-get install -y rabbitmq-server'")
+            self.dir.mkdir(parents=True, exist_ok=True)
             if not (self.dir / "rabbitmq.conf").exists():
                 self._write_config()
             with open(self.log, "ab") as out:

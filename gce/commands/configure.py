@@ -38,16 +38,17 @@ def read_url_file(path: Path) -> str:
 
 def _broker_url(url: str | None, url_file: Path | None) -> tuple[str, bool]:
     from gce.config import writer
+    from gce.transport import urls
 
     if url is not None and url_file is not None:
         raise UsageError("conflicting options", "give --broker-url or --broker-url-file, not both")
     if url_file is not None:
         url = writer.check_broker_url(read_url_file(url_file))
-        if writer.has_password(url) and os.stat(url_file).st_mode & 0o077:
+        if urls.has_password(url) and os.stat(url_file).st_mode & 0o077:
             output.warning(f"{url_file} holds a password and other users may read it; chmod 600 {url_file}")
         return url, False
     if url is not None:
-        if writer.has_password(writer.check_broker_url(url)):
+        if urls.has_password(writer.check_broker_url(url)):
             output.warning(
                 "the broker password was given on the command line, where other users of this machine can "
                 "see it (ps, shell history); --broker-url-file FILE keeps it out of sight"
@@ -102,6 +103,7 @@ def command(
     scheduler) and gives the endpoint a new endpoint id. Then start it with gce start NAME.
     """
     from gce.config import writer
+    from gce.transport import urls
 
     paths = endpoint_paths(name)
     url, placeholder = _broker_url(broker_url, broker_url_file)
@@ -113,7 +115,7 @@ def command(
     output.success(f"created endpoint {name} (id {ep.endpoint_id})")
     output.line(f"  config: {written.config_file} (mode {written.config_mode:04o})")
     output.line(f"  id:     {written.endpoint_json}")
-    output.line(f"  broker: {writer.redact_url(url)}")
+    output.line(f"  broker: {urls.redact(url)}")
     per = " per node" if engine is Engine.htex else ""
     output.line(f"  engine: {writer.ENGINES[ep.engine]}, {ep.max_workers} worker{'s' if ep.max_workers > 1 else ''}{per}")
     if placeholder:

@@ -22,6 +22,7 @@ from typing import Any
 from gce.config.model import parse_yaml, validate
 from gce.config.paths import EndpointPaths
 from gce.errors import EX_CANTCREAT, ConfigError, GceError, PermissionDenied, UsageError
+from gce.transport.urls import has_password, redact
 
 DEFAULT_BROKER_URL = "amqp://127.0.0.1:5672/gce"
 BROKER_URL_ENV = "GCE_ENDPOINT_BROKER_URL"
@@ -70,46 +71,16 @@ def yaml_str(value: str) -> str:
     return _NOT_YAML_PLAIN.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
-def _userinfo_split(url: str) -> tuple[str, str, str] | None:
-    """(before userinfo, userinfo, after userinfo) of URL, or None when it has no userinfo.
-
-    The userinfo ends at the *last* '@', even past a '/': a password with an unencoded '/' or
-    '@' is then hidden whole, where a strict URL parser would show part of it.
-    """
-    scheme_end = url.find("//")
-    if scheme_end < 0:
-        return None
-    start = scheme_end + 2
-    at = url.rfind("@", start)
-    if at < 0:
-        return None
-    return url[:start], url[start:at], url[at:]
-
-
-def has_password(url: str) -> bool:
-    parts = _userinfo_split(url)
-    return parts is not None and ":" in parts[1] and parts[1].split(":", 1)[1] != ""
-
-
 def will_hold_secret(ep: NewEndpoint) -> bool:
     """True when config.yaml holds a password, or will once the user completes the placeholder URL."""
     return ep.default_url or has_password(ep.broker_url)
-
-
-def redact_url(url: str) -> str:
-    """URL with its password replaced by ***, safe to print."""
-    parts = _userinfo_split(url)
-    if parts is None or ":" not in parts[1]:
-        return url
-    head, userinfo, tail = parts
-    return f"{head}{userinfo.split(':', 1)[0]}:***{tail}"
 
 
 def check_broker_url(url: str) -> str:
     """URL if it looks like an AMQP URL, else a UsageError that does not reveal the password."""
     if not re.match(r"^amqps?://[^\s]+$", url):
         raise UsageError(
-            f"invalid broker URL {redact_url(url)!r}",
+            f"invalid broker URL {redact(url)!r}",
             "it must start with amqp:// or amqps:// and contain no spaces",
             hint="the URL looks like amqps://USER:PASSWORD@HOST:5671/VHOST",
         )

@@ -25,7 +25,8 @@ from gce.daemon.children import UepChild
 from gce.daemon.control import serve
 from gce.daemon.spool import Spool
 from gce.transport import frames, names
-from gce.transport.amqp import Delivery, EndpointLink, LinkError, redact
+from gce.transport.amqp import Delivery, EndpointLink, LinkError
+from gce.transport.urls import redact
 from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, failure, parse_task
 
 log = logging.getLogger(__name__)

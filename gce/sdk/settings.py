@@ -15,10 +15,12 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from gce.sdk import serialize
 from gce.sdk.errors import BrokerNotConfigured, UnknownFunction
+from gce.transport import urls
+from gce.transport.urls import redact
 
 if TYPE_CHECKING:
     import pika
@@ -82,19 +84,9 @@ def resolve_broker_url(broker_url: str | None = None) -> str:
 
 def broker_user(url: str) -> str:
     """The broker user name in URL: tasks carry it as user_id, which RabbitMQ checks."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("amqp", "amqps"):
+    if urlsplit(url).scheme not in ("amqp", "amqps"):
         raise BrokerNotConfigured(f"the broker URL must start with amqp:// or amqps:// (got {redact(url)!r})")
-    return unquote(parts.username or "guest")
-
-
-def redact(url: str) -> str:
-    """URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
+    return urls.broker_user(url)
 
 
 def connection_parameters(url: str, heartbeat: int, name: str) -> "pika.URLParameters":

@@ -15,12 +15,12 @@ import logging
 import random
 from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import unquote, urlsplit
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from gce.transport import names
+from gce.transport.urls import broker_user, redact
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,6 @@ class Delivery:
     tag: int
     properties: Any
     body: bytes
-
-
-def redact(url: str) -> str:
-    """The URL without its password (safe for logs and status)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
-
-
-def broker_user(url: str) -> str:
-    return unquote(urlsplit(url).username or "guest")
 
 
 def _explain(exc: BaseException, url: str) -> LinkError:

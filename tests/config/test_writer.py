@@ -13,6 +13,7 @@ import yaml
 from gce.config import model, writer
 from gce.config.paths import endpoint_paths
 from gce.errors import ConfigError, GceError, UsageError
+from gce.transport import urls
 
 CONFIG = Path("/x/demo/config.yaml")
 
@@ -110,8 +111,8 @@ def test_url_without_password_tells_how_to_keep_one_private():
     ("not a url", "not a url", False),
 ])
 def test_redact_and_password_detection(url, redacted, secret):
-    assert writer.redact_url(url) == redacted
-    assert writer.has_password(url) is secret
+    assert urls.redact(url) == redacted
+    assert urls.has_password(url) is secret
 
 
 @pytest.mark.parametrize("url", ["http://u:pw@h/v", "amqp:/h", "amqp://u:pw@h/v with space", ""])
