@@ -28,6 +28,15 @@ class EndpointConfig:
     max_result_bytes: int = DEFAULT_LIMIT
     task_attempts: int = 2
     multi_user: bool = False
+    identity_mapping_config_path: str | None = None  # absolute, resolved against config.yaml's directory
+    user_config_template_path: str | None = None
+    user_config_schema_path: str | None = None
+    user_environment_path: str | None = None
+    allowed_identities: tuple[str, ...] | None = None
+    allowed_domains: tuple[str, ...] | None = None
+    min_uid: int = 1000
+    allow_privileged_mapping: bool = False
+    idle_timeout: float = 1800.0
     allowed_functions: tuple[str, ...] | None = None
     status_period: float = 30.0
     debug: bool = False
@@ -91,15 +100,28 @@ def read_endpoint_id(paths: EndpointPaths) -> str:
         raise ConfigError(f"cannot read {paths.endpoint_json}", f"{type(e).__name__}: {e}") from None
 
 
-def from_data(name: str, endpoint_id: str, data: dict) -> EndpointConfig:
+def _tuple(value: Any) -> tuple[str, ...] | None:
+    return tuple(value) if value is not None else None
+
+
+def from_data(name: str, endpoint_id: str, data: dict, config_dir: Path | None = None) -> EndpointConfig:
+    """The EndpointConfig of validated DATA; relative file paths are resolved against CONFIG_DIR."""
     broker = data["broker"]
     limits = data.get("limits") or {}
     allowed = data.get("allowed_functions")
+
+    def path(key: str, default: str | None) -> str | None:
+        value = data.get(key, default)
+        if value is None or config_dir is None:
+            return value
+        return str(config_dir / value)  # an absolute value stays as it is
+
+    templated = bool(data.get("multi_user", False))
     return EndpointConfig(
         name=name,
         endpoint_id=endpoint_id,
         broker_url=broker["url"],
-        engine=dict(data["engine"]),
+        engine=dict(data.get("engine") or {}),
         display_name=data.get("display_name") or name,
         queue_type=broker.get("queue_type", "classic"),
         prefetch=int(broker.get("prefetch", 1000)),
@@ -107,7 +129,16 @@ def from_data(name: str, endpoint_id: str, data: dict) -> EndpointConfig:
         max_payload_bytes=int(limits.get("max_payload_bytes", DEFAULT_LIMIT)),
         max_result_bytes=int(limits.get("max_result_bytes", DEFAULT_LIMIT)),
         task_attempts=int(limits.get("task_attempts", 2)),
-        multi_user=bool(data.get("multi_user", False)),
+        multi_user=templated,
+        identity_mapping_config_path=path("identity_mapping_config_path", None),
+        user_config_template_path=path("user_config_template_path", "user_config_template.yaml.j2" if templated else None),
+        user_config_schema_path=path("user_config_schema_path", "user_config_schema.json" if templated else None),
+        user_environment_path=path("user_environment_path", "user_environment.yaml" if templated else None),
+        allowed_identities=_tuple(data.get("allowed_identities")),
+        allowed_domains=_tuple(data.get("allowed_domains")),
+        min_uid=int(data.get("min_uid", 1000)),
+        allow_privileged_mapping=bool(data.get("allow_privileged_mapping", False)),
+        idle_timeout=float(data.get("idle_timeout", 1800.0)),
         allowed_functions=tuple(allowed) if allowed is not None else None,
         status_period=float(data.get("status_period", 30.0)),
         debug=bool(data.get("debug", False)),
@@ -132,4 +163,4 @@ def load(paths: EndpointPaths) -> EndpointConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration in {source}", "the file must hold a YAML mapping")
     validate(data, source)
-    return from_data(paths.name, read_endpoint_id(paths), data)
+    return from_data(paths.name, read_endpoint_id(paths), data, paths.config_file.parent)

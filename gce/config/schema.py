@@ -76,10 +76,15 @@ ENGINE = {
     ],
 }
 
+_names = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
 CONFIG = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "required": ["broker", "engine"],
+    "required": ["broker"],
+    # A templated endpoint's engine comes from its user_config_template.yaml.j2.
+    "if": {"properties": {"multi_user": {"const": True}}, "required": ["multi_user"]},
+    "else": {"required": ["engine"]},
     "additionalProperties": False,
     "properties": {
         "display_name": {"type": "string", "maxLength": 256},
@@ -105,6 +110,16 @@ CONFIG = {
             },
         },
         "multi_user": {"type": "boolean"},
+        # Multi-user endpoints (relative paths are relative to config.yaml's directory):
+        "identity_mapping_config_path": {"type": "string", "minLength": 1},
+        "user_config_template_path": {"type": "string", "minLength": 1},
+        "user_config_schema_path": {"type": "string", "minLength": 1},
+        "user_environment_path": {"type": "string", "minLength": 1},
+        "allowed_identities": _names,  # broker user names allowed to submit; absent = anyone mapped
+        "allowed_domains": _names,  # or: anyone whose broker user name ends in @DOMAIN
+        "min_uid": _nonneg_int,  # local accounts below it (and root) are refused ...
+        "allow_privileged_mapping": {"type": "boolean"},  # ... unless the admin says so here
+        "idle_timeout": {"type": "number", "minimum": 0},  # seconds before an idle UEP stops; 0 = never
         "allowed_functions": {
             "type": ["array", "null"],
             "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
