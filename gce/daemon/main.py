@@ -4,6 +4,9 @@
 foreground calls ``run`` directly. With a ready fd, the outcome of start-up is written
 there once ("ready" or "failed: <reason>") so ``gce start --detach`` returns only when
 the endpoint works (connected to the broker, engine up) or says why it does not.
+Under systemd (``Type=notify``) the same moment is reported with READY=1, followed by
+STATUS= lines, WATCHDOG=1 pings and STOPPING=1 (gce/daemon/notify.py); logs then go to
+stderr, which is the journal.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import signal
 import sys
 
 from gce.config import model
-from gce.config.paths import EndpointPaths
+from gce.config.paths import EndpointPaths, system_mode
 from gce.daemon import pidfile
 from gce.daemon.children import UepChild, tail
 from gce.daemon.control import serve
 from gce.daemon.manager import Manager
+from gce.daemon.notify import Notifier, journal_stderr, status_text
 from gce.errors import GceError
 from gce.transport.amqp import LinkError
 
@@ -28,17 +32,36 @@ log = logging.getLogger("gce.daemon")
 LOG_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
 STOP_TIMEOUT = 20.0
+NOTIFY_PERIOD = 10.0  # seconds between two STATUS= updates to systemd, at most
 
 
-def setup_logging(paths: EndpointPaths, to_stderr: bool, debug: bool) -> None:
-    paths.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+class _JournalFormatter(logging.Formatter):
+    """Lines for journald: a ``<priority>`` prefix on each line (sd-daemon(3)); no time stamp,
+    the journal has its own."""
+
+    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{self.PRIORITIES.get(record.levelno, 6)}>"
+        return prefix + super().format(record).replace("\n", "\n" + prefix)
+
+
+def setup_logging(paths: EndpointPaths, to_stderr: bool, debug: bool, journal: bool = False) -> None:
+    """Log to the endpoint's rotated file, to stderr too if TO_STDERR; with JOURNAL (stderr is
+    the journal) a system endpoint logs to the journal only (DESIGN.md, "Files")."""
     root = logging.getLogger()
     root.handlers.clear()
-    fmt = logging.Formatter("%(asctime)s %(levelname)s manager[%(process)d] %(name)s: %(message)s")
-    fh = logging.handlers.RotatingFileHandler(paths.log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
-    fh.setFormatter(fmt)
-    root.addHandler(fh)
-    if to_stderr:
+    if not (journal and system_mode()):
+        paths.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fmt = logging.Formatter("%(asctime)s %(levelname)s manager[%(process)d] %(name)s: %(message)s")
+        fh = logging.handlers.RotatingFileHandler(paths.log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    if journal:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(_JournalFormatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(sh)
+    elif to_stderr:
         sh = logging.StreamHandler(sys.stderr)
         sh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         root.addHandler(sh)
@@ -63,7 +86,19 @@ class _Ready:
         self.fd = None
 
 
-async def _serve(m: Manager, ready: _Ready) -> int:
+async def _notify_loop(m: Manager, notifier: Notifier) -> None:
+    """Live figures for ``systemctl status``, and the watchdog's proof that this loop runs."""
+    watchdog = notifier.watchdog_interval
+    period = min(NOTIFY_PERIOD, m.config.status_period, watchdog or NOTIFY_PERIOD)
+    while True:
+        await asyncio.sleep(period)
+        fields = {"STATUS": status_text(m.status())}
+        if watchdog:
+            fields["WATCHDOG"] = "1"
+        notifier.send(**fields)
+
+
+async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, m.stop_event.set)
@@ -92,14 +127,18 @@ async def _serve(m: Manager, ready: _Ready) -> int:
     if failure:
         log.error("start-up failed: %s", failure)
         ready.say(f"failed: {failure}")
+        notifier.send(STATUS=f"start-up failed: {failure}")
         pidfile.write_state(m.paths, "failed", failure, started_at=m.started_at)
-        await _shutdown(m, link_task, control)
+        await _shutdown(m, link_task, control, notifier)
         return 1
+    beat = None
     if not m.stop_event.is_set():
         pidfile.write_state(m.paths, "running", started_at=m.started_at, endpoint_id=m.config.endpoint_id)
         log.info("endpoint %s (%s) is ready: broker connected, %s engine up", m.paths.name,
                  m.config.endpoint_id, m.config.engine.get("type"))
         ready.say("ready")
+        notifier.send(READY="1", STATUS=status_text(m.status()))
+        beat = loop.create_task(_notify_loop(m, notifier))  # runs on through the shutdown
         status_task = loop.create_task(m._status_loop())
         stop_wait2 = loop.create_task(m.stop_event.wait())
         await asyncio.wait({stop_wait2, link_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -108,16 +147,22 @@ async def _serve(m: Manager, ready: _Ready) -> int:
             reason = str(link_task.exception())
             log.error("the broker link failed: %s", reason)
             pidfile.write_state(m.paths, "failed", reason, started_at=m.started_at)
-            await _shutdown(m, link_task, control)
+            notifier.send(STATUS=f"the broker link failed: {reason}")
+            await _shutdown(m, link_task, control, notifier)
+            beat.cancel()
             return 1
     log.info("stopping")
-    await _shutdown(m, link_task, control)
+    await _shutdown(m, link_task, control, notifier)
+    if beat is not None:
+        beat.cancel()
     pidfile.write_state(m.paths, "stopped", "stopped on request", started_at=m.started_at)
     return 0
 
 
-async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.AbstractServer) -> None:
+async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.AbstractServer,
+                    notifier: Notifier) -> None:
     m.stop_event.set()  # no user endpoint restarts from here on
+    notifier.send(STOPPING="1")
     control.close()
     if m.uep is not None:
         await m.uep.stop(timeout=STOP_TIMEOUT * 0.6)
@@ -135,18 +180,21 @@ async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.Abstra
 def run(paths: EndpointPaths, ready_fd: int | None = None, to_stderr: bool = True) -> int:
     """Run the manager until stopped; return the process exit status."""
     ready = _Ready(ready_fd)
+    notifier = Notifier.from_environment()
+    journal = journal_stderr(os.environ)
     try:
         config = model.load(paths)
         lock_fd = pidfile.acquire_lock(paths)
     except GceError as e:
         ready.say(f"failed: {e}")
+        notifier.send(STATUS=f"failed: {e}")
         raise
     del lock_fd  # held (open, close-on-exec) until this process exits
-    setup_logging(paths, to_stderr, config.debug)
+    setup_logging(paths, to_stderr, config.debug, journal=journal)
     pidfile.write_state(paths, "starting", endpoint_id=config.endpoint_id)
     m = Manager(paths, config, detached=ready_fd is not None)
     try:
-        return asyncio.run(_serve(m, ready))
+        return asyncio.run(_serve(m, ready, notifier))
     except LinkError as e:
         ready.say(f"failed: {e}")
         pidfile.write_state(paths, "failed", str(e))
