@@ -1,0 +1,329 @@
+"""Identity mapping: which local account runs a submitter's tasks, and whether it may.
+
+The submitter is the broker-validated ``user_id`` of a task (``alice@uni.edu`` or ``alice``);
+rules see it as ``{"username": u, "id": u}``, plus ``"email": u`` when it holds an ``@``. The
+mapping file is Globus Connect Server v5's format: one document or a JSON list of them, tried
+in order, the first rule that maps the identity winning (as in Globus Compute).
+
+- ``expression_identity_mapping#1.0.0``: ``"mappings": [{"source": "{username}", "match":
+  "(.*)@uni\\.edu", "output": "{0}", "ignore_case": false, "literal": false}]``. The match
+  must cover the whole source; ``{0}`` is the first parenthesised group. ``match`` is GCS's
+  reduced regex: ``. ? * | ( )`` are operators, ``\\`` escapes one of them (or ``\\``, ``"``)
+  and every other character is literal (``[a-z]``, ``+``, ``^``, ``$`` match themselves).
+- ``external_identity_mapping#1.0.0``: ``"command": [argv...]``, see ``idmap_external``.
+
+API::
+
+    mapper = mapper_for(config)            # or IdentityMapper(path, endpoint=..., endpoint_id=...)
+    mapper.map("alice@uni.edu")            -> ("alice", "expression mapping #1")   | MappingRefused
+    resolve_local_user("alice")            -> LocalUser(name, uid, gid, groups, home, shell) | UnknownLocalUser
+    check_policy(identity, local, *, allowed_identities, allowed_domains, min_uid,
+                 allow_privileged_mapping, endpoint)                          -> None | MappingRefused
+    map_identity(mapper, "alice@uni.edu", config) -> (LocalUser, rule)       # all of the above
+
+``map`` stats the file on each call and re-reads it when its inode, size, mtime or ctime
+changed; a broken new file is logged and the previous mapping stays in force.
+
+Why not the ``globus-identity-mapping`` library: its external mapper requires UUID identity
+ids (ours are broker user names) and leaves a timed-out program running, it anchors ``match``
+with ``^...$`` (``a|b`` is then not a whole-string match), it needs Python >= 3.10, and it
+brings marshmallow and click into a manager that must stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Tuple
+
+from gce.daemon import idmap_external
+from gce.errors import ConfigError, GceError
+
+if TYPE_CHECKING:
+    from gce.config.model import EndpointConfig
+
+log = logging.getLogger(__name__)
+
+EXPRESSION = "expression_identity_mapping#1.0.0"
+EXTERNAL = "external_identity_mapping#1.0.0"
+IDENTITY_FIELDS = ("username", "id", "email")
+NO_MATCH = "no mapping rule matched"
+_FIELD_RE = re.compile(r"\{([^{}]*)\}")
+_ESCAPABLE = frozenset('.?*|()\\"')
+# Not an account name, and dangerous in a path or a passwd line.
+_BAD_USER_RE = re.compile(r"^$|^-|[/:\s\x00-\x1f\x7f]")
+
+
+class MappingRefused(GceError):
+    """No local account for IDENTITY here. ``str()`` is a sentence for the submitter naming the
+    identity and the endpoint; ``rule`` says what decided; ``detail`` is for the admin only."""
+
+    def __init__(self, identity: str, rule: str, sentence: str, *, endpoint: str = "", hint: str = "",
+                 detail: str = ""):
+        super().__init__(sentence, hint=hint)
+        self.identity, self.rule, self.endpoint, self.detail = identity, rule, endpoint, detail
+
+
+class UnknownLocalUser(GceError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalUser:
+    name: str
+    uid: int
+    gid: int
+    groups: Tuple[int, ...]  # primary and supplementary gids through NSS (os.getgrouplist), sorted
+    home: str
+    shell: str
+
+
+def identity_document(user_id: str) -> dict[str, str]:
+    """The fields a mapping rule sees for broker user USER_ID."""
+    return {"username": user_id, "id": user_id, **({"email": user_id} if "@" in user_id else {})}
+
+
+def resolve_local_user(name: str) -> LocalUser:
+    """Account NAME through NSS; UnknownLocalUser if there is none or NAME is malformed."""
+    if len(name) > 256 or _BAD_USER_RE.search(name):
+        raise UnknownLocalUser(f"no local user {name!r}", "this is not a valid user name")
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise UnknownLocalUser(f"no local user {name!r}", "the user database (NSS) has no such account") from None
+    groups = tuple(sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid))))
+    return LocalUser(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    label: str  # "expression mapping #2", "document #3: external mapping"
+    apply: Callable[[dict], Optional[str]]  # the local user name; None when the rule does not apply
+
+
+def _where(*parts: str) -> str:
+    return ".".join(p for p in parts if p).replace(".[", "[") or "(top level)"
+
+
+def _keys(doc: dict, where: str, required: Iterable[str], optional: Iterable[str] = ()) -> None:
+    missing = [k for k in required if k not in doc]
+    unknown = sorted(set(doc) - set(required) - set(optional) - {"comment"})
+    if missing or unknown:
+        raise ValueError(f"{where}: " + (f"missing {', '.join(missing)}" if missing else f"unknown key {', '.join(unknown)}"))
+
+
+def _compile_match(match: str, ignore_case: bool, literal: bool) -> re.Pattern:
+    out: list[str] = [re.escape(match)] if literal else []
+    chars = iter("" if literal else match)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, "")
+            if not nxt or nxt not in _ESCAPABLE:
+                raise ValueError(f"'\\{nxt}' is not an escape here (escape only . ? * | ( ) \\ \")")
+            out.append(re.escape(nxt))
+        elif c in "?*" and out[-1:] in (["?"], ["*"]):
+            raise ValueError(f"'{out[-1]}{c}' repeats a repetition")
+        else:
+            out.append(c if c in ".?*|()" else re.escape(c))
+    try:
+        return re.compile("".join(out), re.IGNORECASE if ignore_case else 0)
+    except re.error as e:
+        raise ValueError(f"{match!r} is not a valid expression: {e}") from None
+
+
+def _interpolate(template: str, fields: dict, groups: tuple = ()) -> str | None:
+    """TEMPLATE with {field} and {N} filled in; None if it names a field FIELDS lacks
+    (e.g. {email} of a broker user without '@': the rule does not apply)."""
+    keys = _FIELD_RE.findall(template)
+    if any(not k.isdigit() and k not in fields for k in keys):
+        return None
+    return _FIELD_RE.sub(lambda m: (groups[int(m[1])] or "") if m[1].isdigit() else fields[m[1]], template)
+
+
+def _check_fields(template: str, groups: int, where: str) -> None:
+    for key in _FIELD_RE.findall(template):
+        if key.isdigit() and int(key) >= groups:
+            raise ValueError(f"{where}: {{{key}}} needs {int(key) + 1} group(s) in match, which has {groups}")
+        if not key.isdigit() and key not in IDENTITY_FIELDS:
+            raise ValueError(f"{where}: unknown field {{{key}}} (gce identities have {', '.join(IDENTITY_FIELDS)})")
+
+
+def _expression(entry: Any, where: str, label: str) -> _Rule:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected an object with source, match and output")
+    _keys(entry, where, ("source", "match", "output"), ("ignore_case", "literal"))
+    for key, kind in (("source", str), ("match", str), ("output", str), ("ignore_case", bool), ("literal", bool)):
+        if not isinstance(entry.get(key, False), kind):
+            raise ValueError(f"{where}.{key}: expected {'a string' if kind is str else 'true or false'}")
+    try:
+        pattern = _compile_match(entry["match"], entry.get("ignore_case", False), entry.get("literal", False))
+    except ValueError as e:
+        raise ValueError(f"{where}.match: {e}") from None
+    _check_fields(entry["source"], 0, f"{where}.source")
+    _check_fields(entry["output"], pattern.groups, f"{where}.output")
+    source, output = entry["source"], entry["output"]
+
+    def apply(fields: dict) -> str | None:
+        text = _interpolate(source, fields)
+        m = pattern.fullmatch(text) if text is not None else None
+        return _interpolate(output, fields, m.groups()) if m else None
+
+    return _Rule(label, apply)
+
+
+def parse_rules(data: Any, endpoint_id: str = "", timeout: float = idmap_external.DEFAULT_TIMEOUT) -> list[_Rule]:
+    """The rules of a parsed mapping file, in order; ValueError saying where it is wrong."""
+    docs = data if isinstance(data, list) else [data]
+    rules: list[_Rule] = []
+    for i, doc in enumerate(docs):
+        at = f"[{i}]" if isinstance(data, list) else ""
+        prefix = f"document #{i + 1}: " if len(docs) > 1 else ""
+        kind = doc.get("DATA_TYPE") if isinstance(doc, dict) else None
+        if kind == EXPRESSION:
+            _keys(doc, _where(at), ("DATA_TYPE", "mappings"))
+            if not isinstance(doc["mappings"], list):
+                raise ValueError(f"{_where(at, 'mappings')}: expected a list")
+            rules += [_expression(e, _where(at, "mappings", f"[{j}]"), f"{prefix}expression mapping #{j + 1}")
+                      for j, e in enumerate(doc["mappings"])]
+        elif kind == EXTERNAL:
+            _keys(doc, _where(at), ("DATA_TYPE", "command"))
+            try:
+                rules.append(_Rule(f"{prefix}external mapping",
+                                   idmap_external.mapping_function(doc["command"], endpoint_id, timeout)))
+            except ValueError as e:
+                raise ValueError(f"{_where(at, 'command')}: {e}") from None
+        else:
+            raise ValueError(f"{_where(at, 'DATA_TYPE')}: expected {EXPRESSION} or {EXTERNAL}, not {kind!r}")
+    return rules
+
+
+def _signature(path: Path) -> tuple:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class IdentityMapper:
+    """The mapping file at PATH (ConfigError if it is unusable now), re-read when it changes.
+    ENDPOINT names the endpoint in refusals; ENDPOINT_ID is passed to external programs."""
+
+    def __init__(self, path: str | Path, *, endpoint: str = "", endpoint_id: str = "",
+                 timeout: float = idmap_external.DEFAULT_TIMEOUT):
+        self.path = Path(path)
+        self.endpoint, self.endpoint_id, self.timeout = endpoint, endpoint_id, timeout
+        self._lock = threading.Lock()  # the manager may map from several threads
+        self._rejected: tuple | None = None  # the signature of a bad file already logged
+        self._signature, self._rules = self._load()
+
+    def _load(self) -> tuple[tuple, list[_Rule]]:
+        try:
+            signature = _signature(self.path)  # before reading: a write in between shows up next time
+            return signature, parse_rules(json.loads(self.path.read_bytes()), self.endpoint_id, self.timeout)
+        except OSError as e:
+            raise ConfigError(f"cannot read the identity mapping file {self.path}", e.strerror or str(e),
+                              hint="check identity_mapping_config_path in config.yaml") from None
+        except ValueError as e:  # json.JSONDecodeError included
+            raise ConfigError(f"invalid identity mapping file {self.path}", str(e),
+                              hint="fix the file; gce idmap test NAME IDENTITY shows how an identity maps") from None
+
+    def _refresh(self) -> None:
+        with self._lock:
+            try:
+                signature = _signature(self.path)
+            except OSError as e:
+                signature = ("unreadable", e.strerror)
+            if signature in (self._signature, self._rejected):
+                return
+            try:
+                self._signature, self._rules = self._load()
+                self._rejected = None
+                log.info("identity mapping file %s reloaded (%d rules)", self.path, len(self._rules))
+            except ConfigError as e:
+                self._rejected = signature
+                log.error("identity mapping file %s changed but cannot be used: %s; the previous mapping stays "
+                          "in force", self.path, e.why)
+
+    def map(self, identity: str) -> tuple[str, str]:
+        """(local user name, the rule that mapped IDENTITY); MappingRefused if none does."""
+        self._refresh()
+        fields = identity_document(identity)
+        for rule in self._rules:
+            try:
+                name = rule.apply(fields)
+            except idmap_external.ExternalMappingError as e:
+                log.warning("identity %r: %s in %s failed: %s; %s", identity, rule.label, self.path, e, e.detail)
+                raise MappingRefused(identity, rule.label, f"identity {identity!r} could not be mapped on endpoint "
+                                     f"{self.endpoint!r} ({rule.label}: {e})", endpoint=self.endpoint,
+                                     hint=f"fix the mapping program or its rule in {self.path}",
+                                     detail=e.detail) from None
+            if name:
+                return name, rule.label
+        raise MappingRefused(identity, NO_MATCH, f"identity {identity!r} does not map to a local user on endpoint "
+                             f"{self.endpoint!r} ({NO_MATCH})", endpoint=self.endpoint,
+                             hint=f"add a rule for this identity to {self.path}")
+
+
+def check_allowed(identity: str, *, allowed_identities: Iterable[str] | None, allowed_domains: Iterable[str] | None,
+                  endpoint: str) -> None:
+    """MappingRefused unless IDENTITY is listed, or in a listed domain (DNS names: any case);
+    with neither list configured everyone is allowed."""
+    if allowed_identities is None and allowed_domains is None:
+        return
+    listed = tuple(allowed_domains) if allowed_domains is not None else None
+    if identity in (allowed_identities or ()) or (
+            "@" in identity and identity.rpartition("@")[2].lower() in {d.lower() for d in listed or ()}):
+        return
+    rule = "/".join(k for k, v in (("allowed_identities", allowed_identities), ("allowed_domains", listed))
+                    if v is not None)
+    # The domains are shown to the submitter; the allowed names are not (they are other people's).
+    why = "; ".join(([] if allowed_identities is None else ["not in allowed_identities"])
+                    + ([] if listed is None else [f"allowed_domains: {', '.join(listed) or 'none'}"]))
+    raise MappingRefused(identity, rule, f"identity {identity!r} is not allowed on endpoint {endpoint!r} ({why})",
+                         endpoint=endpoint, hint=f"add it to {rule.replace('/', ' or ')} in config.yaml")
+
+
+def check_policy(identity: str, local: LocalUser, *, allowed_identities: Iterable[str] | None = None,
+                 allowed_domains: Iterable[str] | None = None, min_uid: int = 1000,
+                 allow_privileged_mapping: bool = False, endpoint: str = "") -> None:
+    """MappingRefused if IDENTITY may not run as LOCAL here (DESIGN.md, security invariant 3)."""
+    check_allowed(identity, allowed_identities=allowed_identities, allowed_domains=allowed_domains, endpoint=endpoint)
+    if allow_privileged_mapping or (local.uid != 0 and local.uid >= min_uid):
+        return
+    rule = "uid 0" if local.uid == 0 else f"min_uid {min_uid}"
+    why = "mapping to root is refused" if local.uid == 0 else f"uids below min_uid {min_uid} are refused"
+    raise MappingRefused(identity, rule, f"identity {identity!r} maps to {local.name!r} (uid {local.uid}) on endpoint "
+                         f"{endpoint!r}: {why}", endpoint=endpoint,
+                         hint="map it to an unprivileged account (allow_privileged_mapping: true lifts this check)")
+
+
+def mapper_for(config: EndpointConfig, timeout: float = idmap_external.DEFAULT_TIMEOUT) -> IdentityMapper:
+    """The IdentityMapper of a multi-user endpoint's CONFIG; ConfigError if it has no usable file."""
+    if not config.identity_mapping_config_path:
+        raise ConfigError(f"endpoint {config.name!r} has no identity mapping file",
+                          "config.yaml does not set identity_mapping_config_path",
+                          hint="set identity_mapping_config_path in config.yaml to a GCS identity mapping file")
+    return IdentityMapper(config.identity_mapping_config_path, endpoint=config.name,
+                          endpoint_id=config.endpoint_id, timeout=timeout)
+
+
+def map_identity(mapper: IdentityMapper, identity: str, config: EndpointConfig) -> tuple[LocalUser, str]:
+    """The local account IDENTITY runs as on CONFIG's endpoint and the rule that chose it;
+    MappingRefused when it gets none or the policy refuses it."""
+    policy = dict(allowed_identities=config.allowed_identities, allowed_domains=config.allowed_domains,
+                  endpoint=config.name)
+    check_allowed(identity, **policy)  # first: never run a mapping program for someone refused anyway
+    name, rule = mapper.map(identity)
+    try:
+        local = resolve_local_user(name)
+    except UnknownLocalUser as e:
+        raise MappingRefused(identity, "local user exists", f"identity {identity!r} maps to {name!r} on endpoint "
+                             f"{config.name!r}, which is not a local user ({rule})", endpoint=config.name,
+                             hint=f"create the account or fix {rule} in {mapper.path}", detail=e.why) from None
+    check_policy(identity, local, min_uid=config.min_uid, allow_privileged_mapping=config.allow_privileged_mapping,
+                 **policy)
+    return local, rule
