@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from gce import output
-from gce.commands import broker, configure, delete, list_, restart, start, status, stop, version
+from gce.commands import broker, configure, delete, idmap, list_, restart, start, status, stop, version
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
 # Exceptions that typer itself turns into the right exit code and message.
@@ -72,6 +72,7 @@ app.command("status")(status.command)
 app.command("list")(list_.command)
 app.command("delete")(delete.command)
 app.add_typer(broker.app, name="broker")
+app.add_typer(idmap.app, name="idmap")
 
 
 def main() -> None:
