@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from gce import output
 from gce.commands import broker, configure, delete, idmap, list_, restart, start, status, stop, version
+from gce.commands import enable_on_boot
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
 # Exceptions that typer itself turns into the right exit code and message.
@@ -71,6 +72,8 @@ app.command("restart")(restart.command)
 app.command("status")(status.command)
 app.command("list")(list_.command)
 app.command("delete")(delete.command)
+app.command("enable-on-boot")(enable_on_boot.enable)
+app.command("disable-on-boot")(enable_on_boot.disable)
 app.add_typer(broker.app, name="broker")
 app.add_typer(idmap.app, name="idmap")
 

@@ -1,0 +1,310 @@
+"""gce enable-on-boot / disable-on-boot: run an endpoint as a systemd service.
+
+As root, endpoint NAME becomes ``gce-endpoint@NAME.service`` of the system manager, an instance
+of ``/etc/systemd/system/gce-endpoint@.service``; as another user, the same unit of that user's
+manager, in ``~/.config/systemd/user/``. Units come from ``gce/templates/systemd/``. systemd is
+driven over D-Bus by pystemd when it is installed (``pip install 'gce[systemd]'``), else by
+systemctl; where systemd does not run (a container, an image being built) the unit is written
+and the commands to run are printed on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gce import output
+from gce.commands import NameArg, configured_paths
+from gce.config.paths import endpoint_paths
+from gce.errors import AlreadyRunning, Unavailable, UsageError
+
+TEMPLATE = "gce-endpoint@.service"
+START_TIMEOUT = 180.0  # the unit's TimeoutStartSec plus a margin
+_PLAIN = re.compile(r"^[A-Za-z0-9/._+:=-]+$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the unit goes: the system manager's directory, or a user manager's."""
+
+    user: bool
+    unit_dir: Path
+
+    @property
+    def template(self) -> Path:
+        return self.unit_dir / TEMPLATE
+
+    @property
+    def systemctl(self) -> str:
+        return "systemctl --user" if self.user else "systemctl"
+
+    def enabled(self) -> dict[str, list[Path]]:
+        """Enabled endpoints: name -> the symlinks that enable it (in *.wants/, *.requires/)."""
+        found: dict[str, list[Path]] = {}
+        for link in sorted(self.unit_dir.glob("*.*/gce-endpoint@?*.service")):
+            found.setdefault(link.name[len("gce-endpoint@"):-len(".service")], []).append(link)
+        return found
+
+
+def unit_name(name: str) -> str:
+    return f"gce-endpoint@{name}.service"
+
+
+def this_target() -> Target:
+    if os.geteuid() == 0:
+        return Target(False, Path("/etc/systemd/system"))
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Target(True, Path(config) / "systemd" / "user")
+
+
+def _quote(value: str) -> str:
+    """VALUE as one word of a unit file: specifiers escaped, double-quoted unless plain."""
+    if any(c in value for c in "\n\r\0"):
+        raise UsageError(f"cannot write {value!r} into a unit file", "it contains a line break")
+    value = value.replace("%", "%%")
+    return value if _PLAIN.match(value) else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_unit(user: bool, gce: str, gce_home: str | None) -> str:
+    """The unit file text: GCE runs ``gce start %i``, with GCE_HOME in its environment if set."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("gce", "templates/systemd"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    template = env.get_template("gce-endpoint-user@.service" if user else TEMPLATE)
+    return template.render(gce=_quote(gce), gce_home=_quote(f"GCE_HOME={gce_home}") if gce_home else "")
+
+
+def gce_executable() -> str:
+    """The gce next to the interpreter running this (a venv's bin, or /usr/bin): the unit runs
+    the installation that enabled it, whatever PATH says."""
+    return str(Path(sys.executable).parent / "gce")
+
+
+class Systemd(Protocol):
+    def reload(self) -> None: ...
+    def enable_start(self, unit: str) -> None: ...
+    def stop_disable(self, unit: str) -> None: ...
+    def show(self, unit: str) -> dict[str, str]: ...
+
+
+class Systemctl:
+    """systemd through the systemctl command; start/stop wait for their job to finish."""
+
+    def __init__(self, user: bool) -> None:
+        self.command = ["systemctl", "--user"] if user else ["systemctl"]
+
+    def _run(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run([*self.command, *args], capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise Unavailable(f"{' '.join(self.command + list(args))} failed", proc.stderr.strip())
+        return proc.stdout
+
+    def reload(self) -> None:
+        self._run("daemon-reload")
+
+    def enable_start(self, unit: str) -> None:
+        self._run("enable", unit)
+        self._run("start", unit, check=False)  # show() says how it went
+
+    def stop_disable(self, unit: str) -> None:
+        self._run("disable", "--now", unit)
+        self._run("reset-failed", unit, check=False)
+
+    def show(self, unit: str) -> dict[str, str]:
+        text = self._run("show", "-p", "ActiveState,SubState,Result,StatusText,ExecMainStatus", unit)
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+class Pystemd:
+    """systemd over D-Bus (pystemd); jobs are waited for by polling the unit's Job property."""
+
+    def __init__(self, user: bool) -> None:
+        from pystemd.dbuslib import DBus
+        from pystemd.systemd1 import Manager
+
+        self.bus = DBus(user_mode=user)
+        self.bus.open()
+        self.manager = Manager(bus=self.bus)
+        self.manager.load()
+
+    def _unit(self, unit: str):  # type: ignore[no-untyped-def]
+        from pystemd.systemd1 import Unit
+
+        u = Unit(unit.encode(), bus=self.bus)
+        u.load()
+        return u
+
+    def _wait(self, unit: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while self._unit(unit).Unit.Job[0] != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def reload(self) -> None:
+        self.manager.Manager.Reload()
+
+    def enable_start(self, unit: str) -> None:
+        self.manager.Manager.EnableUnitFiles([unit.encode()], False, True)
+        self.manager.Manager.StartUnit(unit.encode(), b"replace")
+        self._wait(unit)
+
+    def stop_disable(self, unit: str) -> None:
+        self.manager.Manager.DisableUnitFiles([unit.encode()], False)
+        self.manager.Manager.StopUnit(unit.encode(), b"replace")
+        self._wait(unit)
+        try:
+            self.manager.Manager.ResetFailedUnit(unit.encode())
+        except Exception:  # not failed: nothing to reset (pystemd raises DBusError subclasses)
+            pass
+
+    def show(self, unit: str) -> dict[str, str]:
+        u = self._unit(unit)
+        raw = {"ActiveState": u.Unit.ActiveState, "SubState": u.Unit.SubState, "Result": u.Service.Result,
+               "StatusText": u.Service.StatusText, "ExecMainStatus": u.Service.ExecMainStatus}
+        return {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in raw.items()}
+
+
+def connect(target: Target) -> Systemd | None:
+    """The running systemd manager for TARGET, or None if there is none (sd_booted(3))."""
+    if not Path("/run/systemd/system").is_dir():
+        return None
+    if target.user:
+        runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+        if not Path(runtime, "systemd", "private").exists():
+            return None  # no user manager (a `su` session): print the commands instead
+        os.environ.setdefault("XDG_RUNTIME_DIR", runtime)
+    try:
+        return Pystemd(target.user)
+    except ImportError:
+        return Systemctl(target.user)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _environment_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.startswith("Environment=")), "")
+
+
+def install(name: str, target: Target, systemd: Systemd | None, gce: str, gce_home: str | None) -> dict | None:
+    """Write the unit; if systemd runs, enable and start NAME's instance and return its state."""
+    text = render_unit(target.user, gce, gce_home)
+    others = sorted(set(target.enabled()) - {name})
+    if others and target.template.exists():
+        old = _environment_line(target.template.read_text())
+        if old != _environment_line(text):
+            raise UsageError(
+                f"cannot enable endpoint {name!r} with {'GCE_HOME=' + gce_home if gce_home else 'no GCE_HOME'}",
+                f"{target.template} runs endpoint(s) {', '.join(others)} with {old or 'no GCE_HOME'}",
+                hint="use the same GCE_HOME, or gce disable-on-boot those endpoints first",
+            )
+    _write(target.template, text)
+    if systemd is None:
+        return None
+    unit = unit_name(name)
+    systemd.reload()
+    systemd.enable_start(unit)
+    return systemd.show(unit)
+
+
+def uninstall(name: str, target: Target, systemd: Systemd | None) -> list[Path]:
+    """Stop and disable NAME's instance; remove the template once no endpoint uses it.
+    Return the files removed."""
+    if systemd is not None and target.template.exists():
+        systemd.stop_disable(unit_name(name))
+    removed = target.enabled().get(name, [])  # systemd is not running, or an admin linked more
+    for link in removed:
+        link.unlink()
+    if not target.enabled() and target.template.exists():
+        target.template.unlink()
+        removed.append(target.template)
+    if systemd is not None and removed:
+        systemd.reload()
+    return removed
+
+
+def _why(state: dict) -> str:
+    why = f"it is {state.get('ActiveState')} ({state.get('SubState')}), result {state.get('Result')}"
+    if state.get("ExecMainStatus") not in (None, "", "0"):
+        why += f", exit status {state['ExecMainStatus']}"
+        if state["ExecMainStatus"] == "78":
+            why += " (the endpoint's configuration is invalid)"
+    return why + (f": {state['StatusText']}" if state.get("StatusText") else "")
+
+
+def _linger_hint() -> None:
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    if not Path("/var/lib/systemd/linger", user).exists():
+        output.hint(f"without lingering your user manager, and this endpoint, start at your first login, "
+                    f"not at boot: loginctl enable-linger {user}")
+
+
+def enable(name: NameArg) -> None:
+    """Run an endpoint as a systemd service: start it now and at every boot.
+
+    As root this is the system service gce-endpoint@NAME.service; as another user, the same unit
+    of your own systemd user manager. The endpoint's configuration is checked first. systemd
+    restarts the endpoint if it fails, but not when its configuration is invalid. Where systemd
+    does not run, the unit file is written and the commands to run later are printed.
+    """
+    from gce.config import model
+    from gce.daemon import pidfile
+
+    paths = configured_paths(name)
+    model.load(paths)  # a broken configuration is refused here, not in a failing unit
+    target, unit = this_target(), unit_name(name)
+    systemd = connect(target)
+    if systemd is not None and pidfile.lock_is_held(paths) and systemd.show(unit).get("ActiveState") != "active":
+        raise AlreadyRunning(f"endpoint {name!r} is running outside systemd", "its service could not start",
+                             hint=f"gce stop {name}, then gce enable-on-boot {name}")
+    state = install(name, target, systemd, gce_executable(), os.environ.get("GCE_HOME"))
+    if state is None:
+        output.warning(f"systemd does not run here; wrote {target.template}. Where it runs, start the endpoint with:")
+        output.line(f"{target.systemctl} daemon-reload")
+        output.line(f"{target.systemctl} enable --now {unit}")
+    elif state.get("ActiveState") != "active":
+        raise Unavailable(f"{unit} did not start", _why(state),
+                          hint=f"{target.systemctl} status {unit} shows why; it stays enabled: fix the cause, "
+                          f"then {target.systemctl} restart {unit}")
+    else:
+        output.success(f"endpoint {name} runs as {unit} and starts at boot")
+        output.line(f"status: {state.get('StatusText', '')}")
+    if target.user:
+        _linger_hint()
+
+
+def disable(name: NameArg) -> None:
+    """Stop an endpoint's systemd service and no longer start it at boot.
+
+    The unit file goes with the last endpoint that uses it. The endpoint's configuration
+    stays (gce delete removes it).
+    """
+    endpoint_paths(name)  # the name must be valid; the endpoint itself may be gone already
+    target = this_target()
+    was = name in target.enabled()
+    systemd = connect(target)
+    removed = uninstall(name, target, systemd)
+    if not was and not removed:
+        output.line(f"endpoint {name} was not enabled on boot")
+        return
+    output.success(f"endpoint {name} {'is stopped and ' if systemd else ''}no longer starts at boot")
+    for path in removed:
+        output.line(f"removed {path}")
+    others = sorted(target.enabled())
+    if others:
+        output.line(f"kept {target.template}: endpoint(s) {', '.join(others)} still use it")
