@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from gce import output
 from gce.commands import broker, configure, delete, idmap, list_, restart, start, status, stop, version
 from gce.commands import enable_on_boot
+from gce.commands import diagnostic
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
 # Exceptions that typer itself turns into the right exit code and message.
@@ -72,6 +73,7 @@ app.command("restart")(restart.command)
 app.command("status")(status.command)
 app.command("list")(list_.command)
 app.command("delete")(delete.command)
+app.command("diagnostic")(diagnostic.command)
 app.command("enable-on-boot")(enable_on_boot.enable)
 app.command("disable-on-boot")(enable_on_boot.disable)
 app.add_typer(broker.app, name="broker")

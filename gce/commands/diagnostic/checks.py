@@ -1,0 +1,226 @@
+"""Checks of one endpoint on this host: its config, files, process, systemd unit and log.
+
+They run in order over one Context, so a check can use what an earlier one found (the
+config that loaded, whether the manager runs, its status reply) instead of asking again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gce.commands.diagnostic.result import Result, fail, ok, skip, warn
+from gce.config.paths import EndpointPaths, system_mode
+from gce.errors import GceError
+
+MIN_FREE_BYTES = 100 * 1024 * 1024
+CONTROL_TIMEOUT = 5.0
+SYSTEMCTL_TIMEOUT = 5.0
+UNIT = "gce-endpoint@{name}"
+
+
+@dataclass
+class Context:
+    paths: EndpointPaths
+    config: Any = None  # gce.config.model.EndpointConfig once the config check passed
+    live: Any = None  # gce.daemon.pidfile.Liveness
+    status: dict | None = None  # the running manager's status reply
+
+
+def config(ctx: Context) -> Result:
+    from gce.config import model
+
+    try:
+        ctx.config = model.load(ctx.paths)
+    except GceError as e:
+        return fail("config", str(e), e.hint or f"fix {ctx.paths.config_file}", file=str(ctx.paths.config_file))
+    c = ctx.config
+    kind = "multi-user, templated" if c.multi_user else f"engine {c.engine.get('type')}"
+    return ok("config", f"{ctx.paths.config_file} is valid ({kind}), endpoint id {c.endpoint_id}",
+              file=str(ctx.paths.config_file), endpoint_id=c.endpoint_id, multi_user=c.multi_user,
+              engine=c.engine.get("type"))
+
+
+def _directories(paths: EndpointPaths) -> dict[str, Path]:
+    dirs = {"config": paths.config_dir, "state": paths.state_dir, "log": paths.log_file.parent,
+            "spool": paths.spool_dir}
+    seen: dict[Path, str] = {}
+    for role, d in dirs.items():
+        seen.setdefault(d, role)
+    return {role: d for d, role in seen.items()}
+
+
+def files(ctx: Context) -> Result:
+    """Directories exist, belong to whoever runs gce, and nobody else may write to them."""
+    problems: list[str] = []
+    failures: list[str] = []
+    me = os.geteuid()
+    checked = []
+    for role, d in _directories(ctx.paths).items():
+        try:
+            st = d.stat()
+        except FileNotFoundError:
+            if role == "spool":
+                continue  # made at the first start
+            problems.append(f"the {role} directory {d} does not exist")
+            continue
+        checked.append(str(d))
+        if st.st_uid != me:
+            problems.append(f"{d} belongs to uid {st.st_uid}, not to uid {me} who runs this")
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            failures.append(f"others may write to {d} (mode {stat.S_IMODE(st.st_mode):04o})")
+    try:
+        mode = stat.S_IMODE(ctx.paths.config_file.stat().st_mode)
+        if mode & 0o077 and _has_password(ctx):
+            failures.append(f"{ctx.paths.config_file} holds the broker password and others may read it "
+                            f"(mode {mode:04o})")
+    except FileNotFoundError:
+        pass  # the config check says so
+    if failures:
+        return fail("files", "; ".join(failures + problems),
+                    f"chmod go-rwx {ctx.paths.config_dir} {ctx.paths.config_file}", directories=checked)
+    if problems:
+        return warn("files", "; ".join(problems), f"run gce as the endpoint's owner, or gce configure "
+                    f"{ctx.paths.name}", directories=checked)
+    plural = "directories" if len(checked) != 1 else "directory"
+    return ok("files", f"{len(checked)} {plural} present, owned by uid {me}, not writable by others",
+              directories=checked)
+
+
+def _has_password(ctx: Context) -> bool:
+    from gce.transport.urls import has_password
+
+    return ctx.config is not None and has_password(ctx.config.broker_url)
+
+
+def disk(ctx: Context) -> Result:
+    lows, free_by_dir = [], {}
+    for d in {ctx.paths.state_dir, ctx.paths.log_file.parent}:
+        if not d.exists():
+            continue
+        free = shutil.disk_usage(d).free
+        free_by_dir[str(d)] = free
+        if free < MIN_FREE_BYTES:
+            lows.append(f"{d}: {free // (1024 * 1024)} MiB free")
+    if not free_by_dir:
+        return skip("disk space", "the state and log directories do not exist")
+    if lows:
+        return warn("disk space", "low on space: " + "; ".join(lows),
+                    "the spool and logs need room: free some space on that file system", free_bytes=free_by_dir)
+    least = min(free_by_dir.values())
+    return ok("disk space", f"{least // (1024 * 1024)} MiB free for state and logs", free_bytes=free_by_dir)
+
+
+def process(ctx: Context) -> Result:
+    from gce.daemon import pidfile
+
+    live = ctx.live = pidfile.probe(ctx.paths)
+    name = ctx.paths.name
+    if live.state == "running":
+        return ok("process", f"running, pid {live.pid} on {live.host or 'this host'}", pid=live.pid, host=live.host)
+    if live.state == "failed":
+        return fail("process", f"failed: {live.reason}", f"gce start {name} --detach; the log check below "
+                    "shows its last lines", reason=live.reason)
+    why = f" ({live.reason})" if live.reason else ""
+    return warn("process", f"not running{why}", f"gce start {name} --detach")
+
+
+def control(ctx: Context) -> Result:
+    from gce.daemon import control as ctl
+
+    if ctx.live is None or ctx.live.state != "running":
+        return skip("control socket", "the endpoint is not running")
+    sock = ctx.paths.control_socket
+    try:
+        reply = ctl.request(ctx.paths, "status", timeout=CONTROL_TIMEOUT)
+    except GceError as e:
+        return fail("control socket", f"{sock}: {e}", e.hint or f"gce restart {ctx.paths.name}", socket=str(sock))
+    except OSError as e:
+        return fail("control socket", f"cannot connect to {sock}: {e.strerror or e}",
+                    "run gce as the endpoint's owner (or root)", socket=str(sock))
+    if reply.get("ok") is False:
+        return fail("control socket", f"{sock} answered with an error: {reply.get('error')}", socket=str(sock))
+    ctx.status = reply
+    broker = reply.get("broker") or {}
+    if isinstance(broker, dict) and broker.get("connected") is False:
+        return warn("control socket", f"the manager answers on {sock} but is not connected to the broker: "
+                    f"{broker.get('last_error') or 'reconnecting'}", f"gce status {ctx.paths.name}", socket=str(sock))
+    return ok("control socket", f"the manager answers on {sock}", socket=str(sock))
+
+
+def uep_python(ctx: Context) -> Result:
+    import platform
+
+    if ctx.status is None:
+        return skip("uep python", "no status from a running manager")
+    ueps = [u for u in ctx.status.get("user_endpoints") or [] if isinstance(u, dict)]
+    running = [u for u in ueps if u.get("state") == "running"]
+    if not running:
+        down = "; ".join(f"{u.get('key')}: {u.get('state')}" + (f" ({u['reason']})" if u.get("reason") else "")
+                         for u in ueps)
+        if any(u.get("state") == "fatal" for u in ueps):
+            return fail("uep python", f"no user endpoint runs: {down}", f"gce status {ctx.paths.name}")
+        return skip("uep python", "no user endpoint is running yet" + (f" ({down})" if down else ""))
+    versions = {str(u.get("key")): str(u.get("python") or "unknown") for u in running}
+    mine = platform.python_version()
+    minor = lambda v: v.split(".")[:2]  # noqa: E731
+    shown = ", ".join(f"{k}: Python {v}" for k, v in versions.items())
+    if any(minor(v) != minor(mine) for v in versions.values()):
+        return warn("uep python", f"{shown}; gce here runs Python {mine}",
+                    "functions pickled by one Python minor version often fail to load in another: "
+                    "submit from the same Python as the user endpoint", user_endpoints=versions)
+    return ok("uep python", shown, user_endpoints=versions)
+
+
+def _systemctl(*args: str) -> str:
+    scope = () if os.geteuid() == 0 else ("--user",)
+    try:
+        proc = subprocess.run(["systemctl", *scope, *args], capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return "no answer"
+    return (proc.stdout.strip() or proc.stderr.strip() or f"exit status {proc.returncode}").splitlines()[0]
+
+
+def systemd(ctx: Context) -> Result:
+    if shutil.which("systemctl") is None:
+        return skip("systemd unit", "systemctl is not installed")
+    if not os.path.isdir("/run/systemd/system"):
+        return skip("systemd unit", "systemd is not running on this machine (no /run/systemd/system)")
+    unit = UNIT.format(name=ctx.paths.name)
+    active, enabled = _systemctl("is-active", unit), _systemctl("is-enabled", unit)
+    details = {"unit": unit, "active": active, "enabled": enabled}
+    if enabled in ("disabled", "not-found") or "No such file" in enabled or "not found" in enabled:
+        if active == "active":
+            return warn("systemd unit", f"{unit} is active but not enabled: it will not start at boot",
+                        f"systemctl enable {unit}", **details)
+        return skip("systemd unit", f"{unit} is not enabled (the endpoint is not started at boot)",
+                    f"gce enable-on-boot {ctx.paths.name}", **details)
+    if active == "active":
+        return ok("systemd unit", f"{unit} is {enabled} and active", **details)
+    where = "journalctl -u" if os.geteuid() == 0 else "journalctl --user -u"
+    return fail("systemd unit", f"{unit} is {enabled} but {active}", f"{where} {unit}", **details)
+
+
+def log(ctx: Context, lines: int) -> Result:
+    from gce.daemon.children import tail
+
+    path = ctx.paths.log_file
+    if not path.exists():
+        running = ctx.live is not None and ctx.live.state == "running"
+        if running and system_mode():
+            return skip("log", f"no {path}: under systemd the log is in the journal",
+                        f"journalctl -u {UNIT.format(name=ctx.paths.name)}")
+        return skip("log", f"no log yet ({path} does not exist)")
+    text = tail(path, lines)
+    last = text.splitlines()
+    errors = [ln for ln in last if " ERROR " in ln or " CRITICAL " in ln or ln.startswith("Traceback")]
+    details = {"file": str(path), "tail": last}
+    if errors:
+        return warn("log", f"{len(errors)} error line{'s' * (len(errors) != 1)} among the last {len(last)}; the last: "
+                    f"{errors[-1]}", f"less {path}", **details)
+    return ok("log", f"{path}: no errors in the last {len(last)} lines", **details)

@@ -1,0 +1,353 @@
+"""gce diagnostic: verdicts against a real endpoint and a real broker, JSON shape, and a bundle
+that carries no secret.
+
+Endpoints that need no broker point at a port where nothing listens, so the tests never
+depend on a broker that happens to run on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import socket
+import stat
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gce.cli import app
+from gce.config.paths import endpoint_paths
+from tests.daemon.conftest import make_endpoint  # noqa: F401  (a fixture)
+
+KEYS = {"check", "endpoint", "status", "reason", "hint", "details"}
+STATUSES = {"PASS", "WARN", "FAIL", "SKIP"}
+HOST_CHECKS = ["gce version", "python version", "parsl version", "pika version", "os and host"]
+ENDPOINT_CHECKS = ["config", "files", "disk space", "process", "control socket", "uep python", "systemd unit",
+                   "broker dns", "broker tcp", "broker tls", "broker login", "broker queue", "clock skew",
+                   "identity mapping", "user template", "log"]
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def diagnose(*args: str):
+    """Run gce diagnostic in-process; returns (result, {(endpoint, check): row} of --json, or None)."""
+    result = CliRunner().invoke(app, ["diagnostic", *args])
+    rows = None
+    if "--json" in args:
+        rows = {(r["endpoint"], r["check"]): r for r in json.loads(result.stdout)}
+    return result, rows
+
+
+def write_endpoint(name: str, config: dict | str, endpoint_id: str = "00000000-0000-4000-8000-000000000001"):
+    paths = endpoint_paths(name)
+    paths.config_dir.mkdir(parents=True, mode=0o700)
+    text = config if isinstance(config, str) else yaml.safe_dump(config)
+    paths.config_file.write_text(text)
+    paths.config_file.chmod(0o600)
+    paths.endpoint_json.write_text(json.dumps({"endpoint_id": endpoint_id}))
+    return paths
+
+
+def unreachable(name: str, **extra) -> Path:
+    url = f"amqp://ep-{name}:pw-{name}-123@127.0.0.1:{unused_port()}/v"
+    return write_endpoint(name, {"broker": {"url": url}, "engine": {"type": "ThreadPoolEngine", "max_workers": 1},
+                                 **extra})
+
+
+# -- against a real endpoint and broker -----------------------------------------------------------
+
+@pytest.mark.broker
+def test_a_healthy_running_endpoint_passes(make_endpoint):  # noqa: F811
+    ep = make_endpoint(name="healthy")
+    ep.start()
+    started = time.monotonic()
+    result, rows = diagnose("--endpoint", "healthy", "--json")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.stdout
+    assert [c for (e, c) in rows if e is None] == HOST_CHECKS
+    assert [c for (e, c) in rows if e == "healthy"] == ENDPOINT_CHECKS
+    verdicts = {c: r["status"] for (e, c), r in rows.items() if e == "healthy"}
+    # Checks that do not apply here: no systemd in the test machine, a local broker without TLS,
+    # no broker clock to compare with, not a multi-user endpoint.
+    not_applicable = {"systemd unit", "broker tls", "clock skew", "identity mapping", "user template"}
+    assert {c: s for c, s in verdicts.items() if c not in not_applicable} == {
+        c: "PASS" for c in ENDPOINT_CHECKS if c not in not_applicable}
+    assert {verdicts[c] for c in not_applicable} == {"SKIP"}
+    assert rows[("healthy", "broker queue")]["details"]["consumers"] >= 1
+    assert rows[("healthy", "uep python")]["reason"] == f"default: Python {platform.python_version()}"
+    assert rows[("healthy", "broker login")]["details"]["user"] == f"ep-{ep.endpoint_id}"
+    assert elapsed < 10
+
+
+@pytest.mark.broker
+def test_a_wrong_broker_password_fails_the_login_check(make_endpoint):  # noqa: F811
+    ep = make_endpoint(name="wrongpw")
+    right = yaml.safe_load(ep.paths.config_file.read_text())["broker"]["url"]
+    wrong = re.sub(r":[^:@/]+@", ":Not-The-Password-42@", right)
+    ep.set(broker={"url": wrong})
+    result, rows = diagnose("--endpoint", "wrongpw", "--json")
+    assert result.exit_code == 1
+    login = rows[("wrongpw", "broker login")]
+    assert login["status"] == "FAIL"
+    assert f"'ep-{ep.endpoint_id}'" in login["reason"] and "refused" in login["reason"]
+    assert rows[("wrongpw", "broker tcp")]["status"] == "PASS"
+    assert rows[("wrongpw", "broker queue")]["status"] == "SKIP"
+    assert "Not-The-Password-42" not in result.stdout
+
+
+@pytest.mark.broker
+def test_the_text_report_of_a_failed_login(make_endpoint):  # noqa: F811
+    ep = make_endpoint(name="textpw")
+    url = yaml.safe_load(ep.paths.config_file.read_text())["broker"]["url"]
+    ep.set(broker={"url": re.sub(r":[^:@/]+@", ":Wrong-Again-77@", url)})
+    result, _ = diagnose("--endpoint", "textpw")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == "this host" and "endpoint textpw" in lines
+    failed = [ln for ln in lines if ln.startswith("  FAIL  broker login")]
+    assert len(failed) == 1 and "refused the login of user" in failed[0]
+    assert lines[lines.index(failed[0]) + 1].strip().startswith("hint: check the password in broker.url")
+    assert re.fullmatch(r"\d+ passed, \d+ warnings?, 1 failed, \d+ skipped", lines[-1])
+    assert "Wrong-Again-77" not in result.stdout
+
+
+# -- without a broker ------------------------------------------------------------------------------
+
+def test_nothing_listening_fails_the_tcp_check_quickly(home):
+    unreachable("closed")
+    started = time.monotonic()
+    result, rows = diagnose("--endpoint", "closed", "--json")
+    assert time.monotonic() - started < 6
+    assert result.exit_code == 1
+    tcp = rows[("closed", "broker tcp")]
+    assert tcp["status"] == "FAIL" and "Connection refused" in tcp["reason"]
+    assert rows[("closed", "broker dns")]["status"] == "PASS"
+    for later in ("broker tls", "broker login", "broker queue"):
+        assert rows[("closed", later)]["status"] == "SKIP"
+        assert rows[("closed", later)]["reason"].startswith("no TCP connection to 127.0.0.1 port")
+
+
+def test_an_invalid_config_fails_naming_the_key(home):
+    write_endpoint("bad", {"broker": {"url": "amqp://u:Secret-Value-9@127.0.0.1:1/v"},
+                           "engine": {"type": "ThreadPoolEngine", "max_workers": 0}})
+    result, rows = diagnose("--endpoint", "bad", "--json")
+    assert result.exit_code == 1
+    config = rows[("bad", "config")]
+    assert config["status"] == "FAIL"
+    assert "engine.max_workers: 0 is less than the minimum of 1" in config["reason"]
+    assert config["hint"].startswith("fix ")
+    assert {rows[("bad", c)]["status"] for c in ("broker dns", "broker login", "identity mapping")} == {"SKIP"}
+    assert "Secret-Value-9" not in result.stdout
+
+
+def test_json_is_a_list_of_checks(home):
+    unreachable("one")
+    result = CliRunner().invoke(app, ["diagnostic", "--json"])
+    data = json.loads(result.stdout)
+    assert isinstance(data, list) and data
+    for row in data:
+        assert set(row) == KEYS
+        assert row["status"] in STATUSES
+        assert isinstance(row["reason"], str) and row["reason"]
+        assert isinstance(row["hint"], str) and isinstance(row["details"], dict)
+        assert row["endpoint"] in (None, "one")
+    assert [r["check"] for r in data] == HOST_CHECKS + ENDPOINT_CHECKS
+    assert result.exit_code == 1  # the tcp check failed
+    assert result.stderr == ""
+
+
+def test_warnings_alone_exit_zero(home):
+    result, rows = diagnose("--json")
+    assert rows[(None, "endpoints")]["status"] == "WARN"
+    assert result.exit_code == 0
+
+
+def test_endpoint_limits_the_checks_to_one_endpoint(home):
+    unreachable("alpha")
+    unreachable("beta")
+    _, everything = diagnose("--json")
+    assert {e for e, _ in everything} == {None, "alpha", "beta"}
+    _, limited = diagnose("--endpoint", "beta", "--json")
+    assert {e for e, _ in limited} == {None, "beta"}
+    result, _ = diagnose("--endpoint", "gamma")
+    assert result.exit_code == 78
+    assert result.stderr.startswith("error: no endpoint named 'gamma'")
+
+
+def test_files_check_fails_on_a_config_others_can_read(home):
+    paths = unreachable("loose")
+    paths.config_file.chmod(0o644)
+    paths.config_dir.chmod(0o777)
+    _, rows = diagnose("--endpoint", "loose", "--json")
+    files = rows[("loose", "files")]
+    assert files["status"] == "FAIL"
+    assert f"others may write to {paths.config_dir} (mode 0777)" in files["reason"]
+    assert "holds the broker password and others may read it (mode 0644)" in files["reason"]
+
+
+def test_a_stopped_endpoint_warns_and_a_log_with_errors_shows_it(home):
+    paths = unreachable("quiet")
+    paths.log_file.write_text("2026-01-01 10:00:00,000 INFO manager[7] gce.daemon: starting\n"
+                              "2026-01-01 10:00:01,000 ERROR manager[7] gce.daemon: start-up failed: boom\n")
+    result, rows = diagnose("--endpoint", "quiet", "--json")
+    assert rows[("quiet", "process")]["status"] == "WARN"
+    assert rows[("quiet", "process")]["hint"] == "gce start quiet --detach"
+    assert rows[("quiet", "control socket")]["status"] == "SKIP"
+    log = rows[("quiet", "log")]
+    assert log["status"] == "WARN" and log["reason"].endswith("start-up failed: boom")
+    assert len(log["details"]["tail"]) == 2
+
+
+# -- the bundle ------------------------------------------------------------------------------------
+
+MARKERS = {
+    "url": "UrlPassMarker7731",
+    "yaml": "S3CRETyamlMarker5512",
+    "schema": "SchemaApiKeyMarker0921",
+    "env": "EnvTokenMarker3304",
+    "env_yaml": "EnvYamlTokenMarker8817",
+    "pem": "PemBodyMarker6620abcdefABCDEF0123456789",
+    "log_url": "LogUrlPassMarker4478",
+    "bearer": "BearerMarker9013xyz",
+    "uep": "UepBasicMarker2290",
+    "argv": "ArgvTokenMarker1157",
+}
+
+
+def plant_secrets(name: str) -> Path:
+    m = MARKERS
+    port = unused_port()
+    paths = write_endpoint(name, f"""# a templated endpoint
+# This file holds the broker password: keep it private.
+broker:
+  url: "amqp://ep-{name}:{m['url']}@127.0.0.1:{port}/v"   # the endpoint's own account
+multi_user: true
+identity_mapping_config_path: identity_mapping.json
+""")
+    d = paths.config_dir
+    (d / "user_config_template.yaml.j2").write_text(
+        "engine:\n  type: ThreadPoolEngine\n  max_workers: {{ workers }}\n"
+        f"# the site's scheduler API\nclient_secret: {m['yaml']}\n")
+    (d / "user_config_schema.json").write_text(json.dumps(
+        {"type": "object", "properties": {"workers": {"type": "integer", "default": 2},
+                                          "api_key": {"type": "string", "default": m["schema"]}}}, indent=2))
+    (d / "identity_mapping.json").write_text(json.dumps(
+        [{"DATA_TYPE": "external_identity_mapping#1.0.0", "command": ["/usr/bin/true", "--token", m["argv"]]}]))
+    (d / "user_environment.yaml").write_text(
+        f"# site settings\nLANG: C.UTF-8\nTOKEN={m['env']}\nSITE_API_TOKEN: {m['env_yaml']}\n")
+    paths.log_file.write_text(
+        "2026-01-01 10:00:00,000 INFO manager[7] gce.daemon: starting\n"
+        f"2026-01-01 10:00:00,100 INFO manager[7] pika: connecting to amqp://ep-{name}:{m['log_url']}@10.0.0.1/v\n"
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        f"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW{m['pem']}\n"
+        "QyNTUxOQAAACBbOCQa2uIxJuqI0zZxBOtTmETCW6WfIbb9f7OqW8GTGAAAAJgAAAAA\n"
+        "-----END OPENSSH PRIVATE KEY-----\n"
+        f"2026-01-01 10:00:02,000 ERROR manager[7] gce.daemon: HTTP 401 with Authorization: Bearer {m['bearer']}\n"
+        f"2026-01-01 10:00:03,000 INFO manager[7] gce.daemon: the password was {m['url']} all along\n")
+    paths.uep_log_dir.mkdir()
+    (paths.uep_log_dir / "default.log").write_text(
+        f"worker: GET /api with header Authorization: Basic {m['uep']}\n")
+    return paths
+
+
+def test_bundle_holds_the_configs_and_logs_without_any_secret(home, tmp_path, monkeypatch):
+    plant_secrets("secretive")
+    out = tmp_path / "bundles"
+    out.mkdir()
+    result, rows = diagnose("--endpoint", "secretive", "--json", "--bundle-dir", str(out))
+    assert re.fullmatch(r"bundle written: .*\n", result.stderr)
+    [archive] = list(out.iterdir())
+    assert re.fullmatch(rf"gce-diagnostic-{re.escape(socket.gethostname())}-\d{{8}}T\d{{6}}Z\.tar\.gz", archive.name)
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    with tarfile.open(archive) as tar:
+        members = {m.name.split("/", 1)[1]: tar.extractfile(m).read().decode() for m in tar.getmembers()}
+    top = archive.name[: -len(".tar.gz")]
+    assert set(members) == {
+        "endpoints/secretive/config/config.yaml", "endpoints/secretive/config/endpoint.json",
+        "endpoints/secretive/config/user_config_template.yaml.j2",
+        "endpoints/secretive/config/user_config_schema.json", "endpoints/secretive/config/identity_mapping.json",
+        "endpoints/secretive/config/user_environment.yaml", "endpoints/secretive/logs/endpoint.log",
+        "endpoints/secretive/logs/uep/default.log", "report.txt", "report.json"}
+    everything = {"stdout": result.stdout, **members}
+    for where, text in everything.items():
+        for what, marker in MARKERS.items():
+            assert marker not in text, f"the {what} secret is in {where}"
+    # Redacted as text: comments and layout stay, values go.
+    config = members["endpoints/secretive/config/config.yaml"]
+    assert "# This file holds the broker password: keep it private.\n" in config
+    assert 'url: "amqp://ep-secretive:***@127.0.0.1:' in config and "# the endpoint's own account" in config
+    template = members["endpoints/secretive/config/user_config_template.yaml.j2"]
+    assert "# the site's scheduler API\nclient_secret: ***\n" in template
+    assert "max_workers: {{ workers }}" in template
+    env = members["endpoints/secretive/config/user_environment.yaml"]
+    assert env == "# site settings\nLANG: C.UTF-8\nTOKEN=***\nSITE_API_TOKEN: ***\n"
+    assert json.loads(members["endpoints/secretive/config/user_config_schema.json"])[
+        "properties"]["api_key"]["default"] == "***"
+    assert json.loads(members["endpoints/secretive/config/identity_mapping.json"])[0]["command"] == [
+        "/usr/bin/true", "--token", "***"]
+    log = members["endpoints/secretive/logs/endpoint.log"]
+    assert "-----BEGIN OPENSSH PRIVATE KEY-----\n***\n-----END OPENSSH PRIVATE KEY-----" in log
+    assert "Authorization: ***" in log and "the password was *** all along" in log
+    assert json.loads(members["report.json"]) == json.loads(result.stdout)
+    assert members["report.txt"].startswith("this host\n")
+    assert top.startswith("gce-diagnostic-")
+    assert rows[("secretive", "config")]["status"] == "PASS"
+
+
+def test_bundle_goes_to_the_current_directory_and_text_output_is_redacted(home, tmp_path, monkeypatch):
+    plant_secrets("secretive")
+    monkeypatch.chdir(tmp_path)
+    result, _ = diagnose("--endpoint", "secretive", "--bundle", "--log-lines", "50")
+    [archive] = list(tmp_path.glob("gce-diagnostic-*.tar.gz"))
+    assert result.stdout.splitlines()[-1] == f"bundle written: {archive}"
+    for what, marker in MARKERS.items():
+        assert marker not in result.stdout, what
+    # the log check warns (an ERROR line) and shows the redacted tail
+    assert "  | -----BEGIN OPENSSH PRIVATE KEY-----" in result.stdout
+
+
+# -- the redaction rules, one by one ---------------------------------------------------------------
+
+@pytest.mark.parametrize("line, redacted", [
+    ("  url: amqps://ep:pa@ss/w0rd@broker.example:5671/gce  # ours",
+     "  url: amqps://ep:***@broker.example:5671/gce  # ours"),
+    ("client_secret: abc123  # from the portal", "client_secret: ***  # from the portal"),
+    ('{"api_key": "abc123", "n": 1, "private_key": null}', '{"api_key": "***", "n": 1, "private_key": null}'),
+    ("export DB_PASSWORD='x y z'", "export DB_PASSWORD='***'"),
+    ("TOKEN=abc", "TOKEN=***"),
+    ("curl -H 'Authorization: Bearer eyJhbGciOi.x.y'", "curl -H 'Authorization: ***"),
+    ("sent Bearer eyJhbGciOiJIUzI1NiJ9 upstream", "sent Bearer *** upstream"),
+    ('["/opt/map", "--token", "abc123", "--password=pw"]', '["/opt/map", "--token", "***", "--password=***"]'),
+    # prose and ordinary keys stay
+    ("# This file holds the broker password: keep it private.", "# This file holds the broker password: keep it private."),
+    ("allowed keys: engine, broker", "allowed keys: engine, broker"),
+    ("max_workers: 4", "max_workers: 4"),
+])
+def test_redaction_of_one_line(line, redacted):
+    from gce.commands.diagnostic.redact import Redactor
+
+    assert Redactor().redact(line) == redacted
+
+
+def test_redaction_of_blocks_and_remembered_secrets():
+    from gce.commands.diagnostic.redact import Redactor
+
+    r = Redactor()
+    config = "credentials:\n  user: bob\n  password: hunter2hunter2\n  keys:\n  - k1\n  - k2\nnext: 1\n"
+    log = ("QUFBQUFBQUFBQUFBQUFB\n-----END RSA PRIVATE KEY-----\nok\n"  # a tail that starts inside a key
+           "-----BEGIN EC PRIVATE KEY-----\nQkJCQkJCQkJCQkJC\n")  # ... and one cut at its end
+    r.learn(config)
+    r.learn(log)
+    assert r.redact(config) == "credentials:\n  user: ***\n  password: ***\n  keys:\n  - ***\n  - ***\nnext: 1\n"
+    assert r.redact(log) == ("***\n-----END RSA PRIVATE KEY-----\nok\n-----BEGIN EC PRIVATE KEY-----\n***\n")
+    assert r.redact("login with hunter2hunter2 failed") == "login with *** failed"
+    assert "bob" not in r.secrets  # a user name under credentials: is not a secret elsewhere
