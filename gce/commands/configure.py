@@ -5,13 +5,16 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from gce import output
 from gce.config.paths import endpoint_paths
 from gce.errors import UsageError
+
+if TYPE_CHECKING:
+    from gce.config.writer import NewEndpoint, Written
 
 
 class Engine(str, enum.Enum):
@@ -96,11 +99,25 @@ def command(
             help="Functions run at the same time (per node for htex); default: the number of CPUs.",
         ),
     ] = None,
+    multi_user: Annotated[
+        bool,
+        typer.Option(
+            "--multi-user",
+            help="Create a templated endpoint: each user's tasks run in a user endpoint whose engine "
+            "comes from a template filled with values the user sends. Run by root, it maps each "
+            "submitter to a local account and runs their tasks as that account. The template sets "
+            "the engine: --engine and --max-workers do not apply.",
+        ),
+    ] = False,
 ) -> None:
     """Create a new endpoint.
 
     Writes NAME's config.yaml (commented: edit it, e.g. to run workers through a batch
     scheduler) and gives the endpoint a new endpoint id. Then start it with gce start NAME.
+
+    With --multi-user it also writes the user config template (user_config_template.yaml.j2),
+    the schema of the values users may send (user_config_schema.json), the user endpoints'
+    environment (user_environment.yaml) and, as root, an example identity mapping file to edit.
     """
     from gce.config import writer
     from gce.transport import urls
@@ -110,8 +127,12 @@ def command(
     ep = writer.NewEndpoint(
         name=name, broker_url=url, engine=engine.value, max_workers=max_workers or os.cpu_count() or 1,
         display_name=display_name, default_url=placeholder,
+        multi_user=multi_user, identity_mapping=multi_user and os.geteuid() == 0,
     )
     written = writer.write(paths, ep)
+    if multi_user:
+        _report_multi_user(ep, written, url, placeholder)
+        return
     output.success(f"created endpoint {name} (id {ep.endpoint_id})")
     output.line(f"  config: {written.config_file} (mode {written.config_mode:04o})")
     output.line(f"  id:     {written.endpoint_json}")
@@ -123,3 +144,33 @@ def command(
         output.line(f"      then run: gce start {name}")
     else:
         output.line(f"next: gce start {name}  (add --detach to run it in the background)")
+
+
+def _report_multi_user(ep: NewEndpoint, written: Written, url: str, placeholder: bool) -> None:
+    """What `gce configure --multi-user` wrote, and the steps left before the endpoint serves users."""
+    from gce.config import writer
+    from gce.transport import urls
+
+    labels = {writer.TEMPLATE_FILE: "template", writer.SCHEMA_FILE: "schema",
+              writer.ENVIRONMENT_FILE: "environment", writer.IDENTITY_MAPPING_FILE: "mapping"}
+    name = ep.name
+    kind = "multi-user" if ep.identity_mapping else "templated"
+    output.success(f"created {kind} endpoint {name} (id {ep.endpoint_id})")
+    output.line(f"  config:      {written.config_file} (mode {written.config_mode:04o})")
+    output.line(f"  id:          {written.endpoint_json}")
+    for path in written.files:
+        output.line(f"  {labels.get(path.name, path.name) + ':':<12} {path}")
+    output.line(f"  broker:      {urls.redact(url)}")
+    if not ep.identity_mapping:
+        output.line("  every user's tasks run as you: only root maps users to their own accounts")
+    steps = []
+    if ep.identity_mapping:
+        mapping = next(p for p in written.files if p.name == writer.IDENTITY_MAPPING_FILE)
+        steps.append(f"edit the rules of {mapping} (the example maps alice@example.org to alice)")
+    if placeholder:
+        steps.append(f"gce broker provision --endpoint {name} --user USER@DOMAIN --credentials FILE "
+                     f"(or put the broker's URL in broker.url of {written.config_file})")
+    steps.append(f"check the template: gce render-user-config {name} --user-config FILE.json")
+    steps.append(f"gce start {name}  (add --detach to run it in the background)")
+    for i, step in enumerate(steps, 1):
+        output.line(f"{'next:' if i == 1 else '':<5} {i}. {step}")

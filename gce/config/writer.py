@@ -1,10 +1,14 @@
 """Writing a new endpoint's config.yaml and endpoint.json (what `gce configure` does).
 
 ``render`` is pure: values in, commented YAML text out (from the packaged template
-``gce/templates/config.yaml.j2``, rendered with a plain Jinja2 environment: the template is
-ours, the values are quoted by the ``yaml_str`` filter). ``write`` checks that the text
-parses back to the same values and passes the schema, then creates the files exclusively,
-so an existing endpoint is never overwritten.
+``gce/templates/config.yaml.j2``, or ``multi_user/config.yaml.j2`` for a templated endpoint,
+rendered with a plain Jinja2 environment: the template is ours, the values are quoted by the
+``yaml_str`` filter). ``write`` checks that the text parses back to the same values and passes
+the schema, then creates the files exclusively, so an existing endpoint is never overwritten.
+
+A templated endpoint (``multi_user``) also gets copies of the packaged
+``gce/templates/multi_user/`` files: the user config template and its schema, the user
+environment and, when root configures it (``identity_mapping``), an identity mapping example.
 """
 
 from __future__ import annotations
@@ -30,6 +34,15 @@ ENGINES = {"htex": "HighThroughputEngine", "process": "ProcessPoolEngine", "thre
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 DIR_MODE = 0o700
+# A root endpoint's user endpoints render the template as the mapped user (DESIGN.md, security
+# invariant 4): they must reach the files of its directory, without listing it.
+SHARED_DIR_MODE = 0o711
+
+MULTI_USER_TEMPLATES = "multi_user"
+TEMPLATE_FILE = "user_config_template.yaml.j2"
+SCHEMA_FILE = "user_config_schema.json"
+ENVIRONMENT_FILE = "user_environment.yaml"
+IDENTITY_MAPPING_FILE = "identity_mapping.json"
 
 # Characters that may stand unescaped in a double-quoted YAML scalar: YAML 1.1's printable set
 # (section 5.1) minus its line breaks NEL, LS and PS (a raw one folds to a space) and the BOM.
@@ -54,6 +67,8 @@ class NewEndpoint:
     max_workers: int = 1
     display_name: str = ""
     default_url: bool = False  # the URL is our placeholder: the user must complete it
+    multi_user: bool = False  # templated: each user endpoint's engine comes from a template
+    identity_mapping: bool = False  # multi_user run by root: submitters are mapped to local accounts
     endpoint_id: str = field(default_factory=_new_id)
     created_at: str = field(default_factory=_now)
 
@@ -63,6 +78,7 @@ class Written:
     config_file: Path
     endpoint_json: Path
     config_mode: int
+    files: tuple[Path, ...] = ()  # the other files of a templated endpoint, in the order written
 
 
 def yaml_str(value: str) -> str:
@@ -96,6 +112,8 @@ def check_values(ep: NewEndpoint) -> None:
         raise UsageError("invalid display name", f"it has {len(ep.display_name)} characters; at most 256 fit")
     if ep.max_workers < 1:
         raise UsageError("invalid number of workers", f"{ep.max_workers} is less than 1")
+    if ep.identity_mapping and not ep.multi_user:
+        raise UsageError("invalid endpoint", "only a multi-user endpoint maps identities")
 
 
 def default_broker_url() -> tuple[str, bool]:
@@ -117,7 +135,8 @@ def render(ep: NewEndpoint, config_file: Path) -> str:
         keep_trailing_newline=True,
     )
     env.filters["yaml_str"] = yaml_str
-    return env.get_template("config.yaml.j2").render(
+    template = f"{MULTI_USER_TEMPLATES}/config.yaml.j2" if ep.multi_user else "config.yaml.j2"
+    return env.get_template(template).render(
         name=ep.name,
         created_at=ep.created_at,
         display_name=ep.display_name or ep.name,
@@ -127,7 +146,23 @@ def render(ep: NewEndpoint, config_file: Path) -> str:
         engine=ep.engine,
         max_workers=int(ep.max_workers),
         config_file=str(config_file),
+        identity_mapping=ep.identity_mapping,
+        template_file=TEMPLATE_FILE,
+        schema_file=SCHEMA_FILE,
+        environment_file=ENVIRONMENT_FILE,
+        identity_mapping_file=IDENTITY_MAPPING_FILE,
     )
+
+
+def packaged_files(ep: NewEndpoint) -> list[tuple[str, bytes]]:
+    """The packaged files a templated endpoint's directory gets next to config.yaml (name, content)."""
+    if not ep.multi_user:
+        return []
+    from importlib import resources
+
+    names = [TEMPLATE_FILE, SCHEMA_FILE, ENVIRONMENT_FILE] + ([IDENTITY_MAPPING_FILE] if ep.identity_mapping else [])
+    folder = resources.files("gce").joinpath("templates", MULTI_USER_TEMPLATES)
+    return [(name, folder.joinpath(name).read_bytes()) for name in names]
 
 
 def endpoint_record(ep: NewEndpoint) -> dict[str, Any]:
@@ -142,12 +177,16 @@ def check_rendered(text: str, ep: NewEndpoint, source: str) -> dict:
     validate(data, source)
     if data["broker"]["url"] != ep.broker_url or data.get("display_name") != (ep.display_name or ep.name):
         raise ConfigError(f"cannot write {source}", "a value did not survive YAML quoting unchanged")
+    expected = (ep.multi_user, IDENTITY_MAPPING_FILE if ep.identity_mapping else None)
+    if (bool(data.get("multi_user")), data.get("identity_mapping_config_path")) != expected:
+        raise ConfigError(f"cannot write {source}", "the rendered file does not say what kind of endpoint it is")
     return data
 
 
 def write(paths: EndpointPaths, ep: NewEndpoint) -> Written:
     """Create the endpoint's directories and files; refuse if the endpoint exists already."""
-    for existing in (paths.config_file, paths.endpoint_json):
+    extra = [(paths.config_dir / name, data) for name, data in packaged_files(ep)]
+    for existing in (paths.config_file, paths.endpoint_json, *(path for path, _ in extra)):
         if existing.exists():
             raise GceError(
                 f"endpoint {ep.name!r} already exists",
@@ -159,16 +198,23 @@ def write(paths: EndpointPaths, ep: NewEndpoint) -> Written:
     text = render(ep, paths.config_file)
     check_rendered(text, ep, str(paths.config_file))
     mode = SECRET_MODE if will_hold_secret(ep) else PUBLIC_MODE
+    created: list[Path] = []
     try:
-        for d in {paths.config_dir, paths.state_dir}:
-            d.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-            os.chmod(d, DIR_MODE)  # mkdir's mode is filtered by the umask
-        _create(paths.endpoint_json, (json.dumps(endpoint_record(ep), indent=2) + "\n").encode(), PUBLIC_MODE, ep)
+        for d in (paths.state_dir, paths.config_dir):  # the config dir last: it may be the same one
+            d_mode = SHARED_DIR_MODE if ep.identity_mapping and d == paths.config_dir else DIR_MODE
+            d.mkdir(parents=True, exist_ok=True, mode=d_mode)
+            os.chmod(d, d_mode)  # mkdir's mode is filtered by the umask
         try:
+            _create(paths.endpoint_json, (json.dumps(endpoint_record(ep), indent=2) + "\n").encode(), PUBLIC_MODE, ep)
+            created.append(paths.endpoint_json)
+            for path, data in extra:
+                _create(path, data, PUBLIC_MODE, ep)
+                created.append(path)
             # config.yaml last: `gce list` shows an endpoint once its config exists.
             _create(paths.config_file, text.encode(), mode, ep)
         except BaseException:
-            paths.endpoint_json.unlink(missing_ok=True)
+            for path in created:
+                path.unlink(missing_ok=True)
             raise
     except PermissionError as e:
         raise PermissionDenied(
@@ -177,7 +223,7 @@ def write(paths: EndpointPaths, ep: NewEndpoint) -> Written:
         ) from None
     except OSError as e:
         raise GceError(f"cannot create endpoint {ep.name!r}", f"{e.filename}: {e.strerror}", exit_code=EX_CANTCREAT) from None
-    return Written(paths.config_file, paths.endpoint_json, mode)
+    return Written(paths.config_file, paths.endpoint_json, mode, tuple(path for path, _ in extra))
 
 
 def _create(path: Path, data: bytes, mode: int, ep: NewEndpoint) -> None:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import re
+import shutil
 import stat
+import subprocess
+import tempfile
 import uuid
+from importlib import resources
+from pathlib import Path
 
 import pytest
 import yaml
 
-from gce.config import model
+from gce.config import model, writer
 from gce.config.paths import endpoint_paths
+from gce.config.templating import local_runtime, mapped_identity_of, render_for_endpoint
+from gce.errors import UsageError
+from tests.commands.conftest import GCE_BIN
 
 
 def _uuid_in(text: str) -> str:
@@ -183,3 +193,161 @@ def test_configure_as_a_real_process(gce_bin, home):
     assert "  broker: amqp://ep:***@127.0.0.1:5672/gce\n" in proc.stdout
     data = yaml.safe_load(endpoint_paths("real").config_file.read_text())
     assert data["engine"] == {"type": "ProcessPoolEngine", "max_workers": 2}
+
+
+# -- gce configure --multi-user -------------------------------------------------------------------
+
+CONFIG_FILE = Path("/etc/gce/m/config.yaml")
+MULTI_FILES = ["user_config_template.yaml.j2", "user_config_schema.json", "user_environment.yaml"]
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="root configures endpoints that map identities")
+
+
+def _packaged(name: str) -> bytes:
+    return resources.files("gce").joinpath("templates", "multi_user", name).read_bytes()
+
+
+@as_root
+def test_multi_user_as_root_writes_every_file_and_says_what_next(gce, home):
+    result = gce("configure", "multi", "--multi-user")
+    assert result.exit_code == 0, result.stderr
+    d = home / "multi"
+    ep_id = _uuid_in(result.stdout)
+    assert result.stdout == (
+        f"created multi-user endpoint multi (id {ep_id})\n"
+        f"  config:      {d}/config.yaml (mode 0600)\n"
+        f"  id:          {d}/endpoint.json\n"
+        f"  template:    {d}/user_config_template.yaml.j2\n"
+        f"  schema:      {d}/user_config_schema.json\n"
+        f"  environment: {d}/user_environment.yaml\n"
+        f"  mapping:     {d}/identity_mapping.json\n"
+        "  broker:      amqp://127.0.0.1:5672/gce\n"
+        f"next: 1. edit the rules of {d}/identity_mapping.json (the example maps alice@example.org to alice)\n"
+        "      2. gce broker provision --endpoint multi --user USER@DOMAIN --credentials FILE "
+        f"(or put the broker's URL in broker.url of {d}/config.yaml)\n"
+        "      3. check the template: gce render-user-config multi --user-config FILE.json\n"
+        "      4. gce start multi  (add --detach to run it in the background)\n"
+    )
+    assert result.stderr == ""
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        ["config.yaml", "endpoint.json", "identity_mapping.json", *MULTI_FILES])
+    for name in [*MULTI_FILES, "identity_mapping.json"]:
+        assert (d / name).read_bytes() == _packaged(name)
+        assert stat.S_IMODE((d / name).stat().st_mode) == 0o644, name
+    assert stat.S_IMODE((d / "config.yaml").stat().st_mode) == 0o600
+    # user endpoints render the template as the mapped user: they must reach it, not list the directory
+    assert stat.S_IMODE(d.stat().st_mode) == 0o711
+    config = model.load(endpoint_paths("multi"))
+    assert (config.endpoint_id, config.multi_user, config.engine) == (ep_id, True, {})
+    assert config.identity_mapping_config_path == f"{d}/identity_mapping.json"
+    assert config.user_config_template_path == f"{d}/user_config_template.yaml.j2"
+    assert config.user_config_schema_path == f"{d}/user_config_schema.json"
+    assert config.user_environment_path == f"{d}/user_environment.yaml"
+    assert (config.min_uid, config.idle_timeout, config.allow_privileged_mapping) == (1000, 1800.0, False)
+    assert (config.allowed_identities, config.allowed_domains, config.allowed_functions) == (None, None, None)
+    raw = yaml.safe_load(config_text := (d / "config.yaml").read_text())
+    assert set(raw) == {"display_name", "broker", "multi_user", "identity_mapping_config_path", "min_uid",
+                        "idle_timeout"}
+    assert "#allowed_functions: " in config_text and "#allowed_identities: " in config_text
+    assert "#allowed_domains: " in config_text
+
+
+@pytest.mark.parametrize("mapping", [True, False])
+def test_every_multi_user_key_shown_commented_out_is_valid_when_uncommented(mapping):
+    ep = writer.NewEndpoint(name="m", broker_url="amqp://b/gce", multi_user=True, identity_mapping=mapping)
+    text = writer.render(ep, CONFIG_FILE)
+    uncommented = re.sub(r"^(\s*)#([a-z_]+:)", r"\1\2", text, flags=re.M)
+    data = yaml.safe_load(uncommented)
+    model.validate(data, "uncommented")
+    mapping_keys = {"identity_mapping_config_path", "min_uid", "allow_privileged_mapping"}
+    assert set(data) == {"display_name", "broker", "multi_user", "user_config_template_path",
+                         "user_config_schema_path", "user_environment_path", "allowed_identities",
+                         "allowed_domains", "idle_timeout", "allowed_functions", "limits", "status_period",
+                         "debug"} | (mapping_keys if mapping else set())
+    # the defaults shown are the defaults the loader uses
+    loaded, default = model.from_data("m", "i", data), model.from_data("m", "i", yaml.safe_load(text))
+    for key in ("user_config_template_path", "user_config_schema_path", "user_environment_path", "min_uid",
+                "allow_privileged_mapping", "idle_timeout", "queue_type", "prefetch", "heartbeat",
+                "max_payload_bytes", "max_result_bytes", "task_attempts", "status_period", "debug"):
+        assert getattr(loaded, key) == getattr(default, key), key
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^\s*#?[a-z_]+:", line):
+            above = lines[i - 1].strip()
+            assert above.startswith("# ") or above.endswith(":"), f"line {i + 1} {line!r} has no comment"
+
+
+def test_multi_user_display_name_and_url_are_quoted():
+    nasty = 'x"\nidentity_mapping_config_path: /tmp/evil.json'
+    ep = writer.NewEndpoint(name="m", broker_url="amqp://u:p@b/gce", display_name=nasty, multi_user=True)
+    data = writer.check_rendered(writer.render(ep, CONFIG_FILE), ep, str(CONFIG_FILE))
+    assert data["display_name"] == nasty and "identity_mapping_config_path" not in data
+
+
+def test_identity_mapping_needs_multi_user():
+    with pytest.raises(UsageError, match="only a multi-user endpoint maps identities"):
+        writer.check_values(writer.NewEndpoint(name="m", broker_url="amqp://b/gce", identity_mapping=True))
+
+
+@as_root
+def test_multi_user_refuses_an_existing_endpoint_or_leftover_files(gce, home):
+    assert gce("configure", "demo").exit_code == 0
+    result = gce("configure", "demo", "--multi-user")
+    assert result.exit_code == 73
+    assert result.stderr.startswith("error: endpoint 'demo' already exists: ")
+    (home / "left").mkdir()
+    (home / "left" / "user_config_template.yaml.j2").write_text("mine\n")
+    result = gce("configure", "left", "--multi-user")
+    assert result.exit_code == 73
+    assert result.stderr == (f"error: endpoint 'left' already exists: {home}/left/user_config_template.yaml.j2 is "
+                             "there\nhint: gce delete left first, or choose another name\n")
+    assert sorted(p.name for p in (home / "left").iterdir()) == ["user_config_template.yaml.j2"]
+    assert (home / "left" / "user_config_template.yaml.j2").read_text() == "mine\n"
+
+
+@as_root
+def test_multi_user_with_a_broker_url_and_the_written_template_renders(gce, home):
+    result = gce("configure", "multi", "--multi-user", "--broker-url", "amqp://b/gce")
+    assert result.exit_code == 0, result.stderr
+    assert "gce broker provision" not in result.stdout
+    assert stat.S_IMODE((home / "multi" / "config.yaml").stat().st_mode) == 0o644
+    config = model.load(endpoint_paths("multi"))
+    rendered = render_for_endpoint(config, {"workers_per_node": 3}, source="test", user_runtime=local_runtime(),
+                                   mapped_identity=mapped_identity_of("root"))
+    assert rendered["engine"]["max_workers_per_node"] == 3
+
+
+def test_multi_user_as_an_ordinary_user_is_a_templated_personal_endpoint(tmp_path):
+    """A real `gce configure --multi-user` run by an unprivileged account: no identity mapping."""
+    if os.geteuid() != 0:
+        run_as, home = {}, tmp_path / "home"
+        home.mkdir()
+    else:
+        nobody = pwd.getpwnam("nobody")
+        home = Path(tempfile.mkdtemp(prefix="gce-nobody-"))
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        run_as = dict(user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+    try:
+        env = {"PATH": "/usr/bin:/bin", "GCE_HOME": str(home), "HOME": str(home), "LANG": "C.UTF-8"}
+        proc = subprocess.run([str(GCE_BIN), "configure", "personal", "--multi-user"], capture_output=True,
+                              text=True, timeout=60, env=env, cwd="/", **run_as)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == ""
+        d = home / "personal"
+        assert proc.stdout.startswith("created templated endpoint personal (id ")
+        assert "  every user's tasks run as you: only root maps users to their own accounts\n" in proc.stdout
+        assert "mapping:" not in proc.stdout and "identity_mapping" not in proc.stdout
+        assert proc.stdout.splitlines()[-2:] == [
+            "      2. check the template: gce render-user-config personal --user-config FILE.json",
+            "      3. gce start personal  (add --detach to run it in the background)"]
+        assert sorted(p.name for p in d.iterdir()) == sorted(["config.yaml", "endpoint.json", *MULTI_FILES])
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+        assert stat.S_IMODE((d / "config.yaml").stat().st_mode) == 0o600
+        data = yaml.safe_load((d / "config.yaml").read_text())
+        assert data["multi_user"] is True and "identity_mapping_config_path" not in data
+        assert "min_uid" not in data and data["idle_timeout"] == 1800
+        assert "Run by you (not by root)" in (d / "config.yaml").read_text()
+        if run_as:
+            assert {p.stat().st_uid for p in d.iterdir()} == {run_as["user"]}
+    finally:
+        if run_as:
+            shutil.rmtree(home)
