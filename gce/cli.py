@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from gce import output
 from gce.commands import broker, configure, delete, idmap, list_, restart, start, status, stop, version
+from gce.commands import render_user_config
 from gce.commands import enable_on_boot
 from gce.commands import diagnostic
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
@@ -73,6 +74,7 @@ app.command("restart")(restart.command)
 app.command("status")(status.command)
 app.command("list")(list_.command)
 app.command("delete")(delete.command)
+app.command("render-user-config")(render_user_config.command)
 app.command("diagnostic")(diagnostic.command)
 app.command("enable-on-boot")(enable_on_boot.enable)
 app.command("disable-on-boot")(enable_on_boot.disable)
