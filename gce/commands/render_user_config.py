@@ -85,7 +85,7 @@ def command(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the config as JSON.")] = False,
 ) -> None:
-    """Render a templated endpoint's user config template, as a task would, and print the result.
+    """Render a user endpoint config offline, as a task would, and show it.
 
     Checks the values of --user-config against the endpoint's user_config_schema.json, fills in
     the schema's defaults, renders user_config_template.yaml.j2 and checks that it makes a valid
