@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from gce.uep.execute import run_task
+from gce.uep.execute import run_batch, run_task
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,31 @@ def _build(kind: str, spec: dict, module: str) -> Any:
     return cls(**spec)
 
 
+# Small tasks that arrive faster than the workers take them go to parsl in batches: each
+# parsl task costs the interchange and the UEP far more than a no-op function costs the
+# worker. A batch is only formed from tasks waiting for a free slot, so a lone task is
+# never delayed, and its size is bounded in tasks and bytes.
+BATCH_MAX_TASKS = 32
+BATCH_MAX_BYTES = 1 << 20
+BATCHABLE_BYTES = 64 << 10
+
+
 class HighThroughputEngine(Engine):
-    """parsl's HighThroughputExecutor driven without a DataFlowKernel, plus its scaling strategy."""
+    """parsl's HighThroughputExecutor driven without a DataFlowKernel, plus its scaling strategy.
+
+    At most ``slots`` parsl tasks are outstanding (twice the workers of ``max_blocks``, so the
+    scaling strategy still sees the whole demand it may act on); small tasks waiting beyond
+    that are sent as one parsl task running ``run_batch``. When the worker running a batch
+    dies, its tasks are sent again one by one, so only the task that killed it fails.
+    """
 
     type = "HighThroughputEngine"
+
+    def __init__(self, options: dict, run_dir: str, max_result_bytes: int) -> None:
+        super().__init__(options, run_dir, max_result_bytes)
+        self._waiting: list[tuple[bytes, Future]] = []  # small tasks waiting for a slot, oldest first
+        self._in_parsl = 0
+        self.slots = 1
 
     def start(self) -> None:
         from parsl.executors import HighThroughputExecutor
@@ -164,6 +185,10 @@ class HighThroughputEngine(Engine):
             provider.script_dir = os.path.join(self.run_dir, "submit_scripts")
             os.makedirs(provider.script_dir, exist_ok=True)
         self.htex.start()
+        nodes = int(getattr(provider, "nodes_per_block", 1) or 1)
+        # Without max_workers_per_node parsl guesses 1 while each worker pool starts one per core.
+        per_node = self.htex.workers_per_node if "max_workers_per_node" in opts else os.cpu_count() or 1
+        self.slots = 2 * max(1, int(per_node)) * nodes * max(1, int(provider.max_blocks))
         # Start the first blocks now rather than on the first strategy tick: cold start matters.
         self.htex.scale_out_facade(provider.init_blocks)
         self.poller = JobStatusPoller(strategy="simple", max_idletime=max_idletime, strategy_period=strategy_period)
@@ -172,24 +197,69 @@ class HighThroughputEngine(Engine):
         self.poller._strategy.executors[self.htex.label]["first"] = False
 
     def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+        outer: Future = Future()
+        if resource_spec or len(payload) > BATCHABLE_BYTES:
+            self._send([(payload, outer)], resource_spec)
+            return outer
+        with self._lock:
+            self._waiting.append((payload, outer))
+        self._drain()
+        return outer
+
+    def _drain(self) -> None:
+        """Send waiting tasks while parsl has free slots, as batches when more than one waits."""
+        while True:
+            with self._lock:
+                if not self._waiting or self._in_parsl >= self.slots:
+                    return
+                take, size = 0, 0
+                for payload, _ in self._waiting[:BATCH_MAX_TASKS]:
+                    if take and size + len(payload) > BATCH_MAX_BYTES:
+                        break
+                    take, size = take + 1, size + len(payload)
+                batch, self._waiting = self._waiting[:take], self._waiting[take:]
+            self._send(batch, {})
+
+    def _send(self, tasks: list[tuple[bytes, Future]], resource_spec: dict) -> None:
         from parsl.executors.high_throughput.errors import ManagerLost
         from parsl.executors.high_throughput.errors import WorkerLost as ParslWorkerLost
 
-        outer: Future = Future()
-        inner = self.htex.submit(run_task, resource_spec or {}, payload, self.max_result_bytes)
+        with self._lock:
+            self._in_parsl += 1
+        try:
+            if len(tasks) == 1:
+                inner = self.htex.submit(run_task, resource_spec or {}, tasks[0][0], self.max_result_bytes)
+            else:
+                inner = self.htex.submit(run_batch, {}, [p for p, _ in tasks], self.max_result_bytes)
+        except Exception as e:
+            with self._lock:
+                self._in_parsl -= 1
+            for _, outer in tasks:
+                outer.set_exception(e)
+            return
 
         def relay(f: Future) -> None:
+            with self._lock:
+                self._in_parsl -= 1
             exc = f.exception()
-            if isinstance(exc, (ParslWorkerLost, ManagerLost)):
-                outer.set_exception(WorkerLost(f"{exc} (the worker died: killed by a signal, out of memory, "
-                                               "or its batch job ended)"))
+            if isinstance(exc, (ParslWorkerLost, ManagerLost)) and len(tasks) > 1:
+                log.warning("the worker running a batch of %d tasks died (%s): sending them again one by one",
+                            len(tasks), exc)
+                for task in tasks:
+                    self._send([task], {})
+            elif isinstance(exc, (ParslWorkerLost, ManagerLost)):
+                tasks[0][1].set_exception(WorkerLost(
+                    f"{exc} (the worker died: killed by a signal, out of memory, or its batch job ended)"))
             elif exc is not None:
-                outer.set_exception(exc)
+                for _, outer in tasks:
+                    outer.set_exception(exc)
             else:
-                outer.set_result(f.result())
+                results = f.result()
+                for (_, outer), result in zip(tasks, results if len(tasks) > 1 else [results]):
+                    outer.set_result(result)
+            self._drain()
 
         inner.add_done_callback(relay)
-        return outer
 
     def status(self) -> dict[str, Any]:
         s = super().status()
@@ -209,6 +279,10 @@ class HighThroughputEngine(Engine):
         return s
 
     def shutdown(self) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        for _, outer in waiting:
+            outer.cancel()
         try:
             self.poller.close(timeout=5)
         except Exception:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import platform
-import queue
 import socket
 import sys
 import threading
@@ -41,24 +40,24 @@ class UserEndpoint:
         self.conf = conf
         self.endpoint_id = conf["endpoint_id"]
         self.allowed = set(conf["allowed_functions"]) if conf.get("allowed_functions") is not None else None
-        self.out: queue.Queue = queue.Queue()
+        self._send_lock = threading.Lock()
+        self.closed = False
         self.engine: Engine | None = None
         self.stopping = threading.Event()
 
     # -- output ----------------------------------------------------------------------
     def send(self, kind: bytes, header: dict, body: bytes = b"") -> None:
-        self.out.put(frames.encode(kind, header, body))
-
-    def _writer(self) -> None:
-        while True:
-            data = self.out.get()
-            if data is None:
+        # Sent from whichever thread has the frame (the engine's result thread, mostly): a
+        # hand-off to a writer thread would add a wake-up to every task's round trip.
+        data = frames.encode(kind, header, body)
+        with self._send_lock:
+            if self.closed:
                 return
             try:
                 self.sock.sendall(data)
             except OSError:
+                self.closed = True
                 self.stopping.set()
-                return
 
     def result(self, rh: ResultHeaders, body: bytes = b"") -> None:
         self.send(frames.RESULT, rh.to_dict(), body)
@@ -129,7 +128,6 @@ class UserEndpoint:
 
     # -- main ------------------------------------------------------------------------
     def run(self) -> int:
-        threading.Thread(target=self._writer, name="uep-writer", daemon=True).start()
         try:
             self.engine = make_engine(self.conf["engine"], self.conf["run_dir"], int(self.conf["max_result_bytes"]))
             self.engine.start()
@@ -137,8 +135,6 @@ class UserEndpoint:
             log.exception("engine failed to start")
             self.send(frames.FATAL, {"reason": f"the {self.conf['engine'].get('type')} engine failed to start: "
                                                f"{type(e).__name__}: {e}"})
-            self.out.put(None)
-            time.sleep(0.2)
             return 1
         self.send(frames.READY, {"pid": os.getpid(), "python": platform.python_version(),
                                  "engine": self.engine.type, "status": self.engine.status()})
@@ -156,7 +152,6 @@ class UserEndpoint:
             log.info("the manager closed the channel: shutting down")
         self.stopping.set()
         self.engine.shutdown()
-        self.out.put(None)
         return 0
 
 

@@ -93,6 +93,24 @@ def test_a_task_that_kills_its_worker_fails_naming_the_lost_worker_and_the_rest_
         _all_answered(good, list(range(20)), timeout=60)
 
 
+def test_a_task_killing_its_worker_inside_a_batch_fails_alone(make_endpoint):
+    """Tasks waiting for a slot travel to parsl in batches; a batch's lost worker fails only the killer."""
+    from gce.sdk import TaskFailed
+
+    ep = make_endpoint(engine="htex")  # 2 workers, so 4 parsl slots
+    ep.start()
+    with ep.executor() as ex:
+        blockers = [ex.submit(time.sleep, 1) for _ in range(4)]
+        batch = [ex.submit(nap, i) for i in range(5)] + [ex.submit(kill_my_worker)] + \
+            [ex.submit(nap, i) for i in range(5, 10)]
+        with pytest.raises(TaskFailed) as info:
+            batch[5].result(timeout=60)
+        assert info.value.code == "WORKER_LOST"
+        _all_answered(blockers, [None] * 4, timeout=60)
+        _all_answered(batch[:5] + batch[6:], list(range(10)), timeout=60)
+    assert "sending them again one by one" in (ep.paths.uep_log_dir / "default.log").read_text()
+
+
 def test_malformed_messages_are_answered_where_possible_and_good_ones_still_run(make_endpoint):
     ep = make_endpoint(engine="thread")
     ep.start()
