@@ -8,6 +8,7 @@ depend on a broker that happens to run on this machine.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import socket
@@ -205,6 +206,103 @@ def test_a_stopped_endpoint_warns_and_a_log_with_errors_shows_it(home):
     log = rows[("quiet", "log")]
     assert log["status"] == "WARN" and log["reason"].endswith("start-up failed: boom")
     assert len(log["details"]["tail"]) == 2
+
+
+# -- systemd, through a stand-in systemctl ---------------------------------------------------------
+
+@pytest.mark.parametrize("active, enabled, status, reason", [
+    ("active", "enabled", "PASS", "gce-endpoint@unit is enabled and active"),
+    ("failed", "enabled", "FAIL", "gce-endpoint@unit is enabled but failed"),
+    ("active", "disabled", "WARN", "gce-endpoint@unit is active but not enabled: it will not start at boot"),
+    ("inactive", "not-found", "SKIP", "gce-endpoint@unit is not enabled (the endpoint is not started at boot)"),
+])
+def test_systemd_unit_state(home, tmp_path, monkeypatch, active, enabled, status, reason):
+    from gce.commands.diagnostic import checks
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "systemctl"
+    fake.write_text(f"""#!/bin/sh
+echo "$@" >> {tmp_path}/systemctl.calls
+case "$1" in is-active) echo {active}; exit 3;; is-enabled) echo {enabled}; exit 1;; esac
+""")
+    fake.chmod(0o755)
+    booted = tmp_path / "run-systemd-system"
+    booted.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(checks, "SYSTEMD_BOOTED", booted)
+    unreachable("unit")
+    _, rows = diagnose("--endpoint", "unit", "--json")
+    assert (rows[("unit", "systemd unit")]["status"], rows[("unit", "systemd unit")]["reason"]) == (status, reason)
+    scope = "--user " if os.geteuid() else ""  # a user's endpoint is a unit of their own systemd
+    assert (tmp_path / "systemctl.calls").read_text() == (
+        f"{scope}is-active gce-endpoint@unit\n{scope}is-enabled gce-endpoint@unit\n")
+
+
+def test_systemd_not_running_is_skipped(home, tmp_path, monkeypatch):
+    from gce.commands.diagnostic import checks
+
+    monkeypatch.setattr(checks, "SYSTEMD_BOOTED", tmp_path / "absent")
+    unreachable("unit")
+    _, rows = diagnose("--endpoint", "unit", "--json")
+    assert rows[("unit", "systemd unit")]["status"] == "SKIP"
+    assert rows[("unit", "systemd unit")]["reason"] == f"systemd is not running on this machine (no {tmp_path}/absent)"
+
+
+# -- multi-user endpoints ---------------------------------------------------------------------------
+
+def templated(name: str) -> Path:
+    paths = write_endpoint(name, {"broker": {"url": f"amqp://ep@127.0.0.1:{unused_port()}/v"}, "multi_user": True,
+                                  "identity_mapping_config_path": "identity_mapping.json"})
+    d = paths.config_dir
+    (d / "identity_mapping.json").write_text(json.dumps({
+        "DATA_TYPE": "expression_identity_mapping#1.0.0",
+        "mappings": [{"source": "{username}", "match": "(.*)@example\\.org", "output": "{0}"}]}))
+    (d / "user_config_schema.json").write_text(json.dumps(
+        {"type": "object", "properties": {"workers": {"type": "integer", "minimum": 1, "default": 2}}}))
+    (d / "user_config_template.yaml.j2").write_text(
+        "engine:\n  type: ThreadPoolEngine\n  max_workers: {{ workers }}\n")
+    (d / "user_environment.yaml").write_text("LANG: C.UTF-8\n")
+    return paths
+
+
+def test_multi_user_mapping_and_template_checks(home):
+    templated("multi")
+    result, rows = diagnose("--endpoint", "multi", "--identity", "nobody@example.org", "--json")
+    mapping = rows[("multi", "identity mapping")]
+    assert mapping["status"] == "PASS"
+    assert mapping["reason"].endswith("parses (1 rule); 'nobody@example.org' maps to nobody (uid 65534) by "
+                                      "expression mapping #1")
+    template = rows[("multi", "user template")]
+    assert template["status"] == "PASS"
+    assert template["reason"].endswith("renders with the schema's defaults (1 value): engine ThreadPoolEngine")
+    assert template["details"]["values"] == {"workers": 2}
+
+    _, rows = diagnose("--endpoint", "multi", "--identity", "nobody@elsewhere.org", "--json")
+    mapping = rows[("multi", "identity mapping")]
+    assert mapping["status"] == "FAIL" and "'nobody@elsewhere.org' does not map" in mapping["reason"]
+    assert mapping["hint"] == "gce idmap test multi nobody@elsewhere.org explains it"
+
+
+def test_multi_user_broken_files_fail_their_checks(home):
+    paths = templated("broken")
+    (paths.config_dir / "identity_mapping.json").write_text('{"DATA_TYPE": "expression_identity_mapping#1.0.0"}')
+    (paths.config_dir / "user_config_template.yaml.j2").write_text("engine:\n  type: {{ no_such_value }}\n")
+    _, rows = diagnose("--endpoint", "broken", "--json")
+    mapping = rows[("broken", "identity mapping")]
+    assert mapping["status"] == "FAIL" and "missing mappings" in mapping["reason"]
+    template = rows[("broken", "user template")]
+    assert template["status"] == "FAIL"
+    assert "does not render with the schema's defaults" in template["reason"]
+    assert "no_such_value" in template["reason"]
+
+
+def test_single_user_endpoints_skip_the_multi_user_checks(home):
+    unreachable("single")
+    _, rows = diagnose("--endpoint", "single", "--json")
+    for check in ("identity mapping", "user template"):
+        assert rows[("single", check)]["status"] == "SKIP"
+        assert rows[("single", check)]["reason"] == "not a multi-user endpoint"
 
 
 # -- the bundle ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ MIN_FREE_BYTES = 100 * 1024 * 1024
 CONTROL_TIMEOUT = 5.0
 SYSTEMCTL_TIMEOUT = 5.0
 UNIT = "gce-endpoint@{name}"
+SYSTEMD_BOOTED = Path("/run/systemd/system")  # exists only when systemd is PID 1 (sd_booted(3))
 
 
 @dataclass
@@ -189,8 +190,8 @@ def _systemctl(*args: str) -> str:
 def systemd(ctx: Context) -> Result:
     if shutil.which("systemctl") is None:
         return skip("systemd unit", "systemctl is not installed")
-    if not os.path.isdir("/run/systemd/system"):
-        return skip("systemd unit", "systemd is not running on this machine (no /run/systemd/system)")
+    if not SYSTEMD_BOOTED.is_dir():
+        return skip("systemd unit", f"systemd is not running on this machine (no {SYSTEMD_BOOTED})")
     unit = UNIT.format(name=ctx.paths.name)
     active, enabled = _systemctl("is-active", unit), _systemctl("is-enabled", unit)
     details = {"unit": unit, "active": active, "enabled": enabled}
