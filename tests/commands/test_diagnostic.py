@@ -137,6 +137,93 @@ def test_nothing_listening_fails_the_tcp_check_quickly(home):
         assert rows[("closed", later)]["reason"].startswith("no TCP connection to 127.0.0.1 port")
 
 
+def test_a_host_that_does_not_resolve_fails_the_dns_check(home):
+    write_endpoint("nowhere", {"broker": {"url": "amqp://u:p@no-such-host.invalid:5672/v"},
+                               "engine": {"type": "ThreadPoolEngine", "max_workers": 1}})
+    started = time.monotonic()
+    _, rows = diagnose("--endpoint", "nowhere", "--json")
+    assert time.monotonic() - started < 6
+    dns = rows[("nowhere", "broker dns")]
+    assert dns["status"] == "FAIL"
+    assert dns["reason"].startswith("cannot resolve the broker's host 'no-such-host.invalid'")
+    assert rows[("nowhere", "broker tcp")]["reason"] == "the broker's host name does not resolve"
+
+
+@pytest.fixture
+def tls_listener(tmp_path):
+    """A TLS server on localhost (not AMQP) with a fresh self-signed certificate: (port, cert file, days)."""
+    import ssl
+    import subprocess
+    import threading
+
+    made = []
+
+    def start(days: int):
+        cert, key = tmp_path / f"cert{days}.pem", tmp_path / f"key{days}.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost", "-days", str(days), "-keyout", str(key),
+                        "-out", str(cert)], check=True, capture_output=True, timeout=60)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server = socket.create_server(("127.0.0.1", 0))
+        server.settimeout(0.2)
+        done = threading.Event()
+
+        def serve():
+            while not done.is_set():
+                try:
+                    conn, _ = server.accept()
+                except socket.timeout:
+                    continue
+                try:
+                    with context.wrap_socket(conn, server_side=True) as tls:
+                        tls.settimeout(2)
+                        tls.recv(64)  # an AMQP client says hello; this server then hangs up
+                except (OSError, ssl.SSLError):
+                    pass  # the client refused the certificate, or left
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        made.append((done, thread, server))
+        return server.getsockname()[1], cert
+
+    yield start
+    for done, thread, server in made:
+        done.set()
+        thread.join()
+        server.close()
+
+
+def test_an_untrusted_certificate_fails_the_tls_check(home, tls_listener):
+    port, _cert = tls_listener(days=30)
+    write_endpoint("selfsigned", {"broker": {"url": f"amqps://u:p@localhost:{port}/v"},
+                                  "engine": {"type": "ThreadPoolEngine", "max_workers": 1}})
+    result, rows = diagnose("--endpoint", "selfsigned", "--json")
+    assert result.exit_code == 1
+    tls = rows[("selfsigned", "broker tls")]
+    assert tls["status"] == "FAIL"
+    assert tls["reason"] == "the broker's certificate is not trusted: self-signed certificate"
+    assert rows[("selfsigned", "broker login")]["reason"] == "the TLS handshake failed"
+
+
+@pytest.mark.parametrize("days, status", [(400, "PASS"), (3, "WARN")])
+def test_a_trusted_certificate_passes_and_warns_before_it_expires(home, tls_listener, monkeypatch, days, status):
+    port, cert = tls_listener(days=days)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # OpenSSL's default trust store: this certificate only
+    write_endpoint("trusted", {"broker": {"url": f"amqps://u:p@localhost:{port}/v"},
+                               "engine": {"type": "ThreadPoolEngine", "max_workers": 1}})
+    started = time.monotonic()
+    _, rows = diagnose("--endpoint", "trusted", "--json")
+    tls = rows[("trusted", "broker tls")]
+    assert tls["status"] == status
+    assert re.match(r"TLSv1\.[23], certificate for localhost valid until ", tls["reason"])
+    assert tls["details"]["days_left"] in (days - 1, days)
+    # not an AMQP server: the login fails, within its time limit
+    login = rows[("trusted", "broker login")]
+    assert login["status"] == "FAIL"
+    assert login["reason"].endswith("as 'u': the server hung up during the AMQP handshake")
+    assert time.monotonic() - started < 12
+
+
 def test_an_invalid_config_fails_naming_the_key(home):
     write_endpoint("bad", {"broker": {"url": "amqp://u:Secret-Value-9@127.0.0.1:1/v"},
                            "engine": {"type": "ThreadPoolEngine", "max_workers": 0}})
@@ -426,7 +513,8 @@ def test_bundle_goes_to_the_current_directory_and_text_output_is_redacted(home, 
     ("sent Bearer eyJhbGciOiJIUzI1NiJ9 upstream", "sent Bearer *** upstream"),
     ('["/opt/map", "--token", "abc123", "--password=pw"]', '["/opt/map", "--token", "***", "--password=***"]'),
     # prose and ordinary keys stay
-    ("# This file holds the broker password: keep it private.", "# This file holds the broker password: keep it private."),
+    ("# This file holds the broker password: keep it private.",
+     "# This file holds the broker password: keep it private."),
     ("allowed keys: engine, broker", "allowed keys: engine, broker"),
     ("max_workers: 4", "max_workers: 4"),
 ])

@@ -170,10 +170,14 @@ def login(t: Target, params: Any) -> tuple[Result, Any]:
         return fail("broker login", f"the broker refused user {t.user!r} access to virtual host {t.vhost!r}",
                     f"rabbitmqctl set_permissions -p {t.vhost} {t.user} ... (or gce broker provision)",
                     user=t.user), None
+    except (px.IncompatibleProtocolError, px.StreamLostError):
+        return fail("broker login", f"no AMQP session with {where} as {t.user!r}: the server hung up during "
+                    "the AMQP handshake", "is this port the broker's AMQP listener (5672, or 5671 for amqps)? "
+                    "look at the broker's log", user=t.user), None
     except px.AMQPError as e:
-        why = str(e) or type(e).__name__
+        why = (str(e) or type(e).__name__)[:300]
         return fail("broker login", f"no AMQP session with {where} as {t.user!r}: {type(e).__name__}: {why}",
-                    "is this port an AMQP listener? look at the broker's log", user=t.user), None
+                    "is this port the broker's AMQP listener? look at the broker's log", user=t.user), None
     props = getattr(conn._impl, "server_properties", None) or {}  # connection.start's, kept by pika
     product = props.get("product", b"broker")
     version = props.get("version", b"")
