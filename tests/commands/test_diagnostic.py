@@ -137,6 +137,36 @@ def test_nothing_listening_fails_the_tcp_check_quickly(home):
         assert rows[("closed", later)]["reason"].startswith("no TCP connection to 127.0.0.1 port")
 
 
+def test_a_port_that_never_answers_fails_the_tcp_check_within_its_time_limit(home):
+    # A listening socket whose accept queue is full: the kernel drops further SYNs, so a
+    # connect neither succeeds nor is refused (a firewall that drops packets looks the same).
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    filler = [socket.socket() for _ in range(2)]
+    try:
+        for s in filler:
+            s.settimeout(0.5)
+            try:
+                s.connect(("127.0.0.1", port))
+            except socket.timeout:
+                pass  # the queue was already full: what we want
+        write_endpoint("silent", {"broker": {"url": f"amqp://u:p@127.0.0.1:{port}/v"},
+                                  "engine": {"type": "ThreadPoolEngine", "max_workers": 1}})
+        started = time.monotonic()
+        _, rows = diagnose("--endpoint", "silent", "--json")
+        elapsed = time.monotonic() - started
+    finally:
+        for s in filler:
+            s.close()
+        server.close()
+    tcp = rows[("silent", "broker tcp")]
+    assert tcp["status"] == "FAIL"
+    assert tcp["reason"] == f"cannot connect to 127.0.0.1 port {port}: 127.0.0.1: no answer within 5.0 s"
+    assert 4.9 < elapsed < 6
+
+
 def test_a_host_that_does_not_resolve_fails_the_dns_check(home):
     write_endpoint("nowhere", {"broker": {"url": "amqp://u:p@no-such-host.invalid:5672/v"},
                                "engine": {"type": "ThreadPoolEngine", "max_workers": 1}})

@@ -33,6 +33,7 @@ class Target:
     vhost: str
     user: str
     addresses: list[tuple[Any, ...]] = field(default_factory=list)
+    connected: tuple[Any, ...] | None = None  # the address the TCP check reached
 
     @classmethod
     def of(cls, url: str) -> Target:
@@ -87,18 +88,24 @@ def dns(t: Target) -> Result:
 
 
 def tcp(t: Target) -> Result:
+    """Connect to each address in turn (localhost may be ::1 then 127.0.0.1), TIMEOUT s for all."""
     errors = []
+    deadline = time.monotonic() + TIMEOUT
     for addr in t.addresses:
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         start = time.monotonic()
+        if start >= deadline:
+            errors.append(f"{addr[0]}: not tried, {TIMEOUT:g} s are up")
+            continue
         s = socket.socket(family, socket.SOCK_STREAM)
-        s.settimeout(TIMEOUT)
+        s.settimeout(deadline - start)
         try:
             s.connect(addr)
+            t.connected = addr
             return ok("broker tcp", f"connected to {addr[0]} port {t.port} in {timed_ms(start)} ms",
                       address=addr[0], port=t.port)
         except socket.timeout:
-            errors.append(f"{addr[0]}: no answer within {TIMEOUT:g} s")
+            errors.append(f"{addr[0]}: no answer within {deadline - start:.1f} s")
         except OSError as e:
             errors.append(f"{addr[0]}: {e.strerror or e}")
         finally:
@@ -123,7 +130,8 @@ def tls(t: Target, params: Any) -> Result:
     server_name = (opts.server_hostname if opts else None) or t.host
     start = time.monotonic()
     try:
-        with socket.create_connection((t.host, t.port), timeout=TIMEOUT) as raw:
+        address = t.connected[:2] if t.connected else (t.host, t.port)
+        with socket.create_connection(address, timeout=TIMEOUT) as raw:
             with context.wrap_socket(raw, server_hostname=server_name) as s:
                 cert = s.getpeercert() or {}
                 version = s.version()
