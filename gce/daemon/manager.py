@@ -58,6 +58,8 @@ class Manager:
         self.recent_done: OrderedDict[str, None] = OrderedDict()
         self._acks: dict[int, int] = {}  # channel generation -> highest delivery tag to ack
         self._flush_scheduled = False
+        self._syncing = False  # an fsync of the spool is running on a thread
+        self._flush_again = False
         self._unpublished: set[str] = set()  # results waiting for a connection
         self._queued: list[str] = []  # tasks waiting for a running UEP
 
@@ -94,12 +96,45 @@ class Manager:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Group commit: one fsync for the batch, then ack everything it covered."""
+        """Group commit: one fsync for the batch, then ack everything it covered.
+
+        The fsync runs on a thread so the loop keeps dispatching tasks and publishing
+        results meanwhile; what arrives during it goes into the next batch.
+        """
         self._flush_scheduled = False
-        self.spool.flush()
+        if self._syncing:
+            self._flush_again = True
+            return
         acks, self._acks = self._acks, {}
+        fd = self.spool.begin_flush()
+        if fd is None:
+            self._ack(acks)
+            return
+        self._syncing = True
+        done = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
+        done.add_done_callback(lambda f: self._synced(f, acks))
+
+    def _synced(self, fut: asyncio.Future, acks: dict[int, int]) -> None:
+        self._syncing = False
+        if fut.exception() is not None:  # the disk failed us: nothing is acked, the broker redelivers
+            log.error("cannot fsync the task spool: %s", fut.exception())
+            self.stop_event.set()
+            return
+        self.spool.end_flush()
+        self._ack(acks)
+        if self._flush_again or self.spool.dirty or self._acks:
+            self._flush_again = False
+            self._schedule_flush()
+
+    def _ack(self, acks: dict[int, int]) -> None:
         for gen, tag in acks.items():
             self.link.ack(gen, tag, multiple=True)
+
+    def flush_now(self) -> None:
+        """Synchronous flush, for shutdown (no fsync may be in flight)."""
+        acks, self._acks = self._acks, {}
+        self.spool.flush()
+        self._ack(acks)
 
     # -- user endpoint ---------------------------------------------------------------
     def _dispatch(self, task_id: str, body: bytes | None = None) -> None:

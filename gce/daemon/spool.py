@@ -63,6 +63,7 @@ class Spool:
         self._size = 0
         self._file = None  # the active segment, opened for append
         self._unlink_after_flush: list[int] = []
+        self._unsynced = False  # records written to the file but not yet fsynced
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # -- paths and files -------------------------------------------------------------
@@ -165,33 +166,60 @@ class Spool:
     def dirty(self) -> bool:
         return bool(self._buf)
 
-    def flush(self) -> None:
-        """Write every buffered record and fsync once."""
+    def _write_out(self) -> None:
+        """Hand the buffered records to the kernel (readable back, not yet durable)."""
         if not self._buf:
             return
         assert self._file is not None
-        self._file.write(b"".join(self._buf))
-        os.fsync(self._file.fileno())
+        self._file.write(b"".join(self._buf))  # unbuffered file: one write(2)
         self._size += self._buf_len
         self._buf.clear()
         self._buf_len = 0
+        self._unsynced = True
+
+    def begin_flush(self) -> int | None:
+        """Write the buffered records; return the descriptor to fsync, or None if all is durable.
+
+        The fsync may run on another thread (the manager's loop keeps serving meanwhile);
+        call end_flush on this one afterwards. One flush at a time.
+        """
+        self._write_out()
+        if not self._unsynced:
+            return None
+        self._unsynced = False
+        assert self._file is not None
+        return self._file.fileno()
+
+    def end_flush(self) -> None:
+        """After the fsync: drop retired segments, start a new one when this one is full."""
         for seg in self._unlink_after_flush:
             if self._live.get(seg) == 0:
                 self._path(seg).unlink(missing_ok=True)
                 del self._live[seg]
         self._unlink_after_flush.clear()
         if self._size >= self.segment_bytes:
+            assert self._file is not None
+            if self._unsynced:  # written by body() during the fsync: make it durable before moving on
+                os.fsync(self._file.fileno())
+                self._unsynced = False
             done = self._seg
             self._open_new_segment()
             if self._live.get(done) == 0:
                 self._path(done).unlink(missing_ok=True)
                 self._live.pop(done, None)
 
+    def flush(self) -> None:
+        """Write every buffered record and fsync once (group commit)."""
+        fd = self.begin_flush()
+        if fd is not None:
+            os.fsync(fd)
+            self.end_flush()
+
     def body(self, task_id: str) -> bytes:
         """Read back the body of a live record (after flush)."""
         e = self.entries[task_id]
         if e.seg == self._seg and self._buf:
-            self.flush()
+            self._write_out()
         with open(self._path(e.seg), "rb") as f:
             f.seek(e.offset)
             return f.read(e.length)
