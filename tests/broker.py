@@ -65,7 +65,10 @@ class PrivateBroker:
             "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
             "RABBITMQ_LOG_BASE": str(directory / "log"),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            # No scheduler busy-waiting: on a small host the spinning VM takes the CPU our own
+            # processes need (RabbitMQ docs, "Runtime: Scheduler Busy Waiting").
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} "
+                                                  "+sbwt none +sbwtdcpu none +sbwtdio none",
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             # A private epmd: the machine's shared one (port 4369) may serve other brokers.
             "ERL_EPMD_PORT": str(self.epmd_port),
