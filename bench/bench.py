@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""gce benchmarks: each figure is compared with a peer run alternately in the same invocation.
+
+    .venv/bin/python bench/bench.py [--rounds N] [--only help,rtt,throughput,cold,idle,payload]
+
+Peers: globus-compute-endpoint (installed on first use into bench/.peers/, ignored by git)
+and raw parsl HighThroughputExecutor with the same LocalProvider workers. The script starts
+its own private RabbitMQ broker and endpoint under a temporary directory and removes them.
+Prints a table of medians, the ratio gce/peer, the target and whether it is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+VENV_BIN = Path(sys.executable).parent
+PEERS = ROOT / "bench" / ".peers"
+WORKERS = 2
+MB10 = 10_000_000
+
+
+def noop():
+    return None
+
+
+def identity(x):
+    return x
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def peer_gc_endpoint() -> Path:
+    exe = PEERS / "gc" / "bin" / "globus-compute-endpoint"
+    if not exe.exists():
+        print("installing the peer globus-compute-endpoint into bench/.peers/gc ...", flush=True)
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(PEERS / "gc")], check=True)
+        subprocess.run([str(PEERS / "gc" / "bin" / "pip"), "install", "-q", "globus-compute-endpoint"], check=True)
+    return exe
+
+
+class RawHtex:
+    """The peer: parsl's HTEX driven directly, same provider and worker count as the endpoint."""
+
+    def __init__(self, run_dir: str) -> None:
+        from parsl.executors import HighThroughputExecutor
+        from parsl.providers import LocalProvider
+
+        self.htex = HighThroughputExecutor(
+            label="peer", max_workers_per_node=WORKERS, address="127.0.0.1", heartbeat_period=2,
+            heartbeat_threshold=10, provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
+        )
+        self.htex.run_dir = run_dir
+        self.htex.provider.script_dir = run_dir
+        self.htex.start()
+        self.htex.scale_out_facade(1)
+        self.htex.submit(noop, {}).result(timeout=120)
+
+    def close(self) -> None:
+        self.htex.shutdown()
+
+
+class Setup:
+    """A private broker, a provisioned endpoint 'bench' (htex, 2 workers) and its user."""
+
+    def __init__(self, tmp: Path) -> None:
+        from tests.broker import PrivateBroker
+
+        self.tmp = tmp
+        self.broker = PrivateBroker(tmp / "broker")
+        self.broker.start()
+        self.env = dict(os.environ, GCE_HOME=str(tmp / "home"), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+        os.environ.update(GCE_HOME=self.env["GCE_HOME"], PATH=self.env["PATH"])
+        self.gce("configure", "bench", "--engine", "htex", "--max-workers", str(WORKERS))
+        from gce.config.model import read_endpoint_id
+        from gce.config.paths import endpoint_paths
+
+        self.paths = endpoint_paths("bench")
+        self.endpoint_id = read_endpoint_id(self.paths)
+        ep_url, users = self.broker.provision(self.endpoint_id, users=["bencher"])
+        self.user_url = users["bencher"]
+        from gce.commands.broker import set_yaml_key
+
+        set_yaml_key(self.paths.config_file, ("broker", "url"), ep_url)
+
+    def gce(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([str(VENV_BIN / "gce"), *args], env=self.env, capture_output=True, text=True,
+                              check=check)
+
+    def start(self) -> None:
+        self.gce("start", "bench", "--detach")
+
+    def stop(self) -> None:
+        self.gce("stop", "bench", check=False)
+
+    def executor(self):
+        from gce.sdk import Executor
+
+        return Executor(endpoint_id=self.endpoint_id, broker_url=self.user_url)
+
+    def close(self) -> None:
+        self.stop()
+        self.broker.shutdown()
+
+
+def bench_help(rounds: int, _s: Setup | None) -> tuple[list, list]:
+    gc = peer_gc_endpoint()
+    ours, peer = [], []
+    for _ in range(rounds):
+        for cmd, out in (([str(VENV_BIN / "gce"), "--help"], ours), ([str(gc), "--help"], peer)):
+            t = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            out.append(time.perf_counter() - t)
+    return ours, peer
+
+
+def bench_rtt(rounds: int, s: Setup, raw: RawHtex) -> tuple[list, list]:
+    ours, peer = [], []
+    with s.executor() as ex:
+        ex.submit(noop).result(timeout=60)
+        for _ in range(rounds * 20):
+            t = time.perf_counter()
+            ex.submit(noop).result(timeout=60)
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            raw.htex.submit(noop, {}).result(timeout=60)
+            peer.append(time.perf_counter() - t)
+    return ours, peer
+
+
+def bench_throughput(rounds: int, s: Setup, raw: RawHtex, n: int = 10_000) -> tuple[list, list]:
+    import concurrent.futures as cf
+
+    ours, peer = [], []
+    for _ in range(rounds):
+        with s.executor() as ex:
+            t = time.perf_counter()
+            futs = [ex.submit(noop) for _ in range(n)]
+            cf.wait(futs, timeout=600)
+            assert all(f.done() and f.exception() is None for f in futs)
+            ours.append(n / (time.perf_counter() - t))
+        t = time.perf_counter()
+        futs = [raw.htex.submit(noop, {}) for _ in range(n)]
+        cf.wait(futs, timeout=600)
+        peer.append(n / (time.perf_counter() - t))
+    return ours, peer
+
+
+PEER_COLD = """
+import parsl
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.providers import LocalProvider
+parsl.load(Config(executors=[HighThroughputExecutor(provider=LocalProvider())], run_dir={run_dir!r}))
+@parsl.python_app
+def noop():
+    return None
+noop().result()
+parsl.dfk().cleanup()
+"""
+
+
+def bench_cold(rounds: int, s: Setup) -> tuple[list, list]:
+    ours, peer = [], []
+    for i in range(rounds):
+        s.stop()
+        with s.executor() as ex:
+            t = time.perf_counter()
+            s.start()
+            ex.submit(noop).result(timeout=120)
+            ours.append(time.perf_counter() - t)
+        run_dir = str(s.tmp / f"peer-cold-{i}")
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", PEER_COLD.format(run_dir=run_dir)], check=True, capture_output=True,
+                       env=s.env, cwd=str(s.tmp))
+        peer.append(time.perf_counter() - t)
+    return ours, peer
+
+
+def bench_payload(rounds: int, s: Setup, raw: RawHtex) -> tuple[list, list]:
+    data = os.urandom(MB10)
+    ours, peer = [], []
+    with s.executor() as ex:
+        for _ in range(rounds * 3):
+            t = time.perf_counter()
+            assert ex.submit(identity, data).result(timeout=120) == data
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            assert raw.htex.submit(identity, {}, data).result(timeout=120) == data
+            peer.append(time.perf_counter() - t)
+    return ours, peer
+
+
+def idle_manager(s: Setup, seconds: float = 10.0) -> tuple[float, float]:
+    import psutil
+
+    from gce.daemon import pidfile
+
+    pid = pidfile.read_state(s.paths)["pid"]
+    p = psutil.Process(pid)
+    time.sleep(3)
+    c0, t0 = sum(p.cpu_times()[:2]), time.monotonic()
+    time.sleep(seconds)
+    cpu = (sum(p.cpu_times()[:2]) - c0) / (time.monotonic() - t0) * 100
+    return p.memory_info().rss / 2**20, cpu
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    rows: list[tuple[str, str, str, str, str, bool]] = []
+
+    def ratio_row(name: str, unit: str, ours: list, peer: list, target: float, higher_is_better: bool) -> None:
+        mo, mp = median(ours), median(peer)
+        r = mo / mp
+        ok = r >= target if higher_is_better else r <= target
+        fmt = (lambda v: f"{v:,.0f} {unit}") if unit == "tasks/s" else (lambda v: f"{v * 1000:,.1f} ms")
+        rows.append((name, fmt(mo), fmt(mp), f"{r:.2f}x", ("≥ " if higher_is_better else "≤ ") + f"{target}x", ok))
+
+    if "help" in only:
+        ratio_row("--help wall time (vs globus-compute-endpoint)", "s", *bench_help(args.rounds * 2, None), 0.2, False)
+    with tempfile.TemporaryDirectory(prefix="gce-bench-") as tmp:
+        s = Setup(Path(tmp))
+        raw = None
+        try:
+            s.start()
+            if only & {"rtt", "throughput", "payload"}:
+                raw = RawHtex(str(Path(tmp) / "peer"))
+            if "rtt" in only:
+                ratio_row("no-op round trip (vs raw HTEX)", "s", *bench_rtt(args.rounds, s, raw), 2.0, False)
+            if "throughput" in only:
+                ratio_row("10,000 no-op tasks throughput (vs raw HTEX)", "tasks/s",
+                          *bench_throughput(max(1, args.rounds // 2), s, raw), 0.8, True)
+            if "payload" in only:
+                ratio_row("10 MB argument + 10 MB result round trip (vs raw HTEX)", "s",
+                          *bench_payload(args.rounds, s, raw), 3.0, False)
+            if "idle" in only:
+                rss, cpu = idle_manager(s)
+                rows.append(("idle manager RSS", f"{rss:.1f} MiB", "-", "-", "≤ 40 MiB", rss <= 40))
+                rows.append(("idle manager CPU", f"{cpu:.2f} % of a core", "-", "-", "≤ 0.5 %", cpu <= 0.5))
+            if raw is not None:
+                raw.close()
+                raw = None
+            if "cold" in only:
+                ratio_row("start --detach to first result (vs raw HTEX, parsl defaults)", "s",
+                          *bench_cold(max(1, args.rounds // 2), s), 0.4, False)
+        finally:
+            if raw is not None:
+                raw.close()
+            s.close()
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'benchmark':<{width}}  {'gce':>20}  {'peer':>14}  {'ratio':>7}  {'target':>9}  met")
+    for name, o, p, r, t, ok in rows:
+        print(f"{name:<{width}}  {o:>20}  {p:>14}  {r:>7}  {t:>9}  {'yes' if ok else 'NO'}")
+    return 0 if all(r[5] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
