@@ -36,6 +36,18 @@ def _check_startable(paths: EndpointPaths) -> None:
             f"endpoint {paths.name!r} is already running", f"pid {st.get('pid')} on {st.get('host', '?')}",
             hint=f"gce status {paths.name}",
         )
+    _refuse_if_elsewhere(paths, "start")
+
+
+def _refuse_if_elsewhere(paths: EndpointPaths, what: str) -> None:
+    other = pidfile.running_elsewhere(paths)
+    if other is not None:
+        raise AlreadyRunning(
+            f"cannot {what} endpoint {paths.name!r} here: it runs on host {other.get('host')}",
+            f"pid {other.get('pid')} there refreshed {paths.state_file} within the last "
+            f"{pidfile.STALE_AFTER_SECONDS:.0f} s, and this directory is shared with that host",
+            hint=f"run gce {what} {paths.name} on {other.get('host')}",
+        )
 
 
 def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
@@ -100,6 +112,7 @@ def stop(paths: EndpointPaths, timeout: float = 30.0) -> bool:
     from gce.daemon import control
 
     if not pidfile.lock_is_held(paths):
+        _refuse_if_elsewhere(paths, "stop")
         return False
     st = pidfile.read_state(paths) or {}
     pid = st.get("pid")

@@ -19,6 +19,13 @@ from gce.config.paths import EndpointPaths
 from gce.errors import AlreadyRunning
 
 
+# A manager refreshes its state file at least this often while it runs (refresh_state), so a
+# manager on another host sharing this directory is told apart from a dead one even where
+# the file system does not share locks between hosts.
+REFRESH_SECONDS = 30.0
+STALE_AFTER_SECONDS = 3 * REFRESH_SECONDS
+
+
 @dataclass(frozen=True)
 class Liveness:
     state: str  # "running", "stopped" or "failed"
@@ -45,14 +52,49 @@ def acquire_lock(paths: EndpointPaths) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        st = read_state(paths)
-        pid = st.get("pid") if st else None
+        st = read_state(paths) or {}
         raise AlreadyRunning(
             f"endpoint {paths.name!r} is already running",
-            f"its manager (pid {pid}) holds {paths.lock_file}",
+            f"its manager (pid {st.get('pid')}{_on_host(st)}) holds {paths.lock_file}",
             hint=f"gce status {paths.name}, or gce stop {paths.name}",
         ) from None
+    other = running_elsewhere(paths)
+    if other is not None:
+        os.close(fd)
+        raise AlreadyRunning(
+            f"endpoint {paths.name!r} is running on host {other.get('host')}",
+            f"its manager (pid {other.get('pid')}) updated {paths.state_file} "
+            f"{time.time() - float(other.get('updated_at', 0)):.0f} s ago and this directory is shared",
+            hint=f"stop it on {other.get('host')} first (gce stop {paths.name} there)",
+        )
     return fd
+
+
+def _on_host(st: dict[str, Any]) -> str:
+    host = st.get("host")
+    return f" on host {host}" if host and host != socket.gethostname() else ""
+
+
+def running_elsewhere(paths: EndpointPaths) -> dict[str, Any] | None:
+    """The state of a live manager on another host sharing this directory, if there is one."""
+    st = read_state(paths) or {}
+    host = st.get("host")
+    try:
+        fresh = time.time() - float(st.get("updated_at", 0)) < STALE_AFTER_SECONDS
+    except (TypeError, ValueError):
+        fresh = False
+    if st.get("state") == "running" and host and host != socket.gethostname() and fresh:
+        return st
+    return None
+
+
+def refresh_state(paths: EndpointPaths) -> None:
+    """Re-stamp a running manager's state file (see REFRESH_SECONDS)."""
+    st = read_state(paths)
+    if st is None or st.get("pid") != os.getpid():
+        return
+    extra = {k: v for k, v in st.items() if k not in ("state", "reason", "pid", "pid_start_time", "host", "updated_at")}
+    write_state(paths, st.get("state", "running"), st.get("reason", ""), **extra)
 
 
 def lock_is_held(paths: EndpointPaths) -> bool:
@@ -103,13 +145,16 @@ def probe(paths: EndpointPaths) -> Liveness:
     started = st.get("started_at")
     if lock_is_held(paths):
         return Liveness("running", pid, host, "", started)
+    if running_elsewhere(paths) is not None:
+        return Liveness("running", pid, host, f"on host {host}; its control socket is only reachable there", started)
     recorded = st.get("state")
     if recorded is None or recorded == "stopped":
         return Liveness("stopped", None, host, st.get("reason", ""), None)
     if recorded == "failed":
         return Liveness("failed", None, host, st.get("reason") or "the manager failed", None)
     if host and host != socket.gethostname():
-        return Liveness("failed", pid, host, f"last started on host {host}; no manager holds the lock from here")
+        return Liveness("failed", pid, host, f"last seen on host {host} more than {STALE_AFTER_SECONDS:.0f} s ago; "
+                        "no manager holds the lock from here")
     return Liveness(
         "failed", None, host, f"the manager (pid {pid}) exited without shutting down (killed, or it crashed); see its log"
     )

@@ -1,0 +1,78 @@
+"""Liveness from the live process: stale files never block, two starts leave one manager,
+and a manager on another host sharing the directory is reported as such."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from gce.daemon import launcher, pidfile
+from gce.errors import AlreadyRunning, GceError
+
+pytestmark = pytest.mark.broker
+
+
+def _write_state(ep, **fields) -> None:
+    ep.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    ep.paths.state_file.write_text(json.dumps(fields))
+
+
+def test_a_stale_state_file_never_blocks_a_start(make_endpoint):
+    ep = make_endpoint(engine="thread")
+    # What a SIGKILLed manager leaves behind: "running", a pid that is now someone else's.
+    _write_state(ep, state="running", pid=1, host=socket.gethostname(), updated_at=time.time())
+    assert pidfile.probe(ep.paths).state == "failed"
+    ep.start()
+    live = pidfile.probe(ep.paths)
+    assert live.state == "running" and live.pid == pidfile.read_state(ep.paths)["pid"] != 1
+
+
+def test_two_concurrent_starts_leave_exactly_one_manager(make_endpoint):
+    ep = make_endpoint(engine="thread")
+    outcomes: list = []
+
+    def start() -> None:
+        try:
+            outcomes.append(ep.start())
+        except GceError as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    started = [o for o in outcomes if isinstance(o, dict)]
+    refused = [o for o in outcomes if isinstance(o, GceError)]
+    assert len(started) == 1 and len(refused) == 1, outcomes
+    assert "already running" in str(refused[0])
+    import psutil
+
+    managers = [p for p in psutil.process_iter(["cmdline", "environ"])
+                if "gce.daemon" in " ".join(p.info["cmdline"] or [])
+                and (p.info["environ"] or {}).get("GCE_HOME") == str(ep.home)]
+    assert len(managers) == 1
+
+
+def test_a_manager_on_another_host_is_reported_and_not_started_twice(make_endpoint):
+    ep = make_endpoint(engine="thread")
+    _write_state(ep, state="running", pid=4242, host="login2.cluster", updated_at=time.time(),
+                 started_at=time.time() - 60)
+    live = pidfile.probe(ep.paths)
+    assert (live.state, live.host, live.pid) == ("running", "login2.cluster", 4242)
+    assert "on host login2.cluster" in live.reason
+    with pytest.raises(AlreadyRunning, match="runs on host login2.cluster"):
+        ep.start()
+    with pytest.raises(AlreadyRunning, match="cannot stop endpoint 'ep0' here: it runs on host login2") as info:
+        launcher.stop(ep.paths)
+    assert info.value.hint == "run gce stop ep0 on login2.cluster"
+    # Silent for longer than the refresh period allows: that manager is gone, start here.
+    _write_state(ep, state="running", pid=4242, host="login2.cluster",
+                 updated_at=time.time() - pidfile.STALE_AFTER_SECONDS - 1)
+    assert pidfile.probe(ep.paths).state == "failed"
+    ep.start()
+    assert pidfile.probe(ep.paths).state == "running"
