@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
+from gce.daemon.privileges import Target
 from gce.daemon.spawn import spawn_uep
 from gce.transport import frames
 
@@ -51,8 +52,11 @@ def describe_exit(returncode: int | None) -> str:
 class UepChild:
     def __init__(self, key: str, conf: dict, log_path: Path,
                  on_frame: Callable[["UepChild", bytes, dict, bytes], None],
-                 on_exit: Callable[["UepChild", str], None]) -> None:
+                 on_exit: Callable[["UepChild", str], None], *, target: Target | None = None,
+                 environment_file: str | None = None) -> None:
         self.key = key
+        self.target = target  # None: run as the manager's own account, environment as today
+        self.environment_file = environment_file
         self.conf = conf
         self.log_path = log_path
         self.on_frame = on_frame
@@ -66,8 +70,16 @@ class UepChild:
         self.engine_status: dict = {}
         self.python = ""
         self.in_flight: dict[str, int] = {}  # task_id -> attempts so far
+        self.queued: list[str] = []  # tasks waiting for this UEP to be running
+        self.active_at = time.monotonic()  # last time a task was given to it or answered by it
         self.started_at = 0.0
         self.fatal_at = 0.0
+
+    def idle_for(self) -> float:
+        """Seconds since this UEP last had work, 0 while it has some."""
+        if self.in_flight or self.queued:
+            return 0.0
+        return time.monotonic() - self.active_at
 
     def may_retry(self) -> bool:
         return self.state == "fatal" and time.time() - self.fatal_at > FATAL_COOLDOWN
@@ -80,7 +92,15 @@ class UepChild:
         self.state, self.reason = "starting", ""
         self.ready.clear()
         self.started_at = time.time()
-        self.proc, sock = spawn_uep(self.conf, self.log_path)
+        self.active_at = time.monotonic()
+        try:
+            self.proc, sock = spawn_uep(self.conf, self.log_path, self.target, self.environment_file)
+        except OSError as e:  # e.g. the account's groups or the interpreter are unusable
+            self.state, self.reason, self.fatal_at = "fatal", f"cannot start the user endpoint: {e}", time.time()
+            log.error("user endpoint %s: %s", self.key, self.reason)
+            self.ready.set()
+            self.on_exit(self, self.reason)
+            return
         reader, self.writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 24)
         loop = asyncio.get_running_loop()
         loop.create_task(self._read(reader))

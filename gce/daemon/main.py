@@ -104,20 +104,22 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
         loop.add_signal_handler(sig, m.stop_event.set)
     recovered = m.spool.recover()
     control = await serve(m.paths.control_socket, m.on_control)
-    m.uep = UepChild("default", m.uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
+    if not m.config.multi_user:  # a multi-user endpoint starts a UEP per user and config, on demand
+        m.uep = UepChild("default", m.uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
     for tid, _header in recovered.tasks:
         m._queued.append(tid)
     m._unpublished.update(tid for tid, _ in recovered.results)
 
     link_task = loop.create_task(m.link.run(first_failure_fatal=ready.fd is not None))
-    await m.uep.start()
-    ready_wait = loop.create_task(m.uep.ready.wait())
+    if m.uep is not None:
+        await m.uep.start()
+    ready_wait = loop.create_task(m.uep.ready.wait() if m.uep is not None else asyncio.sleep(0))
     stop_wait = loop.create_task(m.stop_event.wait())
     await asyncio.wait({ready_wait, link_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
     failure = ""
     if link_task.done() and link_task.exception() is not None:
         failure = str(link_task.exception())
-    elif m.uep.state != "running" and not m.stop_event.is_set():
+    elif m.uep is not None and m.uep.state != "running" and not m.stop_event.is_set():
         failure = m.uep.reason or "the user endpoint did not start"
     while not failure and not m.link.connected and not m.stop_event.is_set():
         if link_task.done():
@@ -164,8 +166,7 @@ async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.Abstra
     m.stop_event.set()  # no user endpoint restarts from here on
     notifier.send(STOPPING="1")
     control.close()
-    if m.uep is not None:
-        await m.uep.stop(timeout=STOP_TIMEOUT * 0.6)
+    await m.stop_ueps(timeout=STOP_TIMEOUT * 0.6)
     m._flush()
     await m.link.close()
     if not link_task.done():

@@ -8,6 +8,7 @@ All work happens on one asyncio loop; signal handlers only set an event.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -15,19 +16,20 @@ import signal
 import socket
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from gce import __version__
 from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
-from gce.daemon import pidfile
+from gce.daemon import pidfile, privileges
 from gce.daemon.children import UepChild
 from gce.daemon.control import serve
 from gce.daemon.spool import Spool
 from gce.transport import frames, names
 from gce.transport.amqp import Delivery, EndpointLink, LinkError
 from gce.transport.urls import redact
-from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, failure, parse_task
+from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, TaskHeaders, failure, parse_task
 
 log = logging.getLogger(__name__)
 RECENT_DONE = 100_000  # task ids remembered to drop redeliveries of finished tasks
@@ -35,6 +37,14 @@ RECENT_DONE = 100_000  # task ids remembered to drop redeliveries of finished ta
 
 class StartupFailed(Exception):
     pass
+
+
+class Refused(Exception):
+    """A task the manager answers itself, before any UEP sees it: CODE and a sentence."""
+
+    def __init__(self, code: str, sentence: str) -> None:
+        super().__init__(sentence)
+        self.code = code
 
 
 IDLE_TRIM_SECONDS = 10.0  # how soon after the last task an idle manager releases memory
@@ -51,7 +61,11 @@ class Manager:
             prefetch=config.prefetch, heartbeat=config.heartbeat, on_delivery=self.on_delivery,
             on_connected=self.on_connected, on_disconnected=self.on_disconnected,
         )
-        self.uep: UepChild | None = None
+        self.uep: UepChild | None = None  # a personal endpoint's one UEP
+        self.ueps: dict[tuple[int, str], UepChild] = {}  # multi_user: (uid, canonical user config) -> UEP
+        self._unrouted: list[str] = []  # tasks recovered before the UEPs exist
+        self._mapper: Any = None
+        self._schema: tuple[tuple, dict] | None = None
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0}
@@ -61,7 +75,6 @@ class Manager:
         self._syncing = False  # an fsync of the spool is running on a thread
         self._flush_again = False
         self._unpublished: set[str] = set()  # results waiting for a connection
-        self._queued: list[str] = []  # tasks waiting for a running UEP
 
     # -- intake ----------------------------------------------------------------------
     def on_delivery(self, d: Delivery) -> None:
@@ -137,15 +150,26 @@ class Manager:
         self._ack(acks)
 
     # -- user endpoint ---------------------------------------------------------------
+    @property
+    def _queued(self) -> list[str]:
+        """Tasks waiting for the personal endpoint's UEP (or, before any UEP exists, to be routed)."""
+        return self.uep.queued if self.uep is not None and not self.config.multi_user else self._unrouted
+
     def _dispatch(self, task_id: str, body: bytes | None = None) -> None:
-        uep = self.uep
-        if uep is None or uep.state != "running":
-            self._queued.append(task_id)
-            if uep is not None and uep.may_retry():
-                log.info("trying the user endpoint again after its fatal failure (%s)", uep.reason)
+        uep = self._uep_for(task_id) if self.config.multi_user else self.uep
+        if uep is None:
+            if not self.config.multi_user:
+                self._unrouted.append(task_id)
+            return
+        if uep.state != "running":
+            uep.queued.append(task_id)
+            if uep.state == "stopped" and self.config.multi_user:
                 asyncio.ensure_future(uep.start())
-            elif uep is not None and uep.state == "fatal":
-                self._fail_queued(uep.reason)
+            elif uep.may_retry():
+                log.info("trying user endpoint %s again after its fatal failure (%s)", uep.key, uep.reason)
+                asyncio.ensure_future(uep.start())
+            elif uep.state == "fatal":
+                self._fail_queued(uep)
             return
         entry = self.spool.entries.get(task_id)
         if entry is None:
@@ -153,12 +177,126 @@ class Manager:
         if body is None:
             body = self.spool.body(task_id)
         uep.in_flight[task_id] = uep.in_flight.get(task_id, 0) + 1
+        uep.active_at = time.monotonic()
         uep.send(frames.TASK, {"task": entry.header["task"]}, body)
 
-    def _fail_queued(self, reason: str) -> None:
-        queued, self._queued = self._queued, []
+    def _uep_for(self, task_id: str) -> UepChild | None:
+        """The UEP of a multi-user endpoint that runs TASK_ID; None once the task is answered."""
+        entry = self.spool.entries.get(task_id)
+        if entry is None:
+            return None
+        th = TaskHeaders.from_dict(entry.header["task"])
+        try:
+            target = self._target_of(th.user_id)
+            user_config = th.user_endpoint_config or {}
+            canonical = json.dumps(user_config, sort_keys=True)
+            uep = self.ueps.get((target.uid, canonical))
+            if uep is None:
+                self._check_user_config(user_config)
+                uep = self.ueps[(target.uid, canonical)] = self._new_uep(target, canonical, th)
+            return uep
+        except Refused as e:
+            self._finish_with_error(task_id, e.code, str(e))
+            return None
+
+    def _target_of(self, identity: str) -> privileges.Target:
+        """The account IDENTITY's tasks run as: mapped when root, this process's own otherwise."""
+        if os.geteuid() != 0:
+            return privileges.current_target()
+        from gce.daemon import idmap
+        from gce.errors import GceError
+
+        name = self.config.name
+        try:
+            if self._mapper is None:
+                self._mapper = idmap.mapper_for(self.config)
+            local, rule = idmap.map_identity(self._mapper, identity, self.config)
+        except idmap.MappingRefused as e:
+            log.warning("refused a task of %r (rule: %s): %s%s", identity, e.rule, e,
+                        f"; {e.detail}" if e.detail else "")
+            unmapped = e.rule in (idmap.NO_MATCH, "local user exists")
+            raise Refused("IDENTITY_NOT_MAPPED" if unmapped else "IDENTITY_REFUSED", str(e)) from None
+        except GceError as e:
+            log.error("cannot map identity %r: %s", identity, e)
+            raise Refused("IDENTITY_NOT_MAPPED", f"identity {identity!r} could not be mapped on endpoint {name!r}: "
+                          "its identity mapping is unusable (the endpoint's log says why)") from None
+        log.debug("identity %r maps to %s (uid %d) by %s", identity, local.name, local.uid, rule)
+        return privileges.Target(local.name, local.uid, local.gid, tuple(local.groups), local.home, local.shell)
+
+    def _check_user_config(self, user_config: dict) -> None:
+        """Refused unless USER_CONFIG fits the admin's schema (plain JSON: safe to check as root)."""
+        from gce.config import templating
+
+        path = self.config.user_config_schema_path or ""
+        try:
+            st = os.stat(path)
+            signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if self._schema is None or self._schema[0] != signature:
+                self._schema = (signature, templating.load_schema(path))
+            templating.validate_user_config(self._schema[1], user_config, f"for endpoint {self.config.name!r}")
+        except templating.UserConfigInvalid as e:
+            raise Refused(e.code, str(e)) from None
+        except templating.TemplateRenderError as e:
+            log.error("%s", e)
+            raise Refused(e.code, str(e)) from None
+        except OSError as e:
+            log.error("cannot read the user config schema %s: %s", path, e)
+            raise Refused(templating.TemplateRenderError.code, f"endpoint {self.config.name!r} cannot read its "
+                          "user config schema (the endpoint's log says why)") from None
+
+    def _new_uep(self, target: privileges.Target, canonical: str, th: TaskHeaders) -> UepChild:
+        """A UEP for TARGET with one user config; it renders its engine config itself, after the drop."""
+        from gce.config import templating
+
+        digest = hashlib.sha256(f"{target.uid}\0{canonical}".encode()).hexdigest()[:16]
+        dropped = privileges.must_drop(target)
+        if dropped:  # the user's own files, created by the UEP as the user
+            log_file = Path(target.home, ".gce", "uep-logs", self.config.name, f"{digest}.log")
+            run_dir = Path(target.home, ".gce", "uep", self.config.name, digest)
+        else:
+            log_file = self.paths.uep_log_dir / f"{digest}.log"
+            run_dir = self.paths.state_dir / "uep" / digest
+        conf = {
+            "endpoint_id": self.config.endpoint_id, "engine": {}, "run_dir": str(run_dir),
+            "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
+            "log_file": str(log_file), "debug": self.config.debug, "identity": target.identity(),
+            "home": target.home if dropped else None,
+            "template": {
+                "name": self.config.name, "template_path": self.config.user_config_template_path,
+                "schema_path": self.config.user_config_schema_path,
+                "parent_config": templating.parent_view(self.config.raw), "user_config": json.loads(canonical),
+                "user_runtime": {"python_version": th.python_version, "gce_version": th.gce_version},
+            },
+        }
+        log.info("new user endpoint for %s (uid %d), config %s", target.name, target.uid, digest)
+        return UepChild(f"{target.name}/{digest}", conf, self.paths.uep_log_dir / f"{digest}.stderr",
+                        self.on_uep_frame, self.on_uep_exit, target=target,
+                        environment_file=self.config.user_environment_path)
+
+    def _fail_queued(self, uep: UepChild) -> None:
+        queued, uep.queued = uep.queued, []
         for tid in queued:
-            self._finish_with_error(tid, ErrorCode.ENDPOINT_FAILED, f"the user endpoint could not start: {reason}")
+            self._finish_with_error(tid, ErrorCode.ENDPOINT_FAILED, f"the user endpoint could not start: {uep.reason}")
+
+    def _route_unrouted(self) -> None:
+        """Hand tasks recovered from the spool to their UEPs (multi-user: routed like new ones)."""
+        unrouted, self._unrouted = self._unrouted, []
+        for tid in unrouted:
+            self._dispatch(tid)
+
+    def _stop_idle(self) -> None:
+        """Stop the UEPs of a multi-user endpoint that had no task for idle_timeout seconds."""
+        for key, uep in list(self.ueps.items()):
+            idle = uep.idle_for() >= self.config.idle_timeout
+            if idle and (uep.state in ("running", "backoff") or (uep.state == "fatal" and uep.may_retry())):
+                del self.ueps[key]
+                log.info("stopping user endpoint %s: idle for %.0f s", uep.key, uep.idle_for())
+                asyncio.ensure_future(uep.stop())
+
+    async def stop_ueps(self, timeout: float) -> None:
+        """Stop every user endpoint (and all below them) at once."""
+        children = [u for u in (self.uep, *self.ueps.values()) if u is not None]
+        await asyncio.gather(*(u.stop(timeout=timeout) for u in children))
 
     def _finish_with_error(self, task_id: str, code: str, message: str) -> None:
         entry = self.spool.entries.get(task_id)
@@ -170,9 +308,10 @@ class Manager:
         if kind == frames.RESULT:
             rh = ResultHeaders.from_dict(header)
             uep.in_flight.pop(rh.task_id, None)
+            uep.active_at = time.monotonic()
             self._on_result(rh, body)
         elif kind == frames.READY:
-            queued, self._queued = self._queued, []
+            queued, uep.queued = uep.queued, []
             for tid in queued:
                 self._dispatch(tid)
 
@@ -183,9 +322,9 @@ class Manager:
                 self._finish_with_error(tid, ErrorCode.WORKER_LOST, f"{reason} while running this task "
                                         f"({attempts} attempt{'s' if attempts > 1 else ''})")
             else:
-                self._queued.append(tid)
+                uep.queued.append(tid)
         if uep.state == "fatal":
-            self._fail_queued(uep.reason)
+            self._fail_queued(uep)
         elif uep.state == "backoff" and not self.stop_event.is_set():
             delay = min(30.0, 2.0 ** len(uep.failures))
             log.info("restarting the user endpoint in %.0f s", delay)
@@ -254,9 +393,8 @@ class Manager:
 
     # -- status ----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        uep = self.uep
         ueps = []
-        if uep is not None:
+        for uep in (u for u in (self.uep, *self.ueps.values()) if u is not None):
             ueps.append({"key": uep.key, "pid": uep.pid, "state": uep.state, "reason": uep.reason,
                          "python": uep.python, "engine": uep.engine_status, "in_flight": len(uep.in_flight)})
         return {
@@ -286,8 +424,13 @@ class Manager:
 
     async def _status_loop(self) -> None:
         trimmed_at, published = -1, time.monotonic()
+        period = min(self.config.status_period, IDLE_TRIM_SECONDS)
+        if self.config.multi_user:
+            period = min(period, max(0.5, min(5.0, self.config.idle_timeout / 2)))
+        self._route_unrouted()
         while True:
-            await asyncio.sleep(min(self.config.status_period, IDLE_TRIM_SECONDS))
+            await asyncio.sleep(period)
+            self._stop_idle()
             if time.monotonic() - published >= self.config.status_period - 0.01:
                 self.publish_status()
                 published = time.monotonic()

@@ -3,7 +3,8 @@
 The config travels on a stdin pipe and the channel is an inherited socketpair end, never
 argv or the environment (DESIGN.md, security invariant 5). ``Popen`` does the session and
 umask changes in C between fork and exec, so no Python runs in the child before exec
-(STYLE.md 7); the privilege drop for multi-user endpoints plugs in here.
+(STYLE.md 7). For a multi-user endpoint run by root, the same call drops to the mapped
+account (gce/daemon/privileges.py works out its arguments).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from gce.daemon import privileges
 
 # What a UEP may inherit from the manager's environment; everything else is dropped.
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR", "GCE_DEBUG")
@@ -45,11 +48,19 @@ def uep_environment() -> dict[str, str]:
     return env
 
 
-def spawn_uep(conf: dict, log_path: Path) -> tuple[subprocess.Popen, socket.socket]:
-    """Start ``python -m gce.uep``; return the process and the manager's end of the channel."""
+def spawn_uep(conf: dict, log_path: Path, target: privileges.Target | None = None,
+              environment_file: str | None = None) -> tuple[subprocess.Popen, socket.socket]:
+    """Start ``python -m gce.uep`` (as TARGET when given); return the process and the manager's
+    end of the channel. LOG_PATH takes what the process writes before its own log is set up."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     stderr = open(log_path, "ab")
+    env, cwd, credentials = uep_environment(), safe_cwd(conf["run_dir"]), {}
+    if target is not None:
+        env.update(privileges.login_environment(target))
+        env.update(privileges.admin_environment(environment_file))
+        cwd = privileges.working_directory(target)
+        credentials = privileges.popen_credentials(target)
     try:
         proc = subprocess.Popen(
             python_command("gce.uep", "--fd", str(theirs.fileno())),
@@ -60,8 +71,9 @@ def spawn_uep(conf: dict, log_path: Path) -> tuple[subprocess.Popen, socket.sock
             close_fds=True,
             start_new_session=True,
             umask=0o077,
-            env=uep_environment(),
-            cwd=safe_cwd(conf["run_dir"]),
+            env=env,
+            cwd=cwd,
+            **credentials,
         )
     finally:
         theirs.close()

@@ -5,6 +5,11 @@ engine, says READY (or FATAL with the reason), then turns TASK frames into engin
 submissions and engine outcomes into RESULT frames, and reports engine figures in
 STATUS frames. It exits when the manager says STOP or the channel closes, so a UEP
 never outlives its manager.
+
+A UEP of a multi-user endpoint is started as the mapped user. Before anything else it checks
+that it holds exactly that user's credentials and cannot regain root (DESIGN.md, security
+invariant 2); only then does it create its log and run directories in the user's home and
+render its engine config from the admin's template, so the template reads files as the user.
 """
 
 from __future__ import annotations
@@ -169,21 +174,112 @@ def die_with_parent() -> None:
         sys.exit(1)
 
 
+class Refusal(Exception):
+    """This process must not run: the reason goes to the manager in a FATAL frame."""
+
+
+def check_identity(expected: dict | None) -> None:
+    """Refusal unless this process runs with exactly EXPECTED's uid, gid and groups, umask 077,
+    and cannot become root again (after celery's platforms.py: prove the drop, do not assume it)."""
+    if not expected:
+        return
+    uid, gid, groups = int(expected["uid"]), int(expected["gid"]), sorted(set(expected["groups"]))
+    have = {"uid": (os.getuid(), os.geteuid()), "gid": (os.getgid(), os.getegid()),
+            "groups": sorted(set(os.getgroups()))}
+    want = {"uid": (uid, uid), "gid": (gid, gid), "groups": groups}
+    for what in ("uid", "gid", "groups"):
+        if have[what] != want[what]:
+            raise Refusal(f"the user endpoint runs with {what} {have[what]} instead of {want[what]}: refusing to run")
+    umask = os.umask(0o077)
+    if umask != 0o077:
+        raise Refusal(f"the user endpoint started with umask {umask:04o} instead of 0077: refusing to run")
+    if uid != 0:
+        try:
+            os.setuid(0)
+        except PermissionError:
+            return
+        raise Refusal("the user endpoint could become root again after dropping its privileges: refusing to run")
+
+
+def prepare_directories(conf: dict) -> None:
+    """Create the log and run directories (as this process's user); Refusal naming the home
+    directory when it is missing or not writable."""
+    try:
+        for d in (os.path.dirname(conf["log_file"]), conf["run_dir"]):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        with open(conf["log_file"], "a"):
+            pass
+    except OSError as e:
+        home = conf.get("home")
+        if home:
+            raise Refusal(f"the home directory {home} of user {_user_name()} is not writable, so the user "
+                          f"endpoint cannot keep its logs and files there: {e.strerror or e}") from None
+        raise Refusal(f"cannot create the user endpoint's files: {e}") from None
+
+
+def _user_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def render_engine(template: dict | None) -> dict | None:
+    """The engine section the admin's template makes of the user's values; None when untemplated."""
+    if not template:
+        return None
+    from gce.config import templating
+    from gce.config.model import EndpointConfig
+    from gce.errors import GceError
+
+    config = EndpointConfig(
+        name=template["name"], endpoint_id="", broker_url="", engine={}, multi_user=True,
+        user_config_template_path=template["template_path"], user_config_schema_path=template["schema_path"],
+        raw=template["parent_config"],
+    )
+    try:
+        rendered = templating.render_for_endpoint(
+            config, template["user_config"], source=f"for endpoint {template['name']!r}",
+            user_runtime={**templating.local_runtime(), **{k: v for k, v in template["user_runtime"].items() if v}},
+            mapped_identity=templating.mapped_identity_of(os.getuid()),
+        )
+    except GceError as e:
+        raise Refusal(str(e)) from None
+    return rendered["engine"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gce-uep")
     ap.add_argument("--fd", type=int, required=True)
     args = ap.parse_args(argv)
     conf = json.loads(sys.stdin.buffer.read() or b"{}")
-    log_file = conf.get("log_file")
+    die_with_parent()
+    sock = socket.socket(fileno=args.fd)
+    os.set_inheritable(args.fd, False)  # the engine's children must not hold the manager's channel
+    try:
+        check_identity(conf.get("identity"))
+        if conf.get("template"):
+            prepare_directories(conf)
+    except Refusal as e:
+        print(f"gce-uep: {e}", file=sys.stderr)
+        sock.sendall(frames.encode(frames.FATAL, {"reason": str(e)}))
+        return 1
     logging.basicConfig(
-        filename=log_file, level=logging.DEBUG if conf.get("debug") else logging.INFO,
+        filename=conf.get("log_file"), level=logging.DEBUG if conf.get("debug") else logging.INFO,
         format="%(asctime)s %(levelname)s uep[%(process)d] %(name)s: %(message)s",
     )
     for noisy in ("parsl",):
         logging.getLogger(noisy).setLevel(logging.WARNING if not conf.get("debug") else logging.DEBUG)
-    die_with_parent()
-    sock = socket.socket(fileno=args.fd)
-    os.set_inheritable(args.fd, False)  # the engine's children must not hold the manager's channel
+    try:
+        engine = render_engine(conf.get("template"))
+    except Refusal as e:
+        log.error("%s", e)
+        sock.sendall(frames.encode(frames.FATAL, {"reason": str(e)}))
+        return 1
+    if engine is not None:
+        conf["engine"] = engine
     import signal
 
     # SIGTERM (from the manager's stop, or its death) takes the same path as the channel

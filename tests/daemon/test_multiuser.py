@@ -1,0 +1,257 @@
+"""A multi-user endpoint run by root, for real: identity mapping, the privilege drop, one UEP per
+user and config, refusals answered as results, idle UEPs stopped, no UEP outliving its manager."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from gce.config.paths import endpoint_paths
+from gce.daemon import launcher
+from tests.endpoint import wait_until
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create users and drop privileges")
+
+USERS = {"alice@uni.edu": "gcetest-mu-a", "bob@uni.edu": "gcetest-mu-b", "root@uni.edu": "root"}
+TEMPLATE = """engine:
+  type: ThreadPoolEngine
+  max_workers: {{ workers }}
+"""
+SCHEMA = {"type": "object", "properties": {"workers": {"type": "integer", "minimum": 1, "maximum": 4, "default": 2}},
+          "additionalProperties": False}
+
+
+def _kill_processes_of(name: str) -> None:
+    uid = pwd.getpwnam(name).pw_uid
+    for p in psutil.process_iter(["uids"]):
+        if p.info["uids"] and p.info["uids"].real == uid:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+
+def _processes_of(names) -> list[str]:
+    uids = {pwd.getpwnam(n).pw_uid for n in names}
+    found = []
+    for p in psutil.process_iter(["uids", "cmdline", "status"]):
+        try:
+            if p.info["uids"] and p.info["uids"].real in uids and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])[:100]}")
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def users():
+    made = []
+    try:
+        for name in ("gcetest-mu-a", "gcetest-mu-b"):
+            subprocess.run(["userdel", "-r", name], capture_output=True)
+            subprocess.run(["useradd", "-m", "-K", "UID_MIN=1000", name], check=True)
+            made.append(name)
+        yield {identity: pwd.getpwnam(name) for identity, name in USERS.items()}
+    finally:
+        for name in made:
+            _kill_processes_of(name)
+            subprocess.run(["userdel", "-r", name], capture_output=True)
+
+
+class MultiUserEndpoint:
+    def __init__(self, broker, idle_timeout: float = 600) -> None:
+        # The users read the template and schema after the drop: the tree must be traversable.
+        self.top = Path(tempfile.mkdtemp(prefix="gce-mu-"))
+        self.top.chmod(0o711)
+        self.home = self.top / "home"
+        self.home.mkdir(mode=0o711)
+        self.old_home = os.environ.get("GCE_HOME")
+        os.environ["GCE_HOME"] = str(self.home)
+        self.paths = endpoint_paths("mu")
+        self.endpoint_id = str(uuid.uuid4())
+        endpoint_url, self.urls = broker.provision(self.endpoint_id, users=list(USERS))
+        d = self.paths.config_dir
+        d.mkdir(parents=True)
+        d.chmod(0o711)
+        (d / "identity_mapping.json").write_text(json.dumps({"DATA_TYPE": "expression_identity_mapping#1.0.0",
+            "mappings": [{"source": "{username}", "match": k.replace(".", "\\."), "output": v}
+                         for k, v in USERS.items()]}))
+        (d / "user_config_template.yaml.j2").write_text(TEMPLATE)
+        (d / "user_config_schema.json").write_text(json.dumps(SCHEMA))
+        for f in ("user_config_template.yaml.j2", "user_config_schema.json"):
+            (d / f).chmod(0o644)
+        config = {"broker": {"url": endpoint_url}, "multi_user": True, "status_period": 2,
+                  "identity_mapping_config_path": "identity_mapping.json", "idle_timeout": idle_timeout}
+        self.paths.config_file.write_text(yaml.safe_dump(config))
+        self.paths.config_file.chmod(0o600)
+        self.paths.endpoint_json.write_text(json.dumps({"endpoint_id": self.endpoint_id}))
+        launcher.start_detached(self.paths, timeout=60)
+        self.pid = json.loads(self.paths.state_file.read_text())["pid"]
+
+    def executor(self, identity: str, **kw):
+        from gce.sdk import Executor
+
+        return Executor(endpoint_id=self.endpoint_id, broker_url=self.urls[identity], **kw)
+
+    def close(self) -> None:
+        try:
+            launcher.stop(self.paths, timeout=30)
+        finally:
+            if self.old_home is None:
+                os.environ.pop("GCE_HOME", None)
+            else:
+                os.environ["GCE_HOME"] = self.old_home
+            shutil.rmtree(self.top, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def endpoint(broker, users):
+    ep = MultiUserEndpoint(broker)
+    yield ep
+    ep.close()
+    wait_until(lambda: not _processes_of(["gcetest-mu-a", "gcetest-mu-b"]), timeout=20)
+
+
+def whoami(path: str) -> dict:
+    import os
+
+    with open(path, "w") as f:
+        f.write("x")
+    try:
+        open("/root/x")
+        root_readable = True
+    except PermissionError:
+        root_readable = False
+    return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+            "root_readable": root_readable, "owner": os.stat(path).st_uid, "umask": os.umask(0o077),
+            "env": dict(os.environ), "cwd": os.getcwd()}
+
+
+def _expect(user) -> dict:
+    return {"uid": user.pw_uid, "gid": user.pw_gid, "groups": sorted(os.getgrouplist(user.pw_name, user.pw_gid))}
+
+
+def test_each_user_runs_as_their_mapped_account(endpoint, users):
+    assert os.stat("/root").st_mode & 0o777 == 0o700
+    with endpoint.executor("alice@uni.edu", user_endpoint_config={"workers": 2}) as ea, \
+            endpoint.executor("bob@uni.edu", user_endpoint_config={"workers": 2}) as eb:
+        fa = ea.submit(whoami, "/tmp/gce-mu-alice-" + uuid.uuid4().hex)
+        fb = eb.submit(whoami, "/tmp/gce-mu-bob-" + uuid.uuid4().hex)
+        a, b = fa.result(timeout=60), fb.result(timeout=60)
+    for got, user in ((a, users["alice@uni.edu"]), (b, users["bob@uni.edu"])):
+        assert {k: got[k] for k in ("uid", "gid", "groups")} == _expect(user)
+        assert got["euid"] == user.pw_uid and got["owner"] == user.pw_uid
+        assert got["root_readable"] is False
+        assert got["umask"] == 0o077
+        assert got["env"]["HOME"] == user.pw_dir and got["env"]["USER"] == user.pw_name
+        assert not [k for k, v in got["env"].items() if "amqp" in v.lower()]
+    assert a["uid"] != b["uid"]
+    log = Path(users["alice@uni.edu"].pw_dir, ".gce", "uep-logs", "mu")
+    assert log.is_dir() and log.stat().st_uid == users["alice@uni.edu"].pw_uid
+
+
+def test_mapping_to_root_is_refused(endpoint, users):
+    from gce.sdk.errors import TaskFailed
+
+    with endpoint.executor("root@uni.edu") as ex:
+        fut = ex.submit(whoami, "/tmp/never")
+        with pytest.raises(TaskFailed) as e:
+            fut.result(timeout=60)
+    assert e.value.code == "IDENTITY_REFUSED"
+    assert "'root@uni.edu'" in str(e.value) and "'mu'" in str(e.value)
+    assert not os.path.exists("/tmp/never")
+
+
+def test_user_config_outside_the_schema_is_refused(endpoint, users):
+    from gce.sdk.errors import TaskFailed
+
+    with endpoint.executor("alice@uni.edu", user_endpoint_config={"workers": 99}) as ex:
+        with pytest.raises(TaskFailed) as e:
+            ex.submit(whoami, "/tmp/never").result(timeout=60)
+    assert e.value.code == "USER_CONFIG_INVALID"
+    assert "workers" in str(e.value)
+
+
+class Marker:
+    """Creates a file when unpickled: whoever unpickles the task's arguments leaves it behind."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def identity(x):
+    return None
+
+
+def test_root_manager_never_unpickles(endpoint, users):
+    marker = Path(tempfile.mkdtemp(prefix="gce-mu-marker-"))
+    marker.chmod(0o777)
+    path = str(marker / "unpickled")
+    try:
+        with endpoint.executor("alice@uni.edu") as ex:
+            ex.submit(identity, Marker(path)).result(timeout=60)
+        # The task reached alice's UEP, where her worker unpickled it: the file is hers, never root's.
+        assert os.stat(path).st_uid == users["alice@uni.edu"].pw_uid
+    finally:
+        shutil.rmtree(marker, ignore_errors=True)
+
+
+def _user_children(manager_pid: int, name: str) -> list:
+    """Live processes below MANAGER_PID running as NAME."""
+    uid = pwd.getpwnam(name).pw_uid
+    try:
+        below = psutil.Process(manager_pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    return [p for p in below if _alive_as(p, uid)]
+
+
+def _alive_as(p, uid: int) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE and p.uids().real == uid
+    except psutil.Error:
+        return False
+
+
+def test_idle_user_endpoint_stops(broker, users):
+    ep = MultiUserEndpoint(broker, idle_timeout=2)
+    try:
+        with ep.executor("bob@uni.edu") as ex:
+            assert ex.submit(whoami, "/tmp/gce-mu-idle-" + uuid.uuid4().hex).result(timeout=60)["uid"] == \
+                users["bob@uni.edu"].pw_uid
+        assert _user_children(ep.pid, "gcetest-mu-b")
+        wait_until(lambda: not _user_children(ep.pid, "gcetest-mu-b"), timeout=15)
+    finally:
+        ep.close()
+
+
+def test_sigkill_of_the_manager_leaves_no_user_process(broker, users):
+    ep = MultiUserEndpoint(broker)
+    try:
+        with ep.executor("alice@uni.edu") as ex:
+            ex.submit(whoami, "/tmp/gce-mu-kill-" + uuid.uuid4().hex).result(timeout=60)
+        ueps = _user_children(ep.pid, "gcetest-mu-a")
+        assert ueps
+        uid = users["alice@uni.edu"].pw_uid
+        os.kill(ep.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_alive_as(p, uid) for p in ueps) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p.pid for p in ueps if _alive_as(p, uid)]
+    finally:
+        ep.close()
