@@ -90,6 +90,7 @@ class MultiUserEndpoint:
                          for k, v in USERS.items()]}))
         (d / "user_config_template.yaml.j2").write_text(TEMPLATE)
         (d / "user_config_schema.json").write_text(json.dumps(SCHEMA))
+        (d / "user_environment.yaml").write_text("SITE_SCRATCH: /scratch\nHOME: /elsewhere\n")
         for f in ("user_config_template.yaml.j2", "user_config_schema.json"):
             (d / f).chmod(0o644)
         config = {"broker": {"url": endpoint_url}, "multi_user": True, "status_period": 2,
@@ -155,7 +156,9 @@ def test_each_user_runs_as_their_mapped_account(endpoint, users):
         assert got["euid"] == user.pw_uid and got["owner"] == user.pw_uid
         assert got["root_readable"] is False
         assert got["umask"] == 0o077
-        assert got["env"]["HOME"] == user.pw_dir and got["env"]["USER"] == user.pw_name
+        assert got["env"]["USER"] == user.pw_name and got["env"]["LOGNAME"] == user.pw_name
+        assert got["env"]["SITE_SCRATCH"] == "/scratch" and got["env"]["HOME"] == "/elsewhere"  # the admin's word
+        assert got["cwd"] == user.pw_dir
         assert not [k for k, v in got["env"].items() if "amqp" in v.lower()]
     assert a["uid"] != b["uid"]
     log = Path(users["alice@uni.edu"].pw_dir, ".gce", "uep-logs", "mu")
