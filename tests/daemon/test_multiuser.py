@@ -258,3 +258,20 @@ def test_sigkill_of_the_manager_leaves_no_user_process(broker, users):
         assert not [p.pid for p in ueps if _alive_as(p, uid)]
     finally:
         ep.close()
+
+
+def test_unwritable_home_is_reported_to_the_submitter(endpoint, users):
+    from gce.sdk.errors import TaskFailed
+
+    bob = users["bob@uni.edu"]
+    home = Path(bob.pw_dir)
+    shutil.rmtree(home / ".gce", ignore_errors=True)
+    os.chown(home, 0, 0)
+    try:
+        with endpoint.executor("bob@uni.edu", user_endpoint_config={"workers": 3}) as ex:
+            with pytest.raises(TaskFailed) as e:
+                ex.submit(whoami, "/tmp/never").result(timeout=60)
+    finally:
+        os.chown(home, bob.pw_uid, bob.pw_gid)
+    assert e.value.code == "ENDPOINT_FAILED"
+    assert f"home directory {home} of user {bob.pw_name} is not writable" in str(e.value)
