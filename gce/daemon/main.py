@@ -98,6 +98,16 @@ async def _notify_loop(m: Manager, notifier: Notifier) -> None:
         notifier.send(**fields)
 
 
+async def _starting_status(m: Manager, notifier: Notifier) -> None:
+    """Until READY=1: what start-up waits for, so `systemctl status` says why it takes long."""
+    while True:
+        broker = "connected" if m.link.connected else "connecting" + (
+            f" (last error: {m.link.last_error})" if m.link.last_error else "")
+        uep = f"user endpoint {m.uep.state}" if m.uep is not None else "no user endpoint yet"
+        notifier.send(STATUS=f"starting: broker {broker}; {uep}")
+        await asyncio.sleep(1.0)
+
+
 async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -111,6 +121,7 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
     m._unpublished.update(tid for tid, _ in recovered.results)
 
     link_task = loop.create_task(m.link.run(first_failure_fatal=ready.fd is not None))
+    starting = loop.create_task(_starting_status(m, notifier)) if notifier.enabled else None
     if m.uep is not None:
         await m.uep.start()
     ready_wait = loop.create_task(m.uep.ready.wait() if m.uep is not None else asyncio.sleep(0))
@@ -126,6 +137,8 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
             failure = str(link_task.exception() or "the broker connection ended")
             break
         await asyncio.sleep(0.05)
+    if starting is not None:
+        starting.cancel()
     if failure:
         log.error("start-up failed: %s", failure)
         ready.say(f"failed: {failure}")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 
@@ -125,7 +128,9 @@ def test_a_real_manager_notifies_ready_status_watchdog_and_stopping(make_endpoin
     ep.start()
     ready = listener.wait_for("READY", "1", timeout=10)
     assert "0 tasks received" in ready["STATUS"] and "broker connected" in ready["STATUS"]
-    assert listener.messages[0] is ready  # nothing before READY=1: it means "connected, engine up"
+    before = listener.messages[:listener.messages.index(ready)]
+    # Before READY=1 ("connected, engine up") only start-up progress, for `systemctl status`.
+    assert all(list(m) == ["STATUS"] and m["STATUS"].startswith("starting: broker ") for m in before), before
 
     with ep.executor() as ex:
         assert ex.submit(add, 2, 3).result(timeout=60) == 5
@@ -140,3 +145,21 @@ def test_a_real_manager_notifies_ready_status_watchdog_and_stopping(make_endpoin
     assert f"<6>INFO gce.daemon: endpoint {ep.name} ({ep.endpoint_id}) is ready" in journal
     assert "<6>INFO gce.daemon: stopping" in journal
     assert f"endpoint {ep.name} ({ep.endpoint_id}) is ready" in ep.log()  # a user endpoint keeps its file
+
+
+@pytest.mark.broker
+def test_a_manager_waiting_for_its_broker_says_so_until_stopped(make_endpoint, listener, monkeypatch, free_port):
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.sock.getsockname())
+    ep = make_endpoint(engine="thread")
+    ep.set(broker={"url": f"amqp://alice:pw@127.0.0.1:{free_port}/gce"})
+    # In the foreground, as systemd runs it: it retries the broker instead of failing.
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gce"), "start", ep.name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        waiting = listener.wait_for("STATUS", "starting: broker connecting (last error: ", timeout=20)
+        assert "user endpoint" in waiting["STATUS"]
+        assert not any("READY" in m for m in listener.messages)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    listener.wait_for("STOPPING", "1", timeout=5)
