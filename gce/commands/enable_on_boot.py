@@ -102,7 +102,11 @@ class Systemctl:
         self.command = ["systemctl", "--user"] if user else ["systemctl"]
 
     def _run(self, *args: str, check: bool = True) -> str:
-        proc = subprocess.run([*self.command, *args], capture_output=True, text=True)
+        try:
+            proc = subprocess.run([*self.command, *args], capture_output=True, text=True)
+        except FileNotFoundError:
+            raise Unavailable("systemd runs but systemctl is not installed", hint="pip install 'gce[systemd]' "
+                              "lets gce talk to systemd over D-Bus instead") from None
         if check and proc.returncode != 0:
             raise Unavailable(f"{' '.join(self.command + list(args))} failed", proc.stderr.strip())
         return proc.stdout
@@ -166,8 +170,8 @@ class Pystemd:
 
     def show(self, unit: str) -> dict[str, str]:
         u = self._unit(unit)
-        raw = {"ActiveState": u.Unit.ActiveState, "SubState": u.Unit.SubState, "Result": u.Service.Result,
-               "StatusText": u.Service.StatusText, "ExecMainStatus": u.Service.ExecMainStatus}
+        raw = {k: getattr(u.Unit, k) for k in ("ActiveState", "SubState")}
+        raw.update({k: getattr(u.Service, k) for k in ("Result", "StatusText", "ExecMainStatus")})
         return {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in raw.items()}
 
 
@@ -175,15 +179,19 @@ def connect(target: Target) -> Systemd | None:
     """The running systemd manager for TARGET, or None if there is none (sd_booted(3))."""
     if not Path("/run/systemd/system").is_dir():
         return None
+    bus = Path("/run/dbus/system_bus_socket")
     if target.user:
         runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
         if not Path(runtime, "systemd", "private").exists():
             return None  # no user manager (a `su` session): print the commands instead
         os.environ.setdefault("XDG_RUNTIME_DIR", runtime)
-    try:
-        return Pystemd(target.user)
-    except ImportError:
-        return Systemctl(target.user)
+        bus = Path(runtime, "bus")  # dbus-user-session's; systemctl --user does without it
+    if bus.exists():
+        try:
+            return Pystemd(target.user)
+        except ImportError:
+            pass
+    return Systemctl(target.user)
 
 
 def _write(path: Path, text: str) -> None:
