@@ -61,7 +61,11 @@ broker: rabbitmq
 	    echo " up"; exit 0; fi; echo -n .; sleep 1; done; \
 	echo " no answer after $(BOOT_WAIT) s; see /var/log/rabbitmq/" >&2; exit 1
 
+# tests/systemd boots a debootstrapped Debian with systemd-nspawn, and builds pystemd (no wheel on PyPI).
+SYSTEMD_TEST_DEBS := debootstrap systemd-container zstd libsystemd-dev pkg-config gcc python3-dev
+
 test: venv rabbitmq
+	@if ! dpkg -s $(SYSTEMD_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SYSTEMD_TEST_DEBS)); fi
 	$(VENV)/bin/python -m pytest -q
 	@if compgen -G 'tests/bats/*.bats' >/dev/null; then \
 	  if ! dpkg -s bats bats-assert bats-support >/dev/null 2>&1; then $(call apt_install,bats bats-assert bats-support); fi; \
