@@ -8,12 +8,14 @@ would meet them: each test leaves the state the next one starts from.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.endpoint import wait_until
 from tests.systemd.conftest import USER
@@ -91,6 +93,45 @@ def test_enable_on_boot_starts_a_ready_notify_service_with_live_status(machine, 
     assert f"INFO gce.daemon: endpoint ep-sys ({system.endpoint_id}) is ready" in journal
     assert machine.run("test -e /var/log/gce/ep-sys.log", check=False).returncode == 1
     assert machine.run("stat -c %a /var/log/gce /run/gce").stdout.split() == ["750", "755"]
+
+
+def shadow_via_setgid_tool():
+    """Run chage, setgid shadow, on one's own account: it reads /etc/shadow only if setgid works."""
+    import os
+    import pwd
+    import subprocess
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    proc = subprocess.run(["/usr/bin/chage", "-l", me], capture_output=True, text=True)
+    return os.getuid(), proc.returncode, proc.stdout + proc.stderr
+
+
+def test_the_hardening_lets_multi_user_endpoints_drop_privileges_and_users_run_setgid_tools(
+        machine, endpoints, inside_endpoint, linger_user):
+    """The system unit keeps setuid/setgid working for the users' tasks (site tools need it) and
+    the privilege drop working for the manager; the user unit forbids new privileges."""
+    mu = inside_endpoint("ep-multi")
+    d = mu.config_file.parent
+    d.chmod(0o711)  # the users read the template and schema after the drop
+    (d / "identity_mapping.json").write_text(json.dumps({"DATA_TYPE": "expression_identity_mapping#1.0.0",
+        "mappings": [{"source": "{username}", "match": "alice", "output": linger_user}]}))
+    (d / "user_config_template.yaml.j2").write_text("engine:\n  type: ThreadPoolEngine\n  max_workers: 1\n")
+    (d / "user_config_schema.json").write_text(json.dumps({"type": "object"}))
+    for f in ("user_config_template.yaml.j2", "user_config_schema.json"):
+        (d / f).chmod(0o644)
+    config = yaml.safe_load(mu.config_file.read_text())
+    mu.config_file.write_text(yaml.safe_dump({**config, "multi_user": True,
+                                              "identity_mapping_config_path": "identity_mapping.json"}))
+    machine.run(f"{GCE} enable-on-boot {mu.name}")
+    try:
+        uid = int(machine.run(f"id -u {linger_user}").stdout)
+        with mu.executor() as ex:
+            assert ex.submit(shadow_via_setgid_tool).result(timeout=60)[:2] == (uid, 0)
+        with endpoints[1].executor() as ex:
+            got_uid, rc, out = ex.submit(shadow_via_setgid_tool).result(timeout=60)
+        assert (got_uid, rc, out) == (uid, 1, "chage: cannot open /etc/shadow\n")  # NoNewPrivileges=yes
+    finally:
+        machine.run(f"{GCE} disable-on-boot {mu.name}")
 
 
 def test_kill_9_of_a_manager_is_restarted_by_systemd_and_tasks_flow_again(machine, endpoints):
