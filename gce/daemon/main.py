@@ -180,7 +180,7 @@ async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.Abstra
     notifier.send(STOPPING="1")
     control.close()
     await m.stop_ueps(timeout=STOP_TIMEOUT * 0.6)
-    m._flush()
+    await m.flush_all()
     await m.link.close()
     if not link_task.done():
         link_task.cancel()

@@ -143,6 +143,12 @@ class Manager:
         for gen, tag in acks.items():
             self.link.ack(gen, tag, multiple=True)
 
+    async def flush_all(self) -> None:
+        """At shutdown: let a running fsync finish, then flush and ack what is left."""
+        while self._syncing:
+            await asyncio.sleep(0.01)
+        self.flush_now()
+
     def flush_now(self) -> None:
         """Synchronous flush, for shutdown (no fsync may be in flight)."""
         acks, self._acks = self._acks, {}
@@ -423,7 +429,7 @@ class Manager:
         return {"ok": False, "error": f"unknown command {command!r}"}
 
     async def _status_loop(self) -> None:
-        trimmed_at, published = -1, time.monotonic()
+        trimmed_at, published, refreshed = -1, time.monotonic(), time.monotonic()
         period = min(self.config.status_period, IDLE_TRIM_SECONDS)
         if self.config.multi_user:
             period = min(period, max(0.5, min(5.0, self.config.idle_timeout / 2)))
@@ -434,6 +440,9 @@ class Manager:
             if time.monotonic() - published >= self.config.status_period - 0.01:
                 self.publish_status()
                 published = time.monotonic()
+            if time.monotonic() - refreshed >= pidfile.REFRESH_SECONDS:
+                pidfile.refresh_state(self.paths)  # tells other hosts sharing the directory we live
+                refreshed = time.monotonic()
             handled = self.counts["received"] + self.counts["malformed"]
             if handled != trimmed_at and not self.spool.entries:
                 trimmed_at = handled

@@ -76,3 +76,22 @@ def test_a_manager_on_another_host_is_reported_and_not_started_twice(make_endpoi
     assert pidfile.probe(ep.paths).state == "failed"
     ep.start()
     assert pidfile.probe(ep.paths).state == "running"
+
+
+def test_a_running_manager_keeps_its_state_fresh_for_other_hosts(gce_home):
+    from gce.config.paths import endpoint_paths
+
+    paths = endpoint_paths("fresh")
+    paths.state_dir.mkdir(parents=True)
+    pidfile.write_state(paths, "running", started_at=123.0, endpoint_id="e")
+    st = pidfile.read_state(paths)
+    paths.state_file.write_text(json.dumps({**st, "updated_at": st["updated_at"] - 1000}))
+    pidfile.refresh_state(paths)
+    again = pidfile.read_state(paths)
+    assert time.time() - again["updated_at"] < 5
+    assert {k: again[k] for k in ("state", "pid", "started_at", "endpoint_id")} == \
+        {"state": "running", "pid": st["pid"], "started_at": 123.0, "endpoint_id": "e"}
+    # Only the manager that wrote it re-stamps it.
+    paths.state_file.write_text(json.dumps({**again, "pid": 1, "updated_at": 5.0}))
+    pidfile.refresh_state(paths)
+    assert pidfile.read_state(paths)["updated_at"] == 5.0
