@@ -18,7 +18,8 @@ from gce.cli import GceGroup, app
 from gce.errors import ConfigError, GceError
 
 GCE_BIN = Path(sys.executable).parent / "gce"
-COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "list", "delete", "broker")
+COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "list", "delete", "render-user-config",
+            "diagnostic", "enable-on-boot", "disable-on-boot", "broker", "idmap")
 HEAVY = ("parsl", "pika", "textual", "jinja2")
 
 
@@ -48,7 +49,7 @@ def _app_raising(exc: BaseException) -> typer.Typer:
 def test_help_lists_every_command(clean_env):
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    listed = re.findall(r"^  ([a-z]+)  ", result.stdout.split("Commands:")[1], flags=re.M)
+    listed = re.findall(r"^  ([a-z-]+)  ", result.stdout.split("Commands:")[1], flags=re.M)
     assert tuple(listed) == COMMANDS
 
 
