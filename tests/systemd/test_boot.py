@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -207,3 +209,34 @@ def test_disable_on_boot_stops_and_leaves_nothing_behind(machine, endpoints, ins
     assert leftovers == ""
     assert machine.run("systemctl list-units --all --no-legend 'gce-endpoint@*'").stdout == ""
     assert machine.run("pgrep -f '[g]ce[.]uep'", check=False).returncode == 1  # no process left
+
+
+def test_without_a_running_systemd_root_gets_the_unit_and_the_commands(rootfs_tarball, tmp_path):
+    """Where systemd does not run (an image being built: a chroot), the unit is written and the
+    commands are printed, on stdout alone so they can be piped to sh."""
+    from tests.systemd.container import Machine
+
+    image = Machine(tmp_path / "image")
+    try:
+        image.unpack(rootfs_tarball)
+        root = image.root
+        (root / "etc/gce/offline").mkdir(parents=True)
+        (root / "etc/gce/offline/config.yaml").write_text(
+            "broker:\n  url: amqp://ep:pw@127.0.0.1:1/gce\nengine:\n  type: ThreadPoolEngine\n")
+        (root / "var/lib/gce/offline").mkdir(parents=True)
+        (root / "var/lib/gce/offline/endpoint.json").write_text(json.dumps({"endpoint_id": str(uuid.uuid4())}))
+        project = Path(__file__).resolve().parents[2]
+        (root / project.relative_to("/")).mkdir(parents=True)
+        script = f'mount --bind -o ro {project} {root}{project} && exec chroot {root} "$@"'
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                               "env", "-i", "PATH=/usr/bin:/bin", "HOME=/root", "NO_COLOR=1", "COLUMNS=200",
+                               GCE, "enable-on-boot", "offline"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "systemctl daemon-reload\nsystemctl enable --now gce-endpoint@offline.service\n"
+        assert done.stderr == ("warning: systemd does not run here; wrote /etc/systemd/system/gce-endpoint@.service."
+                               " Where it runs, start the endpoint with:\n")
+        from gce.commands.enable_on_boot import render_unit
+
+        assert (root / "etc/systemd/system/gce-endpoint@.service").read_text() == render_unit(False, GCE, None)
+    finally:
+        image.destroy()
