@@ -265,10 +265,13 @@ def _linger_hint() -> None:
 def enable(name: NameArg) -> None:
     """Run an endpoint as a systemd service: start it now and at every boot.
 
-    As root this is the system service gce-endpoint@NAME.service; as another user, the same unit
-    of your own systemd user manager. The endpoint's configuration is checked first. systemd
-    restarts the endpoint if it fails, but not when its configuration is invalid. Where systemd
-    does not run, the unit file is written and the commands to run later are printed.
+    As root this is the system service gce-endpoint@NAME.service, logging to the journal
+    (journalctl -u gce-endpoint@NAME); as another user, the same unit of your own systemd user
+    manager, which runs from boot only if lingering is on for you (loginctl enable-linger).
+    The endpoint's configuration is checked first; the command returns once the endpoint is
+    connected and ready, or says why it is not. systemd restarts the endpoint if it fails, but
+    not when its configuration is invalid. Where systemd does not run, the unit file is written
+    and the commands to run later are printed.
     """
     from gce.config import model
     from gce.daemon import pidfile
