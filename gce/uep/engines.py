@@ -63,15 +63,14 @@ class Engine:
         raise NotImplementedError
 
 
-class ThreadPoolEngine(Engine):
-    type = "ThreadPoolEngine"
+class _LocalPoolEngine(Engine):
+    """A pool of ``max_workers`` (default: one per CPU) on this host: one block, one manager."""
 
-    def start(self) -> None:
-        self.workers = int(self.options.get("max_workers") or os.cpu_count() or 1)
-        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gce-worker")
+    pool: Any
 
-    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
-        return self.pool.submit(run_task, payload, self.max_result_bytes)
+    @property
+    def workers(self) -> int:
+        return int(self.options.get("max_workers") or os.cpu_count() or 1)
 
     def status(self) -> dict[str, Any]:
         s = super().status()
@@ -83,7 +82,17 @@ class ThreadPoolEngine(Engine):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-class ProcessPoolEngine(Engine):
+class ThreadPoolEngine(_LocalPoolEngine):
+    type = "ThreadPoolEngine"
+
+    def start(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gce-worker")
+
+    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+        return self.pool.submit(run_task, payload, self.max_result_bytes)
+
+
+class ProcessPoolEngine(_LocalPoolEngine):
     """A local process pool; a pool broken by a dying worker is replaced, its tasks fail."""
 
     type = "ProcessPoolEngine"
@@ -91,7 +100,6 @@ class ProcessPoolEngine(Engine):
     def start(self) -> None:
         import multiprocessing
 
-        self.workers = int(self.options.get("max_workers") or os.cpu_count() or 1)
         self._ctx = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
 
@@ -117,15 +125,6 @@ class ProcessPoolEngine(Engine):
 
         inner.add_done_callback(relay)
         return outer
-
-    def status(self) -> dict[str, Any]:
-        s = super().status()
-        s.update(blocks=1, managers=1, workers_total=self.workers,
-                 workers_idle=max(0, self.workers - s["outstanding"]), running=min(self.workers, s["outstanding"]))
-        return s
-
-    def shutdown(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _build(kind: str, spec: dict, module: str) -> Any:
