@@ -8,43 +8,28 @@ All work happens on one asyncio loop; signal handlers only set an event.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
-import signal
 import socket
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from gce import __version__
 from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
-from gce.daemon import pidfile, privileges
+from gce.daemon import pidfile
 from gce.daemon.children import UepChild
-from gce.daemon.control import serve
+from gce.daemon.routing import Refused, Router
 from gce.daemon.spool import Spool
 from gce.transport import frames, names
-from gce.transport.amqp import Delivery, EndpointLink, LinkError
+from gce.transport.amqp import Delivery, EndpointLink
 from gce.transport.urls import redact
 from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, TaskHeaders, failure, parse_task
 
 log = logging.getLogger(__name__)
 RECENT_DONE = 100_000  # task ids remembered to drop redeliveries of finished tasks
-
-
-class StartupFailed(Exception):
-    pass
-
-
-class Refused(Exception):
-    """A task the manager answers itself, before any UEP sees it: CODE and a sentence."""
-
-    def __init__(self, code: str, sentence: str) -> None:
-        super().__init__(sentence)
-        self.code = code
 
 
 IDLE_TRIM_SECONDS = 10.0  # how soon after the last task an idle manager releases memory
@@ -64,8 +49,7 @@ class Manager:
         self.uep: UepChild | None = None  # a personal endpoint's one UEP
         self.ueps: dict[tuple[int, str], UepChild] = {}  # multi_user: (uid, canonical user config) -> UEP
         self._unrouted: list[str] = []  # tasks recovered before the UEPs exist
-        self._mapper: Any = None
-        self._schema: tuple[tuple, dict] | None = None
+        self.router = Router(paths, config)
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0}
@@ -193,91 +177,20 @@ class Manager:
             return None
         th = TaskHeaders.from_dict(entry.header["task"])
         try:
-            target = self._target_of(th.user_id)
+            target = self.router.target_of(th.user_id)
             user_config = th.user_endpoint_config or {}
             canonical = json.dumps(user_config, sort_keys=True)
             uep = self.ueps.get((target.uid, canonical))
             if uep is None:
-                self._check_user_config(user_config)
-                uep = self.ueps[(target.uid, canonical)] = self._new_uep(target, canonical, th)
+                self.router.check_user_config(user_config)
+                name, conf, stderr_file = self.router.uep_conf(target, canonical, th)
+                uep = self.ueps[(target.uid, canonical)] = UepChild(
+                    name, conf, stderr_file, self.on_uep_frame, self.on_uep_exit, target=target,
+                    environment_file=self.config.user_environment_path)
             return uep
         except Refused as e:
             self._finish_with_error(task_id, e.code, str(e))
             return None
-
-    def _target_of(self, identity: str) -> privileges.Target:
-        """The account IDENTITY's tasks run as: mapped when root, this process's own otherwise."""
-        if os.geteuid() != 0:
-            return privileges.current_target()
-        from gce.daemon import idmap
-        from gce.errors import GceError
-
-        name = self.config.name
-        try:
-            if self._mapper is None:
-                self._mapper = idmap.mapper_for(self.config)
-            local, rule = idmap.map_identity(self._mapper, identity, self.config)
-        except idmap.MappingRefused as e:
-            log.warning("refused a task of %r (rule: %s): %s%s", identity, e.rule, e,
-                        f"; {e.detail}" if e.detail else "")
-            unmapped = e.rule in (idmap.NO_MATCH, "local user exists")
-            raise Refused("IDENTITY_NOT_MAPPED" if unmapped else "IDENTITY_REFUSED", str(e)) from None
-        except GceError as e:
-            log.error("cannot map identity %r: %s", identity, e)
-            raise Refused("IDENTITY_NOT_MAPPED", f"identity {identity!r} could not be mapped on endpoint {name!r}: "
-                          "its identity mapping is unusable (the endpoint's log says why)") from None
-        log.debug("identity %r maps to %s (uid %d) by %s", identity, local.name, local.uid, rule)
-        return privileges.Target(local.name, local.uid, local.gid, tuple(local.groups), local.home, local.shell)
-
-    def _check_user_config(self, user_config: dict) -> None:
-        """Refused unless USER_CONFIG fits the admin's schema (plain JSON: safe to check as root)."""
-        from gce.config import templating
-
-        path = self.config.user_config_schema_path or ""
-        try:
-            st = os.stat(path)
-            signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            if self._schema is None or self._schema[0] != signature:
-                self._schema = (signature, templating.load_schema(path))
-            templating.validate_user_config(self._schema[1], user_config, f"for endpoint {self.config.name!r}")
-        except templating.UserConfigInvalid as e:
-            raise Refused(e.code, str(e)) from None
-        except templating.TemplateRenderError as e:
-            log.error("%s", e)
-            raise Refused(e.code, str(e)) from None
-        except OSError as e:
-            log.error("cannot read the user config schema %s: %s", path, e)
-            raise Refused(templating.TemplateRenderError.code, f"endpoint {self.config.name!r} cannot read its "
-                          "user config schema (the endpoint's log says why)") from None
-
-    def _new_uep(self, target: privileges.Target, canonical: str, th: TaskHeaders) -> UepChild:
-        """A UEP for TARGET with one user config; it renders its engine config itself, after the drop."""
-        from gce.config import templating
-
-        digest = hashlib.sha256(f"{target.uid}\0{canonical}".encode()).hexdigest()[:16]
-        dropped = privileges.must_drop(target)
-        if dropped:  # the user's own files, created by the UEP as the user
-            log_file = Path(target.home, ".gce", "uep-logs", self.config.name, f"{digest}.log")
-            run_dir = Path(target.home, ".gce", "uep", self.config.name, digest)
-        else:
-            log_file = self.paths.uep_log_dir / f"{digest}.log"
-            run_dir = self.paths.state_dir / "uep" / digest
-        conf = {
-            "endpoint_id": self.config.endpoint_id, "engine": {}, "run_dir": str(run_dir),
-            "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
-            "log_file": str(log_file), "debug": self.config.debug, "identity": target.identity(),
-            "home": target.home if dropped else None,
-            "template": {
-                "name": self.config.name, "template_path": self.config.user_config_template_path,
-                "schema_path": self.config.user_config_schema_path,
-                "parent_config": templating.parent_view(self.config.raw), "user_config": json.loads(canonical),
-                "user_runtime": {"python_version": th.python_version, "gce_version": th.gce_version},
-            },
-        }
-        log.info("new user endpoint for %s (uid %d), config %s", target.name, target.uid, digest)
-        return UepChild(f"{target.name}/{digest}", conf, self.paths.uep_log_dir / f"{digest}.stderr",
-                        self.on_uep_frame, self.on_uep_exit, target=target,
-                        environment_file=self.config.user_environment_path)
 
     def _fail_queued(self, uep: UepChild) -> None:
         queued, uep.queued = uep.queued, []

@@ -1,0 +1,116 @@
+"""Where a multi-user (templated) endpoint's task runs: whose account, which user endpoint.
+
+Pure decisions over the task's headers and the admin's files, made as the manager's user
+(root for a multi-user endpoint): the identity is mapped and checked (gce.daemon.idmap), the
+user's config is checked against the admin's schema as plain JSON, and a new user
+endpoint's conf is built. Nothing a submitter sent is deserialized here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from gce.config.model import EndpointConfig
+from gce.config.paths import EndpointPaths
+from gce.daemon import privileges
+from gce.transport.message import TaskHeaders
+
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """A task the manager answers itself, before any UEP sees it: CODE and a sentence."""
+
+    def __init__(self, code: str, sentence: str) -> None:
+        super().__init__(sentence)
+        self.code = code
+
+
+class Router:
+    """The mapping and schema of one endpoint, each re-read only when its file changes."""
+
+    def __init__(self, paths: EndpointPaths, config: EndpointConfig) -> None:
+        self.paths = paths
+        self.config = config
+        self._mapper: Any = None
+        self._schema: tuple[tuple, dict] | None = None
+
+    def target_of(self, identity: str) -> privileges.Target:
+        """The account IDENTITY's tasks run as: mapped when root, this process's own otherwise."""
+        if os.geteuid() != 0:
+            return privileges.current_target()
+        from gce.daemon import idmap
+        from gce.errors import GceError
+
+        name = self.config.name
+        try:
+            if self._mapper is None:
+                self._mapper = idmap.mapper_for(self.config)
+            local, rule = idmap.map_identity(self._mapper, identity, self.config)
+        except idmap.MappingRefused as e:
+            log.warning("refused a task of %r (rule: %s): %s%s", identity, e.rule, e,
+                        f"; {e.detail}" if e.detail else "")
+            unmapped = e.rule in (idmap.NO_MATCH, "local user exists")
+            raise Refused("IDENTITY_NOT_MAPPED" if unmapped else "IDENTITY_REFUSED", str(e)) from None
+        except GceError as e:
+            log.error("cannot map identity %r: %s", identity, e)
+            raise Refused("IDENTITY_NOT_MAPPED", f"identity {identity!r} could not be mapped on endpoint {name!r}: "
+                          "its identity mapping is unusable (the endpoint's log says why)") from None
+        log.debug("identity %r maps to %s (uid %d) by %s", identity, local.name, local.uid, rule)
+        return privileges.Target(local.name, local.uid, local.gid, tuple(local.groups), local.home, local.shell)
+
+    def check_user_config(self, user_config: dict) -> None:
+        """Refused unless USER_CONFIG fits the admin's schema (plain JSON: safe to check as root)."""
+        from gce.config import templating
+
+        path = self.config.user_config_schema_path or ""
+        try:
+            st = os.stat(path)
+            signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if self._schema is None or self._schema[0] != signature:
+                self._schema = (signature, templating.load_schema(path))
+            templating.validate_user_config(self._schema[1], user_config, f"for endpoint {self.config.name!r}")
+        except templating.UserConfigInvalid as e:
+            raise Refused(e.code, str(e)) from None
+        except templating.TemplateRenderError as e:
+            log.error("%s", e)
+            raise Refused(e.code, str(e)) from None
+        except OSError as e:
+            log.error("cannot read the user config schema %s: %s", path, e)
+            raise Refused(templating.TemplateRenderError.code, f"endpoint {self.config.name!r} cannot read its "
+                          "user config schema (the endpoint's log says why)") from None
+
+    def uep_conf(self, target: privileges.Target, canonical: str, th: TaskHeaders) -> tuple[str, dict, Path]:
+        """(name, conf, stderr file) of a UEP for TARGET with one user config.
+
+        The UEP renders its engine config itself, after the privilege drop.
+        """
+        from gce.config import templating
+
+        digest = hashlib.sha256(f"{target.uid}\0{canonical}".encode()).hexdigest()[:16]
+        dropped = privileges.must_drop(target)
+        if dropped:  # the user's own files, created by the UEP as the user
+            log_file = Path(target.home, ".gce", "uep-logs", self.config.name, f"{digest}.log")
+            run_dir = Path(target.home, ".gce", "uep", self.config.name, digest)
+        else:
+            log_file = self.paths.uep_log_dir / f"{digest}.log"
+            run_dir = self.paths.state_dir / "uep" / digest
+        conf = {
+            "endpoint_id": self.config.endpoint_id, "engine": {}, "run_dir": str(run_dir),
+            "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
+            "log_file": str(log_file), "debug": self.config.debug, "identity": target.identity(),
+            "home": target.home if dropped else None,
+            "template": {
+                "name": self.config.name, "template_path": self.config.user_config_template_path,
+                "schema_path": self.config.user_config_schema_path,
+                "parent_config": templating.parent_view(self.config.raw), "user_config": json.loads(canonical),
+                "user_runtime": {"python_version": th.python_version, "gce_version": th.gce_version},
+            },
+        }
+        log.info("new user endpoint for %s (uid %d), config %s", target.name, target.uid, digest)
+        return f"{target.name}/{digest}", conf, self.paths.uep_log_dir / f"{digest}.stderr"
