@@ -64,7 +64,7 @@ def test(
     Exit status: 0 mapped and allowed, 1 refused, 78 configuration error.
     """
     from gce.config import model
-    from gce.daemon import idmap
+    from gce.daemon import idmap, policy
 
     paths = configured_paths(name)
     config = model.load(paths)
@@ -73,7 +73,7 @@ def test(
                           hint=f"set multi_user: true and identity_mapping_config_path in {paths.config_file}")
     mapper = idmap.mapper_for(config)
     try:
-        local, rule = idmap.map_identity(mapper, identity, config)
+        local, rule = policy.map_identity(mapper, identity, config)
     except idmap.MappingRefused as e:
         if as_json:
             output.json({"identity": identity, "endpoint": name, "allowed": False, "rule": e.rule,

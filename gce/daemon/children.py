@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from gce.daemon.privileges import Target
+from gce.daemon.privileges import LocalUser
 from gce.daemon.spawn import spawn_uep
 from gce.transport import frames
 
@@ -52,7 +52,7 @@ def describe_exit(returncode: int | None) -> str:
 class UepChild:
     def __init__(self, key: str, conf: dict, log_path: Path,
                  on_frame: Callable[["UepChild", bytes, dict, bytes], None],
-                 on_exit: Callable[["UepChild", str], None], *, target: Target | None = None,
+                 on_exit: Callable[["UepChild", str], None], *, target: LocalUser | None = None,
                  environment_file: str | None = None) -> None:
         self.key = key
         self.target = target  # None: run as the manager's own account, environment as today

@@ -16,7 +16,10 @@ API::
 
     mapper = mapper_for(config)            # or IdentityMapper(path, endpoint=..., endpoint_id=...)
     mapper.map("alice@uni.edu")            -> ("alice", "expression mapping #1")   | MappingRefused
-    resolve_local_user("alice")            -> LocalUser(name, uid, gid, groups, home, shell) | UnknownLocalUser
+
+What the endpoint's config then allows is ``gce.daemon.policy``'s (the account itself comes
+from ``gce.daemon.privileges.resolve_local_user``)::
+
     check_policy(identity, local, *, allowed_identities, allowed_domains, min_uid,
                  allow_privileged_mapping, endpoint)                          -> None | MappingRefused
     map_identity(mapper, "alice@uni.edu", config) -> (LocalUser, rule)       # all of the above
@@ -34,13 +37,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import pwd
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from gce.daemon import idmap_external
 from gce.errors import ConfigError, GceError
@@ -56,8 +57,6 @@ IDENTITY_FIELDS = ("username", "id", "email")
 NO_MATCH = "no mapping rule matched"
 _FIELD_RE = re.compile(r"\{([^{}]*)\}")
 _ESCAPABLE = frozenset('.?*|()\\"')
-# Not an account name, and dangerous in a path or a passwd line.
-_BAD_USER_RE = re.compile(r"^$|^-|[/:\s\x00-\x1f\x7f]")
 
 
 class MappingRefused(GceError):
@@ -70,35 +69,9 @@ class MappingRefused(GceError):
         self.identity, self.rule, self.endpoint, self.detail = identity, rule, endpoint, detail
 
 
-class UnknownLocalUser(GceError):
-    pass
-
-
-@dataclass(frozen=True)
-class LocalUser:
-    name: str
-    uid: int
-    gid: int
-    groups: Tuple[int, ...]  # primary and supplementary gids through NSS (os.getgrouplist), sorted
-    home: str
-    shell: str
-
-
 def identity_document(user_id: str) -> dict[str, str]:
     """The fields a mapping rule sees for broker user USER_ID."""
     return {"username": user_id, "id": user_id, **({"email": user_id} if "@" in user_id else {})}
-
-
-def resolve_local_user(name: str) -> LocalUser:
-    """Account NAME through NSS; UnknownLocalUser if there is none or NAME is malformed."""
-    if len(name) > 256 or _BAD_USER_RE.search(name):
-        raise UnknownLocalUser(f"no local user {name!r}", "this is not a valid user name")
-    try:
-        pw = pwd.getpwnam(name)
-    except KeyError:
-        raise UnknownLocalUser(f"no local user {name!r}", "the user database (NSS) has no such account") from None
-    groups = tuple(sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid))))
-    return LocalUser(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
 
 
 @dataclass(frozen=True)
@@ -268,39 +241,6 @@ class IdentityMapper:
                              hint=f"add a rule for this identity to {self.path}")
 
 
-def check_allowed(identity: str, *, allowed_identities: Iterable[str] | None, allowed_domains: Iterable[str] | None,
-                  endpoint: str) -> None:
-    """MappingRefused unless IDENTITY is listed, or in a listed domain (DNS names: any case);
-    with neither list configured everyone is allowed."""
-    if allowed_identities is None and allowed_domains is None:
-        return
-    listed = tuple(allowed_domains) if allowed_domains is not None else None
-    if identity in (allowed_identities or ()) or (
-            "@" in identity and identity.rpartition("@")[2].lower() in {d.lower() for d in listed or ()}):
-        return
-    rule = "/".join(k for k, v in (("allowed_identities", allowed_identities), ("allowed_domains", listed))
-                    if v is not None)
-    # The domains are shown to the submitter; the allowed names are not (they are other people's).
-    why = "; ".join(([] if allowed_identities is None else ["not in allowed_identities"])
-                    + ([] if listed is None else [f"allowed_domains: {', '.join(listed) or 'none'}"]))
-    raise MappingRefused(identity, rule, f"identity {identity!r} is not allowed on endpoint {endpoint!r} ({why})",
-                         endpoint=endpoint, hint=f"add it to {rule.replace('/', ' or ')} in config.yaml")
-
-
-def check_policy(identity: str, local: LocalUser, *, allowed_identities: Iterable[str] | None = None,
-                 allowed_domains: Iterable[str] | None = None, min_uid: int = 1000,
-                 allow_privileged_mapping: bool = False, endpoint: str = "") -> None:
-    """MappingRefused if IDENTITY may not run as LOCAL here (DESIGN.md, security invariant 3)."""
-    check_allowed(identity, allowed_identities=allowed_identities, allowed_domains=allowed_domains, endpoint=endpoint)
-    if allow_privileged_mapping or (local.uid != 0 and local.uid >= min_uid):
-        return
-    rule = "uid 0" if local.uid == 0 else f"min_uid {min_uid}"
-    why = "mapping to root is refused" if local.uid == 0 else f"uids below min_uid {min_uid} are refused"
-    raise MappingRefused(identity, rule, f"identity {identity!r} maps to {local.name!r} (uid {local.uid}) on endpoint "
-                         f"{endpoint!r}: {why}", endpoint=endpoint,
-                         hint="map it to an unprivileged account (allow_privileged_mapping: true lifts this check)")
-
-
 def mapper_for(config: EndpointConfig, timeout: float = idmap_external.DEFAULT_TIMEOUT) -> IdentityMapper:
     """The IdentityMapper of a multi-user endpoint's CONFIG; ConfigError if it has no usable file."""
     if not config.identity_mapping_config_path:
@@ -309,21 +249,3 @@ def mapper_for(config: EndpointConfig, timeout: float = idmap_external.DEFAULT_T
                           hint="set identity_mapping_config_path in config.yaml to a GCS identity mapping file")
     return IdentityMapper(config.identity_mapping_config_path, endpoint=config.name,
                           endpoint_id=config.endpoint_id, timeout=timeout)
-
-
-def map_identity(mapper: IdentityMapper, identity: str, config: EndpointConfig) -> tuple[LocalUser, str]:
-    """The local account IDENTITY runs as on CONFIG's endpoint and the rule that chose it;
-    MappingRefused when it gets none or the policy refuses it."""
-    policy = dict(allowed_identities=config.allowed_identities, allowed_domains=config.allowed_domains,
-                  endpoint=config.name)
-    check_allowed(identity, **policy)  # first: never run a mapping program for someone refused anyway
-    name, rule = mapper.map(identity)
-    try:
-        local = resolve_local_user(name)
-    except UnknownLocalUser as e:
-        raise MappingRefused(identity, "local user exists", f"identity {identity!r} maps to {name!r} on endpoint "
-                             f"{config.name!r}, which is not a local user ({rule})", endpoint=config.name,
-                             hint=f"create the account or fix {rule} in {mapper.path}", detail=e.why) from None
-    check_policy(identity, local, min_uid=config.min_uid, allow_privileged_mapping=config.allow_privileged_mapping,
-                 **policy)
-    return local, rule

@@ -12,21 +12,26 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import re
 import stat
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Tuple
+
+from gce.errors import GceError
 
 log = logging.getLogger(__name__)
+# Not an account name, and dangerous in a path or a passwd line.
+_BAD_USER_RE = re.compile(r"^$|^-|[/:\s\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
-class Target:
-    """The account a user endpoint runs as."""
+class LocalUser:
+    """A local account, resolved through NSS: whom a user endpoint runs as."""
 
     name: str
     uid: int
     gid: int
-    groups: tuple[int, ...]
+    groups: Tuple[int, ...]  # primary and supplementary gids through NSS (os.getgrouplist), sorted
     home: str
     shell: str
 
@@ -35,29 +40,42 @@ class Target:
         return {"uid": self.uid, "gid": self.gid, "groups": sorted(set(self.groups))}
 
 
-def target_of(name: str, uid: int, gid: int, home: str, shell: str) -> Target:
-    return Target(name, uid, gid, tuple(os.getgrouplist(name, gid)), home, shell)
+class UnknownLocalUser(GceError):
+    pass
 
 
-def current_target() -> Target:
+def resolve_local_user(name: str) -> LocalUser:
+    """Account NAME through NSS; UnknownLocalUser if there is none or NAME is malformed."""
+    if len(name) > 256 or _BAD_USER_RE.search(name):
+        raise UnknownLocalUser(f"no local user {name!r}", "this is not a valid user name")
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise UnknownLocalUser(f"no local user {name!r}", "the user database (NSS) has no such account") from None
+    groups = tuple(sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid))))
+    return LocalUser(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
+
+
+def current_target() -> LocalUser:
     """The account this process runs as (a personal endpoint: no mapping, no drop)."""
     pw = pwd.getpwuid(os.getuid())
-    return Target(pw.pw_name, os.getuid(), os.getgid(), tuple(os.getgroups()), pw.pw_dir, pw.pw_shell)
+    return LocalUser(pw.pw_name, os.getuid(), os.getgid(), tuple(sorted(set(os.getgroups()))), pw.pw_dir,
+                     pw.pw_shell)
 
 
-def must_drop(target: Target) -> bool:
+def must_drop(target: LocalUser) -> bool:
     """Whether starting a process for TARGET changes credentials (only root can, and must)."""
     return os.geteuid() == 0 and target.uid != os.geteuid()
 
 
-def popen_credentials(target: Target) -> dict[str, Any]:
+def popen_credentials(target: LocalUser) -> dict[str, Any]:
     """``Popen`` keyword arguments that start a process as TARGET, or none when no drop is due."""
     if not must_drop(target):
         return {}
     return {"user": target.uid, "group": target.gid, "extra_groups": list(target.groups)}
 
 
-def working_directory(target: Target) -> str:
+def working_directory(target: LocalUser) -> str:
     """TARGET's home when it is a directory the account owns, else ``/``."""
     try:
         st = os.stat(target.home)
@@ -68,7 +86,7 @@ def working_directory(target: Target) -> str:
     return "/"
 
 
-def login_environment(target: Target) -> dict[str, str]:
+def login_environment(target: LocalUser) -> dict[str, str]:
     """The variables a login of TARGET sets for itself."""
     return {"HOME": target.home, "USER": target.name, "LOGNAME": target.name, "SHELL": target.shell or "/bin/sh"}
 

@@ -40,18 +40,18 @@ class Router:
         self._mapper: Any = None
         self._schema: tuple[tuple, dict] | None = None
 
-    def target_of(self, identity: str) -> privileges.Target:
+    def target_of(self, identity: str) -> privileges.LocalUser:
         """The account IDENTITY's tasks run as: mapped when root, this process's own otherwise."""
         if os.geteuid() != 0:
             return privileges.current_target()
-        from gce.daemon import idmap
+        from gce.daemon import idmap, policy
         from gce.errors import GceError
 
         name = self.config.name
         try:
             if self._mapper is None:
                 self._mapper = idmap.mapper_for(self.config)
-            local, rule = idmap.map_identity(self._mapper, identity, self.config)
+            local, rule = policy.map_identity(self._mapper, identity, self.config)
         except idmap.MappingRefused as e:
             log.warning("refused a task of %r (rule: %s): %s%s", identity, e.rule, e,
                         f"; {e.detail}" if e.detail else "")
@@ -62,7 +62,7 @@ class Router:
             raise Refused("IDENTITY_NOT_MAPPED", f"identity {identity!r} could not be mapped on endpoint {name!r}: "
                           "its identity mapping is unusable (the endpoint's log says why)") from None
         log.debug("identity %r maps to %s (uid %d) by %s", identity, local.name, local.uid, rule)
-        return privileges.Target(local.name, local.uid, local.gid, tuple(local.groups), local.home, local.shell)
+        return local
 
     def check_user_config(self, user_config: dict) -> None:
         """Refused unless USER_CONFIG fits the admin's schema (plain JSON: safe to check as root)."""
@@ -85,7 +85,7 @@ class Router:
             raise Refused(templating.TemplateRenderError.code, f"endpoint {self.config.name!r} cannot read its "
                           "user config schema (the endpoint's log says why)") from None
 
-    def uep_conf(self, target: privileges.Target, canonical: str, th: TaskHeaders) -> tuple[str, dict, Path]:
+    def uep_conf(self, target: privileges.LocalUser, canonical: str, th: TaskHeaders) -> tuple[str, dict, Path]:
         """(name, conf, stderr file) of a UEP for TARGET with one user config.
 
         The UEP renders its engine config itself, after the privilege drop.

@@ -48,7 +48,7 @@ def uep_environment() -> dict[str, str]:
     return env
 
 
-def spawn_uep(conf: dict, log_path: Path, target: privileges.Target | None = None,
+def spawn_uep(conf: dict, log_path: Path, target: privileges.LocalUser | None = None,
               environment_file: str | None = None) -> tuple[subprocess.Popen, socket.socket]:
     """Start ``python -m gce.uep`` (as TARGET when given); return the process and the manager's
     end of the channel. LOG_PATH takes what the process writes before its own log is set up."""

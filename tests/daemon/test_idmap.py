@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from gce.config.model import from_data
-from gce.daemon import idmap, idmap_external
-from gce.daemon.idmap import IdentityMapper, LocalUser, MappingRefused
+from gce.daemon import idmap, idmap_external, policy, privileges
+from gce.daemon.idmap import IdentityMapper, MappingRefused
+from gce.daemon.privileges import LocalUser
 from gce.errors import ConfigError
 
 ENDPOINT_ID = "0b5e7f8a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
@@ -366,17 +367,17 @@ def test_a_missing_program_refuses(mapper, tmp_path):
 # --- local users and the policy ------------------------------------------------------------------
 
 def test_resolve_root_and_nobody():
-    root = idmap.resolve_local_user("root")
+    root = privileges.resolve_local_user("root")
     assert (root.name, root.uid, root.gid, root.home) == ("root", 0, 0, "/root")
     assert root.groups == tuple(sorted(set(os.getgrouplist("root", 0))))
-    nobody = idmap.resolve_local_user("nobody")
+    nobody = privileges.resolve_local_user("nobody")
     assert nobody.uid == 65534 and nobody.gid == pwd.getpwnam("nobody").pw_gid
 
 
 @pytest.mark.parametrize("name", ["gcetest-idmap-none", "", "../root", "ro:ot", "a b", "-root", "x\x00"])
 def test_unknown_or_malformed_users(name):
-    with pytest.raises(idmap.UnknownLocalUser):
-        idmap.resolve_local_user(name)
+    with pytest.raises(privileges.UnknownLocalUser):
+        privileges.resolve_local_user(name)
 
 
 def _useradd(name: str, *args: str) -> None:
@@ -399,7 +400,7 @@ def users():
 
 
 def test_resolve_a_real_account_with_its_groups(users):
-    local = idmap.resolve_local_user(users[0])
+    local = privileges.resolve_local_user(users[0])
     pw = pwd.getpwnam(users[0])
     users_gid = int(subprocess.run(["getent", "group", "users"], capture_output=True, text=True).stdout.split(":")[2])
     assert local == LocalUser(users[0], pw.pw_uid, pw.pw_gid, tuple(sorted({pw.pw_gid, users_gid})),
@@ -418,44 +419,44 @@ CATCH_ALL = expression({"source": "{username}", "match": "(.*)@uni\\.edu", "outp
 
 def test_map_identity_to_a_real_account(users, write, tmp_path):
     config = _config(tmp_path, write(CATCH_ALL), allowed_domains=["uni.edu"])
-    local, rule = idmap.map_identity(idmap.mapper_for(config), f"{users[0]}@uni.edu", config)
+    local, rule = policy.map_identity(idmap.mapper_for(config), f"{users[0]}@uni.edu", config)
     assert (local.name, local.uid, rule) == (users[0], pwd.getpwnam(users[0]).pw_uid, "expression mapping #1")
 
 
 def test_root_is_refused_unless_allowed(write, tmp_path):
     config = _config(tmp_path, write(CATCH_ALL))
     with pytest.raises(MappingRefused) as e:
-        idmap.map_identity(idmap.mapper_for(config), "root@uni.edu", config)
+        policy.map_identity(idmap.mapper_for(config), "root@uni.edu", config)
     assert (e.value.identity, e.value.rule, e.value.endpoint) == ("root@uni.edu", "uid 0", "cluster")
     assert str(e.value) == "identity 'root@uni.edu' maps to 'root' (uid 0) on endpoint 'cluster': mapping to root " \
                            "is refused"
     config = _config(tmp_path, write(CATCH_ALL), allow_privileged_mapping=True)
-    assert idmap.map_identity(idmap.mapper_for(config), "root@uni.edu", config)[0].uid == 0
+    assert policy.map_identity(idmap.mapper_for(config), "root@uni.edu", config)[0].uid == 0
 
 
 def test_uids_below_min_uid_are_refused(users, write, tmp_path):
     config = _config(tmp_path, write(CATCH_ALL))
     assert pwd.getpwnam(users[1]).pw_uid < 1000
     with pytest.raises(MappingRefused) as e:
-        idmap.map_identity(idmap.mapper_for(config), users[1], config)
+        policy.map_identity(idmap.mapper_for(config), users[1], config)
     assert e.value.rule == "min_uid 1000"
     uid = pwd.getpwnam(users[1]).pw_uid
     assert str(e.value) == f"identity {users[1]!r} maps to {users[1]!r} (uid {uid}) on endpoint 'cluster': " \
                            "uids below min_uid 1000 are refused"
     config = _config(tmp_path, write(CATCH_ALL), min_uid=uid)
-    assert idmap.map_identity(idmap.mapper_for(config), users[1], config)[0].uid == uid
+    assert policy.map_identity(idmap.mapper_for(config), users[1], config)[0].uid == uid
 
 
 def test_nobody_maps_with_the_default_policy(write, tmp_path):
     config = _config(tmp_path, write(CATCH_ALL))
-    local, rule = idmap.map_identity(idmap.mapper_for(config), "nobody", config)
+    local, rule = policy.map_identity(idmap.mapper_for(config), "nobody", config)
     assert (local.uid, rule) == (65534, "expression mapping #2")
 
 
 def test_a_user_that_does_not_exist_is_refused(write, tmp_path):
     config = _config(tmp_path, write(CATCH_ALL))
     with pytest.raises(MappingRefused) as e:
-        idmap.map_identity(idmap.mapper_for(config), "gcetest-idmap-none@uni.edu", config)
+        policy.map_identity(idmap.mapper_for(config), "gcetest-idmap-none@uni.edu", config)
     assert e.value.rule == "local user exists"
     assert str(e.value) == ("identity 'gcetest-idmap-none@uni.edu' maps to 'gcetest-idmap-none' on endpoint "
                             "'cluster', which is not a local user (expression mapping #1)")
@@ -475,7 +476,7 @@ NOBODY = LocalUser("nobody", 65534, 65534, (65534,), "/nonexistent", "/usr/sbin/
 ])
 def test_identities_outside_the_allowed_lists_are_refused(identities, domains, identity, rule, why):
     with pytest.raises(MappingRefused) as e:
-        idmap.check_policy(identity, NOBODY, allowed_identities=identities, allowed_domains=domains,
+        policy.check_policy(identity, NOBODY, allowed_identities=identities, allowed_domains=domains,
                            endpoint="cluster")
     assert (e.value.identity, e.value.rule) == (identity, rule)
     assert str(e.value) == f"identity {identity!r} is not allowed on endpoint 'cluster' ({why})"
@@ -488,7 +489,7 @@ def test_identities_outside_the_allowed_lists_are_refused(identities, domains, i
     (["alice", "carol@x.org"], ["uni.edu"], "carol@x.org"),
 ])
 def test_identities_in_the_allowed_lists_pass(identities, domains, identity):
-    idmap.check_policy(identity, NOBODY, allowed_identities=identities, allowed_domains=domains, endpoint="cluster")
+    policy.check_policy(identity, NOBODY, allowed_identities=identities, allowed_domains=domains, endpoint="cluster")
 
 
 def test_refused_identities_never_reach_a_mapping_program(program, write, tmp_path):
@@ -496,7 +497,7 @@ def test_refused_identities_never_reach_a_mapping_program(program, write, tmp_pa
     prog = program("touch.sh", f"#!/bin/sh\ntouch {marker}\n")
     config = _config(tmp_path, write(external(prog)), allowed_domains=["uni.edu"])
     with pytest.raises(MappingRefused) as e:
-        idmap.map_identity(idmap.mapper_for(config), "eve@evil.org", config)
+        policy.map_identity(idmap.mapper_for(config), "eve@evil.org", config)
     assert e.value.rule == "allowed_domains"
     assert not marker.exists()
 

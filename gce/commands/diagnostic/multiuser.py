@@ -1,7 +1,7 @@
 """Checks of a multi-user endpoint: its identity mapping file and its user config template.
 
-Identity mapping and templating are separate parts of gce, imported when a check needs
-them: a diagnostic must still run (and say so) where one of them is missing or broken.
+Identity mapping and templating are imported only when a multi-user endpoint is checked,
+so the diagnostic of a personal endpoint does not pay for them.
 """
 
 from __future__ import annotations
@@ -35,10 +35,8 @@ def identity_mapping(ctx: Context, identity: str | None = None) -> Result:
         return fail("identity mapping", "multi_user is on but config.yaml sets no identity_mapping_config_path: "
                     "no submitter can be mapped to a local account",
                     f"add identity_mapping_config_path to {ctx.paths.config_file}")
-    try:
-        from gce.daemon import idmap
-    except ImportError:
-        return skip("identity mapping", "identity mapping support not installed")
+    from gce.daemon import idmap, policy
+
     path = c.identity_mapping_config_path
     try:
         mapper = idmap.mapper_for(c)
@@ -51,7 +49,7 @@ def identity_mapping(ctx: Context, identity: str | None = None) -> Result:
         return ok("identity mapping", f"{parsed}; no sample identity to map",
                   file=path, rules=rules)
     try:
-        local, rule = idmap.map_identity(mapper, sample, c)
+        local, rule = policy.map_identity(mapper, sample, c)
     except GceError as e:
         return fail("identity mapping", f"{parsed}, but {sample!r} does not map: {e}",
                     f"gce idmap test {ctx.paths.name} {sample} explains it", file=path, identity=sample)
@@ -66,10 +64,8 @@ def template(ctx: Context) -> Result:
         return skip("user template", "the config did not load")
     if not c.multi_user:
         return skip("user template", "not a multi-user endpoint")
-    try:
-        from gce.config import templating
-    except ImportError:
-        return skip("user template", "template support not installed")
+    from gce.config import templating
+
     tpath = c.user_config_template_path
     try:
         schema = templating.load_schema(c.user_config_schema_path)
