@@ -25,7 +25,7 @@ def read_user_config(path: Path) -> Any:
     """The JSON value in PATH ('-': standard input)."""
     import json
 
-    from gce.config.templating import UserConfigInvalid
+    from gce.config.user_schema import UserConfigInvalid
 
     source = describe(path)
     try:
@@ -96,7 +96,8 @@ def command(
     itself, so files it includes must be readable by that user. user_runtime describes this machine.
     """
     from gce.config import model
-    from gce.config.templating import UserConfigInvalid, local_runtime, render_for_endpoint
+    from gce.config.templating import local_runtime, render_for_endpoint
+    from gce.config.user_schema import UserConfigInvalid
 
     paths = endpoint_paths(name)
     config = model.load(paths)

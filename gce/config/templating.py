@@ -1,9 +1,9 @@
-"""User endpoint configs of templated endpoints: check a user's values, render the admin's template.
+"""User endpoint configs of templated endpoints: render the admin's template with a user's values.
 
 A templated (``multi_user: true``) endpoint holds a Jinja2 template of the user endpoint's
 config and a JSON schema of the values users may send with a task (``user_endpoint_config``).
-``validate_user_config`` checks the values against the schema; ``render_user_config`` renders
-the template with them and returns the user endpoint's config. Both are pure (files and data
+``gce.config.user_schema.validate_user_config`` checks the values against the schema;
+``render_user_config`` renders the template with them and returns the user endpoint's config. Both are pure (files and data
 in, data out) and know nothing of privileges: the user endpoint calls them after it dropped
 to the mapped user, so a template can read only what that user can read.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import grp
-import json
 import math
 import os
 import platform
@@ -37,20 +36,14 @@ import jinja2
 from jinja2.runtime import BlockReference, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from gce.config.model import _key_path
 from gce.config.schema import ENGINE
+from gce.config.user_schema import (TemplateRenderError, apply_defaults, check_names, describe_problem,
+                                    load_schema, parent_view, validate_user_config)
 from gce.config.writer import yaml_str
 from gce.errors import ConfigError
 
 if TYPE_CHECKING:
     from gce.config.model import EndpointConfig
-
-# The template's own variables; a user's value may not take one of these names.
-RESERVED = frozenset({"parent_config", "user_runtime", "mapped_identity"})
-# Names Jinja2 gives a meaning to: a user's value of that name would hide it.
-_JINJA_NAMES = frozenset({
-    "self", "loop", "super", "caller", "varargs", "kwargs", "true", "false", "none", "True", "False", "None",
-})
 
 # What a rendered template must be: the user endpoint's engine, and nothing the UEP would ignore.
 RENDERED = {
@@ -63,118 +56,7 @@ RENDERED = {
 _CHECK_HINT = "check it offline with: gce render-user-config ENDPOINT --user-config FILE.json"
 
 
-class UserConfigInvalid(ConfigError):
-    """The values a user sent do not fit the endpoint's schema: the user can fix them."""
-
-    code = "USER_CONFIG_INVALID"
-
-
-class TemplateRenderError(ConfigError):
-    """The endpoint's template or schema failed, or made an invalid config: its admin can fix it."""
-
-    code = "USER_CONFIG_TEMPLATE_ERROR"
-
-
-# -- the values ---------------------------------------------------------------------------------
-
-def _explain(error: Any, data: Any) -> str:
-    """'<key path>: <what is wrong> (schema: <the keyword it breaks>)' for a jsonschema error in DATA."""
-    path, message, keyword = _key_path(error), error.message, error.validator
-    if keyword == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        message = f"{message} (allowed keys: {', '.join(allowed) or 'none'})"
-    elif keyword is None:  # a `false` subschema: jsonschema reports the parent object's path only
-        keyword, message = "false", "this key is not allowed here"
-        parent = data
-        for part in error.absolute_path:
-            parent = parent[part]
-        keys = [k for k, v in parent.items() if v is error.instance] if isinstance(parent, dict) else []
-        if len(keys) == 1:
-            path = f"{path}.{keys[0]}" if error.absolute_path else str(keys[0])
-    return f"{path}: {message} (schema: {keyword})"
-
-
-def _describe(schema: Mapping, data: Any) -> str | None:
-    """The most relevant way DATA breaks SCHEMA, and how many more there are; None if it fits."""
-    import jsonschema
-
-    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
-    if not errors:
-        return None
-    best = jsonschema.exceptions.best_match(errors)
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return _explain(best, data) + more
-
-
-def _check_names(user_config: Mapping, source: str) -> None:
-    """UserConfigInvalid if a user's key would hide one of the template's own variables."""
-    clash = sorted(set(user_config) & (RESERVED | _JINJA_NAMES | set(jinja2.defaults.DEFAULT_NAMESPACE)))
-    if clash:
-        raise UserConfigInvalid(
-            f"invalid user endpoint config {source}".rstrip(),
-            f"{clash[0]}: this name is reserved for the template's own variables",
-            hint=f"rename the key; reserved names: {', '.join(sorted(RESERVED))} and Jinja2's own",
-        )
-
-
-def validate_user_config(schema: dict, user_config: dict, source: str) -> None:
-    """Raise UserConfigInvalid naming the key path and the rule of SCHEMA that USER_CONFIG breaks."""
-    if not isinstance(user_config, dict):
-        raise UserConfigInvalid(
-            f"invalid user endpoint config {source}",
-            f"it must be a JSON object, not {type(user_config).__name__}",
-            hint="send a mapping of names to values, e.g. {\"account\": \"my-project\"}",
-        )
-    _check_names(user_config, source)
-    problem = _describe(schema, user_config)
-    if problem:
-        raise UserConfigInvalid(
-            f"invalid user endpoint config {source}", problem,
-            hint="change the values to fit the endpoint's user_config_schema.json (ask its admin for it)",
-        )
-
-
-def apply_defaults(schema: dict, user_config: dict) -> dict:
-    """A copy of USER_CONFIG with the schema's ``default`` of every property it leaves out."""
-    result = copy.deepcopy(user_config)
-    for key, sub in (schema.get("properties") or {}).items():
-        if not isinstance(sub, dict):
-            continue
-        if key not in result and "default" in sub:
-            result[key] = copy.deepcopy(sub["default"])
-        elif isinstance(result.get(key), dict) and sub.get("properties"):
-            result[key] = apply_defaults(sub, result[key])
-    return result
-
-
-def load_schema(path: str | os.PathLike) -> dict:
-    """The endpoint's user config schema; TemplateRenderError if it is unreadable or not a schema."""
-    import jsonschema
-
-    try:
-        schema = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise TemplateRenderError(f"cannot read the user config schema {path}", e.strerror or str(e)) from None
-    except ValueError as e:
-        raise TemplateRenderError(f"cannot parse the user config schema {path}", f"not JSON: {e}") from None
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.exceptions.SchemaError as e:
-        raise TemplateRenderError(f"invalid user config schema {path}", f"{_key_path(e)}: {e.message}") from None
-    if not isinstance(schema, dict):
-        raise TemplateRenderError(f"invalid user config schema {path}", "it must be a JSON object")
-    return schema
-
-
 # -- the reserved variables ---------------------------------------------------------------------
-
-def parent_view(config: Mapping) -> dict:
-    """The endpoint's config as a template sees it: without the broker URL (it holds the password)."""
-    view = copy.deepcopy(dict(config))
-    if isinstance(view.get("broker"), dict):
-        view["broker"].pop("url", None)
-    return view
-
 
 def local_runtime() -> dict:
     """This machine's ``user_runtime`` (the UEP gets the submitter's from the task instead)."""
@@ -345,7 +227,7 @@ def render_user_config(
     Validate USER_CONFIG first (``validate_user_config``); the result's ``engine`` is checked here.
     """
     path = Path(template_path).absolute()
-    _check_names(user_config, "")
+    check_names(user_config, "")
     variables = {**copy.deepcopy(dict(user_config)), "parent_config": parent_view(parent_config),
                  "user_runtime": copy.deepcopy(dict(user_runtime)),
                  "mapped_identity": copy.deepcopy(dict(mapped_identity))}
@@ -357,7 +239,7 @@ def render_user_config(
             f"the rendered text is {'empty' if data is None else 'a ' + type(data).__name__}; "
             "it must be a mapping with an engine section", hint=_CHECK_HINT,
         )
-    problem = _describe(RENDERED, data)
+    problem = describe_problem(RENDERED, data)
     if problem:
         raise TemplateRenderError(
             f"the user config template {path} made an invalid config", problem,

@@ -66,23 +66,23 @@ class Router:
 
     def check_user_config(self, user_config: dict) -> None:
         """Refused unless USER_CONFIG fits the admin's schema (plain JSON: safe to check as root)."""
-        from gce.config import templating
+        from gce.config import user_schema
 
         path = self.config.user_config_schema_path or ""
         try:
             st = os.stat(path)
             signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if self._schema is None or self._schema[0] != signature:
-                self._schema = (signature, templating.load_schema(path))
-            templating.validate_user_config(self._schema[1], user_config, f"for endpoint {self.config.name!r}")
-        except templating.UserConfigInvalid as e:
+                self._schema = (signature, user_schema.load_schema(path))
+            user_schema.validate_user_config(self._schema[1], user_config, f"for endpoint {self.config.name!r}")
+        except user_schema.UserConfigInvalid as e:
             raise Refused(e.code, str(e)) from None
-        except templating.TemplateRenderError as e:
+        except user_schema.TemplateRenderError as e:
             log.error("%s", e)
             raise Refused(e.code, str(e)) from None
         except OSError as e:
             log.error("cannot read the user config schema %s: %s", path, e)
-            raise Refused(templating.TemplateRenderError.code, f"endpoint {self.config.name!r} cannot read its "
+            raise Refused(user_schema.TemplateRenderError.code, f"endpoint {self.config.name!r} cannot read its "
                           "user config schema (the endpoint's log says why)") from None
 
     def uep_conf(self, target: privileges.LocalUser, canonical: str, th: TaskHeaders) -> tuple[str, dict, Path]:
@@ -90,7 +90,7 @@ class Router:
 
         The UEP renders its engine config itself, after the privilege drop.
         """
-        from gce.config import templating
+        from gce.config import user_schema
 
         digest = hashlib.sha256(f"{target.uid}\0{canonical}".encode()).hexdigest()[:16]
         dropped = privileges.must_drop(target)
@@ -108,7 +108,7 @@ class Router:
             "template": {
                 "name": self.config.name, "template_path": self.config.user_config_template_path,
                 "schema_path": self.config.user_config_schema_path,
-                "parent_config": templating.parent_view(self.config.raw), "user_config": json.loads(canonical),
+                "parent_config": user_schema.parent_view(self.config.raw), "user_config": json.loads(canonical),
                 "user_runtime": {"python_version": th.python_version, "gce_version": th.gce_version},
             },
         }

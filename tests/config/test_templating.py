@@ -1,4 +1,4 @@
-"""gce/config/templating.py: user values are checked, rendered in a sandbox, and cannot inject YAML."""
+"""Users' values are checked against the schema, rendered in a sandbox, and cannot inject YAML."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gce.config import templating
-from gce.config.templating import TemplateRenderError, UserConfigInvalid
+from gce.config import templating, user_schema
+from gce.config.user_schema import TemplateRenderError, UserConfigInvalid
 from gce.errors import ConfigError
 
 IDENTITY = {"local": {"uname": "alice", "uid": 1001, "gid": 1001, "groups": ["alice", "hpc"], "gids": [1001, 50],
@@ -270,7 +270,7 @@ def test_reserved_variables(tmp_path):
     text = "parent: {{ parent_config }}\nruntime: {{ user_runtime }}\nidentity: {{ mapped_identity }}\n"
     template = write(tmp_path, text, "t.j2")
     data = yaml.safe_load(templating.render_text(template, {
-        "parent_config": templating.parent_view(PARENT), "user_runtime": RUNTIME, "mapped_identity": IDENTITY}))
+        "parent_config": user_schema.parent_view(PARENT), "user_runtime": RUNTIME, "mapped_identity": IDENTITY}))
     assert data == {"parent": {"display_name": "Lab", "broker": {"queue_type": "quorum"}, "multi_user": True,
                                "idle_timeout": 60},
                     "runtime": RUNTIME, "identity": IDENTITY}
@@ -291,7 +291,7 @@ def test_user_keys_may_not_shadow_reserved_names(tmp_path, name):
     assert err.value.why == f"{name}: this name is reserved for the template's own variables"
     assert err.value.code == "USER_CONFIG_INVALID"
     with pytest.raises(UserConfigInvalid):
-        templating.validate_user_config({}, {name: 1}, "test")
+        user_schema.validate_user_config({}, {name: 1}, "test")
 
 
 @pytest.mark.parametrize("text, why", [
@@ -368,37 +368,37 @@ SCHEMA = {
 ])
 def test_schema_violations_name_the_property_and_the_constraint(values, why):
     with pytest.raises(UserConfigInvalid) as err:
-        templating.validate_user_config(SCHEMA, values, "of task 42")
+        user_schema.validate_user_config(SCHEMA, values, "of task 42")
     assert err.value.what == "invalid user endpoint config of task 42"
     assert err.value.why == why
     assert isinstance(err.value, ConfigError) and err.value.code == "USER_CONFIG_INVALID"
 
 
 def test_values_that_fit_pass_and_defaults_fill_the_rest():
-    templating.validate_user_config(SCHEMA, {"queue": "debug", "options": {"x": "y"}}, "t")
+    user_schema.validate_user_config(SCHEMA, {"queue": "debug", "options": {"x": "y"}}, "t")
     values = {"queue": "debug", "options": {"x": "y"}}
-    assert templating.apply_defaults(SCHEMA, values) == {"queue": "debug", "workers": 2,
+    assert user_schema.apply_defaults(SCHEMA, values) == {"queue": "debug", "workers": 2,
                                                          "options": {"x": "y", "gpus": 0}}
     assert values == {"queue": "debug", "options": {"x": "y"}}
 
 
 def test_user_config_must_be_an_object():
     with pytest.raises(UserConfigInvalid, match="it must be a JSON object, not list"):
-        templating.validate_user_config(SCHEMA, [1], "t")  # type: ignore[arg-type]
+        user_schema.validate_user_config(SCHEMA, [1], "t")  # type: ignore[arg-type]
 
 
 def test_load_schema(tmp_path):
     good = tmp_path / "s.json"
     good.write_text(json.dumps(SCHEMA))
-    assert templating.load_schema(good) == SCHEMA
+    assert user_schema.load_schema(good) == SCHEMA
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(TemplateRenderError, match="cannot parse the user config schema .*bad.json: not JSON"):
-        templating.load_schema(tmp_path / "bad.json")
+        user_schema.load_schema(tmp_path / "bad.json")
     (tmp_path / "wrong.json").write_text('{"type": 5}')
     with pytest.raises(TemplateRenderError, match="invalid user config schema .*wrong.json: type: 5 is not valid"):
-        templating.load_schema(tmp_path / "wrong.json")
+        user_schema.load_schema(tmp_path / "wrong.json")
     with pytest.raises(TemplateRenderError, match="cannot read the user config schema .*: No such file"):
-        templating.load_schema(tmp_path / "none.json")
+        user_schema.load_schema(tmp_path / "none.json")
 
 
 def test_mapped_identity_of_a_real_account():
@@ -435,8 +435,8 @@ def copy_packaged_template(tmp_path: Path, slurm: bool = False) -> Path:
 
 def test_the_packaged_template_renders_a_local_htex_with_the_schema_defaults(tmp_path):
     schema = packaged_schema()
-    templating.validate_user_config(schema, {}, "t")
-    config = render(copy_packaged_template(tmp_path), templating.apply_defaults(schema, {}))
+    user_schema.validate_user_config(schema, {}, "t")
+    config = render(copy_packaged_template(tmp_path), user_schema.apply_defaults(schema, {}))
     assert config == {"engine": {
         "type": "HighThroughputEngine", "max_workers_per_node": 2, "strategy_period": 0.5,
         "provider": {"type": "LocalProvider", "nodes_per_block": 1, "init_blocks": 1, "min_blocks": 0,
@@ -447,13 +447,13 @@ def test_the_packaged_template_on_slurm(tmp_path):
     schema = packaged_schema()
     values = {"account": "proj-1", "walltime": "02:00:00", "worker_init": "module load python",
               "nodes_per_block": 2, "max_blocks": 3, "workers_per_node": 8}
-    templating.validate_user_config(schema, values, "t")
-    config = render(copy_packaged_template(tmp_path, slurm=True), templating.apply_defaults(schema, values))
+    user_schema.validate_user_config(schema, values, "t")
+    config = render(copy_packaged_template(tmp_path, slurm=True), user_schema.apply_defaults(schema, values))
     assert config["engine"]["provider"] == {
         "type": "SlurmProvider", "account": "proj-1", "partition": "debug", "walltime": "02:00:00",
         "nodes_per_block": 2, "launcher": {"type": "SrunLauncher"}, "init_blocks": 1, "min_blocks": 0,
         "max_blocks": 3, "worker_init": "cd /home/alice\nmodule load python"}
-    without_account = render(copy_packaged_template(tmp_path, slurm=True), templating.apply_defaults(schema, {}))
+    without_account = render(copy_packaged_template(tmp_path, slurm=True), user_schema.apply_defaults(schema, {}))
     assert "account" not in without_account["engine"]["provider"]
 
 
@@ -473,7 +473,7 @@ def test_every_property_of_the_packaged_schema_is_used_by_the_template():
 ])
 def test_the_packaged_schema_refuses_bad_values(values):
     with pytest.raises(UserConfigInvalid):
-        templating.validate_user_config(packaged_schema(), values, "t")
+        user_schema.validate_user_config(packaged_schema(), values, "t")
 
 
 def test_the_packaged_identity_mapping_example():

@@ -64,11 +64,11 @@ def template(ctx: Context) -> Result:
         return skip("user template", "the config did not load")
     if not c.multi_user:
         return skip("user template", "not a multi-user endpoint")
-    from gce.config import templating
+    from gce.config import templating, user_schema
 
     tpath = c.user_config_template_path
     try:
-        schema = templating.load_schema(c.user_config_schema_path)
+        schema = user_schema.load_schema(c.user_config_schema_path)
         required = [k for k in schema.get("required", [])
                     if "default" not in ((schema.get("properties") or {}).get(k) or {})]
         if required:
@@ -82,7 +82,7 @@ def template(ctx: Context) -> Result:
     except GceError as e:
         return fail("user template", f"{tpath} does not render with the schema's defaults: {e}",
                     e.hint or f"fix {tpath}", file=tpath)
-    values = templating.apply_defaults(schema, {})
+    values = user_schema.apply_defaults(schema, {})
     engine = (rendered.get("engine") or {}).get("type")
     return ok("user template", f"{tpath} renders with the schema's defaults ({len(values)} value"
               f"{'s' * (len(values) != 1)}): engine {engine}", file=tpath, values=values,

@@ -1,0 +1,137 @@
+"""The values a user sends with a task (``user_endpoint_config``) and the admin's schema of them.
+
+Plain JSON checks, safe where nothing may be rendered or unpickled: the root manager checks a
+user's values here before it starts a user endpoint, and the user endpoint renders its
+template (gce.config.templating) only after its privilege drop.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from gce.config.model import _key_path
+from gce.errors import ConfigError
+
+# The template's own variables; a user's value may not take one of these names.
+RESERVED = frozenset({"parent_config", "user_runtime", "mapped_identity"})
+# Names Jinja2 gives a meaning to: a user's value of that name would hide it.
+_JINJA_NAMES = frozenset({
+    "self", "loop", "super", "caller", "varargs", "kwargs", "true", "false", "none", "True", "False", "None",
+})
+
+
+class UserConfigInvalid(ConfigError):
+    """The values a user sent do not fit the endpoint's schema: the user can fix them."""
+
+    code = "USER_CONFIG_INVALID"
+
+
+class TemplateRenderError(ConfigError):
+    """The endpoint's template or schema failed, or made an invalid config: its admin can fix it."""
+
+    code = "USER_CONFIG_TEMPLATE_ERROR"
+
+
+# -- the values ---------------------------------------------------------------------------------
+
+def _explain(error: Any, data: Any) -> str:
+    """'<key path>: <what is wrong> (schema: <the keyword it breaks>)' for a jsonschema error in DATA."""
+    path, message, keyword = _key_path(error), error.message, error.validator
+    if keyword == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        message = f"{message} (allowed keys: {', '.join(allowed) or 'none'})"
+    elif keyword is None:  # a `false` subschema: jsonschema reports the parent object's path only
+        keyword, message = "false", "this key is not allowed here"
+        parent = data
+        for part in error.absolute_path:
+            parent = parent[part]
+        keys = [k for k, v in parent.items() if v is error.instance] if isinstance(parent, dict) else []
+        if len(keys) == 1:
+            path = f"{path}.{keys[0]}" if error.absolute_path else str(keys[0])
+    return f"{path}: {message} (schema: {keyword})"
+
+
+def describe_problem(schema: Mapping, data: Any) -> str | None:
+    """The most relevant way DATA breaks SCHEMA, and how many more there are; None if it fits."""
+    import jsonschema
+
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
+    if not errors:
+        return None
+    best = jsonschema.exceptions.best_match(errors)
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return _explain(best, data) + more
+
+
+def check_names(user_config: Mapping, source: str) -> None:
+    """UserConfigInvalid if a user's key would hide one of the template's own variables."""
+    from jinja2.defaults import DEFAULT_NAMESPACE
+
+    clash = sorted(set(user_config) & (RESERVED | _JINJA_NAMES | set(DEFAULT_NAMESPACE)))
+    if clash:
+        raise UserConfigInvalid(
+            f"invalid user endpoint config {source}".rstrip(),
+            f"{clash[0]}: this name is reserved for the template's own variables",
+            hint=f"rename the key; reserved names: {', '.join(sorted(RESERVED))} and Jinja2's own",
+        )
+
+
+def validate_user_config(schema: dict, user_config: dict, source: str) -> None:
+    """Raise UserConfigInvalid naming the key path and the rule of SCHEMA that USER_CONFIG breaks."""
+    if not isinstance(user_config, dict):
+        raise UserConfigInvalid(
+            f"invalid user endpoint config {source}",
+            f"it must be a JSON object, not {type(user_config).__name__}",
+            hint="send a mapping of names to values, e.g. {\"account\": \"my-project\"}",
+        )
+    check_names(user_config, source)
+    problem = describe_problem(schema, user_config)
+    if problem:
+        raise UserConfigInvalid(
+            f"invalid user endpoint config {source}", problem,
+            hint="change the values to fit the endpoint's user_config_schema.json (ask its admin for it)",
+        )
+
+
+def apply_defaults(schema: dict, user_config: dict) -> dict:
+    """A copy of USER_CONFIG with the schema's ``default`` of every property it leaves out."""
+    result = copy.deepcopy(user_config)
+    for key, sub in (schema.get("properties") or {}).items():
+        if not isinstance(sub, dict):
+            continue
+        if key not in result and "default" in sub:
+            result[key] = copy.deepcopy(sub["default"])
+        elif isinstance(result.get(key), dict) and sub.get("properties"):
+            result[key] = apply_defaults(sub, result[key])
+    return result
+
+
+def load_schema(path: str | os.PathLike) -> dict:
+    """The endpoint's user config schema; TemplateRenderError if it is unreadable or not a schema."""
+    import jsonschema
+
+    try:
+        schema = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise TemplateRenderError(f"cannot read the user config schema {path}", e.strerror or str(e)) from None
+    except ValueError as e:
+        raise TemplateRenderError(f"cannot parse the user config schema {path}", f"not JSON: {e}") from None
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as e:
+        raise TemplateRenderError(f"invalid user config schema {path}", f"{_key_path(e)}: {e.message}") from None
+    if not isinstance(schema, dict):
+        raise TemplateRenderError(f"invalid user config schema {path}", "it must be a JSON object")
+    return schema
+
+
+def parent_view(config: Mapping) -> dict:
+    """The endpoint's config as a template sees it: without the broker URL (it holds the password)."""
+    view = copy.deepcopy(dict(config))
+    if isinstance(view.get("broker"), dict):
+        view["broker"].pop("url", None)
+    return view
