@@ -29,6 +29,7 @@ class EndpointConfig:
     task_attempts: int = 2
     multi_user: bool = False
     identity_mapping_config_path: str | None = None  # absolute, resolved against config.yaml's directory
+    identity_mapping_timeout: float = 5.0  # seconds an external mapping program may take
     user_config_template_path: str | None = None
     user_config_schema_path: str | None = None
     user_environment_path: str | None = None
@@ -131,6 +132,7 @@ def from_data(name: str, endpoint_id: str, data: dict, config_dir: Path | None =
         task_attempts=int(limits.get("task_attempts", 2)),
         multi_user=templated,
         identity_mapping_config_path=path("identity_mapping_config_path", None),
+        identity_mapping_timeout=float(data.get("identity_mapping_timeout", 5.0)),
         user_config_template_path=path("user_config_template_path", "user_config_template.yaml.j2" if templated else None),
         user_config_schema_path=path("user_config_schema_path", "user_config_schema.json" if templated else None),
         user_environment_path=path("user_environment_path", "user_environment.yaml" if templated else None),

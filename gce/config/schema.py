@@ -112,6 +112,7 @@ CONFIG = {
         "multi_user": {"type": "boolean"},
         # Multi-user endpoints (relative paths are relative to config.yaml's directory):
         "identity_mapping_config_path": {"type": "string", "minLength": 1},
+        "identity_mapping_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
         "user_config_template_path": {"type": "string", "minLength": 1},
         "user_config_schema_path": {"type": "string", "minLength": 1},
         "user_environment_path": {"type": "string", "minLength": 1},

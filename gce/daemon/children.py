@@ -67,6 +67,7 @@ class UepChild:
         self.ready = asyncio.Event()
         self.failures: deque[float] = deque(maxlen=MAX_QUICK_FAILURES)
         self.reason = ""
+        self.fatal_code = ""  # the error code a FATAL frame gave for the tasks, if any
         self.engine_status: dict = {}
         self.python = ""
         self.in_flight: dict[str, int] = {}  # task_id -> attempts so far
@@ -89,7 +90,7 @@ class UepChild:
         return self.proc.pid if self.proc is not None else None
 
     async def start(self) -> None:
-        self.state, self.reason = "starting", ""
+        self.state, self.reason, self.fatal_code = "starting", "", ""
         self.ready.clear()
         self.started_at = time.time()
         self.active_at = time.monotonic()
@@ -128,6 +129,7 @@ class UepChild:
                         self.ready.set()
                     elif kind == frames.FATAL:
                         fatal = header.get("reason", "")
+                        self.fatal_code = str(header.get("code") or "")
                     elif kind == frames.STATUS:
                         self.engine_status = header.get("engine", {})
                     self.on_frame(self, kind, header, body)

@@ -61,12 +61,15 @@ _ESCAPABLE = frozenset('.?*|()\\"')
 
 class MappingRefused(GceError):
     """No local account for IDENTITY here. ``str()`` is a sentence for the submitter naming the
-    identity and the endpoint; ``rule`` says what decided; ``detail`` is for the admin only."""
+    identity and the endpoint; ``rule`` says what decided; ``detail`` is for the admin only;
+    ``policy`` is true when the identity was mapped (or could be) but the endpoint's policy
+    refuses it, false when it simply has no usable mapping."""
 
     def __init__(self, identity: str, rule: str, sentence: str, *, endpoint: str = "", hint: str = "",
-                 detail: str = ""):
+                 detail: str = "", policy: bool = False):
         super().__init__(sentence, hint=hint)
         self.identity, self.rule, self.endpoint, self.detail = identity, rule, endpoint, detail
+        self.policy = policy
 
 
 def identity_document(user_id: str) -> dict[str, str]:
@@ -241,11 +244,12 @@ class IdentityMapper:
                              hint=f"add a rule for this identity to {self.path}")
 
 
-def mapper_for(config: EndpointConfig, timeout: float = idmap_external.DEFAULT_TIMEOUT) -> IdentityMapper:
+def mapper_for(config: EndpointConfig, timeout: float | None = None) -> IdentityMapper:
     """The IdentityMapper of a multi-user endpoint's CONFIG; ConfigError if it has no usable file."""
     if not config.identity_mapping_config_path:
         raise ConfigError(f"endpoint {config.name!r} has no identity mapping file",
                           "config.yaml does not set identity_mapping_config_path",
                           hint="set identity_mapping_config_path in config.yaml to a GCS identity mapping file")
     return IdentityMapper(config.identity_mapping_config_path, endpoint=config.name,
-                          endpoint_id=config.endpoint_id, timeout=timeout)
+                          endpoint_id=config.endpoint_id,
+                          timeout=config.identity_mapping_timeout if timeout is None else timeout)

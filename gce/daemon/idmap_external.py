@@ -89,7 +89,8 @@ def run(argv: Sequence[str], identity: Mapping[str, str], timeout: float = DEFAU
     try:
         return parse_output(out, identity["id"])
     except ExternalMappingError as e:
-        raise ExternalMappingError(f"the mapping program {program} {e}", e.detail or stderr) from None
+        raise ExternalMappingError(f"the mapping program {program} {e}",
+                                   "; ".join(d for d in (e.detail, stderr) if d)) from None
 
 
 def parse_output(out: bytes, identity_id: str) -> str | None:

@@ -180,7 +180,8 @@ async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.Abstra
     notifier.send(STOPPING="1")
     control.close()
     await m.stop_ueps(timeout=STOP_TIMEOUT * 0.6)
-    await m.flush_all()
+    m.router.close()
+    await m.commit.flush_all()
     await m.link.close()
     if not link_task.done():
         link_task.cancel()

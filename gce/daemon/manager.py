@@ -21,6 +21,7 @@ from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
 from gce.daemon import pidfile
 from gce.daemon.children import UepChild
+from gce.daemon.commit import GroupCommit
 from gce.daemon.routing import Refused, Router
 from gce.daemon.spool import Spool
 from gce.transport import frames, names
@@ -49,22 +50,20 @@ class Manager:
         self.uep: UepChild | None = None  # a personal endpoint's one UEP
         self.ueps: dict[tuple[int, str], UepChild] = {}  # multi_user: (uid, canonical user config) -> UEP
         self._unrouted: list[str] = []  # tasks recovered before the UEPs exist
+        self._mapping: dict[str, list[str]] = {}  # identity -> its tasks waiting for it to be mapped
         self.router = Router(paths, config)
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0}
         self.recent_done: OrderedDict[str, None] = OrderedDict()
-        self._acks: dict[int, int] = {}  # channel generation -> highest delivery tag to ack
-        self._flush_scheduled = False
-        self._syncing = False  # an fsync of the spool is running on a thread
-        self._flush_again = False
+        self.commit = GroupCommit(self.spool, lambda gen, tag: self.link.ack(gen, tag, multiple=True),
+                                  self.stop_event.set)
         self._unpublished: set[str] = set()  # results waiting for a connection
 
     # -- intake ----------------------------------------------------------------------
     def on_delivery(self, d: Delivery) -> None:
         p = d.properties
-        self._acks[d.generation] = max(self._acks.get(d.generation, 0), d.tag)
-        self._schedule_flush()
+        self.commit.delivered(d.generation, d.tag)
         try:
             th = parse_task(p.message_id, p.user_id, p.reply_to, p.headers)
             if len(d.body) > self.config.max_payload_bytes + 64 * 1024:
@@ -87,58 +86,6 @@ class Manager:
         self.spool.add_task({"task_id": th.task_id, "task": th.to_dict()}, d.body)
         self._dispatch(th.task_id, body=d.body)
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Group commit: one fsync for the batch, then ack everything it covered.
-
-        The fsync runs on a thread so the loop keeps dispatching tasks and publishing
-        results meanwhile; what arrives during it goes into the next batch.
-        """
-        self._flush_scheduled = False
-        if self._syncing:
-            self._flush_again = True
-            return
-        acks, self._acks = self._acks, {}
-        fd = self.spool.begin_flush()
-        if fd is None:
-            self._ack(acks)
-            return
-        self._syncing = True
-        done = asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
-        done.add_done_callback(lambda f: self._synced(f, acks))
-
-    def _synced(self, fut: asyncio.Future, acks: dict[int, int]) -> None:
-        self._syncing = False
-        if fut.exception() is not None:  # the disk failed us: nothing is acked, the broker redelivers
-            log.error("cannot fsync the task spool: %s", fut.exception())
-            self.stop_event.set()
-            return
-        self.spool.end_flush()
-        self._ack(acks)
-        if self._flush_again or self.spool.dirty or self._acks:
-            self._flush_again = False
-            self._schedule_flush()
-
-    def _ack(self, acks: dict[int, int]) -> None:
-        for gen, tag in acks.items():
-            self.link.ack(gen, tag, multiple=True)
-
-    async def flush_all(self) -> None:
-        """At shutdown: let a running fsync finish, then flush and ack what is left."""
-        while self._syncing:
-            await asyncio.sleep(0.01)
-        self.flush_now()
-
-    def flush_now(self) -> None:
-        """Synchronous flush, for shutdown (no fsync may be in flight)."""
-        acks, self._acks = self._acks, {}
-        self.spool.flush()
-        self._ack(acks)
-
     # -- user endpoint ---------------------------------------------------------------
     @property
     def _queued(self) -> list[str]:
@@ -146,6 +93,8 @@ class Manager:
         return self.uep.queued if self.uep is not None and not self.config.multi_user else self._unrouted
 
     def _dispatch(self, task_id: str, body: bytes | None = None) -> None:
+        if self.stop_event.is_set():
+            return  # stays in the spool: the next start recovers it
         uep = self._uep_for(task_id) if self.config.multi_user else self.uep
         if uep is None:
             if not self.config.multi_user:
@@ -171,13 +120,22 @@ class Manager:
         uep.send(frames.TASK, {"task": entry.header["task"]}, body)
 
     def _uep_for(self, task_id: str) -> UepChild | None:
-        """The UEP of a multi-user endpoint that runs TASK_ID; None once the task is answered."""
+        """The UEP of a multi-user endpoint that runs TASK_ID; None while its submitter's identity
+        is being mapped (the task is dispatched again after) and once the task is answered."""
         entry = self.spool.entries.get(task_id)
         if entry is None:
             return None
         th = TaskHeaders.from_dict(entry.header["task"])
+        target = self.router.known_target(th.user_id)
+        if target is None:
+            waiting = self._mapping.setdefault(th.user_id, [])
+            waiting.append(task_id)
+            if len(waiting) == 1:
+                asyncio.ensure_future(self._map(th.user_id))
+            return None
         try:
-            target = self.router.target_of(th.user_id)
+            if isinstance(target, Refused):
+                raise target
             user_config = th.user_endpoint_config or {}
             canonical = json.dumps(user_config, sort_keys=True)
             uep = self.ueps.get((target.uid, canonical))
@@ -192,10 +150,19 @@ class Manager:
             self._finish_with_error(task_id, e.code, str(e))
             return None
 
+    async def _map(self, identity: str) -> None:
+        """Map IDENTITY off the loop, then dispatch the tasks that waited for it, in order."""
+        try:
+            await self.router.map(identity)
+        finally:
+            for tid in self._mapping.pop(identity, []):
+                self._dispatch(tid)
+
     def _fail_queued(self, uep: UepChild) -> None:
         queued, uep.queued = uep.queued, []
+        code = uep.fatal_code or ErrorCode.ENDPOINT_FAILED
         for tid in queued:
-            self._finish_with_error(tid, ErrorCode.ENDPOINT_FAILED, f"the user endpoint could not start: {uep.reason}")
+            self._finish_with_error(tid, code, f"the user endpoint could not start: {uep.reason}")
 
     def _route_unrouted(self) -> None:
         """Hand tasks recovered from the spool to their UEPs (multi-user: routed like new ones)."""
@@ -270,7 +237,7 @@ class Manager:
         reply_to = entry.header["task"]["reply_to"]
         self.counts["completed" if rh.status == "success" else "failed"] += 1
         self.spool.add_result({"task_id": rh.task_id, "result": rh.to_dict(), "reply_to": reply_to}, body)
-        self._schedule_flush()
+        self.commit.schedule()
         self._publish(rh, reply_to, body)
 
     def _publish(self, rh: ResultHeaders, reply_to: str, body: bytes, spooled: bool = True) -> None:
@@ -296,7 +263,7 @@ class Manager:
             self.recent_done.popitem(last=False)
 
     def on_connected(self) -> None:
-        self._acks.clear()  # tags of the previous channel are void; the broker requeued them
+        self.commit.forget_acks()  # tags of the previous channel are void; the broker requeued them
         pending, self._unpublished = self._unpublished, set()
         for tid in pending:
             entry = self.spool.entries.get(tid)

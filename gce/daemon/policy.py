@@ -28,7 +28,7 @@ def check_allowed(identity: str, *, allowed_identities: Iterable[str] | None, al
     why = "; ".join(([] if allowed_identities is None else ["not in allowed_identities"])
                     + ([] if listed is None else [f"allowed_domains: {', '.join(listed) or 'none'}"]))
     raise MappingRefused(identity, rule, f"identity {identity!r} is not allowed on endpoint {endpoint!r} ({why})",
-                         endpoint=endpoint, hint=f"add it to {rule.replace('/', ' or ')} in config.yaml")
+                         endpoint=endpoint, hint=f"add it to {rule.replace('/', ' or ')} in config.yaml", policy=True)
 
 
 def check_policy(identity: str, local: LocalUser, *, allowed_identities: Iterable[str] | None = None,
@@ -42,7 +42,8 @@ def check_policy(identity: str, local: LocalUser, *, allowed_identities: Iterabl
     why = "mapping to root is refused" if local.uid == 0 else f"uids below min_uid {min_uid} are refused"
     raise MappingRefused(identity, rule, f"identity {identity!r} maps to {local.name!r} (uid {local.uid}) on endpoint "
                          f"{endpoint!r}: {why}", endpoint=endpoint,
-                         hint="map it to an unprivileged account (allow_privileged_mapping: true lifts this check)")
+                         hint="map it to an unprivileged account (allow_privileged_mapping: true lifts this check)",
+                         policy=True)
 
 
 def map_identity(mapper: IdentityMapper, identity: str, config: EndpointConfig) -> tuple[LocalUser, str]:

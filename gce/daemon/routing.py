@@ -8,19 +8,26 @@ endpoint's conf is built. Nothing a submitter sent is deserialized here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
 from gce.daemon import privileges
-from gce.transport.message import TaskHeaders
+from gce.transport.message import ErrorCode, TaskHeaders
 
 log = logging.getLogger(__name__)
+MAPPED_FOR = 60.0  # seconds a mapping is reused while the mapping file does not change
+REFUSED_FOR = 5.0  # seconds a refusal is reused (a burst from a refused identity maps once)
+MAPPING_THREADS = 4  # identities being mapped at once (an external program may take its timeout)
 
 
 class Refused(Exception):
@@ -31,17 +38,83 @@ class Refused(Exception):
         self.code = code
 
 
+Mapped = Union[privileges.LocalUser, Refused]
+
+
 class Router:
-    """The mapping and schema of one endpoint, each re-read only when its file changes."""
+    """The mapping and schema of one endpoint, each re-read only when its file changes.
+
+    Mapping an identity may run the admin's program (up to its timeout) and ask NSS about
+    the account (LDAP, say): it runs on a few threads of its own, never on the manager's
+    loop, so one slow identity does not hold up anyone else's tasks. Outcomes are kept for
+    a short while, and forgotten at once when the mapping file changes.
+    """
 
     def __init__(self, paths: EndpointPaths, config: EndpointConfig) -> None:
         self.paths = paths
         self.config = config
         self._mapper: Any = None
+        self._mapper_lock = threading.Lock()
         self._schema: tuple[tuple, dict] | None = None
+        self._mapped: dict[str, tuple[float, tuple, Mapped]] = {}  # identity -> (until, file signature, outcome)
+        self._mapping: dict[str, asyncio.Future] = {}  # identity -> its mapping in progress
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _file_signature(self) -> tuple:
+        try:
+            st = os.stat(self.config.identity_mapping_config_path or "")
+        except OSError:
+            return ()
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def known_target(self, identity: str) -> Mapped | None:
+        """IDENTITY's account (or refusal) when recently mapped with today's mapping file, else None."""
+        if os.geteuid() != 0:
+            return privileges.current_target()
+        hit = self._mapped.get(identity)
+        if hit is None:
+            return None
+        until, signature, outcome = hit
+        if time.monotonic() < until and signature == self._file_signature():
+            return outcome
+        del self._mapped[identity]
+        return None
+
+    async def map(self, identity: str) -> Mapped:
+        """Map IDENTITY on a mapping thread (one mapping per identity at a time) and remember it."""
+        running = self._mapping.get(identity)
+        if running is not None:
+            return await asyncio.shield(running)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(MAPPING_THREADS, thread_name_prefix="gce-idmap")
+        loop = asyncio.get_running_loop()
+        signature = self._file_signature()
+        future = self._mapping[identity] = loop.run_in_executor(self._pool, self._outcome, identity)
+        try:
+            outcome = await asyncio.shield(future)
+        finally:
+            del self._mapping[identity]
+        ttl = REFUSED_FOR if isinstance(outcome, Refused) else MAPPED_FOR
+        self._mapped[identity] = (time.monotonic() + ttl, signature, outcome)
+        return outcome
+
+    def _outcome(self, identity: str) -> Mapped:
+        try:
+            return self.target_of(identity)
+        except Refused as e:
+            return e
+        except Exception:  # a bug must cost this identity's tasks, not the manager
+            log.exception("mapping identity %r failed", identity)
+            return Refused(ErrorCode.IDENTITY_NOT_MAPPED, f"identity {identity!r} could not be mapped on endpoint "
+                           f"{self.config.name!r}: an internal error (the endpoint's log says why)")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def target_of(self, identity: str) -> privileges.LocalUser:
-        """The account IDENTITY's tasks run as: mapped when root, this process's own otherwise."""
+        """The account IDENTITY's tasks run as: mapped when root, this process's own otherwise.
+        Blocking (it may run the admin's mapping program): call it off the manager's loop."""
         if os.geteuid() != 0:
             return privileges.current_target()
         from gce.daemon import idmap, policy
@@ -49,17 +122,17 @@ class Router:
 
         name = self.config.name
         try:
-            if self._mapper is None:
-                self._mapper = idmap.mapper_for(self.config)
+            with self._mapper_lock:
+                if self._mapper is None:
+                    self._mapper = idmap.mapper_for(self.config)
             local, rule = policy.map_identity(self._mapper, identity, self.config)
         except idmap.MappingRefused as e:
             log.warning("refused a task of %r (rule: %s): %s%s", identity, e.rule, e,
                         f"; {e.detail}" if e.detail else "")
-            unmapped = e.rule in (idmap.NO_MATCH, "local user exists")
-            raise Refused("IDENTITY_NOT_MAPPED" if unmapped else "IDENTITY_REFUSED", str(e)) from None
+            raise Refused(ErrorCode.IDENTITY_REFUSED if e.policy else ErrorCode.IDENTITY_NOT_MAPPED, str(e)) from None
         except GceError as e:
             log.error("cannot map identity %r: %s", identity, e)
-            raise Refused("IDENTITY_NOT_MAPPED", f"identity {identity!r} could not be mapped on endpoint {name!r}: "
+            raise Refused(ErrorCode.IDENTITY_NOT_MAPPED, f"identity {identity!r} could not be mapped on endpoint {name!r}: "
                           "its identity mapping is unusable (the endpoint's log says why)") from None
         log.debug("identity %r maps to %s (uid %d) by %s", identity, local.name, local.uid, rule)
         return local

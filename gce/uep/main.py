@@ -175,7 +175,12 @@ def die_with_parent() -> None:
 
 
 class Refusal(Exception):
-    """This process must not run: the reason goes to the manager in a FATAL frame."""
+    """This process must not run: the reason (and an error code for the tasks) goes to the
+    manager in a FATAL frame."""
+
+    def __init__(self, reason: str, code: str = ErrorCode.ENDPOINT_FAILED) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 def check_identity(expected: dict | None) -> None:
@@ -246,7 +251,7 @@ def render_engine(template: dict | None) -> dict | None:
             mapped_identity=templating.mapped_identity_of(os.getuid()),
         )
     except GceError as e:
-        raise Refusal(str(e)) from None
+        raise Refusal(str(e), getattr(e, "code", ErrorCode.ENDPOINT_FAILED)) from None
     return rendered["engine"]
 
 
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare_directories(conf)
     except Refusal as e:
         print(f"gce-uep: {e}", file=sys.stderr)
-        sock.sendall(frames.encode(frames.FATAL, {"reason": str(e)}))
+        sock.sendall(frames.encode(frames.FATAL, {"reason": str(e), "code": e.code}))
         return 1
     logging.basicConfig(
         filename=conf.get("log_file"), level=logging.DEBUG if conf.get("debug") else logging.INFO,
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = render_engine(conf.get("template"))
     except Refusal as e:
         log.error("%s", e)
-        sock.sendall(frames.encode(frames.FATAL, {"reason": str(e)}))
+        sock.sendall(frames.encode(frames.FATAL, {"reason": str(e), "code": e.code}))
         return 1
     if engine is not None:
         conf["engine"] = engine

@@ -258,7 +258,7 @@ def test_every_multi_user_key_shown_commented_out_is_valid_when_uncommented(mapp
     uncommented = re.sub(r"^(\s*)#([a-z_]+:)", r"\1\2", text, flags=re.M)
     data = yaml.safe_load(uncommented)
     model.validate(data, "uncommented")
-    mapping_keys = {"identity_mapping_config_path", "min_uid", "allow_privileged_mapping"}
+    mapping_keys = {"identity_mapping_config_path", "identity_mapping_timeout", "min_uid", "allow_privileged_mapping"}
     assert set(data) == {"display_name", "broker", "multi_user", "user_config_template_path",
                          "user_config_schema_path", "user_environment_path", "allowed_identities",
                          "allowed_domains", "idle_timeout", "allowed_functions", "limits", "status_period",

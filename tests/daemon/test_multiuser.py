@@ -3,12 +3,10 @@ user and config, refusals answered as results, idle UEPs stopped, no UEP outlivi
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 import uuid
@@ -16,105 +14,17 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
-from gce.config.paths import endpoint_paths
-from gce.daemon import launcher
+from tests.daemon.multiuser import MultiUserEndpoint, local_accounts, processes_of
 from tests.endpoint import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create users and drop privileges")
 
-USERS = {"alice@uni.edu": "gcetest-mu-a", "bob@uni.edu": "gcetest-mu-b", "root@uni.edu": "root"}
-TEMPLATE = """engine:
-  type: ThreadPoolEngine
-  max_workers: {{ workers }}
-"""
-SCHEMA = {"type": "object", "properties": {"workers": {"type": "integer", "minimum": 1, "maximum": 4, "default": 2}},
-          "additionalProperties": False}
-
-
-def _kill_processes_of(name: str) -> None:
-    uid = pwd.getpwnam(name).pw_uid
-    for p in psutil.process_iter(["uids"]):
-        if p.info["uids"] and p.info["uids"].real == uid:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-
-
-def _processes_of(names) -> list[str]:
-    uids = {pwd.getpwnam(n).pw_uid for n in names}
-    found = []
-    for p in psutil.process_iter(["uids", "cmdline", "status"]):
-        try:
-            if p.info["uids"] and p.info["uids"].real in uids and p.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])[:100]}")
-        except psutil.Error:
-            continue
-    return found
-
 
 @pytest.fixture(scope="module")
 def users():
-    made = []
-    try:
-        for name in ("gcetest-mu-a", "gcetest-mu-b"):
-            subprocess.run(["userdel", "-r", name], capture_output=True)
-            subprocess.run(["useradd", "-m", "-K", "UID_MIN=1000", name], check=True)
-            made.append(name)
-        yield {identity: pwd.getpwnam(name) for identity, name in USERS.items()}
-    finally:
-        for name in made:
-            _kill_processes_of(name)
-            subprocess.run(["userdel", "-r", name], capture_output=True)
-
-
-class MultiUserEndpoint:
-    def __init__(self, broker, idle_timeout: float = 600) -> None:
-        # The users read the template and schema after the drop: the tree must be traversable.
-        self.top = Path(tempfile.mkdtemp(prefix="gce-mu-"))
-        self.top.chmod(0o711)
-        self.home = self.top / "home"
-        self.home.mkdir(mode=0o711)
-        self.old_home = os.environ.get("GCE_HOME")
-        os.environ["GCE_HOME"] = str(self.home)
-        self.paths = endpoint_paths("mu")
-        self.endpoint_id = str(uuid.uuid4())
-        endpoint_url, self.urls = broker.provision(self.endpoint_id, users=list(USERS))
-        d = self.paths.config_dir
-        d.mkdir(parents=True)
-        d.chmod(0o711)
-        (d / "identity_mapping.json").write_text(json.dumps({"DATA_TYPE": "expression_identity_mapping#1.0.0",
-            "mappings": [{"source": "{username}", "match": k.replace(".", "\\."), "output": v}
-                         for k, v in USERS.items()]}))
-        (d / "user_config_template.yaml.j2").write_text(TEMPLATE)
-        (d / "user_config_schema.json").write_text(json.dumps(SCHEMA))
-        (d / "user_environment.yaml").write_text("SITE_SCRATCH: /scratch\nHOME: /elsewhere\n")
-        for f in ("user_config_template.yaml.j2", "user_config_schema.json"):
-            (d / f).chmod(0o644)
-        config = {"broker": {"url": endpoint_url}, "multi_user": True, "status_period": 2,
-                  "identity_mapping_config_path": "identity_mapping.json", "idle_timeout": idle_timeout}
-        self.paths.config_file.write_text(yaml.safe_dump(config))
-        self.paths.config_file.chmod(0o600)
-        self.paths.endpoint_json.write_text(json.dumps({"endpoint_id": self.endpoint_id}))
-        launcher.start_detached(self.paths, timeout=60)
-        self.pid = json.loads(self.paths.state_file.read_text())["pid"]
-
-    def executor(self, identity: str, **kw):
-        from gce.sdk import Executor
-
-        return Executor(endpoint_id=self.endpoint_id, broker_url=self.urls[identity], **kw)
-
-    def close(self) -> None:
-        try:
-            launcher.stop(self.paths, timeout=30)
-        finally:
-            if self.old_home is None:
-                os.environ.pop("GCE_HOME", None)
-            else:
-                os.environ["GCE_HOME"] = self.old_home
-            shutil.rmtree(self.top, ignore_errors=True)
+    with local_accounts() as accounts:
+        yield accounts
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +32,7 @@ def endpoint(broker, users):
     ep = MultiUserEndpoint(broker)
     yield ep
     ep.close()
-    wait_until(lambda: not _processes_of(["gcetest-mu-a", "gcetest-mu-b"]), timeout=20)
+    wait_until(lambda: not processes_of(["gcetest-mu-a", "gcetest-mu-b"]), timeout=20)
 
 
 def whoami(path: str) -> dict:
