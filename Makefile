@@ -63,9 +63,12 @@ broker: rabbitmq
 
 # tests/systemd boots a debootstrapped Debian with systemd-nspawn, and builds pystemd (no wheel on PyPI).
 SYSTEMD_TEST_DEBS := debootstrap systemd-container zstd libsystemd-dev pkg-config gcc python3-dev
+# tests/slurm runs its own one-node cluster (munged, slurmctld, slurmd on private paths and ports).
+SLURM_TEST_DEBS := slurm-wlm munge
 
 test: venv rabbitmq
 	@if ! dpkg -s $(SYSTEMD_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SYSTEMD_TEST_DEBS)); fi
+	@if ! dpkg -s $(SLURM_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SLURM_TEST_DEBS)); fi
 	$(VENV)/bin/python -m pytest -q
 	@if compgen -G 'tests/bats/*.bats' >/dev/null; then \
 	  if ! dpkg -s bats bats-assert bats-support >/dev/null 2>&1; then $(call apt_install,bats bats-assert bats-support); fi; \
