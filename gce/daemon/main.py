@@ -23,6 +23,7 @@ from gce.config.paths import EndpointPaths, system_mode
 from gce.daemon import pidfile
 from gce.daemon.children import UepChild, tail
 from gce.daemon.control import serve
+from gce.daemon.housekeeping import housekeeping
 from gce.daemon.manager import Manager
 from gce.daemon.notify import Notifier, journal_stderr, status_text
 from gce.errors import GceError
@@ -118,7 +119,7 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
         m.uep = UepChild("default", m.uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
     for tid, _header in recovered.tasks:
         m._queued.append(tid)
-    m._unpublished.update(tid for tid, _ in recovered.results)
+    m.outbox.unpublished.update(tid for tid, _ in recovered.results)
 
     link_task = loop.create_task(m.link.run(first_failure_fatal=ready.fd is not None))
     starting = loop.create_task(_starting_status(m, notifier)) if notifier.enabled else None
@@ -154,7 +155,8 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
         ready.say("ready")
         notifier.send(READY="1", STATUS=status_text(m.status()))
         beat = loop.create_task(_notify_loop(m, notifier))  # runs on through the shutdown
-        status_task = loop.create_task(m._status_loop())
+        m.route_unrouted()
+        status_task = loop.create_task(housekeeping(m))
         stop_wait2 = loop.create_task(m.stop_event.wait())
         await asyncio.wait({stop_wait2, link_task}, return_when=asyncio.FIRST_COMPLETED)
         status_task.cancel()

@@ -13,15 +13,14 @@ import logging
 import os
 import socket
 import time
-from collections import OrderedDict
 from typing import Any
 
 from gce import __version__
 from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
-from gce.daemon import pidfile
 from gce.daemon.children import UepChild
 from gce.daemon.commit import GroupCommit
+from gce.daemon.outbox import Outbox
 from gce.daemon.routing import Refused, Router
 from gce.daemon.spool import Spool
 from gce.transport import frames, names
@@ -30,10 +29,7 @@ from gce.transport.urls import redact
 from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, TaskHeaders, failure, parse_task
 
 log = logging.getLogger(__name__)
-RECENT_DONE = 100_000  # task ids remembered to drop redeliveries of finished tasks
 
-
-IDLE_TRIM_SECONDS = 10.0  # how soon after the last task an idle manager releases memory
 
 
 class Manager:
@@ -55,10 +51,9 @@ class Manager:
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0}
-        self.recent_done: OrderedDict[str, None] = OrderedDict()
         self.commit = GroupCommit(self.spool, lambda gen, tag: self.link.ack(gen, tag, multiple=True),
                                   self.stop_event.set)
-        self._unpublished: set[str] = set()  # results waiting for a connection
+        self.outbox = Outbox(self.spool, self.link, self.commit.schedule)
 
     # -- intake ----------------------------------------------------------------------
     def on_delivery(self, d: Delivery) -> None:
@@ -77,9 +72,9 @@ class Manager:
                         p.message_id, p.user_id, e)
             if p.reply_to and p.user_id and isinstance(p.message_id, str):
                 rh = failure(str(p.message_id)[:100], self.config.endpoint_id, code, str(e))
-                self._publish(rh, str(p.reply_to), b"", spooled=False)
+                self.outbox.publish(rh, str(p.reply_to), b"", spooled=False)
             return
-        if th.task_id in self.spool.entries or th.task_id in self.recent_done:
+        if th.task_id in self.spool.entries or self.outbox.answered(th.task_id):
             self.counts["duplicates"] += 1
             return
         self.counts["received"] += 1
@@ -164,13 +159,13 @@ class Manager:
         for tid in queued:
             self._finish_with_error(tid, code, f"the user endpoint could not start: {uep.reason}")
 
-    def _route_unrouted(self) -> None:
+    def route_unrouted(self) -> None:
         """Hand tasks recovered from the spool to their UEPs (multi-user: routed like new ones)."""
         unrouted, self._unrouted = self._unrouted, []
         for tid in unrouted:
             self._dispatch(tid)
 
-    def _stop_idle(self) -> None:
+    def stop_idle(self) -> None:
         """Stop the UEPs of a multi-user endpoint that had no task for idle_timeout seconds."""
         for key, uep in list(self.ueps.items()):
             idle = uep.idle_for() >= self.config.idle_timeout
@@ -231,47 +226,12 @@ class Manager:
 
     # -- results ---------------------------------------------------------------------
     def _on_result(self, rh: ResultHeaders, body: bytes) -> None:
-        entry = self.spool.entries.get(rh.task_id)
-        if entry is None or entry.kind != ord("T"):
-            return  # already answered (a retried task finishing twice)
-        reply_to = entry.header["task"]["reply_to"]
-        self.counts["completed" if rh.status == "success" else "failed"] += 1
-        self.spool.add_result({"task_id": rh.task_id, "result": rh.to_dict(), "reply_to": reply_to}, body)
-        self.commit.schedule()
-        self._publish(rh, reply_to, body)
-
-    def _publish(self, rh: ResultHeaders, reply_to: str, body: bytes, spooled: bool = True) -> None:
-        tid = rh.task_id
-
-        def confirmed(ok: bool) -> None:
-            if not spooled:
-                return
-            if ok:
-                self.spool.done(tid)
-                self._remember_done(tid)
-            else:
-                self._unpublished.add(tid)
-
-        sent = self.link.publish(names.RESULTS_EXCHANGE, reply_to, body, rh.amqp_headers(), correlation_id=tid,
-                                 content_type=names.RESULT_CONTENT_TYPE, on_confirm=confirmed)
-        if not sent and spooled:
-            self._unpublished.add(tid)
-
-    def _remember_done(self, tid: str) -> None:
-        self.recent_done[tid] = None
-        if len(self.recent_done) > RECENT_DONE:
-            self.recent_done.popitem(last=False)
+        if self.outbox.put(rh, body):
+            self.counts["completed" if rh.status == "success" else "failed"] += 1
 
     def on_connected(self) -> None:
         self.commit.forget_acks()  # tags of the previous channel are void; the broker requeued them
-        pending, self._unpublished = self._unpublished, set()
-        for tid in pending:
-            entry = self.spool.entries.get(tid)
-            if entry is not None and entry.kind == ord("R"):
-                rh = ResultHeaders.from_dict(entry.header["result"])
-                self._publish(rh, entry.header["reply_to"], self.spool.body(tid))
-        if pending:
-            log.info("re-published %d result(s) kept while the broker was away", len(pending))
+        self.outbox.republish()
         self.publish_status()
 
     def on_disconnected(self, reason: str) -> None:
@@ -307,40 +267,3 @@ class Manager:
             self.stop_event.set()
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {command!r}"}
-
-    async def _status_loop(self) -> None:
-        trimmed_at, published, refreshed = -1, time.monotonic(), time.monotonic()
-        period = min(self.config.status_period, IDLE_TRIM_SECONDS)
-        if self.config.multi_user:
-            period = min(period, max(0.5, min(5.0, self.config.idle_timeout / 2)))
-        self._route_unrouted()
-        while True:
-            await asyncio.sleep(period)
-            self._stop_idle()
-            if time.monotonic() - published >= self.config.status_period - 0.01:
-                self.publish_status()
-                published = time.monotonic()
-            if time.monotonic() - refreshed >= pidfile.REFRESH_SECONDS:
-                pidfile.refresh_state(self.paths)  # tells other hosts sharing the directory we live
-                refreshed = time.monotonic()
-            handled = self.counts["received"] + self.counts["malformed"]
-            if handled != trimmed_at and not self.spool.entries:
-                trimmed_at = handled
-                release_memory()
-
-
-def release_memory() -> None:
-    """Give the heap's free pages back to the kernel once the endpoint is idle.
-
-    After large payloads glibc raises its mmap threshold (up to 32 MiB), so later buffers
-    live on the heap and their pages stay resident after being freed; malloc_trim(3)
-    returns them. Nothing to do on other C libraries.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

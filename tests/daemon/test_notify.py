@@ -126,7 +126,7 @@ def test_a_real_manager_notifies_ready_status_watchdog_and_stopping(make_endpoin
 
     started = time.monotonic()
     ep.start()
-    ready = listener.wait_for("READY", "1", timeout=10)
+    ready = listener.wait_for("READY", "1", timeout=30)
     assert "0 tasks received" in ready["STATUS"] and "broker connected" in ready["STATUS"]
     before = listener.messages[:listener.messages.index(ready)]
     # Before READY=1 ("connected, engine up") only start-up progress, for `systemctl status`.

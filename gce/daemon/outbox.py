@@ -1,0 +1,78 @@
+"""Results on their way to the submitters: spooled first, published with publisher confirms,
+and published again after a reconnect or a restart until the broker has confirmed them.
+
+A result leaves the spool only once confirmed; its task id is then remembered for a while,
+so that a redelivery of a task already answered is dropped instead of run again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Callable
+
+from gce.daemon.spool import Spool
+from gce.transport import names
+from gce.transport.amqp import EndpointLink
+from gce.transport.message import ResultHeaders
+
+log = logging.getLogger(__name__)
+RECENT_DONE = 100_000  # task ids remembered to drop redeliveries of finished tasks
+
+
+class Outbox:
+    def __init__(self, spool: Spool, link: EndpointLink, on_spooled: Callable[[], None]) -> None:
+        self.spool = spool
+        self.link = link
+        self._on_spooled = on_spooled  # the spool has something new to commit
+        self.recent_done: OrderedDict[str, None] = OrderedDict()
+        self.unpublished: set[str] = set()  # results waiting for a connection
+
+    def answered(self, task_id: str) -> bool:
+        """Whether TASK_ID's result was published and confirmed lately (a redelivery to drop)."""
+        return task_id in self.recent_done
+
+    def put(self, rh: ResultHeaders, body: bytes) -> bool:
+        """Spool and publish the result of a task in the spool; False if it was answered already."""
+        entry = self.spool.entries.get(rh.task_id)
+        if entry is None or entry.kind != ord("T"):
+            return False  # already answered (a retried task finishing twice)
+        reply_to = entry.header["task"]["reply_to"]
+        self.spool.add_result({"task_id": rh.task_id, "result": rh.to_dict(), "reply_to": reply_to}, body)
+        self._on_spooled()
+        self.publish(rh, reply_to, body)
+        return True
+
+    def publish(self, rh: ResultHeaders, reply_to: str, body: bytes, spooled: bool = True) -> None:
+        """Publish a result; one SPOOLED leaves the spool when the broker confirms it."""
+        tid = rh.task_id
+
+        def confirmed(ok: bool) -> None:
+            if not spooled:
+                return
+            if ok:
+                self.spool.done(tid)
+                self._remember_done(tid)
+            else:
+                self.unpublished.add(tid)
+
+        sent = self.link.publish(names.RESULTS_EXCHANGE, reply_to, body, rh.amqp_headers(), correlation_id=tid,
+                                 content_type=names.RESULT_CONTENT_TYPE, on_confirm=confirmed)
+        if not sent and spooled:
+            self.unpublished.add(tid)
+
+    def _remember_done(self, tid: str) -> None:
+        self.recent_done[tid] = None
+        if len(self.recent_done) > RECENT_DONE:
+            self.recent_done.popitem(last=False)
+
+    def republish(self) -> None:
+        """After a (re)connect: publish every spooled result the broker has not confirmed."""
+        pending, self.unpublished = self.unpublished, set()
+        for tid in pending:
+            entry = self.spool.entries.get(tid)
+            if entry is not None and entry.kind == ord("R"):
+                rh = ResultHeaders.from_dict(entry.header["result"])
+                self.publish(rh, entry.header["reply_to"], self.spool.body(tid))
+        if pending:
+            log.info("re-published %d result(s) kept while the broker was away", len(pending))
