@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from gce.daemon import privileges
+from gce.transport.urls import has_password
 
-# What a UEP may inherit from the manager's environment; everything else is dropped.
+# What a UEP of a multi-user endpoint may inherit from root's environment; all else is dropped.
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR", "GCE_DEBUG")
+# Never passed on, not even to a personal endpoint's UEP: names that say "secret", gce's own
+# broker URL variables, and (below) any value that is a URL with a password in it.
+_SECRET_NAME = re.compile(r"PASSW|SECRET|TOKEN|CREDENTIAL|PRIVATE|(^|_)KEY$|^GCE_.*URL$|^AMQP", re.I)
+# systemd's per-service variables: meant for the manager, not for what it starts.
+_MANAGER_ONLY = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+
+def _secret(name: str, value: str) -> bool:
+    return bool(_SECRET_NAME.search(name)) or ("://" in value and has_password(value.strip()))
 
 
 def python_command(module: str, *args: str) -> list[str]:
@@ -37,8 +48,14 @@ def safe_cwd(preferred: str) -> str:
     return preferred if sys.version_info >= (3, 11) else "/"
 
 
-def uep_environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
+def uep_environment(inherit: bool = False) -> dict[str, str]:
+    """The environment a UEP starts with. A personal endpoint's (INHERIT) is its user's own, as
+    they started it (SLURM_CONF, modules, a conda env: what their batch jobs need), less
+    secrets; a multi-user endpoint's starts from a few harmless variables of root's."""
+    if inherit:
+        env = {k: v for k, v in os.environ.items() if k not in _MANAGER_ONLY and not _secret(k, v)}
+    else:
+        env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
     # parsl's interchange and worker pool are console scripts next to this interpreter.
     bindir = str(Path(sys.executable).parent)
     path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -55,9 +72,12 @@ def spawn_uep(conf: dict, log_path: Path, target: privileges.LocalUser | None = 
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     stderr = open(log_path, "ab")
-    env, cwd, credentials = uep_environment(), safe_cwd(conf["run_dir"]), {}
+    # A user's own endpoint keeps the environment they started it with; root's is never passed on.
+    inherit = target is None or (os.geteuid() != 0 and not privileges.must_drop(target))
+    env, cwd, credentials = uep_environment(inherit), safe_cwd(conf["run_dir"]), {}
     if target is not None:
-        env.update(privileges.login_environment(target))
+        if not inherit:
+            env.update(privileges.login_environment(target))
         env.update(privileges.admin_environment(environment_file))
         cwd = privileges.working_directory(target)
         credentials = privileges.popen_credentials(target)

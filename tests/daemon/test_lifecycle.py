@@ -59,3 +59,28 @@ def test_an_engine_that_cannot_start_fails_the_detached_start_with_the_reason(ma
     assert "engine failed to start" in str(info.value) and "no_such_option" in str(info.value)
     assert pidfile.probe(ep.paths).state == "failed"
     wait_until(lambda: not processes_under(ep.home), timeout=15)
+
+
+def environment():
+    import os
+
+    return dict(os.environ)
+
+
+def test_a_personal_endpoint_keeps_its_users_environment_but_no_secret(make_endpoint, monkeypatch):
+    # What the user's batch jobs need (a site's slurm.conf, a loaded module) reaches the workers ...
+    monkeypatch.setenv("SLURM_CONF", "/site/slurm/slurm.conf")
+    monkeypatch.setenv("MODULEPATH", "/site/modules")
+    # ... but nothing that looks like a secret, and nothing meant for the manager alone.
+    secrets = {"GCE_ENDPOINT_BROKER_URL": "amqps://ep:hunter2@broker/gce", "GITHUB_TOKEN": "ghp_x",
+               "DB_PASSWORD": "p", "SSH_PRIVATE_KEY": "k", "MIRROR": "https://me:pw@mirror.example/simple",
+               "AWS_SECRET_ACCESS_KEY": "s"}
+    for k, v in secrets.items():
+        monkeypatch.setenv(k, v)
+    ep = make_endpoint(engine="thread")
+    ep.start()
+    with ep.executor() as ex:
+        env = ex.submit(environment).result(timeout=60)
+    assert env["SLURM_CONF"] == "/site/slurm/slurm.conf" and env["MODULEPATH"] == "/site/modules"
+    assert not set(secrets) & set(env)
+    assert not [k for k, v in env.items() if "hunter2" in v or ":pw@" in v]
