@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -27,11 +26,10 @@ from gce.daemon.housekeeping import housekeeping
 from gce.daemon.manager import Manager
 from gce.daemon.notify import Notifier, journal_stderr, status_text
 from gce.errors import GceError
+from gce.logfiles import rotating_handler
 from gce.transport.amqp import LinkError
 
 log = logging.getLogger("gce.daemon")
-LOG_BYTES = 10 * 1024 * 1024
-LOG_BACKUPS = 5
 STOP_TIMEOUT = 20.0
 NOTIFY_PERIOD = 10.0  # seconds between two STATUS= updates to systemd, at most
 
@@ -53,11 +51,8 @@ def setup_logging(paths: EndpointPaths, to_stderr: bool, debug: bool, journal: b
     root = logging.getLogger()
     root.handlers.clear()
     if not (journal and system_mode()):
-        paths.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fmt = logging.Formatter("%(asctime)s %(levelname)s manager[%(process)d] %(name)s: %(message)s")
-        fh = logging.handlers.RotatingFileHandler(paths.log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
-        fh.setFormatter(fmt)
-        root.addHandler(fh)
+        root.addHandler(rotating_handler(paths.log_file, "%(asctime)s %(levelname)s manager[%(process)d] "
+                                                             "%(name)s: %(message)s"))
     if journal:
         sh = logging.StreamHandler(sys.stderr)
         sh.setFormatter(_JournalFormatter("%(levelname)s %(name)s: %(message)s"))

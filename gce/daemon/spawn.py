@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from gce.daemon import privileges
+from gce.logfiles import rotate_if_large
 from gce.transport.urls import has_password
 
 # What a UEP of a multi-user endpoint may inherit from root's environment; all else is dropped.
@@ -71,6 +72,7 @@ def spawn_uep(conf: dict, log_path: Path, target: privileges.LocalUser | None = 
     end of the channel. LOG_PATH takes what the process writes before its own log is set up."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    rotate_if_large(log_path)
     stderr = open(log_path, "ab")
     # A user's own endpoint keeps the environment they started it with; root's is never passed on.
     inherit = target is None or (os.geteuid() != 0 and not privileges.must_drop(target))

@@ -26,6 +26,7 @@ import time
 import traceback
 from concurrent.futures import Future
 
+from gce.logfiles import rotating_handler
 from gce.sdk import serialize
 from gce.transport import frames
 from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
@@ -216,6 +217,10 @@ def prepare_directories(conf: dict) -> None:
             pass
     except OSError as e:
         home = conf.get("home")
+        if home and not os.path.isdir(home):
+            raise Refusal(f"the home directory {home} of user {_user_name()} does not exist, so the user "
+                          "endpoint has nowhere to keep its logs and files; ask the administrator to "
+                          "create it") from None
         if home:
             raise Refusal(f"the home directory {home} of user {_user_name()} is not writable, so the user "
                           f"endpoint cannot keep its logs and files there: {e.strerror or e}") from None
@@ -271,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gce-uep: {e}", file=sys.stderr)
         sock.sendall(frames.encode(frames.FATAL, {"reason": str(e), "code": e.code}))
         return 1
-    logging.basicConfig(
-        filename=conf.get("log_file"), level=logging.DEBUG if conf.get("debug") else logging.INFO,
-        format="%(asctime)s %(levelname)s uep[%(process)d] %(name)s: %(message)s",
-    )
+    fmt = "%(asctime)s %(levelname)s uep[%(process)d] %(name)s: %(message)s"
+    if conf.get("log_file"):
+        logging.getLogger().addHandler(rotating_handler(conf["log_file"], fmt))
+    else:
+        logging.basicConfig(format=fmt)
+    logging.getLogger().setLevel(logging.DEBUG if conf.get("debug") else logging.INFO)
     for noisy in ("parsl",):
         logging.getLogger(noisy).setLevel(logging.WARNING if not conf.get("debug") else logging.DEBUG)
     try:

@@ -172,3 +172,15 @@ def test_a_user_endpoint_that_keeps_crashing_goes_fatal_with_its_last_log_lines(
         assert not [p for p in psutil.Process(ep.pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
     finally:
         ep.close()
+
+
+def test_a_missing_home_directory_is_reported_as_such(endpoint, users):
+    home = users["bob@uni.edu"].pw_dir
+    os.rename(home, home + ".away")
+    try:
+        e = failure_of(endpoint, "bob@uni.edu", user_endpoint_config={"workers": 1})
+    finally:
+        os.rename(home + ".away", home)
+    assert e.code == "ENDPOINT_FAILED"
+    assert f"the home directory {home} of user gcetest-mu-b does not exist" in str(e)
+    assert f"home directory {home} of user gcetest-mu-b does not exist" in admin_log(endpoint)
