@@ -4,11 +4,10 @@ munged, slurmctld and slurmd run in the foreground as children of the test proce
 state, spool, pid, log and socket path under one temporary directory and on free ports, so they
 never meet a site's Slurm or munge (nor the ones Debian's packages may have started). The
 recipe is RECIPES.md, "Slurm one-node cluster"; the directory is in /tmp, mode 0711, because
-munged refuses a socket whose parent directories are not searchable by everyone. For the module's duration ``SLURM_CONF`` names
-the private slurm.conf and ``PATH`` starts with a directory of two-line ``sbatch``, ``squeue``,
-... scripts that name it too: a user endpoint keeps only an allowlist of its manager's
-environment (``gce/daemon/spawn.py``), so parsl's calls to ``sbatch`` and ``scancel`` would
-otherwise read the absent /etc/slurm/slurm.conf.
+munged refuses a socket whose parent directories are not searchable by everyone. For the
+module's duration ``SLURM_CONF`` names the private slurm.conf: a personal endpoint passes its
+user's environment on to its user endpoint, so parsl's ``sbatch`` and ``scancel`` find it
+(without that, they would read the absent /etc/slurm/slurm.conf and the tests would fail).
 
 Teardown cancels every job, runs ``scontrol shutdown`` and ``munged --stop``, kills whatever
 of the cluster is left and removes the directory.
@@ -104,29 +103,21 @@ class SlurmCluster:
         self.dir = directory
         self.programs = programs
         self.conf = directory / "slurm.conf"
-        self.bin = directory / "bin"
         self.munge_socket = directory / "munge.socket"
-        self.env = {**os.environ, "SLURM_CONF": str(self.conf), "PATH": f"{self.bin}:{os.environ['PATH']}"}
+        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self.procs: dict[str, subprocess.Popen] = {}
 
     # -- start ------------------------------------------------------------------------
     def start(self) -> None:
-        for sub in ("state", "spool", "bin"):
+        for sub in ("state", "spool"):
             (self.dir / sub).mkdir()
         (self.dir / "plugstack.conf").write_text("")
         self.conf.write_text(SLURM_CONF.format(dir=self.dir, ctld_port=_free_port(), slurmd_port=_free_port(),
                                                cpus=os.cpu_count() or 1))
-        self._write_client_scripts()
         self._start_munge()
         self._spawn("slurmctld", "-D")
         self._spawn("slurmd", "-D", "-N", "localhost")
         self._wait_idle()
-
-    def _write_client_scripts(self) -> None:
-        for name in CLIENTS:
-            script = self.bin / name
-            script.write_text(f"#!/bin/sh\nexport SLURM_CONF='{self.conf}'\nexec {self.programs[name]} \"$@\"\n")
-            script.chmod(0o755)
 
     def _start_munge(self) -> None:
         key = self.dir / "munge.key"
@@ -161,7 +152,7 @@ class SlurmCluster:
     # -- use ----------------------------------------------------------------------------
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a Slurm client command (e.g. "squeue", "-h") against this cluster."""
-        r = subprocess.run([str(self.bin / args[0]), *args[1:]], env=self.env, capture_output=True, text=True,
+        r = subprocess.run([self.programs[args[0]], *args[1:]], env=self.env, capture_output=True, text=True,
                            timeout=30)
         if check and r.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed with status {r.returncode}: {r.stderr.strip()}")
@@ -244,7 +235,7 @@ class SlurmCluster:
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[SlurmCluster]:
-    """A running private Slurm cluster; SLURM_CONF and PATH point at it while the module runs."""
+    """A running private Slurm cluster; SLURM_CONF points at it while the module runs."""
     programs = require_slurm()
     # Not under pytest's tmp_path, which is private to root: see the module's docstring.
     directory = Path(tempfile.mkdtemp(prefix="gce-slurm-"))
@@ -254,7 +245,6 @@ def slurm() -> Iterator[SlurmCluster]:
         cluster.start()
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("SLURM_CONF", str(cluster.conf))
-            mp.setenv("PATH", cluster.env["PATH"])
             yield cluster
     finally:
         cluster.shutdown()
