@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from gce.uep import worker_pool
 from gce.uep.execute import run_batch, run_task
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,8 @@ class HighThroughputEngine(Engine):
         strategy_period = float(opts.pop("strategy_period", 5.0))
         max_idletime = float(opts.pop("max_idletime", 120.0))
         provider = _build("provider", provider_spec, "parsl.providers")
-        if provider_spec.get("type", "LocalProvider") == "LocalProvider":
-            opts.setdefault("address", "127.0.0.1")  # workers are local: don't probe interfaces
+        local = provider_spec.get("type", "LocalProvider") == "LocalProvider"
+        opts = {**worker_pool.htex_options(local_workers=local), **opts}  # the config's own win
         opts.setdefault("heartbeat_period", 2)
         opts.setdefault("heartbeat_threshold", 10)
         self.htex = HighThroughputExecutor(label="htex", provider=provider, **opts)
