@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """gce benchmarks: each figure is compared with a peer run alternately in the same invocation.
 
-    .venv/bin/python bench/bench.py [--rounds N] [--only help,rtt,throughput,cold,idle,payload]
+    .venv/bin/python bench/bench.py [--rounds N] [--only help,rtt,throughput,cold,idle,payload,mu-cold,...]
 
 Peers: globus-compute-endpoint (installed on first use into bench/.peers/, ignored by git)
 and raw parsl HighThroughputExecutor with the same LocalProvider workers. The script starts
 its own private RabbitMQ broker and endpoint under a temporary directory and removes them.
 Prints a table of medians, the ratio gce/peer, the target and whether it is met.
+The multi-user rows (mu-cold, mu-rtt, mu-idle, mu-concurrent: bench/multiuser.py) need root.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import multiuser  # noqa: E402 - bench/ is the script's directory
 VENV_BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / ".peers"
 WORKERS = 2
@@ -218,7 +220,7 @@ def idle_manager(s: Setup, seconds: float = 10.0) -> tuple[float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload")
+    ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload," + ",".join(multiuser.NAMES))
     args = ap.parse_args()
     only = set(args.only.split(","))
     rows: list[tuple[str, str, str, str, str, bool]] = []
@@ -257,10 +259,13 @@ def main() -> int:
             if "cold" in only:
                 ratio_row("start --detach to first result (vs raw HTEX, parsl defaults)", "s",
                           *bench_cold(max(1, args.rounds // 2), s), 0.4, False)
+            multiuser.run(only, args.rounds, s, peer_gc_endpoint, ratio_row, rows)
         finally:
             if raw is not None:
                 raw.close()
             s.close()
+    if not rows:
+        return 0
     width = max(len(r[0]) for r in rows)
     print(f"\n{'benchmark':<{width}}  {'gce':>20}  {'peer':>14}  {'ratio':>7}  {'target':>9}  met")
     for name, o, p, r, t, ok in rows:
