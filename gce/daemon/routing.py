@@ -182,7 +182,8 @@ class Router:
                 "name": self.config.name, "template_path": self.config.user_config_template_path,
                 "schema_path": self.config.user_config_schema_path,
                 "parent_config": user_schema.parent_view(self.config.raw), "user_config": json.loads(canonical),
-                "user_runtime": {"python_version": th.python_version, "gce_version": th.gce_version},
+                "user_runtime": {"python_version": th.python_version, "gce_version": th.gce_version,
+                                 "platform": th.platform},
             },
         }
         log.info("new user endpoint for %s (uid %d), config %s", target.name, target.uid, digest)

@@ -70,7 +70,8 @@ def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple, kwargs
     task_id = str(uuid.uuid4())
     headers = TaskHeaders(
         task_id=task_id, user_id=user, reply_to=reply_to, function_id=function_id, serializer=kind.decode(),
-        python_version=platform.python_version(), gce_version=gce.__version__, submitted_at=time.time(),
+        python_version=platform.python_version(), gce_version=gce.__version__, platform=platform.platform(),
+        submitted_at=time.time(),
         user_endpoint_config=user_endpoint_config, resource_specification=resource_specification)
     props = pika.BasicProperties(message_id=task_id, user_id=user, reply_to=reply_to, delivery_mode=2,
                                  content_type=names.TASK_CONTENT_TYPE, headers=headers.amqp_headers())

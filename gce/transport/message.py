@@ -61,6 +61,7 @@ class TaskHeaders:
     serializer: str = "cloudpickle"
     python_version: str = ""
     gce_version: str = ""
+    platform: str = ""  # the submitter's platform.platform(), for the template's user_runtime
     user_endpoint_config: dict = field(default_factory=dict)
     resource_specification: dict = field(default_factory=dict)
     submitted_at: float = 0.0
@@ -72,6 +73,7 @@ class TaskHeaders:
             "serializer": self.serializer,
             "python-version": self.python_version,
             "gce-version": self.gce_version,
+            "platform": self.platform,
             "user-endpoint-config": json.dumps(self.user_endpoint_config, sort_keys=True),
             "resource-specification": json.dumps(self.resource_specification, sort_keys=True),
             "submitted-at": repr(float(self.submitted_at)),
@@ -151,6 +153,7 @@ def parse_task(
         serializer=_text(headers, "serializer", required=False) or "cloudpickle",
         python_version=_text(headers, "python-version", required=False),
         gce_version=_text(headers, "gce-version", required=False),
+        platform=_text(headers, "platform", required=False),
         user_endpoint_config=_json_object(headers, "user-endpoint-config"),
         resource_specification=_json_object(headers, "resource-specification"),
         submitted_at=submitted_at,
