@@ -131,11 +131,9 @@ class Manager:
         try:
             if isinstance(target, Refused):
                 raise target
-            user_config = th.user_endpoint_config or {}
-            canonical = json.dumps(user_config, sort_keys=True)
+            canonical = self.router.canonical_config(th.user_endpoint_config or {})
             uep = self.ueps.get((target.uid, canonical))
             if uep is None:
-                self.router.check_user_config(user_config)
                 name, conf, stderr_file = self.router.uep_conf(target, canonical, th)
                 uep = self.ueps[(target.uid, canonical)] = UepChild(
                     name, conf, stderr_file, self.on_uep_frame, self.on_uep_exit, target=target,

@@ -27,6 +27,7 @@ from gce.transport.message import ErrorCode, TaskHeaders
 log = logging.getLogger(__name__)
 MAPPED_FOR = 60.0  # seconds a mapping is reused while the mapping file does not change
 REFUSED_FOR = 5.0  # seconds a refusal is reused (a burst from a refused identity maps once)
+CANONICAL_KEPT = 1024  # distinct user configs whose check is remembered
 MAPPING_THREADS = 4  # identities being mapped at once (an external program may take its timeout)
 
 
@@ -56,6 +57,7 @@ class Router:
         self._mapper: Any = None
         self._mapper_lock = threading.Lock()
         self._schema: tuple[tuple, dict] | None = None
+        self._canonical: dict[str, str] = {}  # a user config's JSON -> its canonical_config
         self._mapped: dict[str, tuple[float, tuple, Mapped]] = {}  # identity -> (until, file signature, outcome)
         self._mapping: dict[str, asyncio.Future] = {}  # identity -> its mapping in progress
         self._pool: ThreadPoolExecutor | None = None
@@ -137,17 +139,32 @@ class Router:
         log.debug("identity %r maps to %s (uid %d) by %s", identity, local.name, local.uid, rule)
         return local
 
-    def check_user_config(self, user_config: dict) -> None:
-        """Refused unless USER_CONFIG fits the admin's schema (plain JSON: safe to check as root)."""
+    def canonical_config(self, user_config: dict) -> str:
+        """USER_CONFIG with the schema's defaults filled in, as canonical JSON: the key of its UEP,
+        so that leaving a value out and giving its default share one user endpoint.
+
+        Refused unless it fits the admin's schema (plain JSON: safe to check as root). Each
+        distinct config is checked once per version of the schema file.
+        """
         from gce.config import user_schema
 
         path = self.config.user_config_schema_path or ""
+        raw = json.dumps(user_config, sort_keys=True)
         try:
             st = os.stat(path)
             signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if self._schema is None or self._schema[0] != signature:
                 self._schema = (signature, user_schema.load_schema(path))
-            user_schema.validate_user_config(self._schema[1], user_config, f"for endpoint {self.config.name!r}")
+                self._canonical.clear()
+            canonical = self._canonical.get(raw)
+            if canonical is None:
+                schema = self._schema[1]
+                user_schema.validate_user_config(schema, user_config, f"for endpoint {self.config.name!r}")
+                canonical = json.dumps(user_schema.apply_defaults(schema, user_config), sort_keys=True)
+                if len(self._canonical) >= CANONICAL_KEPT:
+                    self._canonical.clear()
+                self._canonical[raw] = canonical
+            return canonical
         except user_schema.UserConfigInvalid as e:
             raise Refused(e.code, str(e)) from None
         except user_schema.TemplateRenderError as e:
