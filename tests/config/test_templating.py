@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -488,3 +490,18 @@ def test_the_packaged_identity_mapping_example():
 def test_the_packaged_user_environment_is_a_mapping_of_strings():
     data = yaml.safe_load(PACKAGED.joinpath("user_environment.yaml").read_text())
     assert data == {"LANG": "C.UTF-8"}
+
+
+def test_the_reserved_jinja_globals_are_jinjas_own():
+    from jinja2.defaults import DEFAULT_NAMESPACE
+
+    assert user_schema.JINJA_GLOBALS == set(DEFAULT_NAMESPACE)
+
+
+def test_checking_a_user_config_imports_no_jinja2():
+    """The root manager checks every user config: that must not load Jinja2 into it."""
+    code = ("import sys; from gce.config import user_schema; "
+            "user_schema.validate_user_config({'type': 'object'}, {'a': 1}, 'x'); "
+            "print('jinja2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
