@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from gce import output
+from gce.commands import configure_prompts as prompts
 from gce.config.paths import endpoint_paths
 from gce.errors import UsageError
 
@@ -21,6 +22,11 @@ class Engine(str, enum.Enum):
     htex = "htex"
     process = "process"
     thread = "thread"
+
+
+class Provider(str, enum.Enum):
+    local = "local"
+    slurm = "slurm"
 
 
 def read_url_file(path: Path) -> str:
@@ -39,7 +45,7 @@ def read_url_file(path: Path) -> str:
     raise UsageError(f"no broker URL in {path}", "the file holds no line other than blanks and comments")
 
 
-def _broker_url(url: str | None, url_file: Path | None) -> tuple[str, bool]:
+def _broker_url(url: str | None, url_file: Path | None, on_argv: bool = True) -> tuple[str, bool]:
     from gce.config import writer
     from gce.transport import urls
 
@@ -51,7 +57,7 @@ def _broker_url(url: str | None, url_file: Path | None) -> tuple[str, bool]:
             output.warning(f"{url_file} holds a password and other users may read it; chmod 600 {url_file}")
         return url, False
     if url is not None:
-        if urls.has_password(writer.check_broker_url(url)):
+        if urls.has_password(writer.check_broker_url(url)) and on_argv:
             output.warning(
                 "the broker password was given on the command line, where other users of this machine can "
                 "see it (ps, shell history); --broker-url-file FILE keeps it out of sight"
@@ -85,13 +91,21 @@ def command(
         str, typer.Option("--display-name", metavar="TEXT", help="A human-readable name; default: NAME.")
     ] = "",
     engine: Annotated[
-        Engine,
+        Optional[Engine],
         typer.Option(
-            "--engine", case_sensitive=False,
-            help="What runs the functions: htex (parsl workers in blocks, local or on a batch scheduler), "
-            "process (a local process pool) or thread (a thread pool).",
+            "--engine", case_sensitive=False, show_default=False,
+            help="What runs the functions: htex (parsl workers in blocks, on this machine or in batch jobs; "
+            "the default), process (a local process pool) or thread (a thread pool).",
         ),
-    ] = Engine.htex,
+    ] = None,
+    provider: Annotated[
+        Optional[Provider],
+        typer.Option(
+            "--provider", case_sensitive=False, show_default=False,
+            help="With htex: where its blocks of workers run, local (this machine; the default) or slurm "
+            "(one Slurm job per block).",
+        ),
+    ] = None,
     max_workers: Annotated[
         Optional[int],
         typer.Option(
@@ -99,6 +113,15 @@ def command(
             help="Functions run at the same time (per node for htex); default: the number of CPUs.",
         ),
     ] = None,
+    partition: Annotated[Optional[str], typer.Option(
+        "--partition", metavar="NAME", show_default=False,
+        help="With --provider slurm: the partition of the jobs; default: the cluster's default one.")] = None,
+    account: Annotated[Optional[str], typer.Option(
+        "--account", metavar="NAME", show_default=False,
+        help="With --provider slurm: the account the jobs are charged to; default: your default one.")] = None,
+    walltime: Annotated[Optional[str], typer.Option(
+        "--walltime", metavar="TIME", show_default=False,
+        help="With --provider slurm: each job's time limit, as sbatch --time reads it; default: 01:00:00.")] = None,
     multi_user: Annotated[
         bool,
         typer.Option(
@@ -109,11 +132,19 @@ def command(
             "the engine: --engine and --max-workers do not apply.",
         ),
     ] = False,
+    no_input: Annotated[
+        bool, typer.Option("--no-input", help="Ask nothing, even on a terminal: options and defaults only.")
+    ] = False,
 ) -> None:
     """Create a new endpoint.
 
     Writes NAME's config.yaml (commented: edit it, e.g. to run workers through a batch
     scheduler) and gives the endpoint a new endpoint id. Then start it with gce start NAME.
+
+    On a terminal, without options that answer them (and without --no-input), gce asks for
+    the broker URL (not shown as it is typed), the engine, the number of workers and, for
+    Slurm, the partition, account and time limit; each answer stands for the option of the
+    same name.
 
     With --multi-user it also writes the user config template (user_config_template.yaml.j2),
     the schema of the values users may send (user_config_schema.json), the user endpoints'
@@ -123,10 +154,17 @@ def command(
     from gce.transport import urls
 
     paths = endpoint_paths(name)
-    url, placeholder = _broker_url(broker_url, broker_url_file)
+    chosen = prompts.Choices(broker_url, broker_url_file, engine and engine.value, provider and provider.value,
+                             max_workers, partition, account, walltime)
+    asked = prompts.wanted(chosen, multi_user, no_input)
+    if asked:
+        writer.refuse_existing(paths, name)  # before the questions, not after them
+        chosen = prompts.ask(name, os.cpu_count() or 1)
+    url, placeholder = _broker_url(chosen.broker_url, chosen.broker_url_file, on_argv=not asked)
     ep = writer.NewEndpoint(
-        name=name, broker_url=url, engine=engine.value, max_workers=max_workers or os.cpu_count() or 1,
-        display_name=display_name, default_url=placeholder,
+        name=name, broker_url=url, engine=chosen.engine or "htex", max_workers=chosen.max_workers or os.cpu_count() or 1,
+        provider=chosen.provider or "local", partition=chosen.partition or "", account=chosen.account or "",
+        walltime=chosen.walltime or writer.DEFAULT_WALLTIME, display_name=display_name, default_url=placeholder,
         multi_user=multi_user, identity_mapping=multi_user and os.geteuid() == 0,
     )
     written = writer.write(paths, ep)
@@ -137,13 +175,26 @@ def command(
     output.line(f"  config: {written.config_file} (mode {written.config_mode:04o})")
     output.line(f"  id:     {written.endpoint_json}")
     output.line(f"  broker: {urls.redact(url)}")
-    per = " per node" if engine is Engine.htex else ""
-    output.line(f"  engine: {writer.ENGINES[ep.engine]}, {ep.max_workers} worker{'s' if ep.max_workers > 1 else ''}{per}")
+    output.line(f"  engine: {_describe_engine(ep)}")
     if placeholder:
         output.line(f"next: put the broker's address and credentials in broker.url of {written.config_file},")
         output.line(f"      then run: gce start {name}")
     else:
         output.line(f"next: gce start {name}  (add --detach to run it in the background)")
+    if asked:
+        output.line(f"the same without questions: {chosen.command_line(name)}")
+
+
+def _describe_engine(ep: NewEndpoint) -> str:
+    from gce.config import writer
+
+    per = " per node" if ep.engine == "htex" else ""
+    text = f"{writer.ENGINES[ep.engine]}, {ep.max_workers} worker{'s' if ep.max_workers > 1 else ''}{per}"
+    if ep.provider == "slurm":
+        where = ", ".join(f"{k} {v}" for k, v in (("partition", ep.partition), ("account", ep.account),
+                                                   ("walltime", ep.walltime)) if v)
+        text += f", in Slurm jobs ({where})"
+    return text
 
 
 def _report_multi_user(ep: NewEndpoint, written: Written, url: str, placeholder: bool) -> None:

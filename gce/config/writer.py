@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gce.config.model import parse_yaml, validate
+from gce.config.schema import PROVIDER
 from gce.config.paths import EndpointPaths
 from gce.errors import EX_CANTCREAT, ConfigError, GceError, PermissionDenied, UsageError
 from gce.transport.urls import has_password, redact
@@ -31,6 +32,10 @@ from gce.transport.urls import has_password, redact
 DEFAULT_BROKER_URL = "amqp://127.0.0.1:5672/gce"
 BROKER_URL_ENV = "GCE_ENDPOINT_BROKER_URL"
 ENGINES = {"htex": "HighThroughputEngine", "process": "ProcessPoolEngine", "thread": "ThreadPoolEngine"}
+PROVIDERS = {"local": "LocalProvider", "slurm": "SlurmProvider"}  # where htex's blocks run
+DEFAULT_WALLTIME = "01:00:00"
+WALLTIME = re.compile(PROVIDER["properties"]["walltime"]["pattern"])
+SLURM_NAME = re.compile(r"^[^\s,]{1,64}$")  # one partition or account: sbatch splits on commas
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 DIR_MODE = 0o700
@@ -65,6 +70,10 @@ class NewEndpoint:
     broker_url: str
     engine: str = "htex"  # a key of ENGINES
     max_workers: int = 1
+    provider: str = "local"  # a key of PROVIDERS; only htex has one
+    partition: str = ""  # Slurm only; empty: the cluster's default partition
+    account: str = ""  # Slurm only; empty: the user's default account
+    walltime: str = DEFAULT_WALLTIME  # Slurm only
     display_name: str = ""
     default_url: bool = False  # the URL is our placeholder: the user must complete it
     multi_user: bool = False  # templated: each user endpoint's engine comes from a template
@@ -112,8 +121,25 @@ def check_values(ep: NewEndpoint) -> None:
         raise UsageError("invalid display name", f"it has {len(ep.display_name)} characters; at most 256 fit")
     if ep.max_workers < 1:
         raise UsageError("invalid number of workers", f"{ep.max_workers} is less than 1")
+    check_provider(ep)
     if ep.identity_mapping and not ep.multi_user:
         raise UsageError("invalid endpoint", "only a multi-user endpoint maps identities")
+
+
+def check_provider(ep: NewEndpoint) -> None:
+    """Raise a UsageError naming the first provider setting of EP that cannot be written."""
+    if ep.provider not in PROVIDERS:
+        raise UsageError(f"unknown provider {ep.provider!r}", f"choose one of {', '.join(PROVIDERS)}")
+    if ep.provider != "local" and ep.engine != "htex":
+        raise UsageError(f"--provider {ep.provider} needs --engine htex", f"the {ep.engine} engine runs on this machine only")
+    slurm = {"--partition": ep.partition, "--account": ep.account}
+    if ep.provider != "slurm" and (any(slurm.values()) or ep.walltime != DEFAULT_WALLTIME):
+        raise UsageError("Slurm settings without Slurm", "--partition, --account and --walltime need --provider slurm")
+    for option, value in slurm.items():
+        if value and not SLURM_NAME.match(value):
+            raise UsageError(f"invalid {option} {value!r}", "it is one name of at most 64 characters, without spaces or commas")
+    if not WALLTIME.match(ep.walltime):
+        raise UsageError(f"invalid --walltime {ep.walltime!r}", "it reads MINUTES, MINUTES:SECONDS or HOURS:MINUTES:SECONDS (sbatch --time)")
 
 
 def default_broker_url() -> tuple[str, bool]:
@@ -145,6 +171,7 @@ def render(ep: NewEndpoint, config_file: Path) -> str:
         has_secret=will_hold_secret(ep),
         engine=ep.engine,
         max_workers=int(ep.max_workers),
+        provider=ep.provider, partition=ep.partition, account=ep.account, walltime=ep.walltime,
         config_file=str(config_file),
         identity_mapping=ep.identity_mapping,
         template_file=TEMPLATE_FILE,
@@ -183,17 +210,18 @@ def check_rendered(text: str, ep: NewEndpoint, source: str) -> dict:
     return data
 
 
+def refuse_existing(paths: EndpointPaths, name: str, others: list[Path] | None = None) -> None:
+    """Raise if endpoint NAME (its config, its id or one of OTHERS) exists already."""
+    for existing in (paths.config_file, paths.endpoint_json, *(others or ())):
+        if existing.exists():
+            raise GceError(f"endpoint {name!r} already exists", f"{existing} is there",
+                           hint=f"gce delete {name} first, or choose another name", exit_code=EX_CANTCREAT)
+
+
 def write(paths: EndpointPaths, ep: NewEndpoint) -> Written:
     """Create the endpoint's directories and files; refuse if the endpoint exists already."""
     extra = [(paths.config_dir / name, data) for name, data in packaged_files(ep)]
-    for existing in (paths.config_file, paths.endpoint_json, *(path for path, _ in extra)):
-        if existing.exists():
-            raise GceError(
-                f"endpoint {ep.name!r} already exists",
-                f"{existing} is there",
-                hint=f"gce delete {ep.name} first, or choose another name",
-                exit_code=EX_CANTCREAT,
-            )
+    refuse_existing(paths, ep.name, [path for path, _ in extra])
     check_values(ep)
     text = render(ep, paths.config_file)
     check_rendered(text, ep, str(paths.config_file))
