@@ -24,6 +24,7 @@ class EndpointConfig:
     queue_type: str = "classic"
     prefetch: int = 1000
     heartbeat: int = 30
+    management_url: str | None = None  # the broker's management API, for gce diagnostic's clock check
     max_payload_bytes: int = DEFAULT_LIMIT
     max_result_bytes: int = DEFAULT_LIMIT
     task_attempts: int = 2
@@ -127,6 +128,7 @@ def from_data(name: str, endpoint_id: str, data: dict, config_dir: Path | None =
         queue_type=broker.get("queue_type", "classic"),
         prefetch=int(broker.get("prefetch", 1000)),
         heartbeat=int(broker.get("heartbeat", 30)),
+        management_url=broker.get("management_url"),
         max_payload_bytes=int(limits.get("max_payload_bytes", DEFAULT_LIMIT)),
         max_result_bytes=int(limits.get("max_result_bytes", DEFAULT_LIMIT)),
         task_attempts=int(limits.get("task_attempts", 2)),

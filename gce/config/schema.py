@@ -97,6 +97,8 @@ CONFIG = {
                 "queue_type": {"enum": ["classic", "quorum"]},
                 "prefetch": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "heartbeat": {"type": "integer", "minimum": 0, "maximum": 3600},
+                # Only gce diagnostic uses it (the HTTP Date header gives the broker's clock).
+                "management_url": {"type": "string", "pattern": r"^https?://[^/\s]+[^\s]*$"},
             },
         },
         "engine": ENGINE,
