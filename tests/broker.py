@@ -46,12 +46,14 @@ class PrivateBroker:
 
     admin_user = "gce-admin"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, management: bool = False) -> None:
         self.dir = directory
         self.port = _free_port()
+        # The management plugin (HTTP API) costs seconds at boot and shutdown: only on request.
+        self.management_port = _free_port() if management else None
         self.dist_port = _free_port()
         self.epmd_port = _free_port()
-        self.node = f"gcetest-{os.getpid()}@localhost"
+        self.node = f"gcetest-{os.getpid()}{'-mgmt' * management}@localhost"  # beside the session's
         self.admin_password = secrets.token_urlsafe(16)
         self.log = directory / "server.out"
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
@@ -101,8 +103,12 @@ class PrivateBroker:
         return self.admin_url_for("gce")
 
     def _write_config(self) -> None:
-        (self.dir / "enabled_plugins").write_text("[].\n")
+        plugins = "rabbitmq_management" if self.management_port else ""
+        (self.dir / "enabled_plugins").write_text(f"[{plugins}].\n")
+        management = (f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
+                      if self.management_port else "")
         (self.dir / "rabbitmq.conf").write_text(
+            management +
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "loopback_users = none\n"
             f"default_user = {self.admin_user}\n"
@@ -127,7 +133,8 @@ class PrivateBroker:
             time.sleep(0.3)
 
     def _app_ready(self) -> bool:
-        return self.ctl("-q", "status", check=False, timeout=30).returncode == 0 and _port_open(self.port)
+        return (self.ctl("-q", "status", check=False, timeout=30).returncode == 0 and _port_open(self.port)
+                and (self.management_port is None or _port_open(self.management_port)))
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -217,3 +224,40 @@ class PrivateBroker:
         p.import_definitions(defs, rabbitmqctl=self.rabbitmqctl, env=self.env)
         url = lambda a: p.amqp_url(a.name, a.password, "127.0.0.1", self.port, vhost)  # noqa: E731
         return url(ep), {a.name: url(a) for a in accounts}
+
+
+# -- a broker for shell tests (tests/bats) --------------------------------------------------------
+def serve(directory: Path) -> int:
+    """Run a PrivateBroker for a caller that cannot hold a Python object, such as a bats file:
+    ``python -m tests.broker DIR`` boots it under DIR, writes there ``rabbitmqctl`` (a wrapper
+    that reaches this node, e.g. for `gce broker provision --rabbitmqctl`) and then ``port``
+    (its AMQP port; the file appears once the broker answers), and keeps it up until SIGTERM,
+    SIGINT or the death of its parent. Then it shuts the node down, epmd included."""
+    import shlex
+    import sys
+
+    parent, stopping = os.getppid(), []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    broker = PrivateBroker(directory)
+    try:
+        broker.start()
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in broker.env.items()
+                       if k.startswith(("RABBITMQ_", "ERL_")) or k in ("HOME", "PATH"))
+        ctl = directory / "rabbitmqctl"
+        ctl.write_text(f"#!/bin/sh\nexec env {env} {shlex.quote(broker.rabbitmqctl)} \"$@\"\n")
+        ctl.chmod(0o700)
+        (directory / "port.tmp").write_text(f"{broker.port}\n")
+        os.replace(directory / "port.tmp", directory / "port")  # whole or absent: the caller polls for it
+        print(f"broker up on 127.0.0.1:{broker.port} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        while not stopping and (parent == 1 or os.getppid() == parent):  # 1: started detached, so TERM only
+            time.sleep(0.2)
+    finally:
+        broker.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(serve(Path(sys.argv[1])))
