@@ -29,7 +29,8 @@ KEYS = {"check", "endpoint", "status", "reason", "hint", "details"}
 STATUSES = {"PASS", "WARN", "FAIL", "SKIP"}
 HOST_CHECKS = ["gce version", "python version", "parsl version", "pika version", "os and host"]
 ENDPOINT_CHECKS = ["config", "files", "disk space", "process", "control socket", "uep python", "systemd unit",
-                   "broker dns", "broker tcp", "broker tls", "broker login", "broker queue", "clock skew",
+                   "broker dns", "broker tcp", "broker tls", "broker login", "broker queue", "broker publish",
+                   "clock skew",
                    "identity mapping", "user template", "log"]
 
 
@@ -69,6 +70,8 @@ def unreachable(name: str, **extra) -> Path:
 @pytest.mark.broker
 def test_a_healthy_running_endpoint_passes(make_endpoint):  # noqa: F811
     ep = make_endpoint(name="healthy")
+    nothing_there = f"http://127.0.0.1:{unused_port()}"  # not whatever broker may run on this machine
+    ep.set(broker={"url": ep.endpoint_url, "management_url": nothing_there})
     ep.start()
     started = time.monotonic()
     result, rows = diagnose("--endpoint", "healthy", "--json")
@@ -84,6 +87,11 @@ def test_a_healthy_running_endpoint_passes(make_endpoint):  # noqa: F811
         c: "PASS" for c in ENDPOINT_CHECKS if c not in not_applicable}
     assert {verdicts[c] for c in not_applicable} == {"SKIP"}
     assert rows[("healthy", "broker queue")]["details"]["consumers"] >= 1
+    user = f"ep-{ep.endpoint_id}"
+    assert rows[("healthy", "broker queue")]["reason"].endswith(f"; {user!r} may consume from it")
+    assert rows[("healthy", "broker publish")]["reason"] == f"{user!r} may publish to exchange gce.results (confirmed)"
+    assert rows[("healthy", "clock skew")]["reason"].startswith(
+        f"not measured: the broker's management API at {nothing_there} does not answer")
     assert rows[("healthy", "uep python")]["reason"] == f"default: Python {platform.python_version()}"
     assert rows[("healthy", "broker login")]["details"]["user"] == f"ep-{ep.endpoint_id}"
     assert elapsed < 10
@@ -121,6 +129,323 @@ def test_the_text_report_of_a_failed_login(make_endpoint):  # noqa: F811
     assert "Wrong-Again-77" not in result.stdout
 
 
+# -- what the endpoint's broker account may do ----------------------------------------------------
+
+def _vhost(url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path[1:])
+
+
+@pytest.fixture
+def idle_endpoint(broker, make_endpoint):  # noqa: F811
+    """make(name, read=True, write=True): an endpoint provisioned but not started, whose task queue
+    the broker's admin declared (as the endpoint would), and whose account loses the read or the
+    write permission on request. Returns (endpoint, an admin channel)."""
+    import pika
+
+    conns = []
+
+    def make(name: str, read: bool = True, write: bool = True):
+        from gce.transport import names, provision
+
+        ep = make_endpoint(name=name)
+        vhost = _vhost(ep.endpoint_url)
+        conn = pika.BlockingConnection(pika.URLParameters(broker.admin_url_for(vhost)))
+        conns.append(conn)
+        ch = conn.channel()
+        ch.queue_declare(names.endpoint_task_queue(ep.endpoint_id), durable=True,
+                         arguments={"x-queue-type": "classic"})
+        if not (read and write):
+            perms, _ = provision.endpoint_permissions(f"ep-{ep.endpoint_id}", ep.endpoint_id)
+            broker.ctl("set_permissions", "-p", vhost, perms["user"], perms["configure"],
+                       perms["write"] if write else "^$", perms["read"] if read else "^$")
+        ep.set(broker={"url": ep.endpoint_url, "management_url": f"http://127.0.0.1:{unused_port()}"})
+        return ep, ch
+
+    yield make
+    for conn in conns:
+        conn.close()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("missing, check, other, refused", [
+    ("read", "broker queue", "broker publish", "the read permission on queue gce.ep.{id}.tasks: it cannot consume "
+     "its tasks"),
+    ("write", "broker publish", "broker queue", "the write permission on exchange gce.results: it cannot send "
+     "results"),
+])
+def test_an_account_without_a_permission_fails_the_check_that_needs_it(idle_endpoint, missing, check, other, refused):
+    ep, _ = idle_endpoint(f"no{missing}", read=missing != "read", write=missing != "write")
+    result, rows = diagnose("--endpoint", f"no{missing}", "--json")
+    assert result.exit_code == 1
+    row = rows[(f"no{missing}", check)]
+    assert row["status"] == "FAIL"
+    assert row["reason"].startswith(f"user 'ep-{ep.endpoint_id}' lacks {refused.format(id=ep.endpoint_id)} "
+                                    "(ACCESS_REFUSED - ")
+    assert row["hint"] == "the endpoint's broker account lacks it: gce broker provision --endpoint NAME"
+    assert rows[(f"no{missing}", other)]["status"] == "PASS"  # a refusal closes only its channel
+
+
+@pytest.mark.broker
+def test_the_read_probe_leaves_waiting_tasks_in_the_queue(idle_endpoint):
+    import pika
+
+    ep, admin = idle_endpoint("waiting")
+    queue = f"gce.ep.{ep.endpoint_id}.tasks"
+    for n in range(3):
+        admin.basic_publish("", queue, f"task {n}".encode(), pika.BasicProperties(delivery_mode=2))
+    _, rows = diagnose("--endpoint", "waiting", "--json")
+    check = rows[("waiting", "broker queue")]
+    assert check["status"] == "PASS"
+    assert check["reason"] == f"queue {queue}: 3 tasks waiting, 0 consumers; 'ep-{ep.endpoint_id}' may consume from it"
+    # The probe consumer was cancelled and its channel closed: every task is back, in order.
+    got = [admin.basic_get(queue, auto_ack=True) for _ in range(4)]
+    assert [body for _, _, body in got[:3]] == [b"task 0", b"task 1", b"task 2"] and got[3] == (None, None, None)
+
+
+@pytest.mark.broker
+def test_a_queue_held_by_an_exclusive_consumer_counts_as_consumed(idle_endpoint):
+    ep, admin = idle_endpoint("held")
+    admin.basic_consume(f"gce.ep.{ep.endpoint_id}.tasks", lambda *_: None, exclusive=True)
+    _, rows = diagnose("--endpoint", "held", "--json")
+    check = rows[("held", "broker queue")]
+    # Not started here, so whoever holds the queue is not this host's endpoint.
+    assert check["status"] == "WARN"
+    assert check["reason"].endswith("1 consumer; another connection consumes it exclusively although the endpoint "
+                                    "does not run here")
+
+
+def _frames_until_channel_open(data: bytes) -> int | None:
+    """The offset of the first channel.open method frame in DATA (client to broker, after the
+    8-byte protocol header), or None."""
+    pos = 8
+    while pos + 7 <= len(data):
+        kind, size = data[pos], int.from_bytes(data[pos + 3:pos + 7], "big")
+        payload = data[pos + 7:pos + 7 + size]
+        if kind == 1 and payload[:4] == b"\x00\x14\x00\x0a":  # class 20 (channel), method 10 (open)
+            return pos
+        pos += 7 + size + 1
+    return None
+
+
+@pytest.fixture
+def hang_after_login(broker):
+    """A TCP proxy to the session broker that forwards the AMQP login, then nothing the client
+    sends from its first channel.open on: a broker that stopped answering. Returns its port."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    socks = [server]
+
+    def pump(src, dst, watch: bool):
+        seen = b""
+        try:
+            while not stop.is_set():
+                data = src.recv(65536)
+                if not data:
+                    return
+                if watch:
+                    seen += data
+                    cut = _frames_until_channel_open(seen)
+                    if cut is not None:
+                        dst.sendall(data[:len(data) - (len(seen) - cut)])
+                        stop.wait()  # swallow everything from here on
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def serve():
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", broker.port))
+            socks.extend([client, upstream])
+            threading.Thread(target=pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    stop.set()
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+
+@pytest.mark.broker
+def test_a_broker_that_hangs_after_the_login_fails_within_the_time_limit(make_endpoint, hang_after_login):  # noqa: F811
+    ep = make_endpoint(name="hung")
+    url = re.sub(r"@127\.0\.0\.1:\d+/", f"@127.0.0.1:{hang_after_login}/", ep.endpoint_url)
+    ep.set(broker={"url": url, "management_url": f"http://127.0.0.1:{unused_port()}"})
+    started = time.monotonic()
+    result, rows = diagnose("--endpoint", "hung", "--json")
+    elapsed = time.monotonic() - started
+    assert rows[("hung", "broker login")]["status"] == "PASS"
+    queue = rows[("hung", "broker queue")]
+    assert (queue["status"], queue["reason"]) == ("FAIL", "the broker stopped answering: no reply within 5 s")
+    assert rows[("hung", "broker publish")]["reason"] == "the broker stopped answering"
+    assert result.exit_code == 1
+    assert elapsed < 9
+
+
+# -- the clock skew check ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def management_broker(tmp_path_factory):
+    """A broker of its own with the management plugin (it slows boot and shutdown: only here)."""
+    from tests.broker import BrokerMissing, PrivateBroker
+
+    b = PrivateBroker(tmp_path_factory.mktemp("rabbitmq-management"), management=True)
+    try:
+        try:
+            b.start()
+        except BrokerMissing as e:
+            pytest.fail(str(e), pytrace=False)
+        yield b
+    finally:
+        b.shutdown()
+
+
+@pytest.mark.broker
+def test_the_clock_of_a_broker_with_its_management_api_is_compared(home, management_broker):
+    import uuid
+
+    endpoint_id = str(uuid.uuid4())
+    url, _ = management_broker.provision(endpoint_id)
+    mgmt = f"http://127.0.0.1:{management_broker.management_port}"
+    write_endpoint("timed", {"broker": {"url": url, "management_url": mgmt},
+                             "engine": {"type": "ThreadPoolEngine", "max_workers": 1}}, endpoint_id)
+    _, rows = diagnose("--endpoint", "timed", "--json")
+    clock = rows[("timed", "clock skew")]
+    assert clock["status"] == "PASS", clock
+    assert re.fullmatch(rf"this host's clock and the broker host's agree within 2 s \([+-]\d+\.\d s, measured "
+                        rf"through {re.escape(mgmt)}\)", clock["reason"])
+    assert abs(clock["details"]["skew_seconds"]) <= 2
+
+
+@pytest.fixture
+def skewed_http():
+    """A small HTTP server on localhost whose Date header is off by the given seconds: its URL."""
+    import email.utils
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers = []
+
+    def start(offset: float) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def date_time_string(self, timestamp=None):
+                return email.utils.formatdate(time.time() + offset, usegmt=True)
+
+            def do_GET(self):
+                self.send_response(401)  # what the management API answers without credentials
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("offset, status, says", [
+    (-3600, "WARN", "this host's clock is 3600.0 s ahead of the broker host's"),
+    (90, "WARN", "this host's clock is 90.0 s behind the broker host's"),
+    (0, "PASS", "this host's clock and the broker host's agree within 2 s"),
+])
+def test_a_skewed_broker_clock_warns_by_how_much(home, skewed_http, offset, status, says):
+    url = skewed_http(offset)
+    unreachable("skewed", broker={"url": f"amqp://u:p@127.0.0.1:{unused_port()}/v", "management_url": url})
+    _, rows = diagnose("--endpoint", "skewed", "--json")
+    clock = rows[("skewed", "clock skew")]
+    assert clock["status"] == status
+    # The Date header drops the fraction of a second: the estimate is within half a second.
+    assert re.sub(r"\d+\.\d s", lambda m: f"{round(float(m.group()[:-2])):.1f} s", clock["reason"]).startswith(says)
+    if status == "WARN":
+        assert clock["hint"].startswith("keep the clocks in sync with NTP: systemctl status chrony")
+
+
+def test_a_management_port_that_does_not_answer_skips_the_clock_check_in_time(home):
+    # A listening socket that never accepts: the HTTP request waits for nothing.
+    silent = socket.create_server(("127.0.0.1", 0), backlog=0)
+    try:
+        unreachable("noclock", broker={"url": f"amqp://u:p@127.0.0.1:{unused_port()}/v",
+                                       "management_url": f"http://127.0.0.1:{silent.getsockname()[1]}"})
+        started = time.monotonic()
+        _, rows = diagnose("--endpoint", "noclock", "--json")
+        assert time.monotonic() - started < 5
+    finally:
+        silent.close()
+    clock = rows[("noclock", "clock skew")]
+    assert clock["status"] == "SKIP"
+    assert clock["reason"].startswith("not measured: the broker's management API at http://127.0.0.1:")
+    assert clock["hint"] == "enable the rabbitmq_management plugin, or set broker.management_url in config.yaml"
+
+
+@pytest.mark.parametrize("broker_url, override, expected", [
+    ("amqp://u:p@broker.example:5672/gce", None, "http://broker.example:15672"),
+    ("amqps://u:p@broker.example/gce", None, "https://broker.example:15671"),
+    ("amqps://u:p@[::1]:5671/gce", None, "https://[::1]:15671"),
+    ("amqps://u:p@broker.example/gce", "https://mq.example/rabbitmq", "https://mq.example/rabbitmq"),
+])
+def test_where_the_management_api_is_looked_for(broker_url, override, expected):
+    from gce.commands.diagnostic.clock import management_url
+
+    assert management_url(broker_url, override) == expected
+
+
+@pytest.mark.parametrize("server_date, sent, received, skew", [
+    ("Thu, 01 Jan 2026 10:00:00 GMT", 1767261600.0, 1767261601.0, 0.0),  # the header's second, plus half
+    ("Thu, 01 Jan 2026 10:01:00 GMT", 1767261600.0, 1767261600.2, 60.4),
+    ("Thu, 01 Jan 2026 09:59:00 GMT", 1767261600.0, 1767261600.0, -59.5),
+])
+def test_skew_is_the_server_time_against_the_midpoint_of_the_request(server_date, sent, received, skew):
+    from gce.commands.diagnostic.clock import skew_of, verdict
+
+    assert skew_of(server_date, sent, received) == pytest.approx(skew)
+    assert verdict(skew, received - sent, "http://b:15672").status == ("PASS" if abs(skew) <= 2.5 else "WARN")
+
+
+def test_the_config_refuses_a_management_url_that_is_not_http(home):
+    unreachable("badmgmt", broker={"url": "amqp://u:p@127.0.0.1:1/v", "management_url": "ftp://b:15672"})
+    _, rows = diagnose("--endpoint", "badmgmt", "--json")
+    config = rows[("badmgmt", "config")]
+    assert config["status"] == "FAIL" and "broker.management_url" in config["reason"]
+
+
+# -- disk space ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("free, status, reason", [
+    ({"/var/lib/gce/a": 500 << 20, "/var/log/gce": 300 << 20}, "PASS", "300 MiB free for state and logs"),
+    ({"/var/lib/gce/a": 500 << 20, "/var/log/gce": 99 << 20}, "WARN", "low on space: /var/log/gce: 99 MiB free"),
+    ({"/var/lib/gce/a": 100 << 20}, "PASS", "100 MiB free for state and logs"),  # the threshold is enough
+    ({}, "SKIP", "the state and log directories do not exist"),
+])
+def test_the_disk_space_threshold(free, status, reason):
+    from gce.commands.diagnostic.checks import MIN_FREE_BYTES, disk_verdict
+
+    assert MIN_FREE_BYTES == 100 << 20
+    got = disk_verdict(free)
+    assert (got.status, got.reason) == (status, reason)
+    if status == "WARN":
+        assert got.hint == "the spool and logs need room: free some space on that file system"
+
+
 # -- without a broker ------------------------------------------------------------------------------
 
 def test_nothing_listening_fails_the_tcp_check_quickly(home):
@@ -132,7 +457,7 @@ def test_nothing_listening_fails_the_tcp_check_quickly(home):
     tcp = rows[("closed", "broker tcp")]
     assert tcp["status"] == "FAIL" and "Connection refused" in tcp["reason"]
     assert rows[("closed", "broker dns")]["status"] == "PASS"
-    for later in ("broker tls", "broker login", "broker queue"):
+    for later in ("broker tls", "broker login", "broker queue", "broker publish"):
         assert rows[("closed", later)]["status"] == "SKIP"
         assert rows[("closed", later)]["reason"].startswith("no TCP connection to 127.0.0.1 port")
 

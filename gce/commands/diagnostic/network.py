@@ -1,4 +1,5 @@
-"""Checks of the way to an endpoint's broker: DNS, TCP, TLS, AMQP login, its queue, the clock.
+"""Checks of the way to an endpoint's broker: DNS, TCP, TLS, AMQP login, then (probes.py) what
+its account may do.
 
 Each step is bounded by TIMEOUT seconds and runs only when the step before it worked;
 the one that fails says what the next one would have needed. Everything is tried with the
@@ -16,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
+from gce.commands.diagnostic import probes
 from gce.commands.diagnostic.result import Result, fail, ok, skip, timed_ms, warn
-from gce.transport import names
 from gce.transport.urls import broker_user
 
 TIMEOUT = 5.0
+CLOSE_TIMEOUT = 2.0  # after the probes: a broker that answered them answers this at once
+CHECKS = ("broker dns", "broker tcp", "broker tls", "broker login", "broker queue", "broker publish")
 CERT_WARN_DAYS = 14
 
 
@@ -44,7 +47,7 @@ class Target:
                    broker_user(url))
 
 
-def _bounded(fn: Callable[[], Any], timeout: float) -> Any:
+def bounded(fn: Callable[[], Any], timeout: float) -> Any:
     """FN() in a daemon thread, or TimeoutError after TIMEOUT s (getaddrinfo has no timeout of its own)."""
     box: dict[str, Any] = {}
 
@@ -75,7 +78,7 @@ def _is_address(host: str) -> bool:
 def dns(t: Target) -> Result:
     start = time.monotonic()
     try:
-        infos = _bounded(lambda: socket.getaddrinfo(t.host, t.port, type=socket.SOCK_STREAM), TIMEOUT)
+        infos = bounded(lambda: socket.getaddrinfo(t.host, t.port, type=socket.SOCK_STREAM), TIMEOUT)
     except (OSError, TimeoutError) as e:
         return fail("broker dns", f"cannot resolve the broker's host {t.host!r}: {e}",
                     f"check the host in broker.url; try: getent hosts {t.host}", host=t.host)
@@ -194,53 +197,15 @@ def login(t: Target, params: Any) -> tuple[Result, Any]:
               f"({timed_ms(start)} ms)", user=t.user, vhost=t.vhost, broker=f"{text(product)} {text(version)}"), conn
 
 
-def queue(conn: Any, endpoint_id: str, running: bool) -> Result:
-    """Passively declare the endpoint's task queue: it exists and this user may use it."""
-    from pika import exceptions as px
-
-    name = names.endpoint_task_queue(endpoint_id)
-    try:
-        ch = conn.channel()
-        frame = ch.queue_declare(name, passive=True)
-        ch.close()
-    except px.ChannelClosedByBroker as e:
-        if e.reply_code == 404 and not running:
-            return warn("broker queue", f"queue {name} does not exist yet",
-                        "the endpoint declares it the first time it starts", queue=name)
-        if e.reply_code == 404:
-            return fail("broker queue", f"queue {name} does not exist although the endpoint runs",
-                        "restart the endpoint; look at its log", queue=name)
-        return fail("broker queue", f"the broker refused queue {name}: {e.reply_code} {e.reply_text}",
-                    "the endpoint's broker account lacks permissions: gce broker provision --endpoint NAME",
-                    queue=name)
-    except px.AMQPError as e:
-        return fail("broker queue", f"cannot use queue {name}: {type(e).__name__}: {e}", queue=name)
-    waiting, consumers = frame.method.message_count, frame.method.consumer_count
-    reason = f"queue {name}: {waiting} task{'s' * (waiting != 1)} waiting, {consumers} consumer{'s' * (consumers != 1)}"
-    if running and consumers == 0:
-        return warn("broker queue", reason + " although the endpoint runs",
-                    "the endpoint is not connected to this broker: gce status NAME", queue=name,
-                    messages=waiting, consumers=consumers)
-    return ok("broker queue", reason, queue=name, messages=waiting, consumers=consumers)
-
-
-def clock() -> Result:
-    # RabbitMQ tells a client no time: not in connection.start, not on messages (without the
-    # rabbitmq_message_timestamp plugin); only its management API (HTTP) shows one.
-    return skip("clock skew", "not measurable without the broker's management API")
-
-
 def checks(url: str, endpoint_id: str, running: bool) -> list[Result]:
     import pika
     from pika import exceptions as px
 
     t = Target.of(url)
-    names_ = ("broker dns", "broker tcp", "broker tls", "broker login", "broker queue")
     results: list[Result] = []
 
     def stop(why: str) -> list[Result]:
-        left = names_[len(results):]
-        return results + [skip(n, why) for n in left] + [clock()]
+        return results + [skip(n, why) for n in CHECKS[len(results):]]
 
     results.append(dns(t))
     if results[-1].status == "FAIL":
@@ -257,11 +222,13 @@ def checks(url: str, endpoint_id: str, running: bool) -> list[Result]:
     if conn is None:
         return stop("the broker refused the login" if "refused" in result.reason else "no AMQP session")
     try:
-        results.append(queue(conn, endpoint_id, running))
+        results += probes.run(conn, endpoint_id, t.user, running, TIMEOUT)
     finally:
-        try:
-            conn.close()
-        except (px.AMQPError, OSError):
-            pass  # the broker already dropped it: nothing left to close
-    return results + [clock()]
+        if conn.is_open:
+            with probes.deadline(conn, CLOSE_TIMEOUT):
+                try:
+                    conn.close()
+                except (px.AMQPError, OSError, probes.Expired):
+                    pass  # the broker dropped it or stopped answering: nothing left to close
+    return results
 

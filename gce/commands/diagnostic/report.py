@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gce import output
-from gce.commands.diagnostic import bundle, checks, host, multiuser, network
+from gce.commands.diagnostic import bundle, checks, clock, host, multiuser, network
 from gce.commands.diagnostic.redact import Redactor
 from gce.commands.diagnostic.result import (FAIL, Result, guarded, section_table, section_title, skip, summary,
                                             warn)
 from gce.config.paths import EndpointPaths, config_root, endpoint_paths
 
-BROKER_CHECKS = ("broker dns", "broker tcp", "broker tls", "broker login", "broker queue")
 MAX_PARALLEL = 8
 
 
@@ -50,9 +49,13 @@ def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int) -
 
 def broker(ctx: checks.Context) -> list[Result]:
     if ctx.config is None:
-        return [skip(name, "the config did not load") for name in BROKER_CHECKS] + [network.clock()]
+        return [skip(name, "the config did not load") for name in (*network.CHECKS, "clock skew")]
+    c = ctx.config
     running = ctx.live is not None and ctx.live.state == "running"
-    return network.checks(ctx.config.broker_url, ctx.config.endpoint_id, running)
+    results = network.checks(c.broker_url, c.endpoint_id, running)
+    if results[0].status == FAIL and not c.management_url:
+        return results + [skip("clock skew", "the broker's host name does not resolve")]
+    return results + [clock.check(c.broker_url, c.management_url)]
 
 
 def clean(redactor: Redactor, r: Result) -> Result:
