@@ -57,20 +57,43 @@ def processes_of(names) -> list[str]:
 
 
 @contextlib.contextmanager
-def local_accounts(names=("gcetest-mu-a", "gcetest-mu-b")):
-    """Create the local accounts NAMES (with homes) for real; remove them and their processes after.
-    Yields USERS' identities with their passwd entries."""
-    made = []
+def local_accounts(names=("gcetest-mu-a", "gcetest-mu-b"), users: dict = USERS, groups: dict | None = None):
+    """Create the local accounts NAMES (with homes) for real, each a member of the supplementary
+    groups GROUPS gives it (created here too); remove them, their processes and the groups after.
+    Yields the identities of USERS with their passwd entries."""
+    groups = groups or {}
+    made, made_groups = [], []
     try:
+        for group in sorted({g for gs in groups.values() for g in gs}):
+            subprocess.run(["groupdel", group], capture_output=True)
+            subprocess.run(["groupadd", "-K", "GID_MIN=1000", group], check=True)
+            made_groups.append(group)
         for name in names:
             subprocess.run(["userdel", "-r", name], capture_output=True)
-            subprocess.run(["useradd", "-m", "-K", "UID_MIN=1000", name], check=True)
+            extra = ["-G", ",".join(groups[name])] if groups.get(name) else []
+            subprocess.run(["useradd", "-m", "-K", "UID_MIN=1000", *extra, name], check=True)
             made.append(name)
-        yield {identity: pwd.getpwnam(name) for identity, name in USERS.items()}
+        yield {identity: pwd.getpwnam(name) for identity, name in users.items()}
     finally:
         for name in made:
             kill_processes_of(name)
             subprocess.run(["userdel", "-r", name], capture_output=True)
+        for group in made_groups:
+            subprocess.run(["groupdel", group], capture_output=True)
+
+
+@contextlib.contextmanager
+def _environ(variables: dict):
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class MultiUserEndpoint:
@@ -78,12 +101,13 @@ class MultiUserEndpoint:
 
     MAPPING (identity -> local user, or a list of GCS mapping documents), TEMPLATE, SCHEMA,
     ENVIRONMENT (user_environment.yaml) and EXTRA (config.yaml keys) default to the plain
-    setup of USERS; IDENTITIES are the broker users provisioned to submit.
+    setup of USERS; IDENTITIES are the broker users provisioned to submit. ENVIRON is added to
+    the manager's own environment (as a site's init system might: secrets, say).
     """
 
     def __init__(self, broker, idle_timeout: float = 600, *, mapping=None, template: str = TEMPLATE,
                  schema: dict = SCHEMA, environment: str = "SITE_SCRATCH: /scratch\nHOME: /elsewhere\n",
-                 extra: dict | None = None, identities=tuple(USERS)) -> None:
+                 extra: dict | None = None, identities=tuple(USERS), environ: dict | None = None) -> None:
         # The users read the template and schema after the drop: the tree must be traversable.
         self.top = Path(tempfile.mkdtemp(prefix="gce-mu-"))
         self.top.chmod(0o711)
@@ -111,13 +135,21 @@ class MultiUserEndpoint:
         self.paths.config_file.write_text(yaml.safe_dump(config))
         self.paths.config_file.chmod(0o600)
         self.paths.endpoint_json.write_text(json.dumps({"endpoint_id": self.endpoint_id}))
-        launcher.start_detached(self.paths, timeout=60)
+        self.endpoint_url = endpoint_url
+        with _environ(environ or {}):  # the manager inherits this process's environment
+            launcher.start_detached(self.paths, timeout=60)
         self.pid = json.loads(self.paths.state_file.read_text())["pid"]
 
     def executor(self, identity: str, **kw):
         from gce.sdk import Executor
 
         return Executor(endpoint_id=self.endpoint_id, broker_url=self.urls[identity], **kw)
+
+    def user_endpoints(self) -> list[dict]:
+        """The manager's own account of its UEPs (key, pid, state, engine figures)."""
+        from gce.daemon import control
+
+        return control.request(self.paths, "status", timeout=5.0)["user_endpoints"]
 
     def close(self) -> None:
         try:
