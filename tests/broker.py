@@ -261,3 +261,40 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(serve(Path(sys.argv[1])))
+
+
+# -- a broker for shell tests (tests/bats) --------------------------------------------------------
+def serve(directory: Path) -> int:
+    """Run a PrivateBroker for a caller that cannot hold a Python object, such as a bats file:
+    ``python -m tests.broker DIR`` boots it under DIR, writes there ``rabbitmqctl`` (a wrapper
+    that reaches this node, e.g. for `gce broker provision --rabbitmqctl`) and then ``port``
+    (its AMQP port; the file appears once the broker answers), and keeps it up until SIGTERM,
+    SIGINT or the death of its parent. Then it shuts the node down, epmd included."""
+    import shlex
+    import sys
+
+    parent, stopping = os.getppid(), []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    broker = PrivateBroker(directory)
+    try:
+        broker.start()
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in broker.env.items()
+                       if k.startswith(("RABBITMQ_", "ERL_")) or k in ("HOME", "PATH"))
+        ctl = directory / "rabbitmqctl"
+        ctl.write_text(f"#!/bin/sh\nexec env {env} {shlex.quote(broker.rabbitmqctl)} \"$@\"\n")
+        ctl.chmod(0o700)
+        (directory / "port.tmp").write_text(f"{broker.port}\n")
+        os.replace(directory / "port.tmp", directory / "port")  # whole or absent: the caller polls for it
+        print(f"broker up on 127.0.0.1:{broker.port} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        while not stopping and (parent == 1 or os.getppid() == parent):  # 1: started detached, so TERM only
+            time.sleep(0.2)
+    finally:
+        broker.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(serve(Path(sys.argv[1])))
