@@ -185,20 +185,27 @@ class UepChild:
             return []
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """STOP, then SIGTERM, then SIGKILL the UEP and every process below it."""
+        """STOP, then SIGTERM, then SIGKILL the UEP, every process below it and its process group.
+
+        A process a task double-forked has left the tree (its parent exited, init adopted it)
+        but not the group: the UEP leads its own session and group (start_new_session), and
+        only setsid or setpgid takes a process out of it.
+        """
         if self.proc is None or self.proc.poll() is not None:
             self.state = "stopped"
             return
+        group = self.proc.pid
         tree = self.descendants()
         self.send(frames.STOP, {})
         self.state = "stopping"
         deadline = time.monotonic() + timeout * 0.6
         while self.proc.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        procs = {p.pid: p for p in tree + self.descendants()}.values()
+        procs = {p.pid: p for p in tree + self.descendants() + _group_members(group)}.values()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if self.proc.poll() is None:
                 os.kill(self.proc.pid, sig)
+            _killpg(group, sig)
             for p in procs:
                 _signal(p, sig)
             gone_by = time.monotonic() + timeout * 0.2
@@ -206,6 +213,9 @@ class UepChild:
                 await asyncio.sleep(0.05)
             if self.proc.poll() is not None and not any(map(_alive, procs)):
                 break
+        # Whatever joined the group after we looked. The group's number is not reused while any
+        # member lives, and a free one only after the kernel's pids wrap around.
+        _killpg(group, signal.SIGKILL)
         self.proc.wait(timeout=1)
 
 
@@ -216,6 +226,26 @@ def _alive(p: Any) -> bool:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _group_members(pgid: int) -> list:
+    import psutil
+
+    members = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                members.append(p)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal(p: Any, sig: int) -> None:
