@@ -681,6 +681,47 @@ case "$1" in is-active) echo {active}; exit 3;; is-enabled) echo {enabled}; exit
         f"{scope}is-active gce-endpoint@unit\n{scope}is-enabled gce-endpoint@unit\n")
 
 
+def test_a_systemd_endpoint_shows_its_journal_in_the_log_check_and_the_bundle(home, tmp_path, monkeypatch):
+    from gce.commands.diagnostic import checks, journal
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, script in {
+        "systemctl": 'case "$1" in is-active) echo active;; is-enabled) echo enabled;; esac',
+        "journalctl": f'echo "$@" >> {tmp_path}/journalctl.calls\n'
+                      'echo "2026-01-01T10:00:00+0000 host gce[7]: INFO gce.daemon: endpoint ready"\n'
+                      'echo "2026-01-01T10:00:01+0000 host gce[7]: ERROR gce.daemon: lost the broker: '
+                      'amqp://ep:JournalPassMarker77@10.0.0.1/v"',
+    }.items():
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / tool).chmod(0o755)
+    booted = tmp_path / "run-systemd-system"
+    booted.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(checks, "SYSTEMD_BOOTED", booted)
+    monkeypatch.setattr(journal, "SYSTEMD_BOOTED", booted)
+    unreachable("unit")
+    out = tmp_path / "bundle"
+    out.mkdir()
+    result, rows = diagnose("--endpoint", "unit", "--json", "--log-lines", "7", "--bundle-dir", str(out))
+    log = rows[("unit", "log")]
+    assert log["status"] == "WARN"
+    assert log["reason"] == ("1 error line among the last 2; the last: 2026-01-01T10:00:01+0000 host gce[7]: ERROR "
+                             "gce.daemon: lost the broker: amqp://ep:***@10.0.0.1/v")
+    assert log["details"]["unit"] == "gce-endpoint@unit.service" and len(log["details"]["tail"]) == 2
+    scope = "--user " if os.geteuid() else ""
+    assert log["hint"] == f"journalctl {scope}-u gce-endpoint@unit.service -n 7 --no-pager -o short-iso"
+    calls = (tmp_path / "journalctl.calls").read_text().splitlines()
+    assert calls == [f"{scope}-u gce-endpoint@unit.service -n 500 --no-pager -o short-iso",  # the bundle's
+                     f"{scope}-u gce-endpoint@unit.service -n 7 --no-pager -o short-iso"]
+    [archive] = list(out.iterdir())
+    with tarfile.open(archive) as tar:
+        [member] = [m for m in tar.getmembers() if m.name.endswith("/journal-gce-endpoint@unit.service.log")]
+        text = tar.extractfile(member).read().decode()
+    assert text.endswith("ERROR gce.daemon: lost the broker: amqp://ep:***@10.0.0.1/v\n")
+    assert "JournalPassMarker77" not in result.stdout + text
+
+
 def test_systemd_not_running_is_skipped(home, tmp_path, monkeypatch):
     from gce.commands.diagnostic import checks
 
@@ -760,6 +801,10 @@ MARKERS = {
     "bearer": "BearerMarker9013xyz",
     "uep": "UepBasicMarker2290",
     "argv": "ArgvTokenMarker1157",
+    "stderr": "StderrTokenMarker6402",
+    "uep_stderr": "UepStderrMarker7719",
+    "user_uep": "UserUepMarker3385",
+    "linked": "LinkedFileMarker5120",
 }
 
 
@@ -793,14 +838,51 @@ identity_mapping_config_path: identity_mapping.json
         "-----END OPENSSH PRIVATE KEY-----\n"
         f"2026-01-01 10:00:02,000 ERROR manager[7] gce.daemon: HTTP 401 with Authorization: Bearer {m['bearer']}\n"
         f"2026-01-01 10:00:03,000 INFO manager[7] gce.daemon: the password was {m['url']} all along\n")
+    paths.log_file.with_name("endpoint.log.stderr").write_text(
+        f"Traceback (most recent call last):\nRuntimeError: login failed: token={m['stderr']}\n")
     paths.uep_log_dir.mkdir()
     (paths.uep_log_dir / "default.log").write_text(
         f"worker: GET /api with header Authorization: Basic {m['uep']}\n")
+    (paths.uep_log_dir / "0123456789abcdef.stderr").write_text(f"export SITE_PASSWORD={m['uep_stderr']}\n")
     return paths
 
 
-def test_bundle_holds_the_configs_and_logs_without_any_secret(home, tmp_path, monkeypatch):
+@pytest.fixture
+def local_user(tmp_path):
+    """A real local account with a home directory (root only); removed afterwards."""
+    import pwd
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("creates a local account: run as root")
+    name = f"gcediag{os.getpid() % 100000}"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True, capture_output=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+def plant_user_uep_logs(user, endpoint: str, secret_file: Path) -> None:
+    """A multi-user endpoint's UEP log in USER's home (gce/daemon/routing.py), owned by USER,
+    beside a symlink to SECRET_FILE and a root-owned file, which a bundle must not take."""
+    d = Path(user.pw_dir, ".gce", "uep-logs", endpoint)
+    d.mkdir(parents=True)
+    log = d / "fedcba9876543210.log"
+    log.write_text(f"2026-01-01 10:00:00,000 INFO uep: using api_key: {MARKERS['user_uep']}\n")
+    (d / "stolen.log").symlink_to(secret_file)
+    (d / "planted.log").write_text(f"root's {MARKERS['linked']}\n")
+    for p in [Path(user.pw_dir, ".gce"), *Path(user.pw_dir, ".gce").rglob("*")]:
+        if p.name != "planted.log":
+            os.lchown(p, user.pw_uid, user.pw_gid)
+
+
+def test_bundle_holds_the_configs_and_logs_without_any_secret(home, tmp_path, monkeypatch, local_user):
     plant_secrets("secretive")
+    secret_file = tmp_path / "root-only"
+    secret_file.write_text(f"{MARKERS['linked']}\n")
+    secret_file.chmod(0o600)
+    plant_user_uep_logs(local_user, "secretive", secret_file)
     out = tmp_path / "bundles"
     out.mkdir()
     result, rows = diagnose("--endpoint", "secretive", "--json", "--bundle-dir", str(out))
@@ -816,7 +898,9 @@ def test_bundle_holds_the_configs_and_logs_without_any_secret(home, tmp_path, mo
         "endpoints/secretive/config/user_config_template.yaml.j2",
         "endpoints/secretive/config/user_config_schema.json", "endpoints/secretive/config/identity_mapping.json",
         "endpoints/secretive/config/user_environment.yaml", "endpoints/secretive/logs/endpoint.log",
-        "endpoints/secretive/logs/uep/default.log", "report.txt", "report.json"}
+        "endpoints/secretive/logs/uep/default.log", "endpoints/secretive/logs/endpoint.log.stderr",
+        "endpoints/secretive/logs/uep/0123456789abcdef.stderr",
+        f"endpoints/secretive/logs/uep/{local_user.pw_name}/fedcba9876543210.log", "report.txt", "report.json"}
     everything = {"stdout": result.stdout, **members}
     for where, text in everything.items():
         for what, marker in MARKERS.items():
@@ -837,6 +921,9 @@ def test_bundle_holds_the_configs_and_logs_without_any_secret(home, tmp_path, mo
     log = members["endpoints/secretive/logs/endpoint.log"]
     assert "-----BEGIN OPENSSH PRIVATE KEY-----\n***\n-----END OPENSSH PRIVATE KEY-----" in log
     assert "Authorization: ***" in log and "the password was *** all along" in log
+    assert members["endpoints/secretive/logs/endpoint.log.stderr"].endswith("RuntimeError: login failed: token=***\n")
+    assert members[f"endpoints/secretive/logs/uep/{local_user.pw_name}/fedcba9876543210.log"] == (
+        "2026-01-01 10:00:00,000 INFO uep: using api_key: ***\n")
     assert json.loads(members["report.json"]) == json.loads(result.stdout)
     assert members["report.txt"].startswith("this host\n")
     assert top.startswith("gce-diagnostic-")

@@ -1,5 +1,12 @@
 """The support bundle: the report, each endpoint's configs and log tails, secrets removed.
 
+Logs are the manager's file and its stderr file, or under systemd its unit's journal; the
+user endpoints' logs and stderr files in the endpoint's state directory; and, for a
+multi-user endpoint checked by root, each local user's ``~/.gce/uep-logs/NAME/`` (where
+gce/daemon/routing.py puts the logs of the UEPs it runs as that user). A user owns those:
+only regular files that user owns are read, never through a symbolic link, so a link
+planted there cannot bring another file into root's bundle.
+
 Every member is text that went through one Redactor, which first learned the secrets of
 every file collected (so a password from config.yaml is also hidden where a log prints it
 bare). The archive is created 0600: even redacted, configs describe a site.
@@ -9,14 +16,17 @@ from __future__ import annotations
 
 import io
 import os
+import pwd
 import re
 import socket
+import stat
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from gce.commands.diagnostic import journal
 from gce.commands.diagnostic.redact import Redactor
 from gce.config.paths import EndpointPaths
 from gce.errors import GceError, PermissionDenied
@@ -36,9 +46,19 @@ class Member:
     redacted: bool = False  # made of redacted parts already (the report)
 
 
-def _read_tail(path: Path, lines: int | None = None) -> str | None:
+def _read_tail(path: Path, lines: int | None = None, owner: int | None = None) -> str | None:
+    """The end of PATH; with OWNER, only a regular file of that uid, not through a symlink."""
     try:
-        with open(path, "rb") as f:
+        if owner is None:
+            f = open(path, "rb")
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
+                os.close(fd)
+                return None
+            f = os.fdopen(fd, "rb")
+        with f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - MAX_FILE_BYTES))
             data = f.read()
@@ -85,15 +105,60 @@ def endpoint_members(paths: EndpointPaths) -> list[Member]:
         text = _read_tail(log, LOG_LINES)
         if text is not None:
             members.append(Member(f"{base}/logs/{log.name}", text))
-    try:
-        ueps = sorted(paths.uep_log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
-    except OSError:
-        ueps = []
-    for log in ueps[:MAX_UEP_LOGS]:
-        text = _read_tail(log, UEP_LOG_LINES)
+    if journal.booted():
+        unit = journal.unit_of(paths.name)
+        try:
+            lines = journal.tail(unit, LOG_LINES)
+        except journal.Unreadable:
+            lines = []  # the log check says why
+        if lines:
+            members.append(Member(f"{base}/logs/journal-{unit}.log", "\n".join(lines) + "\n"))
+    for where, path, owner in _newest(uep_logs(paths))[:MAX_UEP_LOGS]:
+        text = _read_tail(path, UEP_LOG_LINES, owner)
         if text is not None:
-            members.append(Member(f"{base}/logs/uep/{log.name}", text))
+            members.append(Member(f"{base}/logs/uep/{where}{path.name}", text))
     return members
+
+
+def uep_logs(paths: EndpointPaths) -> list[tuple[str, Path, int | None]]:
+    """(folder in the bundle, file, the uid that must own it or None) of every UEP log found."""
+    found: list[tuple[str, Path, int | None]] = []
+    for pattern in ("*.log", "*.stderr"):
+        found += [("", p, None) for p in _glob(paths.uep_log_dir, pattern)]
+    if os.geteuid() != 0 or not _multi_user(paths):
+        return found
+    homes: dict[str, tuple[str, int]] = {}
+    for pw in pwd.getpwall():  # local accounts, and directory ones where NSS enumerates them
+        if pw.pw_uid != 0 and pw.pw_dir.startswith("/"):
+            homes.setdefault(pw.pw_dir, (pw.pw_name, pw.pw_uid))
+    for home, (user, uid) in sorted(homes.items()):
+        found += [(f"{user}/", p, uid) for p in _glob(Path(home, ".gce", "uep-logs", paths.name), "*.log")]
+    return found
+
+
+def _glob(directory: Path, pattern: str) -> list[Path]:
+    try:
+        return [p for p in directory.glob(pattern) if not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def _newest(found: list[tuple[str, Path, int | None]]) -> list[tuple[str, Path, int | None]]:
+    def mtime(item: tuple[str, Path, int | None]) -> float:
+        try:
+            return item[1].lstat().st_mtime
+        except OSError:
+            return 0.0
+    return sorted(found, key=mtime, reverse=True)
+
+
+def _multi_user(paths: EndpointPaths) -> bool:
+    from gce.config import model
+
+    try:
+        return model.load(paths).multi_user
+    except GceError:
+        return False
 
 
 def learn(redactor: Redactor, members: Iterable[Member]) -> None:

@@ -1,4 +1,5 @@
-"""Checks of one endpoint on this host: its config, files, process, systemd unit and log.
+"""Checks of one endpoint on this host: its config, files, process and systemd unit
+(logs.py checks its log).
 
 They run in order over one Context, so a check can use what an earlier one found (the
 config that loaded, whether the manager runs, its status reply) instead of asking again.
@@ -14,15 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gce.commands.diagnostic import journal
+from gce.commands.diagnostic.journal import SYSTEMD_BOOTED
 from gce.commands.diagnostic.result import Result, fail, ok, skip, warn
-from gce.config.paths import EndpointPaths, system_mode
+from gce.config.paths import EndpointPaths
 from gce.errors import GceError
 
 MIN_FREE_BYTES = 100 * 1024 * 1024
 CONTROL_TIMEOUT = 5.0
 SYSTEMCTL_TIMEOUT = 5.0
 UNIT = "gce-endpoint@{name}"
-SYSTEMD_BOOTED = Path("/run/systemd/system")  # exists only when systemd is PID 1 (sd_booted(3))
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Context:
     config: Any = None  # gce.config.model.EndpointConfig once the config check passed
     live: Any = None  # gce.daemon.pidfile.Liveness
     status: dict | None = None  # the running manager's status reply
+    unit: str | None = None  # the systemd unit that runs the endpoint, if systemd knows one
 
 
 def config(ctx: Context) -> Result:
@@ -99,15 +102,9 @@ def _has_password(ctx: Context) -> bool:
     return ctx.config is not None and has_password(ctx.config.broker_url)
 
 
-def disk(ctx: Context) -> Result:
-    lows, free_by_dir = [], {}
-    for d in {ctx.paths.state_dir, ctx.paths.log_file.parent}:
-        if not d.exists():
-            continue
-        free = shutil.disk_usage(d).free
-        free_by_dir[str(d)] = free
-        if free < MIN_FREE_BYTES:
-            lows.append(f"{d}: {free // (1024 * 1024)} MiB free")
+def disk_verdict(free_by_dir: dict[str, int], minimum: int = MIN_FREE_BYTES) -> Result:
+    """The verdict on the free bytes of each directory: WARN naming those below MINIMUM."""
+    lows = [f"{d}: {free // (1024 * 1024)} MiB free" for d, free in sorted(free_by_dir.items()) if free < minimum]
     if not free_by_dir:
         return skip("disk space", "the state and log directories do not exist")
     if lows:
@@ -115,6 +112,11 @@ def disk(ctx: Context) -> Result:
                     "the spool and logs need room: free some space on that file system", free_bytes=free_by_dir)
     least = min(free_by_dir.values())
     return ok("disk space", f"{least // (1024 * 1024)} MiB free for state and logs", free_bytes=free_by_dir)
+
+
+def disk(ctx: Context) -> Result:
+    dirs = {ctx.paths.state_dir, ctx.paths.log_file.parent}
+    return disk_verdict({str(d): shutil.disk_usage(d).free for d in dirs if d.exists()})
 
 
 def process(ctx: Context) -> Result:
@@ -195,7 +197,10 @@ def systemd(ctx: Context) -> Result:
     unit = UNIT.format(name=ctx.paths.name)
     active, enabled = _systemctl("is-active", unit), _systemctl("is-enabled", unit)
     details = {"unit": unit, "active": active, "enabled": enabled}
-    if enabled in ("disabled", "not-found") or "No such file" in enabled or "not found" in enabled:
+    known = not (enabled in ("disabled", "not-found") or "No such file" in enabled or "not found" in enabled)
+    if active in ("active", "activating", "deactivating", "failed"):
+        ctx.unit = journal.unit_of(ctx.paths.name)  # it runs (or failed) there: the log check reads its journal
+    if not known:
         if active == "active":
             return warn("systemd unit", f"{unit} is active but not enabled: it will not start at boot",
                         f"systemctl enable {unit}", **details)
@@ -205,23 +210,3 @@ def systemd(ctx: Context) -> Result:
         return ok("systemd unit", f"{unit} is {enabled} and active", **details)
     where = "journalctl -u" if os.geteuid() == 0 else "journalctl --user -u"
     return fail("systemd unit", f"{unit} is {enabled} but {active}", f"{where} {unit}", **details)
-
-
-def log(ctx: Context, lines: int) -> Result:
-    from gce.daemon.children import tail
-
-    path = ctx.paths.log_file
-    if not path.exists():
-        running = ctx.live is not None and ctx.live.state == "running"
-        if running and system_mode():
-            return skip("log", f"no {path}: under systemd the log is in the journal",
-                        f"journalctl -u {UNIT.format(name=ctx.paths.name)}")
-        return skip("log", f"no log yet ({path} does not exist)")
-    text = tail(path, lines)
-    last = text.splitlines()
-    errors = [ln for ln in last if " ERROR " in ln or " CRITICAL " in ln or ln.startswith("Traceback")]
-    details = {"file": str(path), "tail": last}
-    if errors:
-        return warn("log", f"{len(errors)} error line{'s' * (len(errors) != 1)} among the last {len(last)}; the last: "
-                    f"{errors[-1]}", f"less {path}", **details)
-    return ok("log", f"{path}: no errors in the last {len(last)} lines", **details)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gce import output
-from gce.commands.diagnostic import bundle, checks, clock, host, multiuser, network
+from gce.commands.diagnostic import bundle, checks, clock, host, logs, multiuser, network
 from gce.commands.diagnostic.redact import Redactor
 from gce.commands.diagnostic.result import (FAIL, Result, guarded, section_table, section_title, skip, summary,
                                             warn)
@@ -37,7 +37,7 @@ def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int) -
         ("broker", lambda: broker(ctx)),
         ("identity mapping", lambda: multiuser.identity_mapping(ctx, identity)),
         ("user template", lambda: multiuser.template(ctx)),
-        ("log", lambda: checks.log(ctx, log_lines)),
+        ("log", lambda: logs.log(ctx, log_lines)),
     ]
     results: list[Result] = []
     for name, step in steps:

@@ -1,0 +1,54 @@
+"""The log check: the last lines of an endpoint's log file, or of its unit's journal under
+systemd, where the manager logs to the journal only (DESIGN.md, "Files").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gce.commands.diagnostic import journal
+from gce.commands.diagnostic.checks import UNIT, Context
+from gce.commands.diagnostic.result import Result, ok, skip, warn
+from gce.config.paths import system_mode
+
+
+def _errors(lines: list[str]) -> list[str]:
+    return [ln for ln in lines if " ERROR " in ln or " CRITICAL " in ln or ln.lstrip().startswith("Traceback")]
+
+
+def _log_verdict(where: str, last: list[str], hint: str, **details: Any) -> Result:
+    errors = _errors(last)
+    details["tail"] = last
+    if errors:
+        return warn("log", f"{len(errors)} error line{'s' * (len(errors) != 1)} among the last {len(last)}; the last: "
+                    f"{errors[-1]}", hint, **details)
+    return ok("log", f"{where}: no errors in the last {len(last)} lines", **details)
+
+
+def unit_log(ctx: Context, lines: int) -> Result:
+    """The last lines of the endpoint's unit in the journal (it logs there under systemd)."""
+    unit = ctx.unit
+    shown = " ".join(journal.command(unit, lines))
+    try:
+        last = journal.tail(unit, lines)
+    except journal.Unreadable as e:
+        return skip("log", f"cannot read the journal of {unit}: {e}", "run gce diagnostic as root, or as the "
+                    "endpoint's owner; a user reads the system journal in group systemd-journal", unit=unit)
+    if not last:
+        return skip("log", f"the journal holds no lines of {unit}", f"{shown}", unit=unit)
+    return _log_verdict(f"the journal of {unit}", last, shown, unit=unit, source="journal")
+
+
+def log(ctx: Context, lines: int) -> Result:
+    from gce.daemon.children import tail
+
+    if ctx.unit is not None:
+        return unit_log(ctx, lines)
+    path = ctx.paths.log_file
+    if not path.exists():
+        running = ctx.live is not None and ctx.live.state == "running"
+        if running and system_mode():
+            return skip("log", f"no {path}: under systemd the log is in the journal",
+                        f"journalctl -u {UNIT.format(name=ctx.paths.name)}")
+        return skip("log", f"no log yet ({path} does not exist)")
+    return _log_verdict(str(path), tail(path, lines).splitlines(), f"less {path}", file=str(path))
