@@ -36,9 +36,11 @@ def command(
     """Check this host and its endpoints, and say what is wrong.
 
     Versions, the OS, each endpoint's config, files, disk space, process, control socket,
-    systemd unit, the way to its broker (DNS, TCP, TLS, login, its queue), identity mapping
-    and template (multi-user endpoints), and its log. Each check says PASS, WARN, FAIL or
-    SKIP, why, and what to do. Secrets never appear in the output or the bundle.
+    systemd unit, the way to its broker (DNS, TCP, TLS, login; that its account may read its
+    queue and publish results), the clock against the broker host's (through the broker's
+    management API), identity mapping and template (multi-user endpoints), and its log (the
+    unit's journal under systemd). Each check says PASS, WARN, FAIL or SKIP, why, and what
+    to do. Secrets never appear in the output or the bundle.
 
     Exit status: 0 when no check failed (warnings included), 1 when one did.
     """
