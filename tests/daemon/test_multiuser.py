@@ -29,10 +29,14 @@ def users():
 
 @pytest.fixture(scope="module")
 def endpoint(broker, users):
-    ep = MultiUserEndpoint(broker)
+    ep = MultiUserEndpoint(broker, environ={"SITE_QUEUE": SITE_QUEUE})
     yield ep
     ep.close()
     wait_until(lambda: not processes_of(["gcetest-mu-a", "gcetest-mu-b"]), timeout=20)
+
+
+# In the manager's environment: a UEP must not inherit it (test_multiuser_isolation.py tries harder).
+SITE_QUEUE = f"amqp://site:{uuid.uuid4().hex}@queue.example.org/"
 
 
 def whoami(path: str) -> dict:
@@ -47,7 +51,7 @@ def whoami(path: str) -> dict:
         root_readable = False
     return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
             "root_readable": root_readable, "owner": os.stat(path).st_uid, "umask": os.umask(0o077),
-            "env": dict(os.environ), "cwd": os.getcwd()}
+            "env": dict(os.environ), "cwd": os.getcwd(), "pid": os.getpid(), "sid": os.getsid(0)}
 
 
 def _expect(user) -> dict:
@@ -56,6 +60,7 @@ def _expect(user) -> dict:
 
 def test_each_user_runs_as_their_mapped_account(endpoint, users):
     assert os.stat("/root").st_mode & 0o777 == 0o700
+    assert SITE_QUEUE.encode() in Path(f"/proc/{endpoint.pid}/environ").read_bytes()
     with endpoint.executor("alice@uni.edu", user_endpoint_config={"workers": 2}) as ea, \
             endpoint.executor("bob@uni.edu", user_endpoint_config={"workers": 2}) as eb:
         fa = ea.submit(whoami, "/tmp/gce-mu-alice-" + uuid.uuid4().hex)
@@ -70,6 +75,8 @@ def test_each_user_runs_as_their_mapped_account(endpoint, users):
         assert got["env"]["SITE_SCRATCH"] == "/scratch" and got["env"]["HOME"] == "/elsewhere"  # the admin's word
         assert got["cwd"] == user.pw_dir
         assert not [k for k, v in got["env"].items() if "amqp" in v.lower()]
+        # A ThreadPoolEngine runs the task in the UEP itself: a session leader, apart from the manager's.
+        assert got["sid"] == got["pid"] == os.getsid(got["pid"]) != os.getsid(endpoint.pid)
     assert a["uid"] != b["uid"]
     log = Path(users["alice@uni.edu"].pw_dir, ".gce", "uep-logs", "mu")
     assert log.is_dir() and log.stat().st_uid == users["alice@uni.edu"].pw_uid
