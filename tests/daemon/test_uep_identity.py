@@ -82,7 +82,8 @@ def _refusal(account, **how) -> str:
 
 def test_it_refuses_to_run_as_root(user):
     reason = _refusal(user)  # no drop at all: this process is root
-    assert reason == f"the user endpoint runs with uid (0, 0) instead of ({user.pw_uid}, {user.pw_uid}): refusing to run"
+    assert reason == (f"the user endpoint runs with uid (0, 0) instead of ({user.pw_uid}, {user.pw_uid}): "
+                      "refusing to run")
 
 
 def test_it_refuses_to_run_without_a_supplementary_group(user):
