@@ -97,6 +97,39 @@ def test_enable_on_boot_starts_a_ready_notify_service_with_live_status(machine, 
     assert machine.run("stat -c %a /var/log/gce /run/gce").stdout.split() == ["750", "755"]
 
 
+def test_gce_diagnostic_under_systemd_checks_the_unit_and_reads_its_journal(machine, endpoints):
+    """gce diagnostic in the container, endpoints active: the unit check names the unit, the log
+    check shows the unit's journal (the manager logs nowhere else), the bundle holds it too."""
+    system, user = endpoints
+    done = machine.run(f"cd /tmp && {GCE} diagnostic --endpoint {system.name} --json --bundle", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr  # warnings alone exit 0
+    rows = {r["check"]: r for r in json.loads(done.stdout) if r["endpoint"] == system.name}
+    assert (rows["systemd unit"]["status"], rows["systemd unit"]["reason"]) == (
+        "PASS", "gce-endpoint@ep-sys is enabled and active")
+    assert rows["systemd unit"]["details"]["unit"] == "gce-endpoint@ep-sys"
+    log = rows["log"]
+    assert log["status"] == "PASS", log
+    assert log["reason"].startswith(f"the journal of {system.unit}: no errors in the last ")
+    assert log["details"]["source"] == "journal"
+    ready = f"INFO gce.daemon: endpoint ep-sys ({system.endpoint_id}) is ready"
+    assert any(ready in line for line in log["details"]["tail"]), log["details"]["tail"]
+    for check in ("process", "control socket", "broker login", "broker queue", "broker publish"):
+        assert rows[check]["status"] == "PASS", rows[check]
+    archive = done.stderr.strip().removeprefix("bundle written: ")
+    listing = machine.run(f"tar -xzOf {archive} --wildcards '*/logs/journal-{system.unit}.log'").stdout
+    assert ready in listing
+    machine.run(f"rm {archive}")
+
+    # A user's endpoint: a unit of the user's own manager, its journal read with --user.
+    mine = machine.run(f"cd /tmp && {GCE} diagnostic --endpoint {user.name} --json", user=user.user, check=False)
+    assert mine.returncode == 0, mine.stdout + mine.stderr
+    rows = {r["check"]: r for r in json.loads(mine.stdout) if r["endpoint"] == user.name}
+    assert (rows["systemd unit"]["status"], rows["systemd unit"]["reason"]) == (
+        "PASS", "gce-endpoint@ep-user is enabled and active")
+    assert rows["log"]["details"]["unit"] == user.unit  # the journal, not a log file
+    print(f"log check of {user.name}: {rows['log']['status']}: {rows['log']['reason']}")
+
+
 def shadow_via_setgid_tool():
     """Run chage, setgid shadow, on one's own account: it reads /etc/shadow only if setgid works."""
     import os
