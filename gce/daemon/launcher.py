@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from gce.config import model
 from gce.config.paths import EndpointPaths
@@ -20,6 +21,7 @@ from gce.daemon import pidfile
 from gce.daemon.children import tail
 from gce.daemon.spawn import python_command
 from gce.errors import AlreadyRunning, GceError, TemporaryFailure, Unavailable
+from gce.logfiles import rotate_if_large
 
 
 def run_foreground(paths: EndpointPaths) -> int:
@@ -50,12 +52,20 @@ def _refuse_if_elsewhere(paths: EndpointPaths, what: str) -> None:
         )
 
 
+# How long a manager whose start-up failed or timed out gets to stop by itself and its children
+# before they are killed; as long as `gce stop` waits for a manager's children at most.
+STOP_GRACE = 10.0
+
+
 def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
     _check_startable(paths)
     paths.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     rfd, wfd = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR)
-    err = open(paths.log_file.with_name(paths.log_file.name + ".stderr"), "ab")
+    # The manager's own log rotates by itself; what it writes to stderr (a crash before its
+    # logging is set up, a C library's message) is bounded at each start instead.
+    rotate_if_large(stderr_file(paths))
+    err = open(stderr_file(paths), "ab")
     try:
         proc = subprocess.Popen(
             python_command("gce.daemon", paths.name, "--ready-fd", str(wfd)),
@@ -72,10 +82,12 @@ def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
         while not answer.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0:
-                _kill(proc)
+                _take_down(proc, terminate=True)
                 raise TemporaryFailure(
                     f"endpoint {paths.name!r} did not become ready within {timeout:g} s",
-                    _last_lines(paths), hint=f"look at {paths.log_file}, or retry with a larger --timeout",
+                    "it had neither connected to the broker with its engine up, nor failed; "
+                    "it was stopped with all it had started" + _last_lines(paths),
+                    hint=f"look at {paths.log_file}, or retry with a larger --timeout",
                 )
             r, _, _ = select.select([rfd], [], [], min(left, 1.0))
             if r:
@@ -88,23 +100,51 @@ def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
     text = answer.decode(errors="replace").strip()
     if text == "ready":
         return {"pid": proc.pid, "endpoint_id": model.read_endpoint_id(paths), "log_file": str(paths.log_file)}
-    rc = proc.wait(timeout=30)  # the manager exits by itself after a failed start
-    reason = text[len("failed: "):] if text.startswith("failed: ") else f"the manager exited with status {rc}"
-    raise Unavailable(f"endpoint {paths.name!r} failed to start", reason + _last_lines(paths),
+    _take_down(proc, terminate=False)  # the manager exits by itself after a failed start
+    if text.startswith("failed: "):
+        reason = text[len("failed: "):] + _last_lines(paths)
+    else:  # it died before it could say why: what it wrote to stderr may
+        reason = (f"the manager exited with status {proc.returncode}" + _last_lines(paths)
+                  + _last_lines(paths, stderr_file(paths)))
+    raise Unavailable(f"endpoint {paths.name!r} failed to start", reason,
                       hint=f"fix the cause, then gce start {paths.name} --detach (full log: {paths.log_file})")
 
 
-def _last_lines(paths: EndpointPaths) -> str:
-    lines = tail(paths.log_file, 10)
-    return f"\nlast lines of {paths.log_file}:\n{lines}" if lines else ""
+def stderr_file(paths: EndpointPaths) -> Path:
+    """Where a detached manager's stderr goes."""
+    return paths.log_file.with_name(paths.log_file.name + ".stderr")
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _last_lines(paths: EndpointPaths, path: Path | None = None) -> str:
+    path = path or paths.log_file
+    lines = tail(path, 10)
+    return f"\nlast lines of {path}:\n{lines}" if lines else ""
+
+
+def _take_down(proc: subprocess.Popen, terminate: bool) -> None:
+    """Make sure a manager that did not start is gone with everything it started (user
+    endpoints run in sessions of their own): SIGTERM first when TERMINATE, so it can stop its
+    engine (and cancel batch jobs), then SIGKILL for whatever is left after STOP_GRACE seconds."""
+    import psutil
+
+    tree = _tree(proc.pid)
+    if terminate:
+        _signal(proc.pid, signal.SIGTERM)
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+        proc.wait(timeout=STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    _, alive = psutil.wait_procs(tree, timeout=STOP_GRACE)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def stop(paths: EndpointPaths, timeout: float = 30.0) -> bool:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from gce.daemon import control, launcher, pidfile
 from gce.errors import AlreadyRunning, ConfigError, Unavailable
+from gce.transport.urls import redact
 from tests.endpoint import processes_under, wait_until
+
+GCE = str(Path(sys.executable).parent / "gce")
 
 pytestmark = pytest.mark.broker
 
@@ -84,3 +95,69 @@ def test_a_personal_endpoint_keeps_its_users_environment_but_no_secret(make_endp
     assert env["SLURM_CONF"] == "/site/slurm/slurm.conf" and env["MODULEPATH"] == "/site/modules"
     assert not set(secrets) & set(env)
     assert not [k for k, v in env.items() if "hunter2" in v or ":pw@" in v]
+
+
+def start_detached_cli(ep, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    """`gce start NAME --detach ARGS` as a user runs it; (the process, seconds it took)."""
+    began = time.monotonic()
+    run = subprocess.run([GCE, "start", ep.name, "--detach", *args], capture_output=True, text=True, timeout=180,
+                         stdin=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
+    return run, time.monotonic() - began
+
+
+def last_lines_shown(run: subprocess.CompletedProcess, ep) -> list[str]:
+    """The lines of the log that the error shows, checked to be the log's last ten."""
+    lines = run.stderr.splitlines()
+    start = lines.index(f"last lines of {ep.paths.log_file}:") + 1
+    shown = lines[start:-1]
+    assert shown == ep.log().splitlines()[-10:]
+    return shown
+
+
+def test_a_wrong_broker_password_fails_the_detached_start_with_the_reason_and_leaves_nothing(make_endpoint):
+    ep = make_endpoint(engine="thread")
+    wrong = re.sub(r":[^:@/]+@", ":not-the-password@", ep.endpoint_url)
+    assert wrong != ep.endpoint_url
+    ep.set(broker={"url": wrong})
+    run, _ = start_detached_cli(ep)
+    assert (run.returncode, run.stdout) == (69, "")
+    refused = f"the broker at {redact(wrong)} refused the login of user 'ep-{ep.endpoint_id}' (wrong password?)"
+    lines = run.stderr.splitlines()
+    assert lines[0] == f"error: endpoint '{ep.name}' failed to start: {refused}"
+    assert lines[-1] == f"hint: fix the cause, then gce start {ep.name} --detach (full log: {ep.paths.log_file})"
+    shown = last_lines_shown(run, ep)
+    assert any(line.endswith(f"ERROR manager[{ep_pid(shown)}] gce.daemon: start-up failed: {refused}") for line in shown)
+    assert "not-the-password" not in run.stderr + ep.log()
+    wait_until(lambda: not processes_under(ep.home), timeout=15)
+    assert pidfile.probe(ep.paths).state == "failed"
+    assert not pidfile.lock_is_held(ep.paths)
+
+
+def ep_pid(lines: list[str]) -> str:
+    return re.search(r" manager\[(\d+)\] ", "\n".join(lines)).group(1)
+
+
+def test_an_endpoint_not_ready_within_the_timeout_is_stopped_with_all_it_started(make_endpoint):
+    ep = make_endpoint(engine="thread")
+    # A broker host that takes the TCP connection and then says nothing: the AMQP handshake hangs.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        ep.set(broker={"url": f"amqp://ep:pw@127.0.0.1:{silent.getsockname()[1]}/gce"})
+        run, took = start_detached_cli(ep, "--timeout", "3")
+    assert (run.returncode, run.stdout) == (75, "")
+    lines = run.stderr.splitlines()
+    assert lines[0] == (f"error: endpoint '{ep.name}' did not become ready within 3 s: it had neither connected to the "
+                        "broker with its engine up, nor failed; it was stopped with all it had started")
+    assert lines[-1] == f"hint: look at {ep.paths.log_file}, or retry with a larger --timeout"
+    last_lines_shown(run, ep)
+    log = ep.log()
+    manager = int(ep_pid(log.splitlines()))
+    assert "started user endpoint default" in log  # there was a child to take down too
+    assert f"INFO manager[{manager}] gce.daemon: stopping" in log  # asked to stop first, not killed outright
+    assert 3 <= took < 3 + launcher.STOP_GRACE + 10
+    assert not pidfile.lock_is_held(ep.paths)
+    with pytest.raises(ProcessLookupError):
+        os.kill(manager, 0)
+    wait_until(lambda: not processes_under(ep.home), timeout=5)
+    assert pidfile.probe(ep.paths).state != "running"
