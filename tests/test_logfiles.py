@@ -1,10 +1,15 @@
-"""Log files stay bounded: the manager's and a user endpoint's rotate at LOG_BYTES, and a
-child's captured stderr is rotated each time a child is started on it."""
+"""Log files stay bounded: the manager's and a user endpoint's rotate at LOG_BYTES, stdout and
+stderr written into a log follow it when it rotates, and a child's captured stderr (a user
+endpoint's, a detached manager's) is rotated each time one is started on it."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from gce import logfiles
 
@@ -45,3 +50,74 @@ def test_a_large_captured_stderr_is_rotated_before_the_next_start(tmp_path, monk
     path.write_text("small")
     logfiles.rotate_if_large(path)
     assert path.read_text() == "small"
+
+
+# Like a user endpoint: stdout and stderr opened by its manager on its log file (gce/daemon/spawn.py),
+# and its log handler on the same file; stderr may instead go elsewhere (like the manager's).
+FOLLOW = """
+import logging, os, sys
+from gce import logfiles
+logfiles.LOG_BYTES = 64 * 1024
+log_path, err_path = sys.argv[1], sys.argv[2]
+log = logging.getLogger("t")
+log.addHandler(logfiles.rotating_handler(log_path, "%(message)s"))
+log.setLevel(logging.INFO)
+for i in range(6_000):
+    log.info("record %06d %s", i, "x" * 80)
+    print(f"print {i:06d}", flush=True)  # through sys.stdout (fd 1)
+    os.write(2, f"raw {i:06d}\\n".encode())  # straight to fd 2, as a C library or a child would
+print(os.readlink("/proc/self/fd/1"), os.readlink("/proc/self/fd/2"), file=sys.__stdout__, flush=True)
+"""
+
+
+def _run_follow(log: Path, err: Path) -> list[str]:
+    with open(log, "ab") as out, open(err, "ab") as errf:
+        subprocess.run([sys.executable, "-c", FOLLOW, str(log), str(err)], stdout=out, stderr=errf, check=True)
+    return log.read_text().splitlines()[-1].split()
+
+
+def test_stdout_and_stderr_written_into_the_log_file_follow_it_when_it_rotates(tmp_path):
+    log = tmp_path / "uep.log"
+    fd1, fd2 = _run_follow(log, log)
+    # Both descriptors ended on the live file, not on a renamed one nor a deleted one.
+    assert (fd1, fd2) == (str(log), str(log))
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["uep.log"] + [f"uep.log.{i}" for i in range(1, 6)]
+    assert all(f.stat().st_size <= 64 * 1024 + 100 for f in files)  # one raw line past the check at most
+    live = log.read_text()
+    assert "record 005999" in live and "print 005999" in live and "raw 005999" in live
+    assert "raw 000000" not in live  # the oldest went out with the rotated files
+
+
+def test_stderr_going_elsewhere_is_left_alone_when_the_log_rotates(tmp_path):
+    log, err = tmp_path / "endpoint.log", tmp_path / "endpoint.log.stderr"
+    fd1, fd2 = _run_follow(log, err)
+    assert (fd1, fd2) == (str(log), str(err))
+    assert err.read_text().splitlines()[-1] == "raw 005999" and "raw 000000" in err.read_text()
+
+
+def test_a_detached_start_rotates_the_managers_large_stderr_first(gce_home, monkeypatch):
+    from gce.config.paths import endpoint_paths
+    from gce.daemon import launcher
+    from gce.errors import Unavailable
+    from tests.endpoint import processes_under, wait_until
+
+    with socket.socket() as s:  # a port where nothing listens: the start fails fast, after opening stderr
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    configure = subprocess.run([str(Path(sys.executable).parent / "gce"), "configure", "demo", "--no-input",
+                                "--broker-url", f"amqp://ep@127.0.0.1:{port}/gce", "--engine", "thread"],
+                               capture_output=True, text=True, timeout=60)
+    assert configure.returncode == 0, configure.stderr
+    paths = endpoint_paths("demo")
+    stderr = launcher.stderr_file(paths)
+    assert stderr == gce_home / "demo" / "endpoint.log.stderr"
+    monkeypatch.setattr(logfiles, "LOG_BYTES", 1000)
+    for start in range(3):
+        stderr.write_text(f"from start {start}\n" + "z" * 1000)
+        with pytest.raises(Unavailable):
+            launcher.start_detached(paths, timeout=30)
+        assert stderr.exists() and stderr.stat().st_size < 1000  # this start's own, small
+    assert [(gce_home / "demo" / f"endpoint.log.stderr.{i}").read_text().split("\n")[0] for i in (1, 2, 3)] == [
+        "from start 2", "from start 1", "from start 0"]
+    wait_until(lambda: not processes_under(gce_home), timeout=15)
