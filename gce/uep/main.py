@@ -185,8 +185,9 @@ class Refusal(Exception):
 
 
 def check_identity(expected: dict | None) -> None:
-    """Refusal unless this process runs with exactly EXPECTED's uid, gid and groups, umask 077,
-    and cannot become root again (after celery's platforms.py: prove the drop, do not assume it)."""
+    """Refusal unless this process runs with exactly EXPECTED's uid, gid and groups, in a session of
+    its own, with umask 077, and cannot become root again (after celery's platforms.py: prove the
+    drop, do not assume it)."""
     if not expected:
         return
     uid, gid, groups = int(expected["uid"]), int(expected["gid"]), sorted(set(expected["groups"]))
@@ -196,6 +197,8 @@ def check_identity(expected: dict | None) -> None:
     for what in ("uid", "gid", "groups"):
         if have[what] != want[what]:
             raise Refusal(f"the user endpoint runs with {what} {have[what]} instead of {want[what]}: refusing to run")
+    if os.getsid(0) != os.getpid():  # its own session: no terminal or job control of the manager's
+        raise Refusal(f"the user endpoint runs in session {os.getsid(0)} instead of its own: refusing to run")
     umask = os.umask(0o077)
     if umask != 0o077:
         raise Refusal(f"the user endpoint started with umask {umask:04o} instead of 0077: refusing to run")

@@ -1,6 +1,6 @@
 """A user endpoint proves its own identity before anything else, for real: started with credentials
-other than the ones its conf expects (as root, without a group or with root's, with a loose umask,
-or able to become root again) it refuses to run and tells its manager why in a FATAL frame.
+other than the ones its conf expects (as root, without a group or with root's, in its manager's
+session, with a loose umask, or able to become root again) it refuses to run and tells its manager why in a FATAL frame.
 
 Each case runs ``python -m gce.uep`` the way gce/daemon/spawn.py does, with a valid conf, so a
 UEP that skipped its check would come up and say READY instead (the first case shows it does).
@@ -41,7 +41,7 @@ def first_frame(identity: dict, prefix: tuple = (), **popen) -> tuple[bytes, dic
     proc = subprocess.Popen([*prefix, *python_command("gce.uep", "--fd", str(theirs.fileno()))],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             pass_fds=(theirs.fileno(),), cwd="/", env=uep_environment(),
-                            start_new_session=True, **{"umask": 0o077, **popen})
+                            **{"umask": 0o077, "start_new_session": True, **popen})
     theirs.close()
     try:
         proc.stdin.write(json.dumps(conf).encode())
@@ -104,6 +104,11 @@ def test_it_refuses_to_run_with_another_primary_group(user):
     reason = _refusal(user, **{**_as(user), "group": 0})
     assert reason == (f"the user endpoint runs with gid (0, 0) instead of ({user.pw_gid}, {user.pw_gid}): "
                       "refusing to run")
+
+
+def test_it_refuses_to_run_in_its_managers_session(user):
+    reason = _refusal(user, **_as(user), start_new_session=False)
+    assert reason == f"the user endpoint runs in session {os.getsid(0)} instead of its own: refusing to run"
 
 
 def test_it_refuses_to_run_with_a_loose_umask(user):
