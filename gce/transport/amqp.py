@@ -41,6 +41,28 @@ class Delivery:
     body: bytes
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a pika connection error, as words: pika wraps the socket's
+    error in one or more layers (a connection workflow's list of attempts, a connector's
+    error), and the outer ones often print as nothing at all."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        attempts = getattr(exc, "exceptions", None)  # AMQPConnectionWorkflowFailed
+        phase = getattr(exc, "exception", None)  # AMQPConnectorPhaseErrorBase
+        if attempts:
+            exc = attempts[-1]
+        elif isinstance(phase, BaseException):
+            exc = phase
+        elif exc.args and isinstance(exc.args[0], BaseException):
+            exc = exc.args[0]
+        else:
+            break
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
 def _explain(exc: BaseException, url: str) -> LinkError:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     where = redact(url)
@@ -51,8 +73,7 @@ def _explain(exc: BaseException, url: str) -> LinkError:
     if isinstance(exc, pika.exceptions.ConnectionClosedByBroker) and exc.reply_code in (403, 530):
         return LinkError(f"the broker at {where} refused the connection: {exc.reply_text}", True)
     if isinstance(exc, pika.exceptions.AMQPConnectionError):
-        inner = exc.args[0] if exc.args else exc
-        return LinkError(f"cannot connect to the broker at {where}: {inner}")
+        return LinkError(f"cannot connect to the broker at {where}: {_root_cause(exc)}")
     return LinkError(f"broker at {where}: {text}")
 
 

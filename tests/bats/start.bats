@@ -81,7 +81,7 @@ json_get() {
     run --separate-stderr gce start demo --detach
     assert_failure 69
     [ -z "$output" ]
-    [[ "${stderr_lines[0]}" == "error: endpoint 'demo' failed to start: cannot connect to the broker at amqp://ep-demo:***@127.0.0.1:$port/gce"* ]]
+    [[ "${stderr_lines[0]}" == "error: endpoint 'demo' failed to start: cannot connect to the broker at amqp://ep-demo:***@127.0.0.1:$port/gce: connection refused" ]]
     # the reason comes with the log's last lines, the manager's own account of the failure among them
     [[ "$stderr" == *$'\n'"last lines of $GCE_HOME/demo/endpoint.log:"$'\n'* ]]
     [[ "$stderr" == *"ERROR manager["*"] gce.daemon: start-up failed: cannot connect to the broker at"* ]]
