@@ -11,6 +11,7 @@ already requeued those messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -23,6 +24,16 @@ from gce.transport import names
 from gce.transport.urls import broker_user, redact
 
 log = logging.getLogger(__name__)
+
+
+class _AbortedByUs(logging.Filter):
+    """pika logs a connection attempt that close() aborted as an ERROR; it is a normal stop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Aborted" not in record.getMessage()
+
+
+logging.getLogger("pika.adapters.utils.connection_workflow").addFilter(_AbortedByUs())
 
 
 class LinkError(Exception):
@@ -160,8 +171,19 @@ class EndpointLink:
             raise
 
     def _abort(self) -> None:
-        if self._conn is not None and not (self._conn.is_closed or self._conn.is_closing):
-            self._conn.close()
+        """Close the connection, also one still opening. pika's close() of a connection in its
+        AMQP handshake trips an assertion of its own (tracebacks in the log, and the close
+        callback never runs); a handshake still in progress is aborted through its workflow,
+        which pika reports as a clean 'bring-up aborted'."""
+        conn = self._conn
+        if conn is None or conn.is_closed or conn.is_closing:
+            return
+        workflow = getattr(conn, "_connection_workflow", None)  # pika >= 1.0, while opening
+        if not conn.is_open and workflow is not None:
+            with contextlib.suppress(Exception):  # already completed: fall back to close()
+                workflow.abort()
+                return
+        conn.close()
 
     async def _setup_channel(self) -> None:
         assert self._conn is not None
@@ -227,6 +249,8 @@ class EndpointLink:
             try:
                 await self._connect_once()
             except LinkError as e:
+                if self._closing:  # close() ended the attempt: nothing failed
+                    return
                 self.last_error = str(e)
                 if (e.fatal and not ever) or (first_failure_fatal and not ever):
                     raise
@@ -285,9 +309,11 @@ class EndpointLink:
 
     async def close(self) -> None:
         self._closing = True
-        if self._conn is not None and not (self._conn.is_closed or self._conn.is_closing):
-            self._conn.close()
-            if self._lost is not None:
+        conn = self._conn
+        if conn is not None and not (conn.is_closed or conn.is_closing):
+            was_open = conn.is_open  # an aborted handshake reports itself at once, not through _lost
+            self._abort()
+            if was_open and self._lost is not None:
                 try:
                     await asyncio.wait_for(self._lost.wait(), timeout=5)
                 except asyncio.TimeoutError:
