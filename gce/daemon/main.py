@@ -27,7 +27,7 @@ from gce.daemon.manager import Manager
 from gce.daemon.notify import Notifier, journal_stderr, status_text
 from gce.errors import GceError
 from gce.logfiles import rotating_handler
-from gce.transport.amqp import LinkError
+from gce.transport.link_errors import LinkError
 
 log = logging.getLogger("gce.daemon")
 STOP_TIMEOUT = 20.0

@@ -21,6 +21,7 @@ import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from gce.transport import names
+from gce.transport.link_errors import LinkError, explain
 from gce.transport.urls import broker_user, redact
 
 log = logging.getLogger(__name__)
@@ -36,56 +37,12 @@ class _AbortedByUs(logging.Filter):
 logging.getLogger("pika.adapters.utils.connection_workflow").addFilter(_AbortedByUs())
 
 
-class LinkError(Exception):
-    """A failed connection attempt; ``fatal`` ones will not get better by retrying."""
-
-    def __init__(self, message: str, fatal: bool = False):
-        super().__init__(message)
-        self.fatal = fatal
-
-
 @dataclass
 class Delivery:
     generation: int
     tag: int
     properties: Any
     body: bytes
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost reason of a pika connection error, as words: pika wraps the socket's
-    error in one or more layers (a connection workflow's list of attempts, a connector's
-    error), and the outer ones often print as nothing at all."""
-    seen: set[int] = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        attempts = getattr(exc, "exceptions", None)  # AMQPConnectionWorkflowFailed
-        phase = getattr(exc, "exception", None)  # AMQPConnectorPhaseErrorBase
-        if attempts:
-            exc = attempts[-1]
-        elif isinstance(phase, BaseException):
-            exc = phase
-        elif exc.args and isinstance(exc.args[0], BaseException):
-            exc = exc.args[0]
-        else:
-            break
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
-
-
-def _explain(exc: BaseException, url: str) -> LinkError:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    where = redact(url)
-    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
-        return LinkError(f"the broker at {where} refused the login of user {broker_user(url)!r} (wrong password?)", True)
-    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
-        return LinkError(f"broker user {broker_user(url)!r} may not use the virtual host of {where}", True)
-    if isinstance(exc, pika.exceptions.ConnectionClosedByBroker) and exc.reply_code in (403, 530):
-        return LinkError(f"the broker at {where} refused the connection: {exc.reply_text}", True)
-    if isinstance(exc, pika.exceptions.AMQPConnectionError):
-        return LinkError(f"cannot connect to the broker at {where}: {_root_cause(exc)}")
-    return LinkError(f"broker at {where}: {text}")
 
 
 class EndpointLink:
@@ -146,13 +103,13 @@ class EndpointLink:
 
         def on_open_error(_c: Any, exc: BaseException) -> None:
             if not opened.done():
-                opened.set_exception(_explain(exc, self.url))
+                opened.set_exception(explain(exc, self.url))
 
         def on_closed(_c: Any, exc: BaseException) -> None:
             reason = str(exc) or type(exc).__name__
             self._fail_ops(LinkError(f"connection closed: {reason}"))
             if not opened.done():
-                opened.set_exception(_explain(exc, self.url))
+                opened.set_exception(explain(exc, self.url))
             self._connection_lost(reason)
 
         self._conn = AsyncioConnection(

@@ -1,0 +1,56 @@
+"""Why a broker connection attempt failed, in words a user can act on.
+
+pika reports failures as layers of its own exception types, several of which print as
+nothing; these functions find the cause and say it, with the URL's password redacted.
+"""
+
+from __future__ import annotations
+
+import pika
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
+
+from gce.transport.urls import broker_user, redact
+
+
+class LinkError(Exception):
+    """A failed connection attempt; ``fatal`` ones will not get better by retrying."""
+
+    def __init__(self, message: str, fatal: bool = False):
+        super().__init__(message)
+        self.fatal = fatal
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a pika connection error, as words: pika wraps the socket's
+    error in one or more layers (a connection workflow's list of attempts, a connector's
+    error), and the outer ones often print as nothing at all."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        attempts = getattr(exc, "exceptions", None)  # AMQPConnectionWorkflowFailed
+        phase = getattr(exc, "exception", None)  # AMQPConnectorPhaseErrorBase
+        if attempts:
+            exc = attempts[-1]
+        elif isinstance(phase, BaseException):
+            exc = phase
+        elif exc.args and isinstance(exc.args[0], BaseException):
+            exc = exc.args[0]
+        else:
+            break
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+def explain(exc: BaseException, url: str) -> LinkError:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    where = redact(url)
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
+        return LinkError(f"the broker at {where} refused the login of user {broker_user(url)!r} (wrong password?)", True)
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return LinkError(f"broker user {broker_user(url)!r} may not use the virtual host of {where}", True)
+    if isinstance(exc, pika.exceptions.ConnectionClosedByBroker) and exc.reply_code in (403, 530):
+        return LinkError(f"the broker at {where} refused the connection: {exc.reply_text}", True)
+    if isinstance(exc, (pika.exceptions.AMQPConnectionError, AMQPConnectorException)):
+        return LinkError(f"cannot connect to the broker at {where}: {_root_cause(exc)}")
+    return LinkError(f"broker at {where}: {text}")
