@@ -53,7 +53,7 @@ def test_every_key_shown_commented_out_is_valid_when_uncommented(engine):
     model.validate(data, "uncommented")
     assert set(data) == {"display_name", "broker", "engine", "limits", "allowed_functions", "status_period",
                          "multi_user", "debug"}
-    assert set(data["broker"]) == {"url", "queue_type", "prefetch", "heartbeat"}
+    assert set(data["broker"]) == {"url", "queue_type", "prefetch", "heartbeat", "management_url"}
     assert set(data["limits"]) == {"max_payload_bytes", "max_result_bytes", "task_attempts"}
     # the defaults shown are the defaults the loader uses
     defaults = model.EndpointConfig(name="n", endpoint_id="i", broker_url="u", engine={})
