@@ -160,19 +160,28 @@ def test_idle_user_endpoint_stops(broker, users):
         ep.close()
 
 
+HTEX_TEMPLATE = """engine:
+  type: HighThroughputEngine
+  max_workers_per_node: {{ workers }}
+  strategy_period: 0.5
+  provider: {type: LocalProvider, init_blocks: 1, min_blocks: 0, max_blocks: 1}
+"""
+
+
 def test_sigkill_of_the_manager_leaves_no_user_process(broker, users):
-    ep = MultiUserEndpoint(broker)
+    """Not the UEP, nor the parsl interchange, worker pool or workers it started as the user."""
+    ep = MultiUserEndpoint(broker, template=HTEX_TEMPLATE)
     try:
         with ep.executor("alice@uni.edu") as ex:
-            ex.submit(whoami, "/tmp/gce-mu-kill-" + uuid.uuid4().hex).result(timeout=60)
+            ex.submit(whoami, "/tmp/gce-mu-kill-" + uuid.uuid4().hex).result(timeout=120)
         ueps = _user_children(ep.pid, "gcetest-mu-a")
         assert ueps
-        uid = users["alice@uni.edu"].pw_uid
+        running = processes_of(["gcetest-mu-a"])
+        # The UEP, its interchange, and the worker pool with its worker (started by the
+        # provider in a session of their own: not the UEP's children).
+        assert len(running) >= 4 and any("interchange" in p for p in running), running
         os.kill(ep.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while any(_alive_as(p, uid) for p in ueps) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [p.pid for p in ueps if _alive_as(p, uid)]
+        wait_until(lambda: not processes_of(["gcetest-mu-a"]), timeout=20, interval=0.2)
     finally:
         ep.close()
 
