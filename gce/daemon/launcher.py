@@ -8,6 +8,7 @@ Nothing is double-forked and nothing is left half-started.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -101,6 +102,9 @@ def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
     if text == "ready":
         return {"pid": proc.pid, "endpoint_id": model.read_endpoint_id(paths), "log_file": str(paths.log_file)}
     _take_down(proc, terminate=False)  # the manager exits by itself after a failed start
+    if text.startswith("refused: "):
+        e = json.loads(text[len("refused: "):])
+        raise GceError(e["what"], e["why"], hint=e["hint"], exit_code=e["exit_code"])
     if text.startswith("failed: "):
         reason = text[len("failed: "):] + _last_lines(paths)
     else:  # it died before it could say why: what it wrote to stderr may

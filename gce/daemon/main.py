@@ -12,6 +12,7 @@ stderr, which is the journal.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -198,7 +199,10 @@ def run(paths: EndpointPaths, ready_fd: int | None = None, to_stderr: bool = Tru
         config = model.load(paths)
         lock_fd = pidfile.acquire_lock(paths)
     except GceError as e:
-        ready.say(f"failed: {e}")
+        # Refused before starting anything (a config that changed since the launcher checked
+        # it, the lock taken by a start racing this one): the launcher re-raises this very
+        # error, with its exit code, rather than a generic failure to start.
+        ready.say("refused: " + json.dumps({"what": e.what, "why": e.why, "hint": e.hint, "exit_code": e.exit_code}))
         notifier.send(STATUS=f"failed: {e}")
         raise
     del lock_fd  # held (open, close-on-exec) until this process exits

@@ -4,9 +4,15 @@ and a manager on another host sharing the directory is reported as such."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+
+import psutil
 
 import pytest
 
@@ -50,8 +56,6 @@ def test_two_concurrent_starts_leave_exactly_one_manager(make_endpoint):
     refused = [o for o in outcomes if isinstance(o, GceError)]
     assert len(started) == 1 and len(refused) == 1, outcomes
     assert "already running" in str(refused[0])
-    import psutil
-
     managers = [p for p in psutil.process_iter(["cmdline", "environ"])
                 if "gce.daemon" in " ".join(p.info["cmdline"] or [])
                 and (p.info["environ"] or {}).get("GCE_HOME") == str(ep.home)]
@@ -95,3 +99,23 @@ def test_a_running_manager_keeps_its_state_fresh_for_other_hosts(gce_home):
     paths.state_file.write_text(json.dumps({**again, "pid": 1, "updated_at": 5.0}))
     pidfile.refresh_state(paths)
     assert pidfile.read_state(paths)["updated_at"] == 5.0
+
+
+def test_two_gce_start_commands_at_once_leave_exactly_one_manager(make_endpoint):
+    """The same race between two shells: `gce start --detach` twice, started together."""
+    ep = make_endpoint(engine="thread")
+    gce = str(Path(sys.executable).with_name("gce"))
+    procs = [subprocess.Popen([gce, "start", ep.name, "--detach"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True, env={**os.environ, "NO_COLOR": "1"})
+             for _ in range(2)]
+    outcomes = sorted((p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs)
+    (ok, out, _), (refused, _, err) = outcomes
+    assert (ok, refused) == (0, 73), outcomes
+    assert out.startswith(f"endpoint {ep.name} started (pid ")
+    assert err.startswith(f"error: endpoint '{ep.name}' is already running"), err
+    pid = pidfile.read_state(ep.paths)["pid"]
+    assert f"(pid {pid}," in out
+    managers = [p for p in psutil.process_iter(["cmdline", "environ"])
+                if "gce.daemon" in " ".join(p.info["cmdline"] or [])
+                and (p.info["environ"] or {}).get("GCE_HOME") == str(ep.home)]
+    assert [p.pid for p in managers] == [pid]
