@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-import yaml
 
 from tests.systemd.container import Machine, MirrorUnreachable, ensure_rootfs, missing_tools
 
@@ -84,37 +83,27 @@ class InsideEndpoint:
         return Executor(endpoint_id=self.endpoint_id, broker_url=self.user_url)
 
 
-def _ids(machine: Machine, user: str) -> tuple[int, int]:
-    for line in (machine.root / "etc/passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == user:
-            return int(fields[2]), int(fields[3])
-    raise KeyError(user)
-
-
 @pytest.fixture(scope="module")
 def inside_endpoint(machine: Machine, broker):  # type: ignore[no-untyped-def]
-    """configure(name, user=None): write a thread-engine endpoint's files into the container,
-    /etc/gce/NAME for root or ~USER/.gce/NAME for USER, as `gce configure` would."""
+    """configure(name, user=None): a thread-engine endpoint configured inside the container by
+    `gce configure` itself, as root (/etc/gce/NAME) or as USER (~USER/.gce/NAME), then given
+    its account on the host's session broker, as `gce broker provision` does on a broker host."""
+    from gce.commands.broker import set_yaml_key
 
-    def configure(name: str, user: str | None = None) -> InsideEndpoint:
-        endpoint_id = str(uuid.uuid4())
-        endpoint_url, users = broker.provision(endpoint_id, users=["alice"])
+    def configure(name: str, user: str | None = None, multi_user: bool = False) -> InsideEndpoint:
+        gce = Path(sys.executable).parent / "gce"  # the same path inside (Machine.binds)
+        kind = "--multi-user" if multi_user else "--engine thread --max-workers 2"
+        machine.run(f"{gce} configure {name} {kind} --no-input", user=user)
         if user is None:
             config_dir, state_dir = machine.root / "etc/gce" / name, machine.root / "var/lib/gce" / name
         else:
             config_dir = state_dir = machine.root / "home" / user / ".gce" / name
-        for d in (config_dir, state_dir):
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config = {"broker": {"url": endpoint_url}, "engine": {"type": "ThreadPoolEngine", "max_workers": 2},
-                  "status_period": 1}
-        (config_dir / "config.yaml").write_text(yaml.safe_dump(config))
-        (config_dir / "config.yaml").chmod(0o600)
-        (state_dir / "endpoint.json").write_text(json.dumps({"endpoint_id": endpoint_id}))
-        if user is not None:
-            uid, gid = _ids(machine, user)
-            for p in [config_dir.parent, *config_dir.parent.rglob("*")]:
-                os.chown(p, uid, gid)
-        return InsideEndpoint(name, endpoint_id, users["alice"], config_dir / "config.yaml", user)
+        endpoint_id = json.loads((state_dir / "endpoint.json").read_text())["endpoint_id"]
+        endpoint_url, users = broker.provision(endpoint_id, users=["alice"])
+        config = config_dir / "config.yaml"
+        set_yaml_key(config, ("broker", "url"), endpoint_url)  # keeps the file's owner and mode 0600
+        with open(config, "a") as f:
+            f.write("status_period: 1\n")  # live STATUS= figures without waiting 30 s
+        return InsideEndpoint(name, endpoint_id, users["alice"], config, user)
 
     return configure
