@@ -203,4 +203,6 @@ def test_unwritable_home_is_reported_to_the_submitter(endpoint, users):
     finally:
         os.chown(home, bob.pw_uid, bob.pw_gid)
     assert e.value.code == "ENDPOINT_FAILED"
-    assert f"home directory {home} of user {bob.pw_name} is not writable" in str(e.value)
+    said = f"home directory {home} of user {bob.pw_name} is not writable"
+    assert said in str(e.value)
+    assert said in endpoint.paths.log_file.read_text(errors="replace")  # the admin is told the same
