@@ -92,6 +92,8 @@ def test_mapping_to_root_is_refused(endpoint, users):
     assert e.value.code == "IDENTITY_REFUSED"
     assert "'root@uni.edu'" in str(e.value) and "'mu'" in str(e.value)
     assert not os.path.exists("/tmp/never")
+    admin_log = endpoint.paths.log_file.read_text(errors="replace")
+    assert "refused a task of 'root@uni.edu' (rule: uid 0)" in admin_log  # and the rule that decided
 
 
 def test_user_config_outside_the_schema_is_refused(endpoint, users):
