@@ -185,6 +185,18 @@ def test_no_secret_of_roots_reaches_a_user_endpoint(endpoint, users):
             assert value.encode() not in text, f"{what} is in {log}"
 
 
+def refused_while_bob_is_served(endpoint, users, alices_config: dict) -> pytest.ExceptionInfo:
+    """Alice's task with ALICES_CONFIG fails (its TaskFailed is returned) while bob's, submitted
+    at the same time, runs as bob: one user's refusal never holds up another."""
+    with endpoint.executor("alice@uni.edu", user_endpoint_config=alices_config) as ea, \
+            endpoint.executor("bob@uni.edu") as eb:
+        refused, served = ea.submit(pid_of), eb.submit(pid_of)
+        assert psutil.Process(served.result(timeout=60)).uids().real == users["bob@uni.edu"].pw_uid
+        with pytest.raises(TaskFailed) as e:
+            refused.result(timeout=60)
+    return e
+
+
 def test_the_template_is_rendered_as_the_mapped_user(endpoint, users):
     from gce.config import templating
 
@@ -194,12 +206,7 @@ def test_the_template_is_rendered_as_the_mapped_user(endpoint, users):
     assert st.st_uid == 0 and st.st_mode & 0o777 == 0o600
     # As root the private branch renders fine: only rendering with the user's rights can fail it.
     assert "site_note: private" in templating.render_text(template, {**DEFAULTS, "site": "private"})
-    with endpoint.executor("alice@uni.edu", user_endpoint_config={"site": "private"}) as ea, \
-            endpoint.executor("bob@uni.edu") as eb:
-        refused, served = ea.submit(pid_of), eb.submit(pid_of)
-        assert psutil.Process(served.result(timeout=60)).uids().real == users["bob@uni.edu"].pw_uid
-        with pytest.raises(TaskFailed) as e:
-            refused.result(timeout=60)
+    e = refused_while_bob_is_served(endpoint, users, {"site": "private"})
     assert e.value.code == "USER_CONFIG_TEMPLATE_ERROR"
     assert f"Permission denied: '{private}'" in e.value.message
     assert f"cannot render the user config template {template}" in e.value.message
@@ -265,12 +272,7 @@ def test_the_template_sandbox_holds(endpoint, users):
     code = "{{ ''.__class__.__mro__[1].__subclasses__() }}{% include '/etc/shadow' %}"
     got = _engines_of(endpoint, users, {"label": code})
     assert got["engines"] == [("ThreadPoolEngine", {"max_workers": 1, "label": code, "tags": {}})]  # data, not code
-    with endpoint.executor("alice@uni.edu", user_endpoint_config={"probe": "__class__"}) as ea, \
-            endpoint.executor("bob@uni.edu") as eb:
-        refused, served = ea.submit(pid_of), eb.submit(pid_of)
-        assert psutil.Process(served.result(timeout=60)).uids().real == users["bob@uni.edu"].pw_uid
-        with pytest.raises(TaskFailed) as e:
-            refused.result(timeout=60)
+    e = refused_while_bob_is_served(endpoint, users, {"probe": "__class__"})
     assert e.value.code == "USER_CONFIG_TEMPLATE_ERROR"
     assert "refused by the sandbox: access to attribute '__class__' of 'str' object is unsafe" in e.value.message
 
