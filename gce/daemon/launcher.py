@@ -129,8 +129,6 @@ def _take_down(proc: subprocess.Popen, terminate: bool) -> None:
     """Make sure a manager that did not start is gone with everything it started (user
     endpoints run in sessions of their own): SIGTERM first when TERMINATE, so it can stop its
     engine (and cancel batch jobs), then SIGKILL for whatever is left after STOP_GRACE seconds."""
-    import psutil
-
     tree = _tree(proc.pid)
     if terminate:
         _signal(proc.pid, signal.SIGTERM)
@@ -142,7 +140,14 @@ def _take_down(proc: subprocess.Popen, terminate: bool) -> None:
         except ProcessLookupError:
             pass
         proc.wait()
-    _, alive = psutil.wait_procs(tree, timeout=STOP_GRACE)
+    _kill_left(tree, grace=STOP_GRACE)
+
+
+def _kill_left(procs: list, grace: float) -> None:
+    """SIGKILL whatever of PROCS is still alive after GRACE seconds, and reap it."""
+    import psutil
+
+    _, alive = psutil.wait_procs(procs, timeout=grace)
     for p in alive:
         try:
             p.kill()
@@ -172,12 +177,7 @@ def stop(paths: EndpointPaths, timeout: float = 30.0) -> bool:
     if pidfile.lock_is_held(paths) and pid:
         _signal(pid, signal.SIGKILL)
         time.sleep(0.2)
-    for p in tree:  # anything the manager failed to take down with it
-        try:
-            if p.is_running():
-                p.kill()
-        except Exception:
-            pass
+    _kill_left(tree, grace=0)  # anything the manager failed to take down with it
     if pidfile.lock_is_held(paths):
         raise Unavailable(f"endpoint {paths.name!r} did not stop", f"pid {pid} still holds the lock")
     return True
