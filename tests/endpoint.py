@@ -3,14 +3,15 @@ started as a real detached manager process, stopped and checked for leftovers at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -96,6 +97,21 @@ def processes_under(home: Path) -> list[str]:
     return found
 
 
+@contextlib.contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Set environment variables for the block (processes started in it inherit them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def wait_until(predicate, timeout: float = 30, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,7 +122,7 @@ def wait_until(predicate, timeout: float = 30, interval: float = 0.1):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-__all__ = ["Endpoint", "processes_under", "wait_until", "subprocess"]
+__all__ = ["Endpoint", "environ", "processes_under", "wait_until", "subprocess"]
 
 
 class RawClient:

@@ -17,6 +17,7 @@ import yaml
 
 from gce.config.paths import endpoint_paths
 from gce.daemon import launcher
+from tests.endpoint import environ as test_environ
 
 USERS = {"alice@uni.edu": "gcetest-mu-a", "bob@uni.edu": "gcetest-mu-b", "root@uni.edu": "root"}
 TEMPLATE = """engine:
@@ -82,20 +83,6 @@ def local_accounts(names=("gcetest-mu-a", "gcetest-mu-b"), users: dict = USERS, 
             subprocess.run(["groupdel", group], capture_output=True)
 
 
-@contextlib.contextmanager
-def _environ(variables: dict):
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 class MultiUserEndpoint:
     """A root multi-user endpoint "mu" under a temporary GCE_HOME, started detached.
 
@@ -136,7 +123,7 @@ class MultiUserEndpoint:
         self.paths.config_file.chmod(0o600)
         self.paths.endpoint_json.write_text(json.dumps({"endpoint_id": self.endpoint_id}))
         self.endpoint_url = endpoint_url
-        with _environ(environ or {}):  # the manager inherits this process's environment
+        with test_environ(**(environ or {})):  # the manager inherits this process's environment
             launcher.start_detached(self.paths, timeout=60)
         self.pid = json.loads(self.paths.state_file.read_text())["pid"]
 

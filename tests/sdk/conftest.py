@@ -10,7 +10,6 @@ outside every user's permission.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -26,7 +25,7 @@ import yaml
 from gce.config.paths import endpoint_paths
 from gce.daemon import launcher
 from gce.transport import names
-from tests.endpoint import processes_under, wait_until
+from tests.endpoint import environ, processes_under, wait_until
 
 
 class SdkBroker(NamedTuple):
@@ -40,21 +39,6 @@ class SdkBroker(NamedTuple):
     admin_url: str  # the broker administrator on this vhost
     admin: Callable[..., str]  # admin("list_connections", "name") runs rabbitmqctl -p VHOST, returns stdout
     endpoint_home: Path
-
-
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Set environment variables for the block (the endpoint's processes inherit them)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +59,7 @@ def sdk_broker(broker, tmp_path_factory) -> Iterator[SdkBroker]:
     ch.queue_bind(spy_queue, names.TASKS_EXCHANGE, routing_key=spy)
     conn.close()
 
-    with _environ(GCE_HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"):
+    with environ(GCE_HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"):
         paths = endpoint_paths("sdk")
         paths.config_dir.mkdir(parents=True, mode=0o700)
         config = {"broker": {"url": ep_url}, "engine": {"type": "ThreadPoolEngine", "max_workers": 8},
@@ -91,7 +75,7 @@ def sdk_broker(broker, tmp_path_factory) -> Iterator[SdkBroker]:
     try:
         yield SdkBroker(urls[alice], urls[bob], ep, ghost, spy, forbidden, vhost, admin_url, admin, home)
     finally:
-        with _environ(GCE_HOME=str(home)):
+        with environ(GCE_HOME=str(home)):
             launcher.stop(endpoint_paths("sdk"), timeout=30)
         wait_until(lambda: not processes_under(home), timeout=30)
         broker.ctl("delete_vhost", vhost, check=False)
