@@ -152,25 +152,29 @@ class EndpointLink:
         self._ch = ch
         eid = self.endpoint_id
         tq, sq = names.endpoint_task_queue(eid), names.endpoint_status_queue(eid)
-        step = "check the exchanges"
+        step, need = "check the exchanges", ""
         try:
             for ex in (names.TASKS_EXCHANGE, names.RESULTS_EXCHANGE, names.STATUS_EXCHANGE):
                 step = f"find exchange {ex!r}"
                 await self._op(ch.exchange_declare, exchange=ex, passive=True)
-            step = f"declare queue {tq!r}"
+            step, need = f"declare queue {tq!r}", f"declaring it needs configure permission on {tq!r}"
             await self._op(ch.queue_declare, queue=tq, durable=True, arguments={"x-queue-type": self.queue_type})
-            step = f"bind queue {tq!r}"
+            step, need = f"bind queue {tq!r}", f"binding needs write permission on {tq!r} and read permission " \
+                f"on exchange {names.TASKS_EXCHANGE!r}"
             await self._op(ch.queue_bind, queue=tq, exchange=names.TASKS_EXCHANGE, routing_key=eid)
-            step = f"declare queue {sq!r}"
+            step, need = f"declare queue {sq!r}", f"declaring it needs configure permission on {sq!r}"
             await self._op(ch.queue_declare, queue=sq, durable=True, arguments={"x-max-length": 1})
-            step = f"bind queue {sq!r}"
+            step, need = f"bind queue {sq!r}", f"binding needs write permission on {sq!r} and read permission " \
+                f"on exchange {names.STATUS_EXCHANGE!r}"
             await self._op(ch.queue_bind, queue=sq, exchange=names.STATUS_EXCHANGE, routing_key=eid)
-            step = "enable publisher confirms"
+            step, need = "enable publisher confirms", ""
             await self._op(ch.confirm_delivery, ack_nack_callback=self._on_confirm)
             step = "set the prefetch"
             await self._op(ch.basic_qos, prefetch_count=self.prefetch)
         except LinkError as e:
-            raise LinkError(f"could not {step}: {e}", fatal=True) from None
+            # RabbitMQ names the object it refused, not the kind of permission: say what the step needs.
+            needs = f"; {need}" if need and "ACCESS_REFUSED" in str(e) else ""
+            raise LinkError(f"could not {step}: {e}{needs}", fatal=True) from None
         ch.basic_consume(tq, self._on_message, auto_ack=False)
 
     def _on_channel_closed(self, _ch: Any, reason: BaseException) -> None:

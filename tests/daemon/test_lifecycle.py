@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,24 @@ def test_an_endpoint_not_ready_within_the_timeout_is_stopped_with_all_it_started
         os.kill(manager, 0)
     wait_until(lambda: not processes_under(ep.home), timeout=5)
     assert pidfile.probe(ep.paths).state != "running"
+
+
+def test_an_account_missing_a_permission_fails_the_detached_start_naming_it(make_endpoint, broker):
+    """Connected is not enough: an endpoint account that may not read the task exchange (an
+    admin's typo in its permissions, say) fails the start, saying which permission is missing."""
+    from gce.transport import provision
+
+    ep = make_endpoint(engine="thread")
+    vhost = urllib.parse.unquote(ep.endpoint_url.rsplit("/", 1)[1])
+    perms, _ = provision.endpoint_permissions(f"ep-{ep.endpoint_id}", ep.endpoint_id)
+    broker.ctl("set_permissions", "-p", vhost, perms["user"], perms["configure"], perms["write"], "^$")
+    run, _ = start_detached_cli(ep)
+    assert (run.returncode, run.stdout) == (69, ""), run.stderr
+    first = run.stderr.splitlines()[0]
+    assert first.startswith(f"error: endpoint '{ep.name}' failed to start: could not bind queue "
+                            f"'gce.ep.{ep.endpoint_id}.tasks': "), first
+    assert first.endswith(f"(broker user 'ep-{ep.endpoint_id}' lacks a permission); binding needs write permission "
+                          f"on 'gce.ep.{ep.endpoint_id}.tasks' and read permission on exchange 'gce.tasks'"), first
+    last_lines_shown(run, ep)
+    wait_until(lambda: not processes_under(ep.home), timeout=15)
+    assert pidfile.probe(ep.paths).state == "failed" and not pidfile.lock_is_held(ep.paths)
