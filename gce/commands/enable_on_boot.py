@@ -20,7 +20,7 @@ from pathlib import Path
 from gce import output
 from gce.commands import NameArg, configured_paths
 from gce.config.paths import endpoint_paths
-from gce.daemon.systemd import Systemd, connect
+from gce.daemon.systemd import Systemd, connect, unit_name
 from gce.errors import AlreadyRunning, Unavailable, UsageError
 
 TEMPLATE = "gce-endpoint@.service"
@@ -48,10 +48,6 @@ class Target:
         for link in sorted(self.unit_dir.glob("*.*/gce-endpoint@?*.service")):
             found.setdefault(link.name[len("gce-endpoint@"):-len(".service")], []).append(link)
         return found
-
-
-def unit_name(name: str) -> str:
-    return f"gce-endpoint@{name}.service"
 
 
 def this_target() -> Target:

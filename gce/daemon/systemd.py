@@ -14,6 +14,11 @@ from gce.errors import Unavailable
 START_TIMEOUT = 180.0  # the unit's TimeoutStartSec plus a margin
 
 
+def unit_name(name: str) -> str:
+    """Endpoint NAME's unit: an instance of gce/templates/systemd/gce-endpoint@.service."""
+    return f"gce-endpoint@{name}.service"
+
+
 class Systemd(Protocol):
     def reload(self) -> None: ...
     def enable_start(self, unit: str) -> None: ...

@@ -14,7 +14,6 @@ from pathlib import Path
 
 TIMEOUT = 5.0
 SYSTEMD_BOOTED = Path("/run/systemd/system")  # exists only when systemd is PID 1 (sd_booted(3))
-UNIT = "gce-endpoint@{name}.service"  # gce/commands/enable_on_boot.py, unit_name()
 
 
 class Unreadable(Exception):
@@ -22,7 +21,9 @@ class Unreadable(Exception):
 
 
 def unit_of(name: str) -> str:
-    return UNIT.format(name=name)
+    from gce.daemon.systemd import unit_name
+
+    return unit_name(name)
 
 
 def scope() -> tuple[str, ...]:
