@@ -19,7 +19,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from gce.transport.names import PROTOCOL_VERSION
+from gce.transport import limits
+from gce.transport.names import PROTOCOL_VERSION, result_queue
 
 # Header values are JSON text; this bounds each one (AMQP header frames are small).
 MAX_HEADER_BYTES = 64 * 1024
@@ -84,7 +85,10 @@ class TaskHeaders:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TaskHeaders":
-        return cls(**dict(data))
+        """From to_dict()'s output (the spool's copy): keys this version does not know are dropped,
+        so a spool written by another version still replays."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _text(headers: Mapping[str, Any], key: str, required: bool = True) -> str:
@@ -111,7 +115,9 @@ def _json_object(headers: Mapping[str, Any], key: str) -> dict:
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = limits.loads(text)
+    except limits.TooDeep as e:
+        raise BadMessage(f"the '{key}' header is refused: {e}") from None
     except ValueError as e:
         raise BadMessage(f"the '{key}' header is not valid JSON ({e})") from None
     if not isinstance(value, dict):
@@ -122,7 +128,11 @@ def _json_object(headers: Mapping[str, Any], key: str) -> dict:
 def parse_task(
     message_id: str | None, user_id: str | None, reply_to: str | None, headers: Mapping[str, Any] | None
 ) -> TaskHeaders:
-    """Validate a task message's properties and headers; raise BadMessage saying what is wrong."""
+    """Validate a task message's properties and headers; raise BadMessage saying what is wrong.
+
+    Limits first: the header table's depth and size are measured without recursion before any
+    header is read, and the JSON headers' depth before they are parsed (gce.transport.limits).
+    """
     if not message_id:
         raise BadMessage("the task message has no message_id (the task UUID)")
     try:
@@ -133,8 +143,19 @@ def parse_task(
         raise BadMessage("the task message has no user_id: the endpoint only runs tasks from an identified submitter")
     if not reply_to:
         raise BadMessage("the task message has no reply_to queue")
+    if not reply_to_belongs(str(user_id), reply_to):
+        raise BadMessage(f"the reply_to queue {str(reply_to)[:120]!r} is not one of the submitter's own result "
+                         f"queues ({result_queue(str(user_id)[:80], '<id>')!r}): results go only to their sender")
     if headers is None:
         raise BadMessage("the task message has no headers")
+    if not isinstance(headers, Mapping):
+        raise BadMessage("the task message's headers are not a table")
+    try:
+        limits.headers_size(dict(headers))
+    except limits.TooDeep as e:
+        raise BadMessage(f"the task message's headers are refused: {e}") from None
+    except limits.TooBig as e:
+        raise BadMessage(f"the task message's headers are refused: {e}", ErrorCode.PAYLOAD_TOO_LARGE) from None
     protocol = headers.get("gce-protocol")
     if protocol != PROTOCOL_VERSION:
         raise BadMessage(f"unsupported protocol version {protocol!r} (this endpoint speaks {PROTOCOL_VERSION})")
@@ -158,6 +179,17 @@ def parse_task(
         resource_specification=_json_object(headers, "resource-specification"),
         submitted_at=submitted_at,
     )
+
+
+def reply_to_belongs(user_id: str, reply_to: Any) -> bool:
+    """Whether REPLY_TO is one of USER_ID's own result queues: ``gce.results.<user_id>.<id>`` with
+    an id free of dots, so that neither ``alice`` nor ``alice.x`` can name the other's queues.
+    USER_ID is the broker-validated submitter, so a task can only send results to its sender."""
+    if not isinstance(reply_to, str) or not isinstance(user_id, str) or not user_id:
+        return False
+    prefix = result_queue(user_id, "")
+    suffix = reply_to[len(prefix):]
+    return reply_to.startswith(prefix) and 0 < len(suffix) <= 128 and "." not in suffix
 
 
 @dataclass
@@ -206,7 +238,34 @@ class ResultHeaders:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ResultHeaders":
-        return cls(**dict(data))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_uep(cls, header: Any, endpoint_id: str) -> "ResultHeaders":
+        """A RESULT frame's header from a user endpoint, which runs the user's code and so is
+        trusted for nothing: exactly the known fields, each of its type and size, or BadMessage.
+        The endpoint id is the manager's own, whatever the frame says."""
+        if not isinstance(header, dict):
+            raise BadMessage("the result header is not an object")
+        unknown = set(header) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise BadMessage(f"the result header has unknown fields {sorted(map(str, unknown))[:5]}")
+        task_id = header.get("task_id")
+        if not isinstance(task_id, str) or len(task_id) > 64:
+            raise BadMessage("the result header's task_id is not a task id")
+        status = header.get("status")
+        if status not in ("success", "failed"):
+            raise BadMessage(f"the result status {str(status)[:40]!r} is neither 'success' nor 'failed'")
+        code, message = header.get("error_code", ""), header.get("error_message", "")
+        if not isinstance(code, str) or len(code) > 64 or not isinstance(message, str) \
+                or len(message) > MAX_HEADER_BYTES:
+            raise BadMessage("the result's error_code or error_message is not text of a sensible size")
+        timings = header.get("timings", {})
+        if not isinstance(timings, dict) or len(timings) > 16 or not all(
+                isinstance(k, str) and len(k) <= 32 and isinstance(v, (int, float)) for k, v in timings.items()):
+            raise BadMessage("the result's timings are not a small object of numbers")
+        return cls(task_id, endpoint_id, status, code, message, dict(timings))
 
 
 def failure(task_id: str, endpoint_id: str, code: str, message: str) -> ResultHeaders:
