@@ -13,6 +13,8 @@ import socket
 import struct
 from typing import Any, Iterator
 
+from gce.transport import limits
+
 TASK = b"T"
 RESULT = b"R"
 STATUS = b"S"
@@ -22,6 +24,9 @@ STOP = b"Q"
 
 _PREFIX = struct.Struct("!IcI")
 MAX_FRAME = 1 << 31
+MAX_HEADER = 1 << 20  # a frame's JSON header: task and result headers are a few KiB
+# A task header wraps the submitter's user endpoint config (itself within limits.MAX_JSON_DEPTH).
+MAX_HEADER_DEPTH = limits.MAX_JSON_DEPTH + 8
 
 
 class FrameError(ValueError):
@@ -35,24 +40,38 @@ def encode(kind: bytes, header: dict[str, Any], body: bytes = b"") -> bytes:
 
 
 class Decoder:
-    """Incremental decoder: feed bytes, iterate complete frames."""
+    """Incremental decoder: feed bytes, iterate complete frames.
 
-    def __init__(self) -> None:
+    What the peer sends is checked before it is kept or parsed: the frame's length against
+    MAX_FRAME (the manager gives a user endpoint's channel a bound near its result size limit, so
+    a user's code cannot make root's manager buffer gigabytes), the header's length and JSON depth,
+    and that the header is an object. Any violation is a FrameError, never another exception.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self.max_frame = max_frame
 
     def feed(self, data: bytes) -> Iterator[tuple[bytes, dict, bytes]]:
         self._buf += data
         while len(self._buf) >= 4:
             (total,) = struct.unpack_from("!I", self._buf, 0)
-            if total < 5 or total > MAX_FRAME:
-                raise FrameError(f"bad frame length {total}")
-            if len(self._buf) < 4 + total:
+            if total < 5 or total > self.max_frame:
+                raise FrameError(f"bad frame length {total} (at most {self.max_frame} here)")
+            if len(self._buf) < 9:
                 return
             kind = bytes(self._buf[4:5])
             (hlen,) = struct.unpack_from("!I", self._buf, 5)
-            if hlen > total - 5:
-                raise FrameError("bad header length")
-            header = json.loads(bytes(self._buf[9 : 9 + hlen]))
+            if hlen > total - 5 or hlen > MAX_HEADER:
+                raise FrameError(f"bad header length {hlen}")
+            if len(self._buf) < 4 + total:
+                return
+            try:
+                header = limits.loads(bytes(self._buf[9 : 9 + hlen]), MAX_HEADER_DEPTH)
+            except (ValueError, RecursionError) as e:  # TooDeep and UnicodeDecodeError are ValueErrors
+                raise FrameError(f"the frame header is not acceptable JSON: {e}") from None
+            if not isinstance(header, dict):
+                raise FrameError("the frame header is not a JSON object")
             body = bytes(self._buf[9 + hlen : 4 + total])
             del self._buf[: 4 + total]
             yield kind, header, body
