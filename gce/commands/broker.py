@@ -36,14 +36,18 @@ Ctl = Annotated[str, typer.Option("--rabbitmqctl", metavar="PATH", help="The rab
 Credentials = Annotated[Optional[Path], typer.Option(
     "--credentials", metavar="FILE", show_default=False,
     help="Write every account's broker URL (with its password) to FILE, mode 0600.")]
-_USER_RE = re.compile(r"^[^\s/:#?%\x00-\x1f\x7f]{1,128}$")
 
 
 def _check_users(users: list[str], endpoint_account: str) -> list[str]:
+    from gce.transport.provision import BROKER_USER_RULE, check_broker_user
+
     for user in users:
-        if not _USER_RE.match(user) or user == endpoint_account:
-            raise UsageError(f"invalid broker user {user!r}",
-                             f"use 1-128 characters without spaces, '/', ':', '#', '?' or '%', other than {endpoint_account!r}")
+        try:
+            check_broker_user(user)
+        except ValueError:
+            raise UsageError(f"invalid broker user {user!r}", BROKER_USER_RULE) from None
+        if user == endpoint_account:
+            raise UsageError(f"invalid broker user {user!r}", "it is the endpoint's own account")
     return list(dict.fromkeys(users))
 
 
@@ -223,8 +227,10 @@ def definitions(
         p.check_endpoint_id(endpoint_id)
     except ValueError as e:
         raise UsageError("invalid endpoint id", str(e)) from None
-    if not _USER_RE.match(account):
-        raise UsageError(f"invalid broker account {account!r}", "it must not contain spaces, '/', ':', '#', '?' or '%'")
+    try:
+        p.check_broker_user(account)
+    except ValueError:
+        raise UsageError(f"invalid broker account {account!r}", p.BROKER_USER_RULE) from None
     users = _check_users(user, account)
     password = {a: p.generate_password() for a in [account, *users]}
     defs = p.definitions(vhost, endpoints=[(p.Account(account, password[account]), endpoint_id)],

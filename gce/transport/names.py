@@ -21,6 +21,11 @@ EXECUTOR_QUEUE_EXPIRES_MS = 6 * 3600 * 1000
 CLIENT_QUEUE_EXPIRES_MS = 14 * 24 * 3600 * 1000
 
 
+# The longest result-queue suffix (the part after the broker user's name) an endpoint accepts
+# in reply_to, and a broker account may declare: a uuid4 hex is 32.
+RESULT_QUEUE_SUFFIX_MAX = 128
+
+
 def endpoint_task_queue(endpoint_id: str) -> str:
     return f"gce.ep.{endpoint_id}.tasks"
 

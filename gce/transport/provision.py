@@ -3,11 +3,19 @@
 Everything here but `import_definitions` and `current_task_endpoints` is a pure function
 over data. An endpoint account may only consume its own queues and publish results and
 status; a user account may only publish tasks to the endpoints she was given (a topic
-permission on ``gce.tasks``), read status, and use her own result queues.
+permission on ``gce.tasks``), read the status of those endpoints, and use her own result queues.
 
-Queue-name regexes end in ``[^.]+`` rather than ``.*``: broker user names may contain
-dots, and with ``.*`` user ``alice@uni`` would match the queues of ``alice@uni.edu``.
-Result-queue suffixes therefore never contain a dot (see `names.result_queue`).
+Queue-name regexes end in ``[^.]{1,128}`` rather than ``.*``: broker user names may
+contain dots, and with ``.*`` user ``alice@uni`` would match the queues of
+``alice@uni.edu``. Result-queue suffixes therefore never contain a dot (see
+`names.result_queue`), exactly the ``reply_to`` an endpoint accepts from its submitter.
+
+Two things no permission here can stop, so the endpoint and the SDK check them: a user may
+declare an exchange named like her own queues (RabbitMQ's configure permission does not
+tell exchanges from queues), bind ``gce.tasks`` to it and publish there with any routing
+key, and a publisher's ``CC``/``BCC`` headers add routing keys that topic permissions never
+see (RabbitMQ 3.10). Either way the message reaches a queue whose routing key it does not
+carry or through an exchange that is not gce's, which is what the receivers look at.
 """
 
 from __future__ import annotations
@@ -27,8 +35,12 @@ from gce.errors import Unavailable
 from gce.transport import names
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
-# A status queue of any endpoint: the SDK reads the last status of the endpoints it uses.
-_ANY_STATUS_QUEUE = r"gce\.ep\.[^.]+\.status"
+# No "*" or "#": a user named "*" would own the binding key "gce.results.*.client" and
+# receive every user's results. The rest keeps names usable in URLs and file names.
+_BROKER_USER_RE = re.compile(r"^[^\s/:#?%*\x00-\x1f\x7f]{1,128}$")
+BROKER_USER_RULE = "use 1-128 characters without spaces, '/', ':', '#', '?', '%' or '*'"
+# One result queue's suffix, as the endpoint accepts it in reply_to: no dot, 1-128 characters.
+_SUFFIX = rf"[^.]{{1,{names.RESULT_QUEUE_SUFFIX_MAX}}}"
 # Endpoint ids become regex alternatives and routing keys: accept what uuid4 gives and nothing odd.
 _ENDPOINT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # A rabbitmqctl call costs ~1 s; an import is visible well within this (RECIPES.md).
@@ -74,6 +86,12 @@ def check_endpoint_id(endpoint_id: str) -> str:
     return endpoint_id
 
 
+def check_broker_user(broker_user: str) -> str:
+    if not isinstance(broker_user, str) or not _BROKER_USER_RE.match(broker_user):
+        raise ValueError(f"not a usable broker user name: {broker_user!r} ({BROKER_USER_RULE})")
+    return broker_user
+
+
 def _exact(*alternatives: str) -> str:
     return "^(" + "|".join(alternatives) + ")$"
 
@@ -106,19 +124,25 @@ def user_permissions(broker_user: str, allowed_endpoint_ids: Iterable[str]) -> t
 
     Her read on ``gce.results`` lets her bind her result queues; the topic permission on
     that exchange limits the binding keys to her own queue names, or she could bind with
-    another user's ``reply_to`` and receive copies of his results.
+    another user's ``reply_to`` and receive copies of his results. She reads the status
+    queues of the endpoints she may submit to, and of no other: a status is for the
+    endpoint's users, and reading one can take it from the queue.
     """
+    check_broker_user(broker_user)
     ids = sorted({check_endpoint_id(e) for e in allowed_endpoint_ids})
-    mine = rf"gce\.results\.{re.escape(broker_user)}\.[^.]+"
+    mine = rf"gce\.results\.{re.escape(broker_user)}\.{_SUFFIX}"
+    # An empty alternation would match the empty name only: with no endpoint, leave it out.
+    alternatives = "|".join(re.escape(e) for e in ids)
+    status = [rf"gce\.ep\.({alternatives})\.status"] if ids else []
     perms = {
         "user": broker_user,
         "configure": f"^{mine}$",
         "write": _exact(re.escape(names.TASKS_EXCHANGE), mine),
-        "read": _exact(re.escape(names.RESULTS_EXCHANGE), mine, _ANY_STATUS_QUEUE),
+        "read": _exact(re.escape(names.RESULTS_EXCHANGE), mine, *status),
     }
-    # An empty alternation would match the empty key only; "^$" says "nothing" plainly.
-    tasks = _exact(*(re.escape(e) for e in ids)) if ids else "^$"
-    own_key = rf"^gce\.results\.{re.escape(broker_user)}\.[^.*#]+$"  # no wildcards in her binding keys
+    tasks = f"^({alternatives})$" if ids else "^$"  # "^$": nothing, said plainly
+    # No wildcards in her binding keys: "*" and "#" words would match other users' queues.
+    own_key = rf"^gce\.results\.{re.escape(broker_user)}\.[^.*#]{{1,{names.RESULT_QUEUE_SUFFIX_MAX}}}$"
     topics = [
         {"user": broker_user, "exchange": names.TASKS_EXCHANGE, "write": tasks, "read": "^$"},
         {"user": broker_user, "exchange": names.RESULTS_EXCHANGE, "write": "^$", "read": own_key},

@@ -146,3 +146,52 @@ def test_definitions_prints_hashes_and_writes_urls(run, tmp_path, broker):
         raw = base64.b64decode(user["password_hash"])
         assert raw[4:] == hashlib.sha256(raw[:4] + password.encode()).digest()
     assert urls["erin"].startswith("amqp://erin:") and "@broker.example.org:5672/gce" in urls["erin"]
+
+
+@pytest.mark.parametrize("name", ["*", "x.*", "a*b"])
+def test_user_names_with_binding_wildcards_are_refused(run, configured, name):
+    configured("demo")
+    result = run("provision", "--endpoint", "demo", "--user", name, "--sdk-config")
+    assert isinstance(result.exception, UsageError), (result.output, result.exception)
+    assert "'*'" in result.exception.why
+
+
+def test_reprovisioning_narrows_what_an_old_account_may_read(run, configured, broker, tmp_path):
+    """Accounts made when every user could read every endpoint's status lose that on the next
+    provision, and keep the status of each endpoint they were given."""
+    one, two = configured("one"), configured("two")
+    creds = tmp_path / "creds.yaml"
+    assert run("provision", "--endpoint", "one", "--user", "dave", "--credentials", str(creds)).exit_code == 0
+    dave_url = yaml.safe_load(creds.read_text())["dave"]
+    stranger = str(uuid.uuid4())
+    broker.ctl("set_permissions", "-p", run.vhost, "dave", r"^gce\.results\.dave\.[^.]+$",
+               r"^(gce\.tasks|gce\.results\.dave\.[^.]+)$",
+               r"^(gce\.results|gce\.results\.dave\.[^.]+|gce\.ep\.[^.]+\.status)$")  # as gce 0.x granted
+    broker.ctl("set_permissions", "-p", run.vhost, broker.admin_user, ".*", ".*", ".*")
+    status_queues = {key: names.endpoint_status_queue(eid) for key, eid in
+                     (("one", read_endpoint_id(one)), ("two", read_endpoint_id(two)), ("stranger", stranger))}
+    admin = _login(broker.admin_url_for(run.vhost))
+    try:
+        for queue in status_queues.values():
+            admin.channel().queue_declare(queue, durable=True, arguments={"x-max-length": 1})
+
+        def may_read(queue: str) -> bool:
+            dave = _login(dave_url)
+            try:
+                dave.channel().basic_get(queue)
+                return True
+            except pika.exceptions.ChannelClosedByBroker as e:
+                assert e.reply_code == 403
+                return False
+            finally:
+                if dave.is_open:
+                    dave.close()
+
+        assert may_read(status_queues["stranger"])  # the old grant
+        result = run("provision", "--endpoint", "two", "--user", "dave", "--credentials", str(creds))
+        assert result.exit_code == 0, (result.output, result.exception)
+        dave_url = yaml.safe_load(creds.read_text())["dave"]
+        assert may_read(status_queues["one"]) and may_read(status_queues["two"])
+        assert not may_read(status_queues["stranger"])
+    finally:
+        admin.close()

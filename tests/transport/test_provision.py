@@ -43,8 +43,51 @@ def test_user_queues_do_not_cover_a_user_whose_name_extends_hers():
     assert _matches(short["configure"], "gce.results.alice@uni.q1")
     assert not _matches(short["configure"], "gce.results.alice@uni.edu.q1")
     assert not _matches(short["read"], "gce.results.alice@uni.edu.q1")
-    assert _matches(short["read"], f"gce.ep.{uuid.uuid4()}.status")
     assert not _matches(short["read"], f"gce.ep.{uuid.uuid4()}.tasks")
+
+
+def test_users_read_the_status_of_their_own_endpoints_only():
+    mine, other = str(uuid.uuid4()), str(uuid.uuid4())
+    perms, _ = p.user_permissions("alice", [mine])
+    assert _matches(perms["read"], names.endpoint_status_queue(mine))
+    assert not _matches(perms["read"], names.endpoint_status_queue(other))
+    assert not _matches(perms["read"], names.endpoint_status_queue(mine + "0"))
+    assert not _matches(perms["read"], names.endpoint_task_queue(mine))
+    nothing, _ = p.user_permissions("alice", [])
+    assert not _matches(nothing["read"], names.endpoint_status_queue(mine))
+    assert _matches(nothing["read"], names.result_queue("alice", "client"))
+
+
+@pytest.mark.parametrize("name", ["*", "x.*", "#", "a.#.b", "a*", "", "a" * 129, "a b", "a/b", "a\x00"])
+def test_user_names_that_would_be_binding_wildcards_are_refused(name):
+    # A user named "*" could bind her queue with "gce.results.*.client", her own name in her
+    # own topic permission, and receive every user's results.
+    with pytest.raises(ValueError):
+        p.check_broker_user(name)
+    with pytest.raises(ValueError):
+        p.user_permissions(name, [])
+
+
+def test_result_queue_rules_match_what_the_endpoint_accepts_as_reply_to():
+    """Whatever a user may declare and bind is a reply_to the endpoint takes from her, and no more."""
+    from gce.transport.message import reply_to_belongs
+
+    for user in ("alice", "alice.x", "a+b", "alice@uni.edu", "(a)[b]{1}^$|+\\"):
+        perms, topics = p.user_permissions(user, [])
+        bind_key = next(t for t in topics if t["exchange"] == names.RESULTS_EXCHANGE)["read"]
+        for suffix in ("client", uuid.uuid4().hex, "x" * 128, "x" * 129, "a.b", "", "q-1_2"):
+            queue = f"gce.results.{user}.{suffix}"
+            ok = reply_to_belongs(user, queue)
+            assert _matches(perms["configure"], queue) == ok, (user, suffix)
+            assert _matches(perms["read"], queue) == ok, (user, suffix)
+            assert _matches(bind_key, queue) == ok, (user, suffix)
+        assert reply_to_belongs(user, names.result_queue(user, uuid.uuid4().hex))
+        assert reply_to_belongs(user, names.client_result_queue(user))
+    # Neither of two users whose names extend each other's reaches the other's queues.
+    for a, b in (("alice", "alice.x"), ("alice.x", "alice"), ("a+b", "aab"), ("a", "a+b")):
+        perms, _ = p.user_permissions(a, [])
+        for queue in (names.client_result_queue(b), names.result_queue(b, "x")):
+            assert not _matches(perms["configure"], queue) and not _matches(perms["read"], queue), (a, b, queue)
 
 
 def test_topic_permission_lists_exactly_the_allowed_endpoints():
@@ -249,3 +292,138 @@ def test_accounts_and_persistent_messages_survive_a_broker_restart(broker, setup
     broker.restart(down=0.5)
     props, body = _get(s.channel(s.ep_url), tq)
     assert (props.user_id, body) == (s.alice, b"kept")
+
+
+@pytest.mark.broker
+def test_users_read_only_the_status_of_endpoints_they_may_use(broker):
+    mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    tag = uuid.uuid4().hex[:6]
+    ep_url, users = broker.provision(mine, users=[f"carol.{tag}"])
+    admin = pika.BlockingConnection(pika.URLParameters(broker.admin_url_for(pika.URLParameters(ep_url).virtual_host)))
+    carol = pika.BlockingConnection(pika.URLParameters(users[f"carol.{tag}"]))
+    try:
+        ach = admin.channel()
+        for eid in (mine, theirs):
+            sq = names.endpoint_status_queue(eid)
+            ach.queue_declare(sq, durable=True, arguments={"x-max-length": 1})
+            ach.queue_bind(sq, names.STATUS_EXCHANGE, routing_key=eid)
+            ach.basic_publish(names.STATUS_EXCHANGE, eid, b'{"secret": "pids and accounts"}')
+        assert _get(carol.channel(), names.endpoint_status_queue(mine))[1] == b'{"secret": "pids and accounts"}'
+        for action in (lambda ch: ch.basic_get(names.endpoint_status_queue(theirs)),
+                       lambda ch: ch.queue_purge(names.endpoint_status_queue(theirs)),
+                       lambda ch: ch.basic_consume(names.endpoint_status_queue(theirs), lambda *a: None)):
+            refused(403, lambda: action(carol.channel()))
+        assert ach.queue_declare(names.endpoint_status_queue(theirs), passive=True).method.message_count == 1
+    finally:
+        carol.close()
+        admin.close()
+
+
+@pytest.mark.broker
+def test_users_whose_names_extend_or_escape_each_other_stay_apart(broker):
+    """Dots and regex metacharacters in user names: no one reaches another's queues."""
+    tag = uuid.uuid4().hex[:6]
+    who = {"short": f"u{tag}", "dotted": f"u{tag}.x", "plus": f"u{tag}a+b", "aab": f"u{tag}aab"}
+    eid = str(uuid.uuid4())
+    _, urls = broker.provision(eid, users=list(who.values()))
+    conns = {k: pika.BlockingConnection(pika.URLParameters(urls[u])) for k, u in who.items()}
+    try:
+        queues = {}
+        for k, user in who.items():
+            ch = conns[k].channel()
+            queues[k] = names.client_result_queue(user)
+            ch.queue_declare(queues[k], durable=True)
+            ch.queue_bind(queues[k], names.RESULTS_EXCHANGE, routing_key=queues[k])
+        for a, b in (("short", "dotted"), ("dotted", "short"), ("plus", "aab"), ("aab", "plus"), ("short", "plus")):
+            theirs = queues[b]
+            mine = queues[a]
+            for action in (lambda ch: ch.queue_declare(theirs, durable=True), lambda ch: ch.queue_declare(theirs + "2"),
+                           lambda ch: ch.basic_get(theirs), lambda ch: ch.queue_purge(theirs),
+                           lambda ch: ch.queue_delete(theirs),
+                           lambda ch: ch.queue_bind(mine, names.RESULTS_EXCHANGE, routing_key=theirs),
+                           lambda ch: ch.queue_unbind(theirs, names.RESULTS_EXCHANGE, routing_key=theirs)):
+                refused(403, lambda: action(conns[a].channel()))
+        # "u<tag>" may name a queue "gce.results.u<tag>.x": hers, not the dotted user's (his end in ".x.<id>").
+        conns["short"].channel().queue_declare(names.result_queue(who["short"], "x"), durable=False, auto_delete=True)
+    finally:
+        for c in conns.values():
+            c.close()
+
+
+@pytest.mark.broker
+def test_user_cannot_delete_unbind_or_feed_endpoint_and_status_objects(setup):
+    s = setup
+    tq, sq = _endpoint_queues(s)
+    alice = lambda: s.channel(s.alice_url)  # noqa: E731
+    refused(403, lambda: alice().queue_delete(tq))
+    refused(403, lambda: alice().queue_unbind(tq, names.TASKS_EXCHANGE, routing_key=s.eid))
+    refused(403, lambda: alice().queue_delete(sq))
+    refused(403, lambda: alice().basic_publish(names.STATUS_EXCHANGE, s.eid, b"{}"))
+    refused(403, lambda: alice().exchange_delete(names.TASKS_EXCHANGE))
+    refused(403, lambda: alice().exchange_delete(names.RESULTS_EXCHANGE))
+    mine = _result_queue(s, s.alice, s.alice_url)
+    refused(403, lambda: alice().queue_bind(mine, names.STATUS_EXCHANGE, routing_key=s.eid))
+    refused(403, lambda: alice().queue_bind(mine, names.TASKS_EXCHANGE, routing_key=s.eid))
+    refused(403, lambda: alice().exchange_bind(names.TASKS_EXCHANGE, names.RESULTS_EXCHANGE, routing_key="#"))
+
+
+@pytest.mark.broker
+def test_tasks_smuggled_past_topic_permissions_show_where_they_came_from(setup):
+    """What permissions cannot stop (see the module's docstring), and what the endpoint sees.
+
+    Alice may submit to s.eid only. Through an exchange named like her queues, bound into
+    gce.tasks, or with a CC header, her task still reaches s.other's inbox: but it arrives
+    through another exchange, or with a routing key that is not s.other's id."""
+    s = setup
+    inbox = names.endpoint_task_queue(s.other)
+    admin = s.channel(s.admin_url)
+    admin.queue_declare(inbox, durable=True)
+    admin.queue_bind(inbox, names.TASKS_EXCHANGE, routing_key=s.other)
+    own_exchange = names.result_queue(s.alice, "relay")
+    alice = s.channel(s.alice_url)
+    alice.exchange_declare(own_exchange, "fanout", auto_delete=True)
+    alice.exchange_bind(names.TASKS_EXCHANGE, own_exchange)
+    task = pika.BasicProperties(user_id=s.alice, delivery_mode=2)
+    alice.basic_publish(own_exchange, s.other, b"relayed", task)
+    alice.basic_publish(names.TASKS_EXCHANGE, s.eid, b"copied", pika.BasicProperties(
+        user_id=s.alice, headers={"CC": [s.other]}))
+    alice.basic_publish(names.TASKS_EXCHANGE, s.eid, b"blind", pika.BasicProperties(
+        user_id=s.alice, headers={"BCC": [s.other]}))
+    seen = set()
+    for _ in range(3):
+        method, props, body = _get_method(admin, inbox)
+        seen.add((body, method.exchange, method.routing_key))
+    assert seen == {(b"relayed", own_exchange, s.other), (b"copied", names.TASKS_EXCHANGE, s.eid),
+                    (b"blind", names.TASKS_EXCHANGE, s.eid)}
+    assert all((ex, key) != (names.TASKS_EXCHANGE, s.other) for _, ex, key in seen)
+
+
+@pytest.mark.broker
+def test_status_relayed_by_another_endpoint_shows_where_it_came_from(setup, broker):
+    """The same for status: an endpoint account can put a report into another endpoint's
+    status queue, but never through gce.status with that endpoint's id as routing key."""
+    s = setup
+    _, sq = _endpoint_queues(s)
+    vhost = pika.URLParameters(s.ep_url).virtual_host
+    rogue = p.Account(f"ep-rogue-{uuid.uuid4().hex[:6]}", "pw-rogue")
+    p.import_definitions(p.definitions(vhost, endpoints=[(rogue, s.other)]), rabbitmqctl=broker.rabbitmqctl,
+                         env=broker.env)
+    ch = s.channel(p.amqp_url(rogue.name, rogue.password, "127.0.0.1", broker.port, vhost))
+    relay = f"gce.ep.{s.other}.relay"
+    ch.exchange_declare(relay, "fanout", auto_delete=True)
+    ch.exchange_bind(names.STATUS_EXCHANGE, relay)
+    ch.basic_publish(relay, s.eid, b'{"forged": 1}', pika.BasicProperties(user_id=rogue.name))
+    ch.basic_publish(names.STATUS_EXCHANGE, s.other, b'{"forged": 2}', pika.BasicProperties(
+        user_id=rogue.name, headers={"CC": [s.eid]}))
+    method, _, body = _get_method(s.channel(s.admin_url), sq)
+    assert body == b'{"forged": 2}'  # max-length 1 kept the last
+    assert (method.exchange, method.routing_key) == (names.STATUS_EXCHANGE, s.other) != (names.STATUS_EXCHANGE, s.eid)
+
+
+def _get_method(ch, queue: str):
+    for _ in range(50):
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is not None:
+            return method, props, body
+        ch.connection.sleep(0.05)
+    raise AssertionError(f"nothing arrived on {queue}")
