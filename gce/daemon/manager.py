@@ -21,6 +21,7 @@ from gce.config.paths import EndpointPaths
 from gce.daemon.children import UepChild
 from gce.daemon.commit import GroupCommit
 from gce.daemon.outbox import Outbox
+from gce.daemon.public_status import public_view
 from gce.daemon.routing import Refused, Router
 from gce.daemon.spool import Spool
 from gce.transport import frames, names
@@ -254,7 +255,7 @@ class Manager:
         }
 
     def publish_status(self) -> None:
-        body = json.dumps({**self.status(), "timestamp": time.time()}).encode()
+        body = json.dumps({**public_view(self.status()), "timestamp": time.time()}).encode()
         self.link.publish(names.STATUS_EXCHANGE, self.config.endpoint_id, body, {}, correlation_id="status",
                           content_type=names.STATUS_CONTENT_TYPE, persistent=False)
 

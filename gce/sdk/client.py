@@ -193,10 +193,13 @@ class Client(RegistersFunctions):
 
         endpoint_id = str(uuid.UUID(str(endpoint_id)))
         queue = names.endpoint_status_queue(endpoint_id)
+
         def peek(ch: Any) -> tuple[Any, bytes]:
+            # Taken unacked and put back for the next reader. A report published meanwhile is
+            # not lost: the requeued one goes back to the head, where max-length 1 drops it.
             method, _props, body = ch.basic_get(queue, auto_ack=False)
             if method is not None:
-                ch.basic_nack(method.delivery_tag, requeue=True)  # leave it for the next reader
+                ch.basic_nack(method.delivery_tag, requeue=True)
             return method, body
 
         try:
@@ -208,6 +211,11 @@ class Client(RegistersFunctions):
                     "reason": f"{why.get(e.reply_code, 'the broker refused')}: {e.reply_text}"}
         if method is None:
             return {"status": "unknown", "endpoint_id": endpoint_id, "reason": "the endpoint has not reported yet"}
+        if (method.exchange, method.routing_key) != (names.STATUS_EXCHANGE, endpoint_id):
+            # Another endpoint account can reach this queue (a CC header, or its own exchange
+            # bound into gce.status) but never as gce.status with this endpoint's id as key.
+            return {"status": "unknown", "endpoint_id": endpoint_id, "reason": "the status queue holds a report that "
+                    f"did not come from the endpoint (exchange {method.exchange!r}, key {method.routing_key!r})"}
         try:
             details = json.loads(body)
             stamp = float(details.get("timestamp", 0))
