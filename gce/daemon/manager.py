@@ -61,6 +61,11 @@ class Manager:
         p = d.properties
         self.commit.delivered(d.generation, d.tag)
         try:
+            if (d.exchange, d.routing_key) != (names.TASKS_EXCHANGE, self.config.endpoint_id):
+                # Topic permissions guard only this route; a CC header or an exchange bound into
+                # gce.tasks gets around them (gce/transport/provision.py) and shows here.
+                raise BadMessage(f"a task must come through {names.TASKS_EXCHANGE!r} addressed to this endpoint, "
+                                 f"not through {d.exchange[:100]!r} with routing key {d.routing_key[:100]!r}")
             th = parse_task(p.message_id, p.user_id, p.reply_to, p.headers)
             if len(d.body) > self.config.max_payload_bytes + 64 * 1024:
                 raise BadMessage(

@@ -43,6 +43,8 @@ class Delivery:
     tag: int
     properties: Any
     body: bytes
+    exchange: str = ""  # where the broker says the message was published, and with which key
+    routing_key: str = ""
 
 
 class EndpointLink:
@@ -232,7 +234,7 @@ class EndpointLink:
 
     # -- traffic ---------------------------------------------------------------------
     def _on_message(self, _ch: Any, method: Any, props: Any, body: bytes) -> None:
-        self.on_delivery(Delivery(self.generation, method.delivery_tag, props, body))
+        self.on_delivery(Delivery(self.generation, method.delivery_tag, props, body, method.exchange, method.routing_key))
 
     def ack(self, generation: int, tag: int, multiple: bool = False) -> None:
         if generation == self.generation and self._ch is not None and self._ch.is_open:
