@@ -221,6 +221,11 @@ def test_endpoint_is_confined_to_its_own_queues(setup):
     own = names.endpoint_task_queue(s.eid)
     refused(403, lambda: s.channel(s.ep_url).queue_bind(own, names.TASKS_EXCHANGE, routing_key="#"))
     refused(403, lambda: s.channel(s.ep_url).queue_bind(own, names.TASKS_EXCHANGE, routing_key=s.other))
+    # Nor another endpoint's status, nor anyone's results.
+    own_status = names.endpoint_status_queue(s.eid)
+    refused(403, lambda: s.channel(s.ep_url).queue_bind(own_status, names.STATUS_EXCHANGE, routing_key="#"))
+    refused(403, lambda: s.channel(s.ep_url).queue_bind(own, names.RESULTS_EXCHANGE, routing_key="#"))
+    refused(403, lambda: s.channel(s.ep_url).basic_get(names.endpoint_status_queue(s.other)))
     refused(403, lambda: s.channel(s.ep_url).basic_publish(names.STATUS_EXCHANGE, s.other, b"{}"))
     refused(403, lambda: s.channel(s.ep_url).basic_publish(names.TASKS_EXCHANGE, s.eid, b"x"))
 
