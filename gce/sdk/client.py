@@ -188,7 +188,12 @@ class Client(RegistersFunctions):
         return info
 
     def get_endpoint_status(self, endpoint_id: str | uuid.UUID) -> dict[str, Any]:
-        """The endpoint's last status report; ``status`` is online, offline or unknown."""
+        """The endpoint's last status report; ``status`` is online, offline or unknown.
+
+        ``details`` is what the endpoint tells its users: endpoint_id, display_name, state,
+        accepting_tasks, gce_version, engine_type, tasks_in_flight and timestamp. Only users
+        who may submit to the endpoint may read it; its owner sees more with ``gce status``.
+        """
         import pika
 
         endpoint_id = str(uuid.UUID(str(endpoint_id)))
