@@ -30,15 +30,15 @@ ENGINES = {
 
 class Endpoint:
     def __init__(self, broker, home: Path, name: str = "ep", engine: str = "thread", user: str = "alice",
-                 **extra) -> None:
+                 others: tuple[str, ...] = (), **extra) -> None:
         self.broker = broker
         self.home = home
         self.name = name
         assert os.environ.get("GCE_HOME") == str(home), "set GCE_HOME first (the endpoint fixture does)"
         self.paths = endpoint_paths(name)
         self.endpoint_id = str(uuid.uuid4())
-        self.endpoint_url, users = broker.provision(self.endpoint_id, users=[user])
-        self.user_url = users[user]
+        self.endpoint_url, self.urls = broker.provision(self.endpoint_id, users=[user, *others])
+        self.user_url = self.urls[user]
         self.paths.config_dir.mkdir(parents=True, mode=0o700)
         config = {"broker": {"url": self.endpoint_url}, "engine": ENGINES[engine], "status_period": 2, **extra}
         self.paths.config_file.write_text(yaml.safe_dump(config))

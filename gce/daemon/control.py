@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from gce.config.paths import EndpointPaths
 from gce.errors import NotRunning, PermissionDenied
+from gce.transport import limits
 
 Handler = Callable[[str, dict, int], Awaitable[dict]]
 MAX_REQUEST = 64 * 1024
@@ -42,7 +43,7 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
             if uid not in (0, own_uid):
                 reply: dict = {"ok": False, "error": "permission denied: this endpoint belongs to another user"}
             else:
-                req = json.loads(line[:MAX_REQUEST] or b"{}")
+                req = limits.loads(line[:MAX_REQUEST] or b"{}")  # depth-checked: see gce.daemon.main
                 reply = await handler(str(req.get("command", "")), req.get("args") or {}, uid)
         except Exception as e:  # a bad client must never hurt the manager
             reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}

@@ -31,6 +31,13 @@ from gce.logfiles import rotating_handler
 from gce.transport.link_errors import LinkError
 
 log = logging.getLogger("gce.daemon")
+# pika decodes an AMQP header table recursively, before any code of ours sees the message, and a
+# RecursionError there drops the connection: the broker redelivers the same message and the loop
+# repeats, for every user of the endpoint. A content header frame is at most pika's frame_max
+# (128 KiB) and a nested table or array costs at least 5 bytes and at most 2 Python frames a
+# level, so this limit decodes the deepest header that fits; parse_task then refuses it
+# (gce.transport.limits). From Python 3.11 on, Python-to-Python calls use no C stack.
+DECODE_RECURSION_LIMIT = 2 * (128 * 1024 // 5) + 8000
 STOP_TIMEOUT = 20.0
 NOTIFY_PERIOD = 10.0  # seconds between two STATUS= updates to systemd, at most
 
@@ -210,6 +217,8 @@ def run(paths: EndpointPaths, ready_fd: int | None = None, to_stderr: bool = Tru
     pidfile.write_state(paths, "starting", endpoint_id=config.endpoint_id)
     m = Manager(paths, config, detached=ready_fd is not None)
     try:
+    if sys.version_info >= (3, 11):
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), DECODE_RECURSION_LIMIT))
         return asyncio.run(_serve(m, ready, notifier))
     except LinkError as e:
         ready.say(f"failed: {e}")

@@ -27,7 +27,8 @@ from gce.daemon.spool import Spool
 from gce.transport import frames, names
 from gce.transport.amqp import Delivery, EndpointLink
 from gce.transport.urls import redact
-from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, TaskHeaders, failure, parse_task
+from gce.transport.message import (BadMessage, ErrorCode, ResultHeaders, TaskHeaders, failure, parse_task,
+                                   reply_to_belongs)
 
 log = logging.getLogger(__name__)
 
@@ -58,34 +59,52 @@ class Manager:
 
     # -- intake ----------------------------------------------------------------------
     def on_delivery(self, d: Delivery) -> None:
-        p = d.properties
+        """One task message. Whatever it holds, it ends here as an answer (where one can be sent)
+        and an ack: no exception from one message reaches the broker connection (DESIGN.md,
+        "Delivery guarantees")."""
         self.commit.delivered(d.generation, d.tag)
         try:
-            if (d.exchange, d.routing_key) != (names.TASKS_EXCHANGE, self.config.endpoint_id):
-                # Topic permissions guard only this route; a CC header or an exchange bound into
-                # gce.tasks gets around them (gce/transport/provision.py) and shows here.
-                raise BadMessage(f"a task must come through {names.TASKS_EXCHANGE!r} addressed to this endpoint, "
-                                 f"not through {d.exchange[:100]!r} with routing key {d.routing_key[:100]!r}")
-            th = parse_task(p.message_id, p.user_id, p.reply_to, p.headers)
-            if len(d.body) > self.config.max_payload_bytes + 64 * 1024:
-                raise BadMessage(
-                    f"the task payload is {len(d.body):,} bytes, over this endpoint's limit of "
-                    f"{self.config.max_payload_bytes:,} bytes (limits.max_payload_bytes)", ErrorCode.PAYLOAD_TOO_LARGE)
+            self._accept(d)
         except BadMessage as e:
             self.counts["malformed"] += 1
-            code = e.code
             log.warning("refused a malformed task message (message_id=%.80r, user_id=%.80r): %s",
-                        p.message_id, p.user_id, e)
-            if p.reply_to and p.user_id and isinstance(p.message_id, str):
-                rh = failure(str(p.message_id)[:100], self.config.endpoint_id, code, str(e))
-                self.outbox.publish(rh, str(p.reply_to), b"", spooled=False)
-            return
+                        d.properties.message_id, d.properties.user_id, e)
+            self._answer_refused(d.properties, e.code, str(e))
+        except Exception as e:  # a bug must cost this one message, not the connection
+            self.counts["malformed"] += 1
+            log.exception("handling the task message %.80r of %.80r failed", d.properties.message_id,
+                          d.properties.user_id)
+            self._answer_refused(d.properties, ErrorCode.INTERNAL, "the endpoint could not handle this task "
+                                 f"message ({type(e).__name__}; the endpoint's log says more)")
+
+    def _accept(self, d: Delivery) -> None:
+        if (d.exchange, d.routing_key) != (names.TASKS_EXCHANGE, self.config.endpoint_id):
+            # Topic permissions guard only this route; a CC header or an exchange bound into
+            # gce.tasks gets around them (gce/transport/provision.py) and shows here.
+            raise BadMessage(f"a task must come through {names.TASKS_EXCHANGE!r} addressed to this endpoint, not "
+                             f"through {d.exchange[:100]!r} with routing key {d.routing_key[:100]!r}")
+        p = d.properties
+        th = parse_task(p.message_id, p.user_id, p.reply_to, p.headers)
+        if len(d.body) > self.config.max_payload_bytes + 64 * 1024:
+            raise BadMessage(
+                f"the task payload is {len(d.body):,} bytes, over this endpoint's limit of "
+                f"{self.config.max_payload_bytes:,} bytes (limits.max_payload_bytes)", ErrorCode.PAYLOAD_TOO_LARGE)
         if th.task_id in self.spool.entries or self.outbox.answered(th.task_id):
             self.counts["duplicates"] += 1
             return
         self.counts["received"] += 1
         self.spool.add_task({"task_id": th.task_id, "task": th.to_dict()}, d.body)
         self._dispatch(th.task_id, body=d.body)
+
+    def _answer_refused(self, p: Any, code: str, sentence: str) -> None:
+        """Tell the submitter why a message was refused, when it names one of its sender's own
+        result queues: never into another user's queue, whatever reply_to says."""
+        try:
+            if isinstance(p.message_id, str) and p.message_id and reply_to_belongs(p.user_id, p.reply_to):
+                rh = failure(p.message_id[:100], self.config.endpoint_id, code, sentence)
+                self.outbox.publish(rh, p.reply_to, b"", spooled=False)
+        except Exception:
+            log.exception("could not answer a refused task message")
 
     # -- user endpoint ---------------------------------------------------------------
     @property
@@ -94,6 +113,18 @@ class Manager:
         return self.uep.queued if self.uep is not None and not self.config.multi_user else self._unrouted
 
     def _dispatch(self, task_id: str, body: bytes | None = None) -> None:
+        """Hand TASK_ID to its UEP (or queue it); a failure to do so answers that task alone."""
+        try:
+            self._route(task_id, body)
+        except Exception as e:
+            log.exception("dispatching task %s failed", task_id)
+            try:
+                self._finish_with_error(task_id, ErrorCode.INTERNAL, f"the endpoint could not dispatch this task "
+                                        f"({type(e).__name__}; the endpoint's log says more)")
+            except Exception:
+                log.exception("answering task %s failed too", task_id)
+
+    def _route(self, task_id: str, body: bytes | None) -> None:
         if self.stop_event.is_set():
             return  # stays in the spool: the next start recovers it
         uep = self._uep_for(task_id) if self.config.multi_user else self.uep

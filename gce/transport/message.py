@@ -139,6 +139,8 @@ def parse_task(
         task_id = str(uuid.UUID(str(message_id)))
     except ValueError:
         raise BadMessage(f"the message_id {str(message_id)[:80]!r} is not a UUID") from None
+    if task_id != message_id:  # answers carry the task id: one the submitter would not recognise is lost
+        raise BadMessage(f"the message_id {str(message_id)[:80]!r} is not a UUID in canonical form ({task_id!r})")
     if not user_id:
         raise BadMessage("the task message has no user_id: the endpoint only runs tasks from an identified submitter")
     if not reply_to:

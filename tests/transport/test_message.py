@@ -30,6 +30,8 @@ def test_a_task_round_trips_through_amqp_headers():
     [
         ((None, "alice", Q), {}, "no message_id"),
         (("not-a-uuid", "alice", Q), {}, "is not a UUID"),
+        (("1C3D1F0E-62B9-4C1A-9F0B-3A1F3E2D4C5B", "alice", Q), {}, "not a UUID in canonical form"),
+        (("{1c3d1f0e-62b9-4c1a-9f0b-3a1f3e2d4c5b}", "alice", Q), {}, "not a UUID in canonical form"),
         ((str(uuid.uuid4()), None, Q), {}, "no user_id"),
         ((str(uuid.uuid4()), "alice", None), {}, "no reply_to"),
         ((str(uuid.uuid4()), "alice", Q), None, "no headers"),
