@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 
 
+def _stopped_for(violation: str) -> str:
+    return f"the user endpoint was stopped: it broke the channel protocol ({violation})"
+
+
 class Manager:
     def __init__(self, paths: EndpointPaths, config: EndpointConfig, *, detached: bool = False) -> None:
         self.paths = paths
@@ -52,7 +56,7 @@ class Manager:
         self.router = Router(paths, config)
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
-        self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0}
+        self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0, "violations": 0}
         self.commit = GroupCommit(self.spool, lambda gen, tag: self.link.ack(gen, tag, multiple=True),
                                   self.stop_event.set)
         self.outbox = Outbox(self.spool, self.link, self.commit.schedule)
@@ -221,9 +225,19 @@ class Manager:
         self._on_result(failure(task_id, self.config.endpoint_id, code, message), b"")
 
     def on_uep_frame(self, uep: UepChild, kind: bytes, header: dict, body: bytes) -> None:
+        """A frame from a UEP, which runs its user's code and is trusted only for its own tasks: a
+        result is taken only for a task sent to this very UEP and still in flight there. Anything
+        else is a protocol violation: the UEP is treated as compromised and stopped."""
         if kind == frames.RESULT:
-            rh = ResultHeaders.from_dict(header)
-            uep.in_flight.pop(rh.task_id, None)
+            try:
+                rh = ResultHeaders.from_uep(header, self.config.endpoint_id)
+            except BadMessage as e:
+                return self._violation(uep, f"a malformed RESULT frame: {e}")
+            if rh.task_id not in uep.in_flight:
+                return self._violation(uep, f"a result for task {rh.task_id!r}, which it is not running")
+            if len(body) > self.config.max_result_bytes + 64 * 1024:
+                return self._violation(uep, f"a result of {len(body):,} bytes, over the endpoint's limit")
+            uep.in_flight.pop(rh.task_id)
             uep.active_at = time.monotonic()
             self._on_result(rh, body)
         elif kind == frames.READY:
@@ -231,10 +245,23 @@ class Manager:
             for tid in queued:
                 self._dispatch(tid)
 
+    def _violation(self, uep: UepChild, what: str) -> None:
+        """UEP sent WHAT, which no honest UEP sends: its tasks fail now (a retry would run the same
+        code in a fresh UEP again) and it is stopped, with all below it."""
+        self.counts["violations"] += 1
+        log.error("protocol violation: user endpoint %s (pid %s) sent %s; stopping it as compromised",
+                  uep.key, uep.pid, what)
+        lost, uep.in_flight = uep.in_flight, {}
+        for tid in lost:
+            self._finish_with_error(tid, ErrorCode.ENDPOINT_FAILED, _stopped_for(what))
+        uep.kill_compromised(what)
+
     def on_uep_exit(self, uep: UepChild, reason: str) -> None:
         lost, uep.in_flight = uep.in_flight, {}
         for tid, attempts in lost.items():
-            if attempts >= self.config.task_attempts:
+            if uep.violation:  # its own tasks made it break the protocol: running them again would too
+                self._finish_with_error(tid, ErrorCode.ENDPOINT_FAILED, _stopped_for(uep.violation))
+            elif attempts >= self.config.task_attempts:
                 self._finish_with_error(tid, ErrorCode.WORKER_LOST, f"{reason} while running this task "
                                         f"({attempts} attempt{'s' if attempts > 1 else ''})")
             else:

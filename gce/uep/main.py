@@ -186,6 +186,20 @@ def render_engine(template: dict | None) -> dict | None:
     return rendered["engine"]
 
 
+def guard_channel() -> None:
+    """Make this process non-dumpable, so that a task's code in a worker (a process of the same
+    user) can neither ptrace it nor take its channel to the manager with pidfd_getfd or
+    /proc/PID/fd (both need ptrace access: proc(5), PR_SET_DUMPABLE in prctl(2)). Code that runs
+    inside this process (ThreadPoolEngine) still holds the channel: the manager trusts a UEP only
+    for the tasks it gave it (gce.daemon.manager.on_uep_frame)."""
+    import ctypes
+
+    PR_SET_DUMPABLE = 4
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        log.warning("cannot make the user endpoint non-dumpable: %s", os.strerror(ctypes.get_errno()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gce-uep")
     ap.add_argument("--fd", type=int, required=True)
@@ -196,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     os.set_inheritable(args.fd, False)  # the engine's children must not hold the manager's channel
     try:
         check_identity(conf.get("identity"))
+        guard_channel()
         if conf.get("template"):
             prepare_directories(conf)
     except Refusal as e:
