@@ -26,6 +26,7 @@ def read_user_config(path: Path) -> Any:
     import json
 
     from gce.config.user_schema import UserConfigInvalid
+    from gce.transport import limits
 
     source = describe(path)
     try:
@@ -33,7 +34,10 @@ def read_user_config(path: Path) -> Any:
     except OSError as e:
         raise UsageError(f"cannot read the user config {source}", e.strerror or str(e)) from None
     try:
-        return json.loads(text)
+        return limits.loads(text)
+    except limits.TooDeep as e:  # the endpoint refuses such a config too, before parsing it
+        raise UserConfigInvalid(f"invalid user endpoint config {source}", str(e),
+                                hint="a user endpoint config is a shallow JSON object of settings") from None
     except ValueError as e:
         raise UserConfigInvalid(
             f"invalid user endpoint config {source}", f"not JSON: {e}",

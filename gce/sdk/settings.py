@@ -104,8 +104,13 @@ def json_object(value: dict | None, what: str) -> dict:
         return {}
     if not isinstance(value, dict):
         raise TypeError(f"{what} must be a dict, not {type(value).__name__}")
+    from gce.transport import limits
+
     try:
+        limits.value_depth(value, limits.MAX_JSON_DEPTH)  # what endpoints accept; json.dumps recurses
         json.dumps(value)
+    except limits.TooDeep as e:
+        raise ValueError(f"{what} is refused: {e}; endpoints accept shallow objects of settings") from None
     except (TypeError, ValueError) as e:
         raise TypeError(f"{what} must be JSON-serializable: {e}") from None
     return dict(value)

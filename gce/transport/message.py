@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from gce.transport import limits
-from gce.transport.names import PROTOCOL_VERSION, result_queue
+from gce.transport.names import PROTOCOL_VERSION, RESULT_QUEUE_SUFFIX_MAX, result_queue
 
 # Header values are JSON text; this bounds each one (AMQP header frames are small).
 MAX_HEADER_BYTES = 64 * 1024
@@ -191,7 +191,7 @@ def reply_to_belongs(user_id: str, reply_to: Any) -> bool:
         return False
     prefix = result_queue(user_id, "")
     suffix = reply_to[len(prefix):]
-    return reply_to.startswith(prefix) and 0 < len(suffix) <= 128 and "." not in suffix
+    return reply_to.startswith(prefix) and 0 < len(suffix) <= RESULT_QUEUE_SUFFIX_MAX and "." not in suffix
 
 
 @dataclass

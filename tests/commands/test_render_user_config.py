@@ -82,6 +82,8 @@ def test_values_that_break_the_schema(gce, templated, tmp_path):
     ("{", "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
     ("[1, 2]", "it must be a JSON object, not list"),
     ('{"mapped_identity": {}}', "mapped_identity: this name is reserved for the template's own variables"),
+    ('{"a": ' * 950 + "1" + "}" * 950, "it nests more than 32 levels deep (the limit is 32)"),
+    ("[" * 30_000 + "]" * 30_000, "it nests more than 32 levels deep (the limit is 32)"),
 ])
 def test_values_that_are_no_user_config(gce, templated, text, why):
     result = gce("render-user-config", "multi", "--user-config", "-", input=text)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gce.sdk import BrokerNotConfigured, UnknownFunction, serialize
-from gce.sdk.settings import FunctionStore, broker_user, redact, resolve_broker_url
+from gce.sdk.settings import FunctionStore, broker_user, json_object, redact, resolve_broker_url
 
 
 def test_the_argument_wins_then_the_environment_then_sdk_yaml(gce_home, monkeypatch):
@@ -59,3 +59,29 @@ def test_the_store_persists_and_verifies_content(tmp_path):
     for bad in ("../../etc/passwd", "0" * 64):
         with pytest.raises(UnknownFunction, match="register_function"):
             FunctionStore(tmp_path).get(bad)
+
+
+# -- a user endpoint config is checked as the endpoint will, before anything is sent
+
+def _deep(depth: int) -> dict:
+    top: dict = {}
+    d = top
+    for _ in range(depth - 1):
+        d["a"] = {}
+        d = d["a"]
+    return top
+
+
+def test_a_config_at_the_endpoints_depth_limit_is_taken():
+    assert json_object(_deep(32), "user_endpoint_config") == _deep(32)
+
+
+@pytest.mark.parametrize("depth", [33, 950, 30_000])
+def test_a_config_deeper_than_endpoints_accept_is_refused_with_a_sentence(depth):
+    with pytest.raises(ValueError, match="user_endpoint_config is refused: it nests more than 32 levels deep"):
+        json_object(_deep(depth), "user_endpoint_config")
+
+
+def test_what_json_cannot_carry_is_a_type_error():
+    with pytest.raises(TypeError, match="must be JSON-serializable"):
+        json_object({"a": object()}, "resource_specification")
