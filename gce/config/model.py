@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gce.config import redaction
 from gce.config.paths import EndpointPaths
 from gce.config.schema import CONFIG
 from gce.errors import ConfigError
+from gce.transport import urls
 
 DEFAULT_LIMIT = 10 * 1024 * 1024
 
@@ -18,7 +21,7 @@ DEFAULT_LIMIT = 10 * 1024 * 1024
 class EndpointConfig:
     name: str
     endpoint_id: str
-    broker_url: str
+    broker_url: str = field(repr=False)  # holds the password: never in a repr or a traceback
     engine: dict
     display_name: str = ""
     queue_type: str = "classic"
@@ -45,33 +48,91 @@ class EndpointConfig:
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-def _key_path(error: Any) -> str:
-    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path]
+def _key_path(error: Any, extra: Any = None) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in [*error.absolute_path, *([extra] if extra else [])]]
     return ".".join(parts).replace(".[", "[") or "(top level)"
 
 
+def explain(error: Any, data: Any) -> tuple[str, str]:
+    """(key path, what is wrong) of a jsonschema ERROR in DATA, quoting no value that could be a secret.
+
+    jsonschema's messages begin with the offending value, whole: a list holding the broker
+    URL, the engine mapping with a worker_init that exports a token. Here a value is quoted
+    only as `redaction.shown` allows; anything else is named by its kind ("a list").
+    """
+    path = list(error.absolute_path)
+    key = path[-1] if path and isinstance(path[-1], str) else None
+    instance, message, extra = error.instance, error.message, None
+    if error.validator == "not" and set(error.validator_value or {}) == {"required"}:
+        extra, message = error.validator_value["required"][0], "this key is not allowed here"
+    elif error.validator is None:  # a `false` subschema: jsonschema names the parent's path only
+        message, parent = "this key is not allowed here", data
+        for part in path:
+            parent = parent[part]
+        keys = [k for k, v in parent.items() if v is instance] if isinstance(parent, dict) else []
+        extra = keys[0] if len(keys) == 1 else None
+    else:
+        quoted = repr(instance)
+        if quoted in message:
+            message = message.replace(quoted, redaction.shown(instance, key))
+        if error.validator == "additionalProperties":
+            message = f"{message} (allowed keys: {', '.join(sorted(error.schema.get('properties', {}))) or 'none'})"
+        message = redaction.hide(message)
+        values = [instance] if isinstance(instance, str) else redaction.strings_in(instance, keys=False)
+        if redaction.shown(instance, key) != repr(instance) and any(len(s) >= 4 and s in message for s in values):
+            # jsonschema quoted a value in a way not foreseen here: say less rather than too much
+            message = f"{redaction.kind(instance)} that breaks the schema's {error.validator!r} rule"
+    return _key_path(error, extra), message
+
+
 def validate(data: Any, source: str) -> None:
-    """Raise ConfigError naming SOURCE, the key path and what was expected."""
+    """Raise ConfigError naming SOURCE, the key path and what was expected (never a secret)."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(CONFIG)
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if not errors:
+        _check_urls(data, source)
         return
     error = jsonschema.exceptions.best_match(errors)
-    message = error.message
-    if error.validator == "additionalProperties":
-        message = f"{message} (allowed keys: {', '.join(sorted(error.schema.get('properties', {})))})"
-    elif error.validator is False or error.validator == "false":
-        message = "this key is not valid here"
-    elif error.validator_value is False:
+    where, message = explain(error, data)
+    if error.validator is None or error.validator == "not":
         message = "this key is not allowed for this engine type"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     raise ConfigError(
-        f"invalid configuration in {source}",
-        f"{_key_path(error)}: {message}{more}",
+        f"invalid configuration in {source}", f"{where}: {message}{more}",
         hint=f"fix {source} and try again; 'gce configure --help' shows the defaults",
     )
+
+
+def _check_urls(data: dict, source: str) -> None:
+    """The broker URLs must be usable as they are: pika's own errors would quote them."""
+    broker = data["broker"]
+    for key, schemes in (("url", ("amqp", "amqps")), ("management_url", ("http", "https"))):
+        why = urls.problem(broker[key], schemes) if key in broker else None
+        if why:
+            raise ConfigError(f"invalid configuration in {source}", f"broker.{key}: {why}",
+                              hint=f"fix {source} and try again; a broker URL reads amqps://USER:PASSWORD@HOST:5671/VHOST")
+
+
+# What a YAML error quotes: one character, an escape ('\\t'), a token ('<block end>'), or a name
+# from the file (an alias, an anchor, a tag: no spaces in those), which is hidden.
+_YAML_QUOTED = re.compile(r"'([^'\s]+)'|\"([^\"\s]+)\"")
+_YAML_HARMLESS = re.compile(r"^(.|\\(x[0-9a-f]{2}|u[0-9a-f]{4}|.)|<[a-z]+>)$")
+
+
+def yaml_problem(e: Exception) -> str:
+    """What a YAML error says is wrong, without what it quotes of the text: a tag, an alias or
+    an anchor is whatever the file holds there, and that may be a password."""
+    problem = getattr(e, "problem", None)
+    if not isinstance(problem, str):
+        position = getattr(e, "position", None)  # a ReaderError: a character YAML does not allow
+        return f"a special character at position {position} is not allowed" if position is not None else \
+            "the text is not valid YAML"
+
+    def hide(m: re.Match) -> str:
+        return m.group(0) if _YAML_HARMLESS.match(m.group(1) or m.group(2)) else f"'{redaction.MASK}'"
+    return _YAML_QUOTED.sub(hide, problem)
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -82,9 +143,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(
-            f"cannot parse {source}", f"YAML error{where}: {problem}", hint=f"fix the YAML syntax in {source}"
+            f"cannot parse {source}", f"YAML error{where}: {yaml_problem(e)}", hint=f"fix the YAML syntax in {source}"
         ) from None
 
 

@@ -36,6 +36,8 @@ import jinja2
 from jinja2.runtime import BlockReference, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from gce.config import redaction
+from gce.config.model import yaml_problem
 from gce.config.schema import ENGINE
 from gce.config.user_schema import (TemplateRenderError, apply_defaults, check_names, describe_problem,
                                     load_schema, parent_view, validate_user_config)
@@ -200,11 +202,11 @@ def _parse(text: str, path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        problem = getattr(e, "problem", None) or str(e)
+        problem = yaml_problem(e)
         where = ""
         if mark is not None:
             lines = text.splitlines()
-            shown = lines[mark.line][:200] if mark.line < len(lines) else ""
+            shown = redaction.hide(lines[mark.line][:200]) if mark.line < len(lines) else ""
             where = f" at line {mark.line + 1}, column {mark.column + 1} of the output ({shown!r})"
         raise TemplateRenderError(
             f"the user config template {path} made invalid YAML", f"{problem}{where}",

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from gce.config.model import _key_path
+from gce.config.model import _key_path, explain
 from gce.errors import ConfigError
 
 # The template's own variables; a user's value may not take one of these names.
@@ -42,20 +42,12 @@ class TemplateRenderError(ConfigError):
 # -- the values ---------------------------------------------------------------------------------
 
 def _explain(error: Any, data: Any) -> str:
-    """'<key path>: <what is wrong> (schema: <the keyword it breaks>)' for a jsonschema error in DATA."""
-    path, message, keyword = _key_path(error), error.message, error.validator
-    if keyword == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        message = f"{message} (allowed keys: {', '.join(allowed) or 'none'})"
-    elif keyword is None:  # a `false` subschema: jsonschema reports the parent object's path only
-        keyword, message = "false", "this key is not allowed here"
-        parent = data
-        for part in error.absolute_path:
-            parent = parent[part]
-        keys = [k for k, v in parent.items() if v is error.instance] if isinstance(parent, dict) else []
-        if len(keys) == 1:
-            path = f"{path}.{keys[0]}" if error.absolute_path else str(keys[0])
-    return f"{path}: {message} (schema: {keyword})"
+    """'<key path>: <what is wrong> (schema: <the keyword it breaks>)' for a jsonschema error in DATA.
+
+    The message is returned to the submitter and may be shown to the admin (status, logs): a
+    value is quoted as the endpoint's own config errors quote one, never under a secret-like key."""
+    path, message = explain(error, data)
+    return f"{path}: {message} (schema: {error.validator if error.validator is not None else 'false'})"
 
 
 def describe_problem(schema: Mapping, data: Any) -> str | None:

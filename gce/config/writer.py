@@ -27,7 +27,7 @@ from gce.config.model import parse_yaml, validate
 from gce.config.schema import PROVIDER
 from gce.config.paths import EndpointPaths
 from gce.errors import EX_CANTCREAT, ConfigError, GceError, PermissionDenied, UsageError
-from gce.transport.urls import has_password, redact
+from gce.transport.urls import has_password, problem, redact
 
 DEFAULT_BROKER_URL = "amqp://127.0.0.1:5672/gce"
 BROKER_URL_ENV = "GCE_ENDPOINT_BROKER_URL"
@@ -103,12 +103,12 @@ def will_hold_secret(ep: NewEndpoint) -> bool:
 
 def check_broker_url(url: str) -> str:
     """URL if it looks like an AMQP URL, else a UsageError that does not reveal the password."""
-    if not re.match(r"^amqps?://[^\s]+$", url):
-        raise UsageError(
-            f"invalid broker URL {redact(url)!r}",
-            "it must start with amqp:// or amqps:// and contain no spaces",
-            hint="the URL looks like amqps://USER:PASSWORD@HOST:5671/VHOST",
-        )
+    why = "it must start with amqp:// or amqps:// and contain no spaces"
+    if re.match(r"^amqps?://[^\s]+$", url):
+        why = problem(url)  # pika could not connect with it either
+    if why:
+        raise UsageError(f"invalid broker URL {redact(url)!r}", why,
+                         hint="the URL looks like amqps://USER:PASSWORD@HOST:5671/VHOST")
     return url
 
 

@@ -1,8 +1,11 @@
-"""Broker URLs: who they log in as, and how to print them without their password."""
+"""Broker URLs: who they log in as, whether they can be used, and how to print them without their password."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote, urlsplit
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 
 
 def _userinfo_split(url: str) -> tuple[str, str, str] | None:
@@ -35,6 +38,42 @@ def redact(url: str) -> str:
     return f"{head}{userinfo.split(':', 1)[0]}:***{tail}"
 
 
+def redact_all(text: str) -> str:
+    """TEXT with the password of every URL in it replaced by ***."""
+    return _URL.sub(lambda m: redact(m.group(0)), text)
+
+
+def problem(url: str, schemes: tuple[str, ...] = ("amqp", "amqps")) -> str | None:
+    """Why URL cannot be used, in words that never quote any part of it; None when it can.
+
+    A URL parser's own errors quote what they could not parse, and that is often a piece of
+    the password: "amqp://u:ab/cd@host" splits at the '/' and makes "ab" the port.
+    """
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "it contains a space or a control character (percent-encode them, e.g. %20)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "it is not a URL gce can read: a '[' or ']' is out of place (percent-encode one in a password: %5B, %5D)"
+    if parts.scheme.lower() not in schemes:
+        return f"it must start with {' or '.join(s + '://' for s in schemes)}"
+    userinfo = _userinfo_split(url)
+    if userinfo is not None and parts.netloc.rpartition("@")[0] != userinfo[1]:
+        return "its user name or password holds a '/', '?' or '#': percent-encode it (%2F, %3F, %23)"
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    if not host:
+        return "it names no host"
+    del port
+    return None
+
+
 def broker_user(url: str) -> str:
     """The broker user name in URL (RabbitMQ's default, guest, when it names none)."""
-    return unquote(urlsplit(url).username or "guest")
+    try:
+        return unquote(urlsplit(url).username or "guest")
+    except ValueError:  # an unreadable URL; the config check says why
+        parts = _userinfo_split(url)
+        return unquote(parts[1].split(":", 1)[0]) if parts else "guest"
