@@ -979,3 +979,84 @@ def test_redaction_of_blocks_and_remembered_secrets():
     assert r.redact(log) == ("***\n-----END RSA PRIVATE KEY-----\nok\n-----BEGIN EC PRIVATE KEY-----\n***\n")
     assert r.redact("login with hunter2hunter2 failed") == "login with *** failed"
     assert "bob" not in r.secrets  # a user name under credentials: is not a secret elsewhere
+
+
+# -- key/value secrets in log lines: every form of password, passwd, secret, token, key, credential ---------
+
+LOG = "2026-01-01 10:00:00,000 INFO manager[7] gce.daemon: "
+
+
+@pytest.mark.parametrize("line, redacted", [
+    # key=value, as loggers, shells and logfmt write it: the value ends at a space
+    (LOG + "login password=hunter2xyz ok", LOG + "login password=*** ok"),
+    (LOG + "a=1 PASSWORD=hunter2xyz token=abcdef123456 b=2", LOG + "a=1 PASSWORD=*** token=*** b=2"),
+    (LOG + "connect(password='hunter2 xyz', host=x)", LOG + "connect(password='***', host=x)"),
+    (LOG + "error: 'password=hunter2xyz'", LOG + "error: 'password=***'"),
+    (LOG + "args=passwd=hunter2xyz", LOG + "args=passwd=***"),
+    (LOG + "opts:password=hunter2xyz,retry=3", LOG + "opts:password=***"),  # a comma may be part of it
+    (LOG + "x|secret=abcdef123456", LOG + "x|secret=***"),
+    (LOG + "kwargs password = hunter2xyz, user = bob", LOG + "kwargs password = ***, user = bob"),
+    ("export DB_PASSWD=abcdef123456", "export DB_PASSWD=***"),
+    ("FOO_SECRET=abcdef123456", "FOO_SECRET=***"),
+    ("AWS_SECRET_ACCESS_KEY=abc/def+ghi", "AWS_SECRET_ACCESS_KEY=***"),
+    ("ssh_key=AAAAB3NzaC1yc2E", "ssh_key=***"),
+    ("GET /cb?access_token=abcdef123456&state=1", "GET /cb?access_token=***&state=1"),
+    # key: value, as YAML and most log messages write it: the value runs to the end of the line
+    (LOG + "token: abcdef123456", LOG + "token: ***"),
+    (LOG + "[token: abc123456]", LOG + "[token: ***]"),
+    (LOG + 'msg="Token: abcdef123456"', LOG + 'msg="Token: ***"'),
+    (LOG + "TOKEN : abcdef123456", LOG + "TOKEN : ***"),
+    (LOG + "client_secret:abcdef123456", LOG + "client_secret:***"),
+    ("api_key: ABCDEF9999", "api_key: ***"),
+    ("credentials: s3cr3tcreds", "credentials: ***"),
+    ("X-Api-Key: abcdef123456", "X-Api-Key: ***"),
+    ("Passphrase: correct horse battery", "Passphrase: ***"),
+    ("key: 3", "key: ***"),  # "key" alone is a secret's name too: err on the side of hiding
+    # quoted keys: JSON and Python reprs
+    ('{"password": "hunter2xyz", "user": "bob"}', '{"password": "***", "user": "bob"}'),
+    ('{"Credential":"abc"}', '{"Credential":"***"}'),
+    (LOG + "got {'token': 'abcdef123456', 'x': 1}", LOG + "got {'token': '***', 'x': 1}"),
+    # a secret's name, a space and a quoted or credential-looking value
+    (LOG + 'user password "hunter2xyz" rejected', LOG + 'user password "***" rejected'),
+    (LOG + "refused: token abcdef123456 expired", LOG + "refused: token *** expired"),
+    ("<password>hunter2xyz</password>", "<password>***</password>"),
+    # command lines
+    ("curl -u bob:hunter2xyz https://x", "curl -u bob:*** https://x"),
+    ("curl --user=bob:hunter2xyz https://x", "curl --user=bob:*** https://x"),
+    ("mysql -p hunter2xyz db", "mysql -p *** db"),
+    ("--password hunter2xyz --token=abcdef", "--password *** --token=***"),
+    # a URL key whose value is no URL may be the password itself; a URL keeps all but its password
+    ("  url: 918273645", "  url: ***"),
+    ('{"broker_url": "s3cr3tvalue"}', '{"broker_url": "***"}'),
+    ("  url: amqp://ep:hunter2@h/gce", "  url: amqp://ep:***@h/gce"),
+    # what stays
+    ("2026-01-01 10:00:00,000 INFO keys: 3 monkey: 4", "2026-01-01 10:00:00,000 INFO keys: 3 monkey: 4"),
+    (LOG + "the secret is out", LOG + "the secret is out"),
+    (LOG + "token expired for user bob", LOG + "token expired for user bob"),
+    ("max_workers: 4", "max_workers: 4"),
+])
+def test_redaction_of_key_value_forms_in_any_case(line, redacted):
+    from gce.commands.diagnostic.redact import Redactor
+
+    r = Redactor()
+    assert r.redact(line) == redacted
+    r.learn(line)
+    assert r.redact(line) == redacted  # what it learned from the line changes nothing there
+
+
+def test_a_bundle_hides_key_value_secrets_of_log_lines(home, tmp_path):
+    paths = unreachable("keyvalue")
+    secrets = {"password": "pw-hunter2xyz", "token": "tk-abcdef123456", "key": "ky-0987654321",
+               "credential": "cr-5647382910", "secret": "sc-1029384756", "passwd": "pd-6655443322"}
+    paths.log_file.write_text("".join(  # as exception reprs and bracketed fields quote them
+        f"{LOG}RuntimeError('login failed: {name.upper() if i % 2 else name}={value}')\n{LOG}[{name.title()}: {value}]\n"
+        for i, (name, value) in enumerate(secrets.items())))
+    out = tmp_path / "bundles"
+    out.mkdir()
+    result, _ = diagnose("--endpoint", "keyvalue", "--bundle-dir", str(out), "--log-lines", "50")
+    [archive] = list(out.iterdir())
+    with tarfile.open(archive) as tar:
+        log = tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith("/logs/endpoint.log"))).read().decode()
+    for value in secrets.values():
+        assert value not in result.stdout and value not in log
+    assert f"{LOG}RuntimeError('login failed: PASSWD=***')\n{LOG}[Passwd: ***]\n" in log

@@ -4,10 +4,14 @@ Files are redacted as text, line by line, so that a config keeps its comments an
 layout and a support engineer reads what the site wrote, minus the secrets:
 
 - the password of every URL (``scheme://user:PASSWORD@host``), as gce.transport.urls.redact;
-- the value of every key named like a secret (password, token, client_secret, api_key,
-  private_key, credential, ...) in YAML, JSON, ``KEY=value`` lines and ``key: value`` logs,
-  including a YAML block or nested mapping under such a key, and of ``--token VALUE``
-  options (in a JSON argv list too);
+- the value of every key named like a secret (password, passwd, secret, token, key,
+  client_secret, api_key, private_key, credential, ...), in any case, wherever it stands in a
+  line: YAML and ``key: value`` logs, JSON and Python reprs, ``KEY=value`` (env, logfmt, query
+  strings; the value ends at a space), ``<password>x</password>``, a YAML block or nested
+  mapping under such a key, ``--token VALUE`` options (in a JSON argv list too), ``-p VALUE``
+  and ``curl -u USER:PASSWORD``; the key stays, its value goes;
+- a secret's name followed by a quoted value or one that looks like a credential
+  ("token abc123def456"), and a value under a URL key that is no URL (a password put there);
 - ``Authorization:`` headers and ``Bearer``/``Basic`` credentials;
 - PEM private key blocks, also a block cut off by the start or the end of a log tail.
 
@@ -21,33 +25,50 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gce.config.redaction import SECRET_KEY
 from gce.transport.urls import redact as redact_url
 
 MASK = "***"
 MIN_LITERAL = 6  # shorter remembered secrets would mask ordinary words (the patterns still hide them)
 _NOT_SECRETS = {"true", "false", "null", "none", "changeme", "password", "secret"}
 
-# A key is secret-like when one of its words (split at _ . -) holds one of these: "db_password",
-# "clientSecret", "SITE_API_TOKEN", "credentials" are. "key" counts only as a whole word (or as
-# apikey, ssh-key, privateKey...), and so do "pass" and "pw": "keys", "monkey", "compass" are not secrets.
-_SECRET_PART = (r"[A-Za-z0-9]*(?:pass(?:word|wd|phrase)|pwd|secret|token|credential|private|authorization|cookie)"
-                r"[A-Za-z0-9]*")
-_KEY_WORD = r"(?:[A-Za-z0-9]*(?:api|access|secret|private|ssh|signing|encryption|master|license)[-_]?)?key|pass|pw"
-_KEY = rf"(?:[A-Za-z0-9]+[_.-])*?(?:{_SECRET_PART}|{_KEY_WORD})(?:[_.-][A-Za-z0-9]+)*"
+# A secret-like key ("db_password", "SITE_API_TOKEN", "ssh-key"; not "keys" or "monkey"), as
+# gce's config errors judge one; and a URL key, whose value is a secret when it is no URL: a
+# password typed where the URL should be.
+_KEY = SECRET_KEY
+_URL_KEY = r"(?:[A-Za-z0-9]+[_.-])*?ur[li]s?"
+_ANY_KEY = rf"(?:{_KEY}|{_URL_KEY})"
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
-# "key": "value" (JSON, also several on one line)
-_QUOTED_PAIR = re.compile(rf"""(?i)(["'])({_KEY})\1(\s*:\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^,}}\]\s]+)""")
-# key: value / KEY=value / export KEY=value / - key: value, to the end of the line or a " #" comment
-_PLAIN_PAIR = re.compile(
-    rf"""(?i)(^|[\s{{,;(])((?:export\s+)?{_KEY})(\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'[^']*'|.*?)(\s+#.*)?$""")
+# "key": "value" (JSON, Python reprs; also several on one line)
+_QUOTED_PAIR = re.compile(rf"""(?i)(["'])({_ANY_KEY})\1(\s*:\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^,}}\]\s]+)""")
+# KEY=value / export KEY=value / ?key=value&: the value ends at a space (or a quote, a '&')
+_EQ_PAIR = re.compile(rf"""(?i)(^|[^A-Za-z0-9])((?:export\s+)?{_ANY_KEY})(\s*=\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"'`&]*)""")
+# key: value / - key: value, to the end of the line or a " #" comment
+_COLON_PAIR = re.compile(
+    rf"""(?i)(^|[^A-Za-z0-9])({_ANY_KEY})(\s*:\s*)("(?:[^"\\]|\\.)*"|'[^']*'|.*?)(\s+#.*)?$""")
 # --token VALUE, --password=VALUE, and the same in a JSON argv list: "--token", "VALUE"
 _OPTION = re.compile(rf"""(?i)(?<![A-Za-z0-9_])(--?{_KEY})(=|\s+|["']\s*,\s*["'])([^\s"',]+)""")
+# -p VALUE (mysql, many tools' password option), curl -u USER:PASSWORD / --user=USER:PASSWORD
+_SHORT_OPTION = re.compile(r"""(?<![\w-])(-p)(\s+)([^\s"'-][^\s"']*)""")
+_USER_OPTION = re.compile(r"""(?<![\w-])(-u\s*|--user[=\s]\s*)([^\s:"']*:)([^\s"']+)""")
+# a secret's name, a space and a quoted value or one that looks like a credential (letters and digits)
+_NAMED = re.compile(r"""(?i)(?<![\w-])(pass(?:word|wd|phrase)|secret|token|credentials?|api[-_]?key)(\s+)"""
+                    r"""("[^"]*"|'[^']*'|(?=[\w.~+/=-]*\d)(?=[\w.~+/=-]*[A-Za-z])[\w.~+/=-]{8,})""")
+_XML = re.compile(rf"(?i)<({_KEY})>([^<]+)</\1>")
+# what may close a value that the text opened before its key: "msg='token=x'", "[token: x]"
+_CLOSERS = "\"')]}>,;"
 _HEADER = re.compile(r"(?i)\b(authorization\s*[:=]\s*)(.+)$")
 _BEARER = re.compile(r"\b(Bearer|Basic|bearer)(\s+)([A-Za-z0-9._~+/=-]{8,})")
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 _SCHEMA_VALUES = ("default", "const", "examples", "enum", "value")  # of a secret-like property
 _BLOCK_START = re.compile(r"^[|>][-+0-9]*$")
+
+
+def _is_url(key: str, value: str) -> bool:
+    """True when KEY names a URL and VALUE is one (the URL rule hid its password) or is empty:
+    kept as it is. Anything else there may be a password typed in the wrong place."""
+    return re.fullmatch(_URL_KEY, key, re.I) is not None and ("://" in value or value.strip("\"'") in ("", "null"))
 
 
 def _indent(line: str) -> int:
@@ -145,7 +166,7 @@ class Redactor:
     def _quoted_pair(self, learn: bool) -> Any:
         def sub(m: re.Match) -> str:
             value = m.group(4)
-            if value in ("null", "true", "false") or value.startswith(("{", "[")):
+            if value in ("null", "true", "false") or value.startswith(("{", "[")) or _is_url(m.group(2), value):
                 return m.group(0)
             hidden = self._secret(value, learn)
             return m.group(1) + m.group(2) + m.group(1) + m.group(3) + (hidden if hidden != MASK else f'"{MASK}"')
@@ -161,20 +182,42 @@ class Redactor:
                 self.remember(userinfo.split(":", 1)[1])
             return hidden
 
+        def secret(group: int) -> Any:  # hides GROUP of the match, keeps the rest of it
+            return lambda m: (m.string[m.start():m.start(group)] + self._secret(m.group(group), learn)
+                              + m.string[m.end(group):m.end()])
+
         line = _URL.sub(url, line)
         line = _QUOTED_PAIR.sub(self._quoted_pair(learn), line)
-        line = _OPTION.sub(lambda m: m.group(1) + m.group(2) + self._secret(m.group(3), learn), line)
-        line = _HEADER.sub(lambda m: m.group(1) + self._secret(m.group(2), learn), line)
-        line = _BEARER.sub(lambda m: m.group(1) + m.group(2) + self._secret(m.group(3), learn), line)
-        opens = False
-        m = _PLAIN_PAIR.search(line)
-        value = m.group(4).strip() if m else ""
-        if m and MASK not in value:
+        line = _OPTION.sub(secret(3), line)
+        line = _SHORT_OPTION.sub(secret(3), line)
+        line = _USER_OPTION.sub(secret(3), line)
+        line = _HEADER.sub(secret(2), line)
+        line = _BEARER.sub(secret(3), line)
+        line = _NAMED.sub(secret(3), line)
+        line = _XML.sub(secret(2), line)
+        line = self._pairs(_EQ_PAIR, line, learn)[0]
+        return self._pairs(_COLON_PAIR, line, learn)
+
+    def _pairs(self, pattern: re.Pattern, line: str, learn: bool) -> tuple[str, bool]:
+        """LINE with the value of each PATTERN pair hidden; whether the last opens a YAML block."""
+        pos, opens = 0, False
+        while (m := pattern.search(line, pos)) is not None:
+            pos = m.start(4) if m.end() > m.start(4) else m.end() + 1  # on to the next pair
+            value = m.group(4).strip()
+            if MASK in value or _is_url(m.group(2), value):
+                continue
             if value == "" or _BLOCK_START.match(value):
-                opens = m.group(3).strip() == ":"
-            elif not line.lstrip().startswith("#") or m.group(3).strip() == "=" or " " not in value:
-                # in a comment, "password: keep this file private" is prose; "#password: x" is not
-                line = line[:m.start(4)] + self._secret(value, learn) + (m.group(5) or "")
+                opens = pattern is _COLON_PAIR and re.fullmatch(_KEY, m.group(2), re.I) is not None
+                continue
+            if line.lstrip().startswith("#") and pattern is _COLON_PAIR and " " in value:
+                continue  # in a comment, "password: keep this file private" is prose; "#password: x" is not
+            tail = ""
+            if value[:1] not in "\"'":  # a quote or bracket opened before the key closes after the value
+                kept = value.rstrip(_CLOSERS)
+                value, tail = kept or value, value[len(kept):] if kept else ""
+            hidden = self._secret(value, learn) + tail
+            line = line[:m.start(4)] + hidden + line[m.end(4):]
+            pos = m.start(4) + len(hidden)
         return line, opens
 
     def _redact_pem(self, text: str, learn: bool) -> str:
