@@ -4,6 +4,7 @@ endpoint's, a detached manager's) is rotated each time one is started on it."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gce import logfiles
+from gce.errors import PermissionDenied
 
 WRITE = """
 import logging, sys
@@ -121,3 +123,81 @@ def test_a_detached_start_rotates_the_managers_large_stderr_first(gce_home, monk
     assert [(gce_home / "demo" / f"endpoint.log.stderr.{i}").read_text().split("\n")[0] for i in (1, 2, 3)] == [
         "from start 2", "from start 1", "from start 0"]
     wait_until(lambda: not processes_under(gce_home), timeout=15)
+
+
+# -- who may read a log: its owner (and an admin group the admin chose), whatever the umask ---------------
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+UMASK_022 = "import os; os.umask(0o022)\n"  # root's usual umask: RotatingFileHandler alone makes 0644 files
+
+
+def test_a_log_and_every_file_rotation_makes_are_private_whatever_the_umask(tmp_path):
+    path = tmp_path / "logs" / "endpoint.log"
+    subprocess.run([sys.executable, "-c", UMASK_022 + WRITE, str(path)], check=True)
+    files = sorted(path.parent.iterdir())
+    assert len(files) == 6
+    assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
+def test_logs_found_with_wider_modes_are_narrowed(tmp_path):
+    d = tmp_path / "logs"
+    d.mkdir()
+    path, old, admin = d / "endpoint.log", d / "endpoint.log.1", d / "endpoint.log.2"
+    for f in (path, old, admin):
+        f.write_text("from an older gce\n")
+        f.chmod(0o666)
+    os.chown(admin, -1, 4)  # given to an admin group (adm): its members keep reading it
+    handler = logfiles.rotating_handler(path, "%(message)s")
+    handler.close()
+    assert (_mode(path), _mode(old), _mode(admin)) == (0o600, 0o600, 0o640)
+
+
+def test_a_captured_stderr_is_opened_private_and_narrowed(tmp_path):
+    path = tmp_path / "uep.stderr"
+    old = os.umask(0o022)
+    try:
+        with logfiles.open_append(path) as f:
+            f.write(b"one\n")
+    finally:
+        os.umask(old)
+    assert _mode(path) == 0o600
+    path.chmod(0o644)
+    with logfiles.open_append(path) as f:
+        f.write(b"two\n")
+    assert _mode(path) == 0o600 and path.read_bytes() == b"one\ntwo\n"
+
+
+def test_a_planted_symlink_is_not_followed(tmp_path):
+    target = tmp_path / "shadow"
+    target.write_text("root's\n")
+    d = tmp_path / "logs"
+    d.mkdir()
+    (d / "endpoint.log").symlink_to(target)
+    for open_it in (lambda p: logfiles.rotating_handler(p, "%(message)s"), logfiles.open_append):
+        with pytest.raises(PermissionDenied) as e:
+            open_it(d / "endpoint.log")
+        assert e.value.why == "it is a symbolic link"
+    assert target.read_text() == "root's\n" and _mode(target) == 0o644
+
+
+def test_no_log_in_a_directory_others_may_write_or_in_a_file_they_own(tmp_path):
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o777)
+    with pytest.raises(PermissionDenied) as e:
+        logfiles.rotating_handler(d / "endpoint.log", "%(message)s")
+    assert (str(e.value), e.value.hint) == (
+        f"cannot write the log {d}: other users may write to its directory", f"chmod go-w {d}")
+    assert not (d / "endpoint.log").exists()
+    d.chmod(0o1777)  # sticky, like /tmp: others cannot replace our files, but may plant their own
+    planted = d / "uep.stderr"
+    planted.write_text("")
+    os.chown(planted, 65534, 65534)
+    with pytest.raises(PermissionDenied) as e:
+        logfiles.open_append(planted)
+    assert e.value.why == "it is not a regular file of this user"
+    with logfiles.open_append(d / "mine.stderr"):
+        pass

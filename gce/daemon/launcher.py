@@ -22,7 +22,7 @@ from gce.daemon import pidfile
 from gce.daemon.children import tail
 from gce.daemon.spawn import python_command
 from gce.errors import AlreadyRunning, GceError, TemporaryFailure, Unavailable
-from gce.logfiles import rotate_if_large
+from gce.logfiles import open_append, rotate_if_large
 
 
 def run_foreground(paths: EndpointPaths) -> int:
@@ -66,7 +66,7 @@ def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
     # The manager's own log rotates by itself; what it writes to stderr (a crash before its
     # logging is set up, a C library's message) is bounded at each start instead.
     rotate_if_large(stderr_file(paths))
-    err = open(stderr_file(paths), "ab")
+    err = open_append(stderr_file(paths))  # 0600, never through a planted link
     try:
         proc = subprocess.Popen(
             python_command("gce.daemon", paths.name, "--ready-fd", str(wfd)),

@@ -133,6 +133,7 @@ def write_state(paths: EndpointPaths, state: str, reason: str = "", **extra: Any
     }
     tmp = paths.state_file.with_name(paths.state_file.name + ".tmp")
     with open(tmp, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # its reason may name users and why they were refused
         json.dump(data, f)
     os.replace(tmp, paths.state_file)
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from gce.daemon import privileges
-from gce.logfiles import rotate_if_large
+from gce.logfiles import open_append, rotate_if_large
 from gce.transport.urls import has_password
 
 # What a UEP of a multi-user endpoint may inherit from root's environment; all else is dropped.
@@ -73,7 +73,7 @@ def spawn_uep(conf: dict, log_path: Path, target: privileges.LocalUser | None = 
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     rotate_if_large(log_path)
-    stderr = open(log_path, "ab")
+    stderr = open_append(log_path)  # 0600, never through a planted link
     # A user's own endpoint keeps the environment they started it with; root's is never passed on.
     inherit = target is None or (os.geteuid() != 0 and not privileges.must_drop(target))
     env, cwd, credentials = uep_environment(inherit), safe_cwd(conf["run_dir"]), {}
