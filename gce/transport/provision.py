@@ -43,6 +43,8 @@ BROKER_USER_RULE = "use 1-128 characters without spaces, '/', ':', '#', '?', '%'
 _SUFFIX = rf"[^.]{{1,{names.RESULT_QUEUE_SUFFIX_MAX}}}"
 # Endpoint ids become regex alternatives and routing keys: accept what uuid4 gives and nothing odd.
 _ENDPOINT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# What may be an argument of rabbitmqctl: words no shell expands or splits (see `_run`).
+_SHELL_INERT = re.compile(r"^[A-Za-z0-9_.,:/=+@-]+$")
 # A rabbitmqctl call costs ~1 s; an import is visible well within this (RECIPES.md).
 IMPORT_TIMEOUT = 30.0
 # All three are topic exchanges, even where every binding key is exact: RabbitMQ checks
@@ -185,6 +187,13 @@ def definitions(
 
 
 def _run(rabbitmqctl: str, args: list[str], env: dict | None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run RABBITMQCTL with ARGS. Debian's /usr/sbin/rabbitmqctl, run as root, hands its arguments
+    to ``su rabbitmq -c "... \"ARG\" ..."``: a shell then runs any $(...) or `...` in them, and a
+    trailing backslash ends the quoting. So names (vhosts, users) never go into ARGS but into the
+    definitions document on stdin, and ARGS hold only words no shell reads anything into."""
+    for arg in args:
+        if not _SHELL_INERT.match(arg):
+            raise ValueError(f"refusing to pass {arg!r} to rabbitmqctl: Debian's wrapper would run it as shell code")
     try:
         return subprocess.run([rabbitmqctl, *args], input=stdin, capture_output=True, text=True, env=env,
                               timeout=120, cwd="/")
@@ -199,20 +208,18 @@ def _fail(args: list[str], proc: subprocess.CompletedProcess) -> Unavailable:
     return Unavailable(f"rabbitmqctl {args[0]} failed", why, hint="is the broker running? try 'rabbitmqctl status'")
 
 
-def _listed(rabbitmqctl: str, args: list[str], env: dict | None) -> list[dict]:
-    proc = _run(rabbitmqctl, ["-q", *args, "--formatter", "json"], env)
-    if proc.returncode != 0:
-        raise _fail(args, proc)
-    return json.loads(proc.stdout or "[]")
-
-
-def _in_force(defs: dict, rabbitmqctl: str, env: dict | None) -> bool:
-    """True once the broker holds every user (with her new password), permission and topic permission of DEFS."""
+def _exported(rabbitmqctl: str, env: dict | None) -> dict:
+    """The broker's definitions: every vhost, user, permission and topic permission."""
     args = ["export_definitions", "-", "--format", "json"]
     proc = _run(rabbitmqctl, ["-q", *args], env)
     if proc.returncode != 0:
         raise _fail(args, proc)
-    have = json.loads(proc.stdout or "{}")
+    return json.loads(proc.stdout or "{}")
+
+
+def _in_force(defs: dict, rabbitmqctl: str, env: dict | None) -> bool:
+    """True once the broker holds every user (with her new password), permission and topic permission of DEFS."""
+    have = _exported(rabbitmqctl, env)
     fields = {"users": ("name", "password_hash"), "permissions": ("user", "vhost", "configure", "write", "read"),
               "topic_permissions": ("user", "vhost", "exchange", "write", "read")}
     for kind, keys in fields.items():
@@ -245,16 +252,13 @@ def import_definitions(defs: dict, rabbitmqctl: str = "rabbitmqctl", env: dict |
 
 
 def current_task_endpoints(vhost: str, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict[str, list[str]]:
-    """The endpoint ids each user may submit to now, read back from her topic permission."""
+    """The endpoint ids each user may submit to now, read back from her topic permission.
+
+    Read from the whole export rather than ``list_topic_permissions -p VHOST``: the vhost, a
+    name, must not be an argument of rabbitmqctl (see `_run`)."""
     found: dict[str, list[str]] = {}
-    try:
-        rows = _listed(rabbitmqctl, ["list_topic_permissions", "-p", vhost], env)
-    except Unavailable as e:
-        if "does not exist" in e.why or "no_such_vhost" in e.why:
-            return found
-        raise
-    for row in rows:
-        if row.get("exchange") == names.TASKS_EXCHANGE:
+    for row in _exported(rabbitmqctl, env).get("topic_permissions") or []:
+        if row.get("vhost") == vhost and row.get("exchange") == names.TASKS_EXCHANGE:
             found[row["user"]] = parse_topic_alternatives(row.get("write", ""))
     return found
 

@@ -432,3 +432,56 @@ def _get_method(ch, queue: str):
             return method, props, body
         ch.connection.sleep(0.05)
     raise AssertionError(f"nothing arrived on {queue}")
+
+
+# --- Debian's rabbitmqctl wrapper ------------------------------------------------------------------
+
+_WRAPPER = "/usr/lib/rabbitmq/bin/rabbitmq-script-wrapper"
+
+
+@pytest.fixture
+def wrapper_probe():
+    """(Debian's /usr/sbin/rabbitmqctl wrapper script under a name with no CLI behind it, so
+    that nothing reaches a node, and a marker path its shell would create as user rabbitmq)."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if not os.path.isfile(_WRAPPER) or os.geteuid() != 0:
+        pytest.skip("needs Debian's rabbitmq-server wrapper scripts, run as root")
+    d = Path(tempfile.mkdtemp(prefix="gcetest-wrapper-"))
+    try:
+        d.chmod(0o777)  # the wrapper runs its command line as user rabbitmq
+        (d / "rabbitmqctl-gcetest").symlink_to(_WRAPPER)  # /usr/lib/rabbitmq/bin/rabbitmqctl-gcetest: none
+        yield str(d / "rabbitmqctl-gcetest"), d / "ran"
+    finally:
+        shutil.rmtree(d)
+
+
+def test_debians_wrapper_runs_its_arguments_as_shell_code(wrapper_probe):
+    """What the README warns admins about: as root, the wrapper passes its arguments to `su -c`
+    inside double quotes, where $(...) and `...` still run."""
+    import subprocess
+
+    ctl, marker = wrapper_probe
+    subprocess.run([ctl, "list_users", "-p", f"x$(touch {marker})"], capture_output=True, timeout=30)
+    assert marker.exists() and marker.owner() == "rabbitmq"
+
+
+def test_no_vhost_or_user_name_reaches_rabbitmqctl_as_an_argument(wrapper_probe):
+    ctl, marker = wrapper_probe
+    with pytest.raises(Unavailable):
+        p.current_task_endpoints(f"x$(touch {marker})", rabbitmqctl=ctl)
+    defs = p.definitions(f"v$(touch {marker})", users=[(p.Account("carol$(id)`id`", "pw"), [str(uuid.uuid4())])])
+    with pytest.raises(Unavailable):
+        p.import_definitions(defs, rabbitmqctl=ctl)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("arg", ["x$(id)", "x`id`", "x\\", 'x"', "x y", "x\n", "${HOME}"])
+def test_an_argument_a_shell_would_read_is_refused_before_rabbitmqctl_runs(wrapper_probe, arg):
+    ctl, marker = wrapper_probe
+    with pytest.raises(ValueError, match="rabbitmqctl"):
+        p._run(ctl, ["list_users", "-p", arg, f"$(touch {marker})"], None)
+    assert not marker.exists()
