@@ -57,8 +57,7 @@ class Manager:
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0, "violations": 0}
-        self.commit = GroupCommit(self.spool, lambda gen, tag: self.link.ack(gen, tag, multiple=True),
-                                  self.stop_event.set)
+        self.commit = GroupCommit(self.spool, self.link)  # pauses the link while the spool is unwritable
         self.outbox = Outbox(self.spool, self.link, self.commit.schedule)
 
     # -- intake ----------------------------------------------------------------------
@@ -307,7 +306,11 @@ class Manager:
                          "python": uep.python, "engine": uep.engine_status, "in_flight": len(uep.in_flight)})
         return {
             "ok": True, "name": self.paths.name, "endpoint_id": self.config.endpoint_id,
-            "display_name": self.config.display_name, "state": "running", "pid": os.getpid(),
+            "display_name": self.config.display_name, "state": "degraded" if self.commit.error else "running",
+            "reason": f"not taking tasks: {self.commit.error}" if self.commit.error else "",
+            "accepting_tasks": not self.commit.error and self.link.connected,
+            "spool": {"path": str(self.spool.dir), "error": self.commit.error, "since": self.commit.error_since},
+            "pid": os.getpid(),
             "host": socket.gethostname(), "started_at": self.started_at, "uptime": time.time() - self.started_at,
             "gce_version": __version__, "engine_type": self.config.engine.get("type"),
             "broker": {"url": redact(self.config.broker_url), "connected": self.link.connected,

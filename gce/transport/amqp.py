@@ -79,6 +79,8 @@ class EndpointLink:
         self._closing = False
         self._seq = 0
         self._confirms: dict[int, Callable[[bool], None]] = {}
+        self.paused = False  # not consuming: the manager cannot take tasks now (its spool's disk is full)
+        self._consumer: str | None = None  # the consumer tag of the task queue on this channel
 
     # -- connecting ------------------------------------------------------------------
     def _op(self, fn: Callable, **kw: Any) -> asyncio.Future:
@@ -177,7 +179,7 @@ class EndpointLink:
             # RabbitMQ names the object it refused, not the kind of permission: say what the step needs.
             needs = f"; {need}" if need and "ACCESS_REFUSED" in str(e) else ""
             raise LinkError(f"could not {step}: {e}{needs}", fatal=True) from None
-        ch.basic_consume(tq, self._on_message, auto_ack=False)
+        self._consumer = None if self.paused else ch.basic_consume(tq, self._on_message, auto_ack=False)
 
     def _on_channel_closed(self, _ch: Any, reason: BaseException) -> None:
         text = getattr(reason, "reply_text", "") or str(reason)
@@ -195,6 +197,7 @@ class EndpointLink:
         was = self.connected
         self.connected = False
         self._ch = None
+        self._consumer = None
         self.generation += 1
         pending, self._confirms = self._confirms, {}
         for cb in pending.values():
@@ -239,6 +242,25 @@ class EndpointLink:
     def ack(self, generation: int, tag: int, multiple: bool = False) -> None:
         if generation == self.generation and self._ch is not None and self._ch.is_open:
             self._ch.basic_ack(tag, multiple=multiple)
+
+    def nack(self, generation: int, tag: int, multiple: bool = False) -> None:
+        """Give deliveries back to the broker, to the head of the queue (requeued)."""
+        if generation == self.generation and self._ch is not None and self._ch.is_open:
+            self._ch.basic_nack(tag, multiple=multiple, requeue=True)
+
+    def pause(self) -> None:
+        """Stop consuming: tasks wait on the broker. pika itself requeues the ones already under way."""
+        self.paused = True
+        if self._consumer is not None and self._ch is not None and self._ch.is_open:
+            self._ch.basic_cancel(self._consumer)
+        self._consumer = None
+
+    def resume(self) -> None:
+        """Consume again (also done by every reconnect while not paused)."""
+        self.paused = False
+        if self._consumer is None and self.connected and self._ch is not None and self._ch.is_open:
+            queue = names.endpoint_task_queue(self.endpoint_id)
+            self._consumer = self._ch.basic_consume(queue, self._on_message, auto_ack=False)
 
     def reject(self, generation: int, tag: int) -> None:
         if generation == self.generation and self._ch is not None and self._ch.is_open:
