@@ -13,6 +13,7 @@ from gce.config.paths import EndpointPaths, config_root, endpoint_paths, list_en
 from gce.errors import GceError
 
 COLUMNS = ("NAME", "ENDPOINT ID", "STATE", "PID", "HOST", "ENGINE", "UPTIME")
+CONTROL_TIMEOUT = 2.0
 SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", "ThreadPoolEngine": "thread"}
 
 
@@ -30,6 +31,8 @@ def summarize(paths: EndpointPaths, now: float) -> dict[str, Any]:
         "uptime": now - live.started_at if running and live.started_at else None,
         "config_error": None,
     }
+    if running and not live.reason:  # here: the manager says whether it takes tasks
+        row.update(_degraded(paths))
     try:
         config = model.load(paths)
         row.update(endpoint_id=config.endpoint_id, display_name=config.display_name,
@@ -43,8 +46,21 @@ def summarize(paths: EndpointPaths, now: float) -> dict[str, Any]:
     return row
 
 
+def _degraded(paths: EndpointPaths) -> dict[str, Any]:
+    """state and reason of a running endpoint that does not take tasks (a full spool disk), else {}."""
+    from gce.daemon import control
+
+    try:
+        reply = control.request(paths, "status", timeout=CONTROL_TIMEOUT)
+    except (GceError, OSError):
+        return {}  # `gce status NAME` says why it does not answer
+    if reply.get("state") != "degraded":
+        return {}
+    return {"state": "degraded", "reason": str(reply.get("reason") or "")}
+
+
 def state_cell(row: dict[str, Any]) -> str:
-    if row["config_error"] and row["state"] != "running":
+    if row["config_error"] and row["state"] not in ("running", "degraded"):
         return "invalid config"
     return str(row["state"])
 
@@ -52,10 +68,10 @@ def state_cell(row: dict[str, Any]) -> str:
 def note(row: dict[str, Any]) -> str | None:
     """Why the endpoint is in its state, when that needs saying (printed under the table)."""
     if row["config_error"]:
-        now = "now " if row["state"] == "running" else ""
+        now = "now " if row["state"] in ("running", "degraded") else ""
         return f"{row['name']}: config.yaml is {now}invalid: {row['config_error']}"
-    if row["state"] == "failed" and row["reason"]:
-        return f"{row['name']}: failed: {row['reason']}"
+    if row["state"] in ("failed", "degraded") and row["reason"]:
+        return f"{row['name']}: {row['state']}: {row['reason']}"
     return None
 
 
@@ -72,7 +88,8 @@ def command(
 ) -> None:
     """List the endpoints and their states.
 
-    For each endpoint configured here: its id, whether it runs (and where), or why it failed.
+    For each endpoint configured here: its id, whether it runs (and where), or why it failed,
+    or why it runs degraded (not taking tasks).
     """
     now = time.time()
     rows = [summarize(endpoint_paths(name), now) for name in list_endpoint_names()]

@@ -1,7 +1,8 @@
 """gce status: what a running endpoint is doing, asked of the endpoint itself.
 
 Exit codes follow the LSB for init scripts: 0 running, 3 not running (stopped or failed),
-4 no such endpoint.
+4 no such endpoint; and 150 (of the LSB's application range 150-199) running but degraded:
+not taking tasks, for a reason the manager gives (its spool's disk is full, say).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gce.errors import GceError
 
 LSB_NOT_RUNNING = 3
 LSB_UNKNOWN = 4
+LSB_DEGRADED = 150
 UEP_COLUMNS = ("USER ENDPOINT", "PID", "STATE", "BLOCKS", "MANAGERS", "WORKERS", "IDLE",
                "OUTSTANDING", "RUNNING", "DONE", "FAILED")
 _TASK_COUNTS = (("received", "received"), ("completed", "completed"), ("failed", "failed"),
@@ -46,6 +48,9 @@ def status_fields(data: dict[str, Any]) -> list[tuple[str, str]]:
         fields.append(("broker", f"{broker['url']} ({state})"))
     if data.get("engine_type"):
         fields.append(("engine", str(data["engine_type"])))
+    spool = data.get("spool")
+    if isinstance(spool, dict) and spool.get("error"):
+        fields.append(("spool", f"{spool.get('path')} (cannot be written: {spool['error']})"))
     tasks = data.get("tasks")
     if isinstance(tasks, dict):
         counts = [f"{tasks[k]} {label}" for k, label in _TASK_COUNTS if k in tasks]
@@ -74,7 +79,10 @@ def render_status(data: dict[str, Any]) -> None:
     name = str(data.get("name") or "?")
     shown = data.get("display_name")
     title = f"endpoint {name}" + (f" ({shown})" if shown and shown != name else "")
-    output.success(f"{title} is {data.get('state') or 'running'}")
+    if data.get("state") == "degraded":
+        output.line(f"{title} is degraded: {data.get('reason') or 'the manager gives no reason'}", style="yellow")
+    else:
+        output.success(f"{title} is {data.get('state') or 'running'}")
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -108,7 +116,8 @@ def command(
 
     Its broker connection, its tasks, and its user endpoints with their blocks and workers.
 
-    Exit status: 0 running, 3 not running (stopped or failed), 4 no such endpoint.
+    Exit status: 0 running, 3 not running (stopped or failed), 4 no such endpoint,
+    150 running but degraded (not taking tasks; the reason is printed).
     """
     from gce.config import model
     from gce.daemon import control, pidfile
@@ -129,3 +138,9 @@ def command(
         output.json(reply)
     else:
         render_status(reply)
+    if reply.get("state") == "degraded":
+        spool = reply.get("spool")
+        if not as_json and isinstance(spool, dict) and spool.get("error"):
+            output.hint(f"make room on (or remount read-write) the file system of {spool.get('path')}; "
+                        "the endpoint takes tasks again by itself")
+        raise typer.Exit(LSB_DEGRADED)

@@ -36,7 +36,7 @@ def command(
     """Check this host and its endpoints, and say what is wrong.
 
     Versions, the OS, each endpoint's config, files, disk space, process, control socket,
-    systemd unit, the way to its broker (DNS, TCP, TLS, login; that its account may read its
+    spool (whether the manager can write it, so takes tasks), systemd unit, the way to its broker (DNS, TCP, TLS, login; that its account may read its
     queue and publish results), the clock against the broker host's (through the broker's
     management API), identity mapping and template (multi-user endpoints), and its log (the
     unit's journal under systemd). Each check says PASS, WARN, FAIL or SKIP, why, and what

@@ -156,6 +156,20 @@ def control(ctx: Context) -> Result:
     return ok("control socket", f"the manager answers on {sock}", socket=str(sock))
 
 
+def spool(ctx: Context) -> Result:
+    """The manager's own word on its spool: one it cannot write stops it taking tasks."""
+    if ctx.status is None:
+        return skip("spool", "no status from a running manager")
+    sp = ctx.status.get("spool")
+    if not isinstance(sp, dict):
+        return skip("spool", "the manager does not report on its spool")
+    if sp.get("error"):
+        return fail("spool", f"the manager is not taking tasks (they wait on the broker): {sp['error']}",
+                    f"make room on (or remount read-write) the file system of {sp.get('path')}; the endpoint "
+                    "takes tasks again by itself", path=sp.get("path"), error=sp["error"], since=sp.get("since"))
+    return ok("spool", f"the manager writes its spool in {sp.get('path')}", path=sp.get("path"))
+
+
 def uep_python(ctx: Context) -> Result:
     import platform
 

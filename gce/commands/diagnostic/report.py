@@ -32,6 +32,7 @@ def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int) -
         ("disk space", lambda: checks.disk(ctx)),
         ("process", lambda: checks.process(ctx)),
         ("control socket", lambda: checks.control(ctx)),
+        ("spool", lambda: checks.spool(ctx)),
         ("uep python", lambda: checks.uep_python(ctx)),
         ("systemd unit", lambda: checks.systemd(ctx)),
         ("broker", lambda: broker(ctx)),
