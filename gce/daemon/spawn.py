@@ -17,12 +17,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gce.daemon import privileges
+from gce.daemon import privileges, proctree
 from gce.logfiles import open_append, rotate_if_large
 from gce.transport.urls import has_password
 
 # What a UEP of a multi-user endpoint may inherit from root's environment; all else is dropped.
-_KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR", "GCE_DEBUG")
+# Not PATH (root's may name directories users can write, or root's own tools first) nor TMPDIR
+# (root's private one): user_environment.yaml sets those for the users.
+_KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "GCE_DEBUG")
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Never passed on, not even to a personal endpoint's UEP: names that say "secret", gce's own
 # broker URL variables, and (below) any value that is a URL with a password in it.
 _SECRET_NAME = re.compile(r"PASSW|SECRET|TOKEN|CREDENTIAL|PRIVATE|(^|_)KEY$|^GCE_.*URL$|^AMQP", re.I)
@@ -53,54 +56,89 @@ def uep_environment(inherit: bool = False) -> dict[str, str]:
     """The environment a UEP starts with. A personal endpoint's (INHERIT) is its user's own, as
     they started it (SLURM_CONF, modules, a conda env: what their batch jobs need), less
     secrets; a multi-user endpoint's starts from a few harmless variables of root's."""
-    if inherit:
-        env = {k: v for k, v in os.environ.items() if k not in _MANAGER_ONLY and not _secret(k, v)}
-    else:
-        env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
     # parsl's interchange and worker pool are console scripts next to this interpreter.
     bindir = str(Path(sys.executable).parent)
-    path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-    if bindir not in path.split(os.pathsep):
-        env["PATH"] = bindir + os.pathsep + path
+    if inherit:
+        env = {k: v for k, v in os.environ.items() if k not in _MANAGER_ONLY and not _secret(k, v)}
+        path = env.get("PATH", SAFE_PATH)
+        env["PATH"] = path if bindir in path.split(os.pathsep) else bindir + os.pathsep + path
+    else:
+        env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
+        env["PATH"] = bindir + os.pathsep + SAFE_PATH
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def spawn_uep(conf: dict, log_path: Path, target: privileges.LocalUser | None = None,
-              environment_file: str | None = None) -> tuple[subprocess.Popen, socket.socket]:
-    """Start ``python -m gce.uep`` (as TARGET when given); return the process and the manager's
-    end of the channel. LOG_PATH takes what the process writes before its own log is set up."""
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    rotate_if_large(log_path)
-    stderr = open_append(log_path)  # 0600, never through a planted link
+def start_environment(target: privileges.LocalUser | None, environment_file: str | None,
+                      marker: str) -> dict[str, str]:
+    """The environment of a process started for TARGET (a UEP, or what cancels its batch jobs),
+    marked as that UEP's (gce.daemon.proctree)."""
     # A user's own endpoint keeps the environment they started it with; root's is never passed on.
     inherit = target is None or (os.geteuid() != 0 and not privileges.must_drop(target))
-    env, cwd, credentials = uep_environment(inherit), safe_cwd(conf["run_dir"]), {}
+    env = uep_environment(inherit)
     if target is not None:
         if not inherit:
             env.update(privileges.login_environment(target))
         env.update(privileges.admin_environment(environment_file))
+    # The admin's PATH comes first, but parsl must still find its worker pool.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = env.get("PATH", "") + os.pathsep + bindir if env.get("PATH") else bindir
+    env[proctree.MARKER] = marker
+    return env
+
+
+def _start(module: str, args: tuple[str, ...], conf: dict, log_path: Path, target: privileges.LocalUser | None,
+           environment_file: str | None, marker: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """``python -m MODULE ARGS`` as TARGET, CONF on its stdin, its output appended to LOG_PATH."""
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    rotate_if_large(log_path)
+    cwd, credentials = safe_cwd(conf["run_dir"]), {}
+    if target is not None:
         cwd = privileges.working_directory(target)
         credentials = privileges.popen_credentials(target)
-    try:
+    with open_append(log_path) as stderr:  # 0600, never through a planted link
         proc = subprocess.Popen(
-            python_command("gce.uep", "--fd", str(theirs.fileno())),
+            python_command(module, *args),
             stdin=subprocess.PIPE,
             stdout=stderr,
             stderr=stderr,
-            pass_fds=(theirs.fileno(),),
+            pass_fds=pass_fds,
             close_fds=True,
             start_new_session=True,
             umask=0o077,
-            env=env,
+            env=start_environment(target, environment_file, marker),
             cwd=cwd,
             **credentials,
         )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(json.dumps(conf).encode())
+        proc.stdin.close()
+    except BrokenPipeError:  # it died at once; its exit status and log say why
+        pass
+    return proc
+
+
+def spawn_uep(conf: dict, log_path: Path, target: privileges.LocalUser | None = None,
+              environment_file: str | None = None, marker: str = "") -> tuple[subprocess.Popen, socket.socket]:
+    """Start ``python -m gce.uep`` (as TARGET when given); return the process and the manager's
+    end of the channel. LOG_PATH takes what the process writes before its own log is set up.
+    MARKER goes into its environment, and so into that of all it starts."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        proc = _start("gce.uep", ("--fd", str(theirs.fileno())), conf, log_path, target, environment_file,
+                      marker or proctree.new_marker(), pass_fds=(theirs.fileno(),))
+    except BaseException:
+        mine.close()
+        raise
     finally:
         theirs.close()
-        stderr.close()
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(conf).encode())
-    proc.stdin.close()
     return proc, mine
+
+
+def spawn_block_cancel(conf: dict, log_path: Path, target: privileges.LocalUser | None,
+                       environment_file: str | None, marker: str) -> subprocess.Popen:
+    """Start ``python -m gce.uep.blocks`` as TARGET, in the environment its UEP had: it cancels
+    the batch jobs the UEP of CONF left behind (with the user's own scancel, qdel, ...)."""
+    return _start("gce.uep.blocks", (), conf, log_path, target, environment_file, marker)

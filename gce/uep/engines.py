@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from gce.uep import worker_pool
+from gce.uep import blocks, worker_pool
 from gce.uep.execute import run_batch, run_task
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,12 @@ class HighThroughputEngine(Engine):
         if hasattr(provider, "script_dir"):
             provider.script_dir = os.path.join(self.run_dir, "submit_scripts")
             os.makedirs(provider.script_dir, exist_ok=True)
+        if not local:  # batch jobs outlive a UEP killed by SIGKILL: keep a list for its manager
+            try:
+                blocks.cancel_left_behind(self.run_dir)  # a predecessor's, if its manager could not
+            except Exception as e:
+                log.warning("cancelling the batch jobs a previous user endpoint left failed: %s", e)
+            blocks.track(provider, provider_spec, self.run_dir)
         self.htex.start()
         nodes = int(getattr(provider, "nodes_per_block", 1) or 1)
         # Without max_workers_per_node parsl guesses 1 while each worker pool starts one per core.
