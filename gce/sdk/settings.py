@@ -55,7 +55,11 @@ def _url_from_file(path: Path) -> str | None:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise BrokerNotConfigured(f"{path} is not valid YAML: {e}") from None
+        from gce.config.model import yaml_problem  # its message quotes no piece of the file
+
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise BrokerNotConfigured(f"{path} is not valid YAML{where}: {yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise BrokerNotConfigured(f"{path} must be a YAML mapping with a 'broker_url' key")
     url = data.get("broker_url")
@@ -93,6 +97,9 @@ def connection_parameters(url: str, heartbeat: int, name: str) -> "pika.URLParam
     """pika's parameters for URL; NAME shows in the broker's connection list."""
     import pika
 
+    why = urls.problem(url)  # pika's own errors quote what they cannot parse: a piece of the password
+    if why:
+        raise BrokerNotConfigured(f"the broker URL {redact(url)!r} cannot be used: {why}")
     params = pika.URLParameters(url)
     params.heartbeat, params.socket_timeout, params.client_properties = heartbeat, 10, {"connection_name": name}
     return params

@@ -29,13 +29,26 @@ def has_password(url: str) -> bool:
     return parts is not None and ":" in parts[1] and parts[1].split(":", 1)[1] != ""
 
 
+_NOT_A_PORT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@\[\]:]*:)([^/?#]*[^0-9/?#][^/?#]*)(.*)$", re.S)
+
+
+# A secret in the query: pika's ?ssl_options={'certfile': ..., 'password': 'KEY PASSPHRASE'}
+_QUERY_SECRET = re.compile(r"""(?i)((?<![A-Za-z0-9])(?:pass(?:word|wd|phrase)?|secret|token|key)['"]?\s*[:=]\s*['"]?)"""
+                           r"""[^'"&,}\s]+""")
+
+
 def redact(url: str) -> str:
     """URL with its password replaced by ***, safe for output, logs and status."""
     parts = _userinfo_split(url)
-    if parts is None or ":" not in parts[1]:
-        return url
-    head, userinfo, tail = parts
-    return f"{head}{userinfo.split(':', 1)[0]}:***{tail}"
+    if parts is None:
+        # No '@': what stands where the port goes and is no number may be a password whose
+        # "USER:" or "@HOST" was left out ("amqp://alice:PASSWORD/gce").
+        url = _NOT_A_PORT.sub(r"\1***\3", url)
+    elif ":" in parts[1]:
+        head, userinfo, tail = parts
+        url = f"{head}{userinfo.split(':', 1)[0]}:***{tail}"
+    base, mark, query = url.partition("?")
+    return base + mark + _QUERY_SECRET.sub(r"\1***", query)
 
 
 def redact_all(text: str) -> str:

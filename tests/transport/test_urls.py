@@ -1,0 +1,51 @@
+"""gce/transport/urls.py: a URL is printed without any password in it, and a URL pika could not
+use is refused with a reason that quotes none of it."""
+
+from __future__ import annotations
+
+import pytest
+
+from gce.transport import urls
+
+
+@pytest.mark.parametrize("url, redacted", [
+    ("amqps://ep:s3cret@host:5671/gce", "amqps://ep:***@host:5671/gce"),
+    ("amqp://ep:p@ss:w/rd@host/gce", "amqp://ep:***@host/gce"),
+    ("amqp://host:5672/gce", "amqp://host:5672/gce"),
+    ("amqp://[::1]:5672/gce", "amqp://[::1]:5672/gce"),
+    # "USER:" or "@HOST" left out: the password stands where the port goes
+    ("amqp://alice:s3cret/gce", "amqp://alice:***/gce"),
+    # pika's TLS options in the query may carry a key's passphrase
+    ("amqps://ep:pw@h/gce?ssl_options={'certfile':'/c.pem','keyfile':'/k.pem','password':'s3cret'}",
+     "amqps://ep:***@h/gce?ssl_options={'certfile':'/c.pem','keyfile':'/k.pem','password':'***'}"),
+    ("amqp://h/gce?heartbeat=30&token=s3cret", "amqp://h/gce?heartbeat=30&token=***"),
+])
+def test_redact(url, redacted):
+    assert urls.redact(url) == redacted
+    if "'" not in url:  # in a text, a URL ends at a quote
+        assert urls.redact_all(f"connecting to {url} now") == f"connecting to {redacted} now"
+
+
+@pytest.mark.parametrize("url, why", [
+    ("amqp://ep:s3cret@h/gce", None),
+    ("amqps://ep:p%2Fss@h:5671/gce?heartbeat=5", None),
+    ("amqp://[::1]:5672/gce", None),
+    ("http://ep:s3cret@h/gce", "it must start with amqp:// or amqps://"),
+    ("amqp://ep:s3/cret@h/gce", "its user name or password holds a '/', '?' or '#': percent-encode it (%2F, %3F, %23)"),
+    ("amqp://ep:s3#cret@h/gce", "its user name or password holds a '/', '?' or '#': percent-encode it (%2F, %3F, %23)"),
+    ("amqp://h:s3cret/gce", "its port is not a number from 0 to 65535"),
+    ("amqp://h:99999/gce", "its port is not a number from 0 to 65535"),
+    ("amqp://ep:s3cret@[::1/gce", "it is not a URL gce can read: a '[' or ']' is out of place (percent-encode one "
+                                  "in a password: %5B, %5D)"),
+    ("amqp://ep:s3 cret@h/gce", "it contains a space or a control character (percent-encode them, e.g. %20)"),
+    ("amqp:///gce", "it names no host"),
+])
+def test_problem_says_why_without_quoting(url, why):
+    assert urls.problem(url) == why
+    if why:
+        assert "s3" not in why and "cret" not in why
+
+
+def test_broker_user_of_an_unreadable_url():
+    assert urls.broker_user("amqp://ali%40ce:s3cret@[::1/gce") == "ali@ce"
+    assert urls.broker_user("amqp://h/gce") == "guest"
