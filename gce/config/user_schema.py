@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from gce.config.model import _key_path, explain
+from gce.config.model import explain
 from gce.errors import ConfigError
 
 # The template's own variables; a user's value may not take one of these names.
@@ -116,7 +116,7 @@ def load_schema(path: str | os.PathLike) -> dict:
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.exceptions.SchemaError as e:
-        raise TemplateRenderError(f"invalid user config schema {path}", f"{_key_path(e)}: {e.message}") from None
+        raise TemplateRenderError(f"invalid user config schema {path}", "{}: {}".format(*explain(e, schema))) from None
     if not isinstance(schema, dict):
         raise TemplateRenderError(f"invalid user config schema {path}", "it must be a JSON object")
     return schema

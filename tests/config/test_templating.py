@@ -505,3 +505,32 @@ def test_checking_a_user_config_imports_no_jinja2():
             "print('jinja2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# -- what a user's or the admin's mistake quotes back -------------------------------------------------
+
+SECRET_SCHEMA = {"type": "object", "properties": {"api_token": {"type": "string", "minLength": 40},
+                                                 "label": {"type": "string", "maxLength": 8},
+                                                 "options": {"type": "object", "additionalProperties": False}}}
+
+
+@pytest.mark.parametrize("values, why", [
+    ({"api_token": "Pl4nted-s3cret"}, "api_token: a string is too short (schema: minLength)"),
+    ({"label": "token=Pl4nted-s3cret"}, "label: a string is too long (schema: maxLength)"),
+    ({"label": ["Pl4nted-s3cret"]}, "label: a list is not of type 'string' (schema: type)"),
+    ({"options": {"password": "Pl4nted-s3cret"}},
+     "options: Additional properties are not allowed ('password' was unexpected) (allowed keys: none) "
+     "(schema: additionalProperties)"),
+])
+def test_a_users_invalid_values_are_not_quoted_where_they_may_be_secrets(values, why):
+    """The reason goes back to the submitter and into the endpoint's status, which its admin reads."""
+    with pytest.raises(UserConfigInvalid) as err:
+        user_schema.validate_user_config(SECRET_SCHEMA, values, "t")
+    assert err.value.why == why
+
+
+def test_an_invalid_schema_is_named_without_quoting_its_values(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"type": "object", "properties": {"api_key": ["Pl4nted-s3cret"]}}))
+    with pytest.raises(TemplateRenderError) as err:
+        user_schema.load_schema(tmp_path / "s.json")
+    assert "Pl4nted" not in str(err.value) and "properties.api_key: a list is not of type" in err.value.why
