@@ -117,6 +117,7 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, m.stop_event.set)
     recovered = m.spool.recover()
+    m.commit.check_disk()  # a spool that cannot be written: start paused, tasks wait on the broker
     control = await serve(m.paths.control_socket, m.on_control)
     if not m.config.multi_user:  # a multi-user endpoint starts a UEP per user and config, on demand
         m.uep = UepChild("default", m.uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)

@@ -7,8 +7,10 @@ with it, and the state file says why it stopped when it stopped on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -132,10 +134,17 @@ def write_state(paths: EndpointPaths, state: str, reason: str = "", **extra: Any
         **extra,
     }
     tmp = paths.state_file.with_name(paths.state_file.name + ".tmp")
-    with open(tmp, "w") as f:
-        os.fchmod(f.fileno(), 0o600)  # its reason may name users and why they were refused
-        json.dump(data, f)
-    os.replace(tmp, paths.state_file)
+    try:
+        with open(tmp, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # its reason may name users and why they were refused
+            json.dump(data, f)
+        os.replace(tmp, paths.state_file)
+    except OSError as e:
+        # A full or read-only disk must not stop the manager (DESIGN.md: resource exhaustion is a
+        # state, not a crash); the lock still tells whether it runs, only this reason is lost.
+        logging.getLogger(__name__).warning("cannot write %s: %s", paths.state_file, e.strerror or e)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def probe(paths: EndpointPaths) -> Liveness:
