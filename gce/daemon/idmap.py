@@ -25,7 +25,10 @@ from ``gce.daemon.privileges.resolve_local_user``)::
     map_identity(mapper, "alice@uni.edu", config) -> (LocalUser, rule)       # all of the above
 
 ``map`` stats the file on each call and re-reads it when its inode, size, mtime or ctime
-changed; a broken new file is logged and the previous mapping stays in force.
+changed. What is in force is what the file says now: a file that is deleted, emptied, broken,
+or that someone other than root could change (gce.daemon.privileges.others_could_change) maps
+nobody until it is fixed, and says why in the log once. (Keeping the previous mapping would
+keep an identity the admin has just revoked mapped.)
 
 Why not the ``globus-identity-mapping`` library: its external mapper requires UUID identity
 ids (ours are broker user names) and leaves a timed-out program running, it anchors ``match``
@@ -43,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-from gce.daemon import idmap_external
+from gce.daemon import idmap_external, privileges
 from gce.errors import ConfigError, GceError
 
 if TYPE_CHECKING:
@@ -55,6 +58,7 @@ EXPRESSION = "expression_identity_mapping#1.0.0"
 EXTERNAL = "external_identity_mapping#1.0.0"
 IDENTITY_FIELDS = ("username", "id", "email")
 NO_MATCH = "no mapping rule matched"
+UNUSABLE = "identity mapping file unusable"
 _FIELD_RE = re.compile(r"\{([^{}]*)\}")
 _ESCAPABLE = frozenset('.?*|()\\"')
 
@@ -180,8 +184,9 @@ def parse_rules(data: Any, endpoint_id: str = "", timeout: float = idmap_externa
 
 
 def _signature(path: Path) -> tuple:
+    """What changes when the file's content, or who could change it, may have changed."""
     st = path.stat()
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, privileges.others_could_change(path))
 
 
 class IdentityMapper:
@@ -195,10 +200,15 @@ class IdentityMapper:
         self._lock = threading.Lock()  # the manager may map from several threads
         self._rejected: tuple | None = None  # the signature of a bad file already logged
         self._signature, self._rules = self._load()
+        self._unusable = False  # the file changed into one that maps nobody
 
     def _load(self) -> tuple[tuple, list[_Rule]]:
         try:
             signature = _signature(self.path)  # before reading: a write in between shows up next time
+            if signature[-1]:
+                raise ConfigError(f"identity mapping file {self.path} is not safe to use",
+                                  f"{signature[-1]}, so someone other than root could change it",
+                                  hint=f"chown root {self.path} and chmod go-w it and the directories above it")
             return signature, parse_rules(json.loads(self.path.read_bytes()), self.endpoint_id, self.timeout)
         except OSError as e:
             raise ConfigError(f"cannot read the identity mapping file {self.path}", e.strerror or str(e),
@@ -217,16 +227,21 @@ class IdentityMapper:
                 return
             try:
                 self._signature, self._rules = self._load()
-                self._rejected = None
+                self._rejected, self._unusable = None, False
                 log.info("identity mapping file %s reloaded (%d rules)", self.path, len(self._rules))
             except ConfigError as e:
-                self._rejected = signature
-                log.error("identity mapping file %s changed but cannot be used: %s; the previous mapping stays "
-                          "in force", self.path, e.why)
+                self._rejected, self._rules, self._unusable = signature, [], True
+                self._signature = ()
+                log.error("identity mapping file %s changed but cannot be used: %s; it maps nobody until it is "
+                          "fixed", self.path, e.why)
 
     def map(self, identity: str) -> tuple[str, str]:
         """(local user name, the rule that mapped IDENTITY); MappingRefused if none does."""
         self._refresh()
+        if self._unusable:
+            raise MappingRefused(identity, UNUSABLE, f"identity {identity!r} could not be mapped on endpoint "
+                                 f"{self.endpoint!r}: its identity mapping file is unusable (the endpoint's log "
+                                 "says why)", endpoint=self.endpoint, hint=f"fix {self.path}")
         fields = identity_document(identity)
         for rule in self._rules:
             try:

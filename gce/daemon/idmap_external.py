@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from typing import Any, Callable, Mapping, Sequence
@@ -68,6 +69,10 @@ def run(argv: Sequence[str], identity: Mapping[str, str], timeout: float = DEFAU
     TIMEOUT seconds (it and its process group are then killed) or prints garbage.
     """
     program = os.path.basename(argv[0])
+    problem = _others_could_change(argv)
+    if problem:  # root runs it: whoever can edit it would run their code as root
+        raise ExternalMappingError(f"the mapping program {program} is not safe to run",
+                                   f"{problem}, so someone other than root could change it")
     try:
         proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, close_fds=True)
@@ -122,6 +127,23 @@ def parse_output(out: bytes, identity_id: str) -> str | None:
     if not name:
         raise ExternalMappingError("answered with an empty user name")
     return name
+
+
+def _others_could_change(argv: Sequence[str]) -> str | None:
+    """Why others could change what ARGV runs: the program (as found on PATH), or a file an argument
+    names by its absolute path (``python3 /etc/gce/map.py``); None if nobody else can."""
+    from gce.daemon.privileges import others_could_change
+
+    files = [shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]]
+    files += [a for a in argv[1:] if os.path.isabs(a) and os.path.isfile(a)]
+    for path in filter(None, files):
+        try:
+            problem = others_could_change(path)
+        except OSError:  # gone: running it says why
+            continue
+        if problem:
+            return problem
+    return None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

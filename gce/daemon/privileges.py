@@ -86,6 +86,58 @@ def working_directory(target: LocalUser) -> str:
     return "/"
 
 
+def others_could_change(path: str | os.PathLike) -> str | None:
+    """Why someone other than root (or this process's own user) could change what the file at PATH
+    says, or None when nobody else can. Root acts on such files for everyone (the identity mapping
+    decides who runs as whom, user_environment.yaml what every user endpoint starts with), so
+    whoever can change one can run as anyone. Checked: the file, the directories above it, and
+    those above any symbolic link on the way; each must be owned by root or us and writable by
+    no one else (a sticky directory such as /tmp may be world-writable: others cannot replace
+    what is ours in it). Raises OSError when PATH cannot be looked at."""
+    trusted = {0, os.geteuid()}
+    seen: set[tuple[int, int]] = set()
+    real = os.path.realpath(path)
+    targets = [(real, os.stat(real))] + [(d, os.stat(d)) for d in (*_parents(real), *_parents(os.path.abspath(path)))]
+    for where, st in targets:
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+        if st.st_uid not in trusted:
+            return f"{where} is owned by {_account(st.st_uid)}"
+        if st.st_mode & stat.S_IWOTH and not sticky:
+            return f"{where} is writable by everyone"
+        if st.st_mode & stat.S_IWGRP and st.st_gid != 0 and not sticky:
+            return f"{where} is writable by group {_group(st.st_gid)}"
+    return None
+
+
+def _parents(path: str) -> list[str]:
+    parents = []
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return parents
+        parents.append(parent)
+        path = parent
+
+
+def _account(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    import grp
+
+    try:
+        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+    except KeyError:
+        return f"gid {gid}"
+
+
 def login_environment(target: LocalUser) -> dict[str, str]:
     """The variables a login of TARGET sets for itself."""
     return {"HOME": target.home, "USER": target.name, "LOGNAME": target.name, "SHELL": target.shell or "/bin/sh"}
@@ -95,13 +147,18 @@ def admin_environment(path: str | None) -> dict[str, str]:
     """The admin's ``user_environment.yaml``: a mapping of names to strings; {} when absent.
 
     A file that is not such a mapping is reported in the log and ignored entry by entry,
-    so one bad line does not stop every user's endpoint.
+    so one bad line does not stop every user's endpoint; one that someone other than root could
+    change is ignored whole.
     """
     if not path:
         return {}
     import yaml
 
     try:
+        problem = others_could_change(path)
+        if problem:  # it would reach every user's endpoint: LD_PRELOAD, PATH, PYTHONPATH...
+            log.error("ignoring %s: %s, so someone other than root could change it", path, problem)
+            return {}
         with open(path) as f:
             data = yaml.safe_load(f)
     except FileNotFoundError:

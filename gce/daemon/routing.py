@@ -67,7 +67,7 @@ class Router:
             st = os.stat(self.config.identity_mapping_config_path or "")
         except OSError:
             return ()
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def known_target(self, identity: str) -> Mapped | None:
         """IDENTITY's account (or refusal) when recently mapped with today's mapping file, else None."""
@@ -152,8 +152,10 @@ class Router:
         raw = json.dumps(user_config, sort_keys=True)
         try:
             st = os.stat(path)
-            signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if self._schema is None or self._schema[0] != signature:
+                self._schema = None
+                self._check_admin_file(path, "user config schema")
                 self._schema = (signature, user_schema.load_schema(path))
                 self._canonical.clear()
             canonical = self._canonical.get(raw)
@@ -167,6 +169,8 @@ class Router:
             return canonical
         except user_schema.UserConfigInvalid as e:
             raise Refused(e.code, str(e)) from None
+        except Refused:
+            raise
         except user_schema.TemplateRenderError as e:
             log.error("%s", e)
             raise Refused(e.code, str(e)) from None
@@ -175,6 +179,20 @@ class Router:
             raise Refused(user_schema.TemplateRenderError.code, f"endpoint {self.config.name!r} cannot read its "
                           "user config schema (the endpoint's log says why)") from None
 
+    def _check_admin_file(self, path: str, what: str) -> None:
+        """Refused when someone other than root could change the admin's file WHAT at PATH: the
+        schema decides what users may send, the template what every user's endpoint runs."""
+        from gce.config.user_schema import TemplateRenderError
+
+        try:
+            problem = privileges.others_could_change(path)
+        except OSError:
+            return  # reading it says why
+        if problem:
+            log.error("not using the %s %s: %s, so someone other than root could change it", what, path, problem)
+            raise Refused(TemplateRenderError.code, f"endpoint {self.config.name!r} cannot use its {what} "
+                          "(the endpoint's log says why)")
+
     def uep_conf(self, target: privileges.LocalUser, canonical: str, th: TaskHeaders) -> tuple[str, dict, Path]:
         """(name, conf, stderr file) of a UEP for TARGET with one user config.
 
@@ -182,6 +200,7 @@ class Router:
         """
         from gce.config import user_schema
 
+        self._check_admin_file(self.config.user_config_template_path or "", "user config template")
         digest = hashlib.sha256(f"{target.uid}\0{canonical}".encode()).hexdigest()[:16]
         dropped = privileges.must_drop(target)
         if dropped:  # the user's own files, created by the UEP as the user

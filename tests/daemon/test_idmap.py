@@ -24,6 +24,7 @@ from gce.daemon.privileges import LocalUser
 from gce.errors import ConfigError
 
 ENDPOINT_ID = "0b5e7f8a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as other users")
 
 
 def expression(*mappings: dict) -> dict:
@@ -260,29 +261,109 @@ def test_a_replaced_file_of_the_same_size_is_reread(mapper, tmp_path):
     assert m.map("alice") == ("bb", "expression mapping #1")
 
 
-def test_a_broken_new_file_keeps_the_old_mapping_and_logs_why(mapper, write, caplog):
+def test_a_broken_new_file_maps_nobody_until_it_is_fixed_and_logs_why(mapper, write, caplog):
+    """The previous mapping is one the admin has since replaced: a revocation written with a typo
+    must not leave the revoked identity mapped."""
     m = mapper(expression({"source": "{username}", "match": "(.*)@uni\\.edu", "output": "{0}"}))
     path = write({"DATA_TYPE": idmap.EXPRESSION, "mappings": [{"source": "{username}", "match": "(", "output": "x"}]})
     with caplog.at_level(logging.ERROR, logger="gce.daemon.idmap"):
-        assert m.map("alice@uni.edu") == ("alice", "expression mapping #1")
-        assert m.map("bob@uni.edu") == ("bob", "expression mapping #1")
+        for identity in ("alice@uni.edu", "bob@uni.edu"):
+            with pytest.raises(MappingRefused) as e:
+                m.map(identity)
+            assert e.value.rule == idmap.UNUSABLE
+            assert str(e.value) == (f"identity {identity!r} could not be mapped on endpoint 'cluster': its identity "
+                                    "mapping file is unusable (the endpoint's log says why)")
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == [  # once, not on every call
         f"identity mapping file {path} changed but cannot be used: mappings[0].match: '(' is not a valid "
-        "expression: missing ), unterminated subpattern at position 0; the previous mapping stays in force"]
+        "expression: missing ), unterminated subpattern at position 0; it maps nobody until it is fixed"]
     write(expression({"source": "{username}", "match": "(.*)@uni\\.edu", "output": "new-{0}"}))
     assert m.map("alice@uni.edu") == ("new-alice", "expression mapping #1")
 
 
-def test_a_deleted_file_keeps_the_old_mapping_and_logs_why(mapper, caplog):
+def test_a_deleted_file_maps_nobody_and_logs_why(mapper, caplog):
     m = mapper(expression({"source": "{username}", "match": "(.*)", "output": "{0}"}))
+    assert m.map("alice") == ("alice", "expression mapping #1")
     m.path.unlink()
     with caplog.at_level(logging.ERROR, logger="gce.daemon.idmap"):
-        assert m.map("alice") == ("alice", "expression mapping #1")
-        assert m.map("alice") == ("alice", "expression mapping #1")
+        for _ in range(2):
+            with pytest.raises(MappingRefused) as e:
+                m.map("alice")
+            assert e.value.rule == idmap.UNUSABLE
     assert [r.getMessage() for r in caplog.records] == [
         f"identity mapping file {m.path} changed but cannot be used: No such file or directory; "
-        "the previous mapping stays in force"]
+        "it maps nobody until it is fixed"]
+
+
+@pytest.mark.parametrize("emptied", ["", "\n", "[]"])
+def test_an_emptied_file_maps_nobody(mapper, emptied):
+    m = mapper(expression({"source": "{username}", "match": "(.*)", "output": "{0}"}))
+    assert m.map("alice") == ("alice", "expression mapping #1")
+    m.path.write_text(emptied)  # in place, as `> identity_mapping.json` does
+    with pytest.raises(MappingRefused):
+        m.map("alice")
+
+
+def test_a_file_edited_in_place_within_the_same_second_is_reread(mapper):
+    m = mapper(expression({"source": "{username}", "match": "(.*)", "output": "aa"}))
+    assert m.map("alice") == ("aa", "expression mapping #1")
+    with open(m.path, "r+b") as f:  # same inode, same size, same second
+        text = f.read().replace(b'"aa"', b'"bb"')
+        f.seek(0)
+        f.write(text)
+    assert m.map("alice") == ("bb", "expression mapping #1")
+
+
+# --- who else could change the mapping: root acts on it -------------------------------------------
+
+CATCH_ANY = expression({"source": "{username}", "match": "(.*)", "output": "{0}"})
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["world-writable", "group-writable", "owned by a user", "in a directory "
+                                 "others can write", "a link to a user's file", "a link from a directory others "
+                                 "can write"])
+def test_a_mapping_file_others_could_change_maps_nobody(mapper, write, tmp_path, caplog, how):
+    m = mapper(CATCH_ANY)
+    assert m.map("alice") == ("alice", "expression mapping #1")
+    users_file = tmp_path / "theirs" / "mapping.json"
+    users_file.parent.mkdir()
+    users_file.write_text(json.dumps(CATCH_ANY))
+    os.chown(users_file, 65534, 65534)
+    if how == "world-writable":
+        m.path.chmod(0o646)
+    elif how == "group-writable":
+        os.chown(m.path, 0, 65534)
+        m.path.chmod(0o664)
+    elif how == "owned by a user":
+        os.chown(m.path, 65534, 65534)
+    elif how == "in a directory others can write":
+        tmp_path.chmod(0o777)
+    elif how == "a link to a user's file":
+        m.path.unlink()
+        m.path.symlink_to(users_file)
+    else:
+        m.path.unlink()
+        users_file.parent.chmod(0o777)
+        os.chown(users_file, 0, 0)
+        m.path.symlink_to(users_file)
+    with caplog.at_level(logging.ERROR, logger="gce.daemon.idmap"):
+        with pytest.raises(MappingRefused) as e:
+            m.map("alice")
+    assert e.value.rule == idmap.UNUSABLE
+    [message] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "could change it" in message and "it maps nobody until it is fixed" in message
+    with pytest.raises(ConfigError) as e:
+        IdentityMapper(m.path)  # nor does a manager start with it
+    assert "could change it" in e.value.why
+
+
+@needs_root
+def test_a_sticky_directory_and_roots_group_are_safe(mapper, tmp_path):
+    m = mapper(CATCH_ANY)
+    tmp_path.chmod(0o1777)  # like /tmp: others may add files, not replace ours
+    m.path.chmod(0o664)  # group root
+    assert m.map("alice") == ("alice", "expression mapping #1")
 
 
 # --- external programs ---------------------------------------------------------------------------
@@ -362,6 +443,27 @@ def test_a_missing_program_refuses(mapper, tmp_path):
         mapper(external(str(tmp_path / "no-such-program"))).map("alice")
     assert str(e.value).endswith("(external mapping: the mapping program no-such-program cannot be run)")
     assert e.value.detail == f"{tmp_path / 'no-such-program'}: No such file or directory"
+
+
+@needs_root
+def test_a_program_others_could_change_is_never_run(mapper, program, tmp_path):
+    """Root runs the mapping program: one that a user could edit would run the user's code as root."""
+    ran = tmp_path / "ran"
+    path = program("map.sh", f"#!/bin/sh\ntouch {ran}\necho '{{}}'\n")
+    os.chmod(path, 0o757)
+    with pytest.raises(MappingRefused) as e:
+        mapper(external(path)).map("alice")
+    assert str(e.value).endswith("(external mapping: the mapping program map.sh is not safe to run)")
+    assert e.value.detail == f"{path} is writable by everyone, so someone other than root could change it"
+    assert not ran.exists()
+    os.chmod(path, 0o755)
+    script = tmp_path / "theirs.py"  # a script given to an interpreter is what runs, too
+    script.write_text(f"open({str(ran)!r}, 'w')\n")
+    script.chmod(0o666)
+    with pytest.raises(MappingRefused) as e:
+        mapper(external(sys.executable, str(script))).map("alice")
+    assert e.value.detail == f"{script} is writable by everyone, so someone other than root could change it"
+    assert not ran.exists()
 
 
 # --- local users and the policy ------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -60,3 +62,70 @@ def test_an_unreadable_schema_is_refused_naming_the_endpoint(router, tmp_path):
     with pytest.raises(Refused) as e:
         router.canonical_config({})
     assert str(e.value) == "endpoint 'r' cannot read its user config schema (the endpoint's log says why)"
+
+
+# --- the mapping as the running manager sees it ---------------------------------------------------
+
+MAPPING = {"DATA_TYPE": "expression_identity_mapping#1.0.0",
+           "mappings": [{"source": "{username}", "match": "alice@uni\\.edu", "output": "nobody"}]}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root manager maps identities")
+@pytest.mark.parametrize("revoke", ["deleted", "emptied", "made world-writable"])
+def test_a_revoked_mapping_file_maps_nobody_at_once(tmp_path, revoke):
+    mapping = tmp_path / "identity_mapping.json"
+    mapping.write_text(json.dumps(MAPPING))
+    config = from_data("r", "0" * 32, {"broker": {"url": "amqp://b/gce"}, "multi_user": True,
+                                       "identity_mapping_config_path": str(mapping)}, tmp_path)
+    paths = EndpointPaths(name="r", config_dir=tmp_path, state_dir=tmp_path, runtime_dir=tmp_path,
+                          log_file=tmp_path / "endpoint.log")
+    router = Router(paths, config)
+
+    async def scenario() -> None:
+        mapped = await router.map("alice@uni.edu")
+        assert mapped.name == "nobody" and router.known_target("alice@uni.edu") == mapped  # remembered
+        if revoke == "deleted":
+            mapping.unlink()
+        elif revoke == "emptied":
+            mapping.write_text("")
+        else:
+            mapping.chmod(0o666)
+        assert router.known_target("alice@uni.edu") is None  # not from memory
+        refused = await router.map("alice@uni.edu")
+        assert isinstance(refused, Refused) and refused.code == "IDENTITY_NOT_MAPPED"
+        assert "'alice@uni.edu' could not be mapped on endpoint 'r'" in str(refused)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        router.close()
+
+
+# --- the admin's other files: root checks them, users render them --------------------------------
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's files, writable by others")
+def test_a_schema_others_could_change_is_refused(router, tmp_path):
+    path = tmp_path / "user_config_schema.json"
+    path.chmod(0o666)
+    with pytest.raises(Refused) as e:
+        router.canonical_config({})
+    assert e.value.code == "USER_CONFIG_TEMPLATE_ERROR"
+    assert str(e.value) == "endpoint 'r' cannot use its user config schema (the endpoint's log says why)"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's files, writable by others")
+def test_a_template_others_could_change_starts_no_user_endpoint(router, tmp_path):
+    from gce.daemon.privileges import resolve_local_user
+    from gce.transport.message import TaskHeaders
+
+    template = tmp_path / "user_config_template.yaml.j2"
+    template.write_text("engine:\n  type: ThreadPoolEngine\n")
+    router.config = dataclasses.replace(router.config, user_config_template_path=str(template))
+    th = TaskHeaders(task_id="t", user_id="alice", reply_to="q", function_id="f")
+    canonical = router.canonical_config({})
+    assert router.uep_conf(resolve_local_user("nobody"), canonical, th)[1]["template"]["template_path"] == str(template)
+    template.chmod(0o646)  # bob could then choose what alice's user endpoint runs
+    with pytest.raises(Refused) as e:
+        router.uep_conf(resolve_local_user("nobody"), canonical, th)
+    assert e.value.code == "USER_CONFIG_TEMPLATE_ERROR"
+    assert str(e.value) == "endpoint 'r' cannot use its user config template (the endpoint's log says why)"

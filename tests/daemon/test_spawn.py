@@ -63,3 +63,13 @@ def test_user_environment_yaml_sets_the_path_and_tmpdir(user, tmp_path):
     # The admin's order wins; parsl's worker pool is still found.
     assert env["PATH"] == f"/opt/site/bin:/usr/bin:/bin:{Path(sys.executable).parent}"
     assert env["TMPDIR"] == "/scratch/tmp"
+
+
+def test_a_user_environment_yaml_others_could_change_is_ignored(user, tmp_path, caplog):
+    (tmp_path / "user_environment.yaml").write_text("")  # created now, so that it can be made unsafe first
+    (tmp_path / "user_environment.yaml").chmod(0o666)  # any user could preload a library into everyone's UEP
+    with caplog.at_level("ERROR", logger="gce.daemon.privileges"):
+        env = started_environment(user, tmp_path, admin="LD_PRELOAD: /home/mallory/evil.so\n")
+    assert "LD_PRELOAD" not in env
+    assert any("writable by everyone, so someone other than root could change it" in r.getMessage()
+               for r in caplog.records)
