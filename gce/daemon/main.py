@@ -217,9 +217,9 @@ def run(paths: EndpointPaths, ready_fd: int | None = None, to_stderr: bool = Tru
     setup_logging(paths, to_stderr, config.debug, journal=journal)
     pidfile.write_state(paths, "starting", endpoint_id=config.endpoint_id)
     m = Manager(paths, config, detached=ready_fd is not None)
-    try:
     if sys.version_info >= (3, 11):
         sys.setrecursionlimit(max(sys.getrecursionlimit(), DECODE_RECURSION_LIMIT))
+    try:
         return asyncio.run(_serve(m, ready, notifier))
     except LinkError as e:
         ready.say(f"failed: {e}")
