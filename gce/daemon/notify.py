@@ -90,6 +90,7 @@ def status_text(status: Mapping[str, Any]) -> str:
     ueps = status.get("user_endpoints", [])
     running = sum(1 for u in ueps if u.get("state") == "running")
     broker = "connected" if status.get("broker", {}).get("connected") else "disconnected"
-    return (f"{t.get('received', 0)} tasks received, {t.get('completed', 0)} completed, "
+    degraded = f"degraded: {status.get('reason') or 'see gce status'}; " if status.get("state") == "degraded" else ""
+    return (f"{degraded}{t.get('received', 0)} tasks received, {t.get('completed', 0)} completed, "
             f"{t.get('failed', 0)} failed, {t.get('in_flight', 0)} in flight; "
             f"user endpoints: {running} running of {len(ueps)}; broker {broker}")

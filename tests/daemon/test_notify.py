@@ -111,6 +111,9 @@ def test_status_text_from_a_manager_status():
               "user_endpoints": [{"state": "running"}, {"state": "fatal"}], "broker": {"connected": True}}
     assert status_text(status) == ("5 tasks received, 3 completed, 1 failed, 1 in flight; "
                                    "user endpoints: 1 running of 2; broker connected")
+    status.update(state="degraded", reason="not taking tasks: the spool disk is full (No space left on device) at /x")
+    assert status_text(status).startswith("degraded: not taking tasks: the spool disk is full (No space left on "
+                                          "device) at /x; 5 tasks received")
 
 
 @pytest.mark.broker
