@@ -67,8 +67,11 @@ DEFAULTS = {"engine": "ThreadPoolEngine", "workers": 1, "label": "", "tags": {},
 def probe():
     import os
 
-    with open("/proc/self/environ", "rb") as f:
-        proc_environ = f.read()
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            proc_environ = f.read()
+    except PermissionError:  # in a user endpoint, which is not dumpable: root reads it instead
+        proc_environ = None
     return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "egid": os.getegid(),
             "groups": sorted(os.getgroups()), "pid": os.getpid(), "sid": os.getsid(0), "pgid": os.getpgid(0),
             "env": dict(os.environ), "proc_environ": proc_environ}
@@ -148,6 +151,9 @@ def test_each_uep_holds_its_users_groups_in_a_session_of_its_own(endpoint, users
         # A ThreadPoolEngine runs the task in the UEP process, which leads its own session.
         assert got["pid"] in uep_pids
         assert got["sid"] == got["pgid"] == got["pid"]
+        # Not dumpable: no process of the user's own (a worker, a login shell) can ptrace it or
+        # copy its channel to the manager; its /proc files are root's.
+        assert got["proc_environ"] is None and os.stat(f"/proc/{got['pid']}/fd").st_uid == 0
         assert os.getsid(got["pid"]) == got["pid"] != os.getsid(endpoint.pid)
     assert grp.getgrnam("gcetest-ms-lab").gr_gid not in seen["bob@uni.edu"]["groups"]
 
