@@ -29,7 +29,10 @@ def has_password(url: str) -> bool:
     return parts is not None and ":" in parts[1] and parts[1].split(":", 1)[1] != ""
 
 
-_NOT_A_PORT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@\[\]:]*:)([^/?#]*[^0-9/?#][^/?#]*)(.*)$", re.S)
+# host:PORT, PORT being anything up to the path; digits and the punctuation of a text around
+# a URL ("(see http://h:15672)") are a port, anything else may be a password (see `redact`)
+_NOT_A_PORT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@\[\]:]*:)(?![0-9]*[)\]}>.,;:'\"]*(?:[/?#]|$))"
+                         r"([^/?#]+)(.*)$", re.S)
 
 
 # A secret in the query: pika's ?ssl_options={'certfile': ..., 'password': 'KEY PASSPHRASE'}

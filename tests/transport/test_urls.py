@@ -49,3 +49,8 @@ def test_problem_says_why_without_quoting(url, why):
 def test_broker_user_of_an_unreadable_url():
     assert urls.broker_user("amqp://ali%40ce:s3cret@[::1/gce") == "ali@ce"
     assert urls.broker_user("amqp://h/gce") == "guest"
+
+
+def test_a_port_followed_by_a_texts_punctuation_stays():
+    text = "measured through http://127.0.0.1:42675), then (http://h:15672/api)."
+    assert urls.redact_all(text) == text
