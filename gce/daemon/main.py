@@ -120,7 +120,7 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
     m.commit.check_disk()  # a spool that cannot be written: start paused, tasks wait on the broker
     control = await serve(m.paths.control_socket, m.on_control)
     if not m.config.multi_user:  # a multi-user endpoint starts a UEP per user and config, on demand
-        m.uep = UepChild("default", m.uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
+        m.uep = UepChild("default", m.router.personal_uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
     for tid, _header in recovered.tasks:
         m._queued.append(tid)
     m.outbox.unpublished.update(tid for tid, _ in recovered.results)

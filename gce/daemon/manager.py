@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 import time
 from typing import Any
 
-from gce import __version__
 from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
 from gce.daemon.children import UepChild
@@ -23,15 +20,14 @@ from gce.daemon.commit import GroupCommit
 from gce.daemon.outbox import Outbox
 from gce.daemon.public_status import public_view
 from gce.daemon.routing import Refused, Router
+from gce.daemon.snapshot import snapshot
 from gce.daemon.spool import Spool
 from gce.transport import frames, names
 from gce.transport.amqp import Delivery, EndpointLink
-from gce.transport.urls import redact
 from gce.transport.message import (BadMessage, ErrorCode, ResultHeaders, TaskHeaders, failure, parse_task,
                                    reply_to_belongs)
 
 log = logging.getLogger(__name__)
-
 
 
 def _stopped_for(violation: str) -> str:
@@ -276,15 +272,6 @@ class Manager:
         if uep.state == "backoff" and not self.stop_event.is_set():
             await uep.start()
 
-    def uep_conf(self) -> dict:
-        run_dir = self.paths.state_dir / "uep"
-        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return {
-            "endpoint_id": self.config.endpoint_id, "engine": self.config.engine, "run_dir": str(run_dir),
-            "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
-            "log_file": str(self.paths.uep_log_dir / "default.log"), "debug": self.config.debug,
-        }
-
     # -- results ---------------------------------------------------------------------
     def _on_result(self, rh: ResultHeaders, body: bytes) -> None:
         if self.outbox.put(rh, body):
@@ -300,25 +287,7 @@ class Manager:
 
     # -- status ----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        ueps = []
-        for uep in (u for u in (self.uep, *self.ueps.values()) if u is not None):
-            ueps.append({"key": uep.key, "pid": uep.pid, "state": uep.state, "reason": uep.reason,
-                         "python": uep.python, "engine": uep.engine_status, "in_flight": len(uep.in_flight)})
-        return {
-            "ok": True, "name": self.paths.name, "endpoint_id": self.config.endpoint_id,
-            "display_name": self.config.display_name, "state": "degraded" if self.commit.error else "running",
-            "reason": f"not taking tasks: {self.commit.error}" if self.commit.error else "",
-            "accepting_tasks": not self.commit.error and self.link.connected,
-            "spool": {"path": str(self.spool.dir), "error": self.commit.error, "since": self.commit.error_since},
-            "pid": os.getpid(),
-            "host": socket.gethostname(), "started_at": self.started_at, "uptime": time.time() - self.started_at,
-            "gce_version": __version__, "engine_type": self.config.engine.get("type"),
-            "broker": {"url": redact(self.config.broker_url), "connected": self.link.connected,
-                       "last_error": self.link.last_error},
-            "tasks": {**self.counts, "in_flight": sum(1 for e in self.spool.entries.values() if e.kind == ord("T")),
-                      "unconfirmed_results": sum(1 for e in self.spool.entries.values() if e.kind == ord("R"))},
-            "user_endpoints": ueps,
-        }
+        return snapshot(self)
 
     def publish_status(self) -> None:
         body = json.dumps({**public_view(self.status()), "timestamp": time.time()}).encode()

@@ -193,6 +193,16 @@ class Router:
             raise Refused(TemplateRenderError.code, f"endpoint {self.config.name!r} cannot use its {what} "
                           "(the endpoint's log says why)")
 
+    def personal_uep_conf(self) -> dict:
+        """The conf of an untemplated (personal) endpoint's one UEP: the engine of config.yaml."""
+        run_dir = self.paths.state_dir / "uep"
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return {
+            "endpoint_id": self.config.endpoint_id, "engine": self.config.engine, "run_dir": str(run_dir),
+            "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
+            "log_file": str(self.paths.uep_log_dir / "default.log"), "debug": self.config.debug,
+        }
+
     def uep_conf(self, target: privileges.LocalUser, canonical: str, th: TaskHeaders) -> tuple[str, dict, Path]:
         """(name, conf, stderr file) of a UEP for TARGET with one user config.
 

@@ -1,0 +1,39 @@
+"""What a running manager says about itself: the status its control socket, `gce status`, `gce list`,
+the diagnostic and systemd's STATUS= line read (and, filtered by gce.daemon.public_status, the
+broker's status queue)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from gce import __version__
+from gce.transport.urls import redact
+
+if TYPE_CHECKING:
+    from gce.daemon.manager import Manager
+
+
+def snapshot(m: Manager) -> dict[str, Any]:
+    """The manager's status now: plain JSON data, what it is and does, with its user endpoints."""
+    ueps = []
+    for uep in (u for u in (m.uep, *m.ueps.values()) if u is not None):
+        ueps.append({"key": uep.key, "pid": uep.pid, "state": uep.state, "reason": uep.reason,
+                     "python": uep.python, "engine": uep.engine_status, "in_flight": len(uep.in_flight)})
+    return {
+        "ok": True, "name": m.paths.name, "endpoint_id": m.config.endpoint_id,
+        "display_name": m.config.display_name, "state": "degraded" if m.commit.error else "running",
+        "reason": f"not taking tasks: {m.commit.error}" if m.commit.error else "",
+        "accepting_tasks": not m.commit.error and m.link.connected,
+        "spool": {"path": str(m.spool.dir), "error": m.commit.error, "since": m.commit.error_since},
+        "pid": os.getpid(),
+        "host": socket.gethostname(), "started_at": m.started_at, "uptime": time.time() - m.started_at,
+        "gce_version": __version__, "engine_type": m.config.engine.get("type"),
+        "broker": {"url": redact(m.config.broker_url), "connected": m.link.connected,
+                   "last_error": m.link.last_error},
+        "tasks": {**m.counts, "in_flight": sum(1 for e in m.spool.entries.values() if e.kind == ord("T")),
+                  "unconfirmed_results": sum(1 for e in m.spool.entries.values() if e.kind == ord("R"))},
+        "user_endpoints": ueps,
+    }
