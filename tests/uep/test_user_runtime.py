@@ -32,7 +32,8 @@ def test_the_submitters_versions_and_platform_reach_the_template(tmp_path):
     paths = EndpointPaths(name="rt", config_dir=tmp_path, state_dir=tmp_path / "state",
                           runtime_dir=tmp_path / "run", log_file=tmp_path / "endpoint.log")
 
-    task_id, _body, props = task_message(b"cloudpickle", b"f", "a" * 64, (), {}, user="alice", reply_to="q",
+    task_id, _body, props = task_message(b"cloudpickle", b"f", "a" * 64, (), {}, user="alice",
+                                         reply_to="gce.results.alice.q1",
                                          user_endpoint_config={}, resource_specification={},
                                          max_payload_bytes=1000)
     th = parse_task(props.message_id, props.user_id, props.reply_to, props.headers)
