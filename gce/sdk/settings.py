@@ -97,7 +97,8 @@ def connection_parameters(url: str, heartbeat: int, name: str) -> "pika.URLParam
     """pika's parameters for URL; NAME shows in the broker's connection list."""
     import pika
 
-    why = urls.problem(url)  # pika's own errors quote what they cannot parse: a piece of the password
+    # pika's own errors quote what they cannot parse (a piece of the password), or are a TypeError
+    why = urls.problem(url) or urls.no_password(url)
     if why:
         raise BrokerNotConfigured(f"the broker URL {redact(url)!r} cannot be used: {why}")
     params = pika.URLParameters(url)

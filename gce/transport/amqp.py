@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from gce.transport import names
+from gce.transport import names, urls
 from gce.transport.link_errors import LinkError, explain
 from gce.transport.urls import broker_user, redact
 
@@ -98,6 +98,9 @@ class EndpointLink:
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future = loop.create_future()
+        why = urls.problem(self.url) or urls.no_password(self.url)
+        if why:  # pika would fail with its own words, quoting the URL or a TypeError
+            raise LinkError(f"the broker URL {redact(self.url)} cannot be used: {why}", fatal=True)
         params = pika.URLParameters(self.url)
         params.heartbeat = self.heartbeat
         params.connection_attempts = 1

@@ -86,6 +86,15 @@ def problem(url: str, schemes: tuple[str, ...] = ("amqp", "amqps")) -> str | Non
     return None
 
 
+def no_password(url: str) -> str | None:
+    """Why URL cannot log in: it names a user but no password (pika would fail with a TypeError
+    deep in its connection set-up); None otherwise. Never quotes the URL."""
+    parts = _userinfo_split(url)
+    if parts is not None and ":" not in parts[1]:
+        return "it names a user but no password: write amqp://USER:PASSWORD@HOST/VHOST (percent-encoded)"
+    return None
+
+
 def broker_user(url: str) -> str:
     """The broker user name in URL (RabbitMQ's default, guest, when it names none)."""
     try:

@@ -157,6 +157,16 @@ def test_broker_down_at_start_detach_fails_with_the_reason(make_endpoint, free_p
     assert pidfile.probe(ep.paths).state == "failed"
 
 
+def test_a_broker_url_without_a_password_fails_the_start_with_a_sentence(make_endpoint, free_port):
+    ep = make_endpoint(engine="thread")
+    ep.set(broker={"url": f"amqp://alice@127.0.0.1:{free_port}/gce"})
+    with pytest.raises(Unavailable) as info:
+        ep.start(timeout=60)
+    assert (f"the broker URL amqp://alice@127.0.0.1:{free_port}/gce cannot be used: it names a user but no "
+            "password" in str(info.value)), str(info.value)
+    assert "NoneType" not in str(info.value)
+
+
 def test_broker_down_at_start_foreground_retries_with_backoff_and_says_so(make_endpoint, free_port):
     ep = make_endpoint(engine="thread")
     ep.set(broker={"url": f"amqp://alice:pw@127.0.0.1:{free_port}/gce"})

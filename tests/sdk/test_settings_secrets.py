@@ -32,6 +32,7 @@ def test_a_broken_sdk_yaml_is_named_without_its_password(gce_home, text):
     ("amqp://alice:Pl4nted/s3cret@h/gce", "its user name or password holds a '/', '?' or '#'"),
     (f"amqp://h:{PASSWORD}/gce", "its port is not a number from 0 to 65535"),
     (f"amqp://alice:{PASSWORD}@[::1/gce", "it is not a URL gce can read"),
+    ("amqp://alice@h/gce", "it names a user but no password"),  # pika: a bare TypeError
 ])
 def test_a_broker_url_pika_would_quote_is_refused_first(url, why):
     with pytest.raises(BrokerNotConfigured) as info:

@@ -54,3 +54,16 @@ def test_broker_user_of_an_unreadable_url():
 def test_a_port_followed_by_a_texts_punctuation_stays():
     text = "measured through http://127.0.0.1:42675), then (http://h:15672/api)."
     assert urls.redact_all(text) == text
+
+
+@pytest.mark.parametrize("url, why", [
+    ("amqp://alice@h/gce", "it names a user but no password"),
+    ("amqp://alice%40uni.edu@h:5672/gce", "it names a user but no password"),
+    ("amqp://alice:@h/gce", None),  # an empty password is a password
+    ("amqp://alice:pw@h/gce", None),
+    ("amqp://h/gce", None),  # no user: RabbitMQ's guest
+])
+def test_no_password(url, why):
+    assert urls.no_password(url) == (None if why is None else
+                                     "it names a user but no password: write amqp://USER:PASSWORD@HOST/VHOST "
+                                     "(percent-encoded)")
