@@ -107,6 +107,15 @@ class UserEndpoint:
         fut.add_done_callback(lambda f: self.on_done(th, started, f))
 
     def on_done(self, th: TaskHeaders, started: float, fut: Future) -> None:
+        """Answer TH from its engine outcome; whatever the outcome holds, the task is answered."""
+        try:
+            self._answer(th, started, fut)
+        except Exception as e:  # e.g. a worker whose code replaced the result packing
+            log.exception("task %s: its outcome could not be read", th.task_id)
+            self.result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
+                                f"the task's outcome could not be read ({type(e).__name__}: {e})"[:2000]))
+
+    def _answer(self, th: TaskHeaders, started: float, fut: Future) -> None:
         timings = {"started": started, "finished": time.time()}
         exc = fut.exception()
         if exc is not None:

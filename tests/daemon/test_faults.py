@@ -16,6 +16,7 @@ import pytest
 
 from gce.daemon import control, pidfile
 from gce.errors import Unavailable
+from gce.sdk.errors import TaskFailed
 from tests.endpoint import RawClient, wait_until
 
 pytestmark = pytest.mark.broker
@@ -155,6 +156,23 @@ def test_broker_down_at_start_detach_fails_with_the_reason(make_endpoint, free_p
             in str(info.value))
     assert "pw@" not in str(info.value)
     assert pidfile.probe(ep.paths).state == "failed"
+
+
+def garble_my_own_result():
+    from gce.sdk import serialize
+
+    serialize.pack = lambda parts: b"not a result payload"  # what the worker sends back
+    return 1
+
+
+def test_a_task_whose_outcome_cannot_be_read_is_answered_not_left_hanging(make_endpoint):
+    ep = make_endpoint(engine="process")
+    ep.start()
+    with ep.executor() as ex:
+        with pytest.raises(TaskFailed) as info:
+            ex.submit(garble_my_own_result).result(timeout=60)
+        assert info.value.code == "ENDPOINT_FAILED" and "outcome could not be read" in info.value.message
+    assert control.request(ep.paths, "status")["user_endpoints"][0]["state"] == "running"
 
 
 def test_a_broker_url_without_a_password_fails_the_start_with_a_sentence(make_endpoint, free_port):
