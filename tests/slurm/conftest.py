@@ -248,3 +248,19 @@ def slurm() -> Iterator[SlurmCluster]:
             yield cluster
     finally:
         cluster.shutdown()
+
+
+@pytest.fixture
+def endpoint(broker, slurm, tmp_path, monkeypatch, request):
+    """A personal endpoint (named by the module's NAME) whose HTEX block is a job of the test
+    cluster; stopped at the end, with nothing of it left running."""
+    from tests.endpoint import Endpoint, processes_under, wait_until
+    from tests.slurm.test_stop_cancels_jobs import slurm_engine
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("GCE_HOME", str(home))
+    ep = Endpoint(broker, home, name=request.module.NAME, engine="htex")
+    ep.set(engine=slurm_engine())
+    yield ep
+    ep.stop()
+    wait_until(lambda: not processes_under(home), timeout=30)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.endpoint import Endpoint, processes_under, wait_until
+from tests.endpoint import Endpoint, processes_under
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -58,17 +58,6 @@ def gce(*args: str) -> subprocess.CompletedProcess:
     """The real CLI, with this test's GCE_HOME and Slurm in its environment."""
     return subprocess.run([GCE, *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
-
-
-@pytest.fixture
-def endpoint(broker, slurm, tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("GCE_HOME", str(home))
-    ep = Endpoint(broker, home, name=NAME, engine="htex")
-    ep.set(engine=slurm_engine())
-    yield ep
-    ep.stop()
-    wait_until(lambda: not processes_under(home), timeout=30)
 
 
 def test_gce_stop_cancels_the_slurm_jobs_and_leaves_no_process(slurm, endpoint):

@@ -16,27 +16,10 @@ import time
 import pytest
 
 from gce.daemon import control
-from tests.endpoint import Endpoint, processes_under, wait_until
-from tests.slurm.test_stop_cancels_jobs import CANCEL_WITHIN, slurm_engine
+from tests.slurm.test_stop_cancels_jobs import CANCEL_WITHIN, slurm_job_id
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-def slurm_job_id() -> str | None:
-    import os
-
-    return os.environ.get("SLURM_JOB_ID")
-
-
-@pytest.fixture
-def endpoint(broker, slurm, tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("GCE_HOME", str(home))
-    ep = Endpoint(broker, home, name="slurm-kill", engine="htex")
-    ep.set(engine=slurm_engine())
-    yield ep
-    ep.stop()
-    wait_until(lambda: not processes_under(home), timeout=30)
+NAME = "slurm-kill"
 
 
 def test_kill_9_of_the_user_endpoint_cancels_its_slurm_job(slurm, endpoint):
