@@ -183,3 +183,26 @@ def test_fuzzed_messages_never_take_the_endpoint_off_the_broker(make_endpoint):
     assert status["state"] == "running" and status["tasks"]["malformed"] > 100
     assert "Traceback" not in ep.log(), ep.log()[-3000:]
     json.dumps(status)  # the status stays serialisable whatever was sent
+
+
+def ran(marker):
+    from pathlib import Path
+
+    Path(marker).write_text("ran")
+    return "alice's output"
+
+
+def test_a_task_naming_another_users_queue_is_refused_and_never_runs(make_endpoint, tmp_path):
+    ep = make_endpoint(engine="thread", others=("bob",))
+    ep.start()
+    alice = RawClient(ep.user_url, ep.endpoint_id)
+    bob = RawClient(ep.urls["bob"], ep.endpoint_id, user="bob")
+    marker = tmp_path / "ran"
+    tid, headers, body = alice.task(ran, (str(marker),))
+    alice.publish(body, tid, headers, reply_to=bob.queue)
+    assert good_task_answered(alice) < ANSWER_WITHIN  # handled in order: the refusal is behind us
+    assert not bob.results(1, timeout=2), "alice's task answered into bob's queue"
+    assert not marker.exists(), "the task ran"
+    assert "is not one of the submitter's own result queues" in ep.log()
+    alice.close()
+    bob.close()
