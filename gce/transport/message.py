@@ -223,7 +223,7 @@ class ResultHeaders:
             return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
 
         try:
-            timings = json.loads(text("timings") or "{}")
+            timings = limits.loads(text("timings") or "{}")  # from any endpoint account: bounded
         except ValueError:
             timings = {}
         return cls(

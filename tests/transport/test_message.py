@@ -70,6 +70,8 @@ def test_malformed_headers_are_refused_with_a_reason(over, why):
 def test_result_headers_tolerate_missing_and_garbled_fields():
     rh = ResultHeaders.from_amqp("tid", {"status": b"success", "timings": "not json"})
     assert (rh.task_id, rh.status, rh.timings) == ("tid", "success", {})
+    rh = ResultHeaders.from_amqp("tid", {"status": b"failed", "timings": "[" * 100_000 + "]" * 100_000})
+    assert rh.timings == {}  # nested beyond reason: no RecursionError in the submitter's process
     full = ResultHeaders("t", "e", "failed", "WORKER_LOST", "boom", {"a": 1})
     assert ResultHeaders.from_amqp(None, full.amqp_headers()) == full
     assert json.loads(full.amqp_headers()["timings"]) == {"a": 1}
