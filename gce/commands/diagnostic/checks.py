@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 import subprocess
 from dataclasses import dataclass
@@ -127,8 +128,9 @@ def process(ctx: Context) -> Result:
     if live.state == "running":
         return ok("process", f"running, pid {live.pid} on {live.host or 'this host'}", pid=live.pid, host=live.host)
     if live.state == "failed":
+        # "cause", not "reason": fail() takes the verdict's own reason by that name
         return fail("process", f"failed: {live.reason}", f"gce start {name} --detach; the log check below "
-                    "shows its last lines", reason=live.reason)
+                    "shows its last lines", cause=live.reason)
     why = f" ({live.reason})" if live.reason else ""
     return warn("process", f"not running{why}", f"gce start {name} --detach")
 
@@ -138,6 +140,9 @@ def control(ctx: Context) -> Result:
 
     if ctx.live is None or ctx.live.state != "running":
         return skip("control socket", "the endpoint is not running")
+    if ctx.live.host and ctx.live.host != socket.gethostname():
+        return skip("control socket", f"the manager runs on host {ctx.live.host}: its control socket is only "
+                    "reachable there", f"run gce diagnostic on {ctx.live.host}")
     sock = ctx.paths.control_socket
     try:
         reply = ctl.request(ctx.paths, "status", timeout=CONTROL_TIMEOUT)
@@ -149,6 +154,9 @@ def control(ctx: Context) -> Result:
     if reply.get("ok") is False:
         return fail("control socket", f"{sock} answered with an error: {reply.get('error')}", socket=str(sock))
     ctx.status = reply
+    if reply.get("state") == "degraded":  # it runs, but takes no tasks: the reason is the manager's own
+        return fail("control socket", f"the manager runs degraded: {reply.get('reason') or 'it gives no reason'}",
+                    f"gce status {ctx.paths.name}", socket=str(sock))
     broker = reply.get("broker") or {}
     if isinstance(broker, dict) and broker.get("connected") is False:
         return warn("control socket", f"the manager answers on {sock} but is not connected to the broker: "
