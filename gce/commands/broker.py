@@ -149,8 +149,8 @@ def provision(
     sdk_config: Annotated[bool, typer.Option("--sdk-config", help="Write the first user's broker URL to "
                                              "sdk.yaml in $GCE_HOME (default ~/.gce) for gce.sdk on this machine.")] = False,
     credentials: Credentials = None,
-    rotate: Annotated[bool, typer.Option("--rotate", help="Give accounts new passwords even when their "
-                                         "current one is known here.")] = False,
+    rotate: Annotated[bool, typer.Option("--rotate", help="Give every named account a new password, "
+                                         "existing ones too (whoever holds the old URL is locked out).")] = False,
     rabbitmqctl: Ctl = "rabbitmqctl",
 ) -> None:
     """Create or update the broker accounts of endpoint NAME (ep-NAME) and of its users.
@@ -158,6 +158,9 @@ def provision(
     The endpoint's account may only take its own tasks and send results and status; each
     user may only submit to the endpoints she was given (added to those she had) and read
     her own results. The endpoint's broker URL goes into its config.yaml.
+
+    An account that exists keeps its password (only --rotate changes it): gce then knows
+    its URL only if the one in config.yaml or sdk.yaml still logs in, and writes no other.
     """
     from gce.config.model import read_endpoint_id
     from gce.transport import provision as p
@@ -170,37 +173,64 @@ def provision(
         raise ConfigError(f"cannot provision endpoint {endpoint!r}", f"{paths.endpoint_json}: {e}") from None
     account = p.endpoint_account(endpoint)
     users = _check_users(user, account)
-    unsaved = users[1:] if sdk_config else users
-    if unsaved and credentials is None:
-        raise UsageError(f"nowhere to put the password of {unsaved[0]!r}",
-                         "a user's new password is written to a file, never printed",
-                         hint="add --credentials FILE (or --sdk-config for the first user)")
     sdk_file = gce_home() / "sdk.yaml"
     known = {account: _known_password(_lookup(paths.config_file, "broker", "url"), account)}
     if sdk_config and users:
         known[users[0]] = _known_password(_lookup(sdk_file, "broker_url"), users[0])
-    password = {a: (None if rotate else known.get(a)) or p.generate_password() for a in [account, *users]}
+    exists = p.existing_accounts(rabbitmqctl)
+    password = _passwords([account, *users], exists, known, rotate)
+    kept = [a for a in [account, *users] if password[a] is None]
+    unsaved = [u for u in (users[1:] if sdk_config else users) if password[u] is not None]
+    if unsaved and credentials is None:
+        raise UsageError(f"nowhere to put the password of {unsaved[0]!r}",
+                         "a user's new password is written to a file, never printed",
+                         hint="add --credentials FILE (or --sdk-config for the first user)")
     had = p.current_task_endpoints(vhost, rabbitmqctl)
     grants = {u: sorted({*had.get(u, []), endpoint_id}) for u in users}
     defs = p.definitions(vhost, endpoints=[(p.Account(account, password[account]), endpoint_id)],
                          users=[(p.Account(u, password[u]), grants[u]) for u in users])
     p.import_definitions(defs, rabbitmqctl)
-    url = {a: p.amqp_url(a, pw, host, port, vhost) for a, pw in password.items()}
+    url = {a: p.amqp_url(a, pw, host, port, vhost) for a, pw in password.items() if pw is not None}
 
-    set_yaml_key(paths.config_file, ("broker", "url"), url[account])
     where = f"{host}:{port}, vhost {vhost}"
     output.success(f"broker account {account} may serve endpoint {endpoint} ({endpoint_id}) on {where}")
-    output.line(f"  wrote broker.url to {paths.config_file} (mode 0600)")
+    if account in url:
+        set_yaml_key(paths.config_file, ("broker", "url"), url[account])
+        output.line(f"  wrote broker.url to {paths.config_file} (mode 0600)")
     for u in users:
         output.success(f"broker account {u} may submit to {len(grants[u])} endpoint(s): {', '.join(grants[u])}")
-    if sdk_config and users:
+    if sdk_config and users and users[0] in url:
         set_yaml_key(sdk_file, ("broker_url",), url[users[0]])
         output.line(f"  wrote the broker URL of {users[0]} to {sdk_file} (mode 0600)")
     if credentials is not None:
-        _write_credentials(credentials, {a: url[a] for a in [account, *users]})
-        output.line(f"  wrote the broker URLs of all accounts to {credentials} (mode 0600)")
-    if password[account] != known[account]:
+        _write_credentials(credentials, {a: url[a] for a in [account, *users] if a in url})
+        output.line(f"  wrote the broker URLs of {'the new accounts' if kept else 'all accounts'} to {credentials} (mode 0600)")
+    for a in [account, *users]:
+        if rotate:
+            output.line(f"  {a}: new password (--rotate)")
+        elif a in kept:
+            # We only hold a hash of it: no file can be given a URL that logs in.
+            whose = "its" if a == account else "her"
+            output.line(f"  {a} exists: {whose} password is unchanged; use --rotate to set a new one")
+    if password[account] is not None and password[account] != known[account]:
         output.hint(f"if endpoint {endpoint} is running, restart it to use its new password: gce restart {endpoint}")
+
+
+def _passwords(accounts: list[str], exists: dict[str, dict], known: dict[str, str | None],
+               rotate: bool) -> dict[str, str | None]:
+    """Each account's password: new for a new account or with --rotate; the one known here if
+    the broker's hash confirms it; None (keep the broker's) for any other existing account, so
+    that provisioning never breaks a URL someone already holds."""
+    from gce.transport import provision as p
+
+    chosen: dict[str, str | None] = {}
+    for a in accounts:
+        mine = known.get(a)
+        if a in exists and not rotate:
+            chosen[a] = mine if mine and p.password_matches(exists[a], mine) else None
+        else:  # a known password survives a broker that lost its accounts: running endpoints keep working
+            chosen[a] = (None if rotate else mine) or p.generate_password()
+    return chosen
 
 
 @app.command("definitions")

@@ -54,10 +54,11 @@ EXCHANGES = ((names.TASKS_EXCHANGE, "topic"), (names.RESULTS_EXCHANGE, "topic"),
 
 @dataclass(frozen=True)
 class Account:
-    """A broker account to create: its name, its password (plain text, kept in memory only)."""
+    """A broker account to create or update: its name, its new password (plain text, kept in
+    memory only), or None to keep the password it has."""
 
     name: str
-    password: str = field(repr=False)
+    password: str | None = field(repr=False)
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -165,7 +166,8 @@ def definitions(
     """A definitions document for ``rabbitmqctl import_definitions``.
 
     ENDPOINTS holds (account, endpoint id) pairs; USERS holds (account, endpoint ids she
-    may submit to) pairs. Passwords appear only as salted hashes.
+    may submit to) pairs. Passwords appear only as salted hashes; an account whose password
+    is None gets its permissions only, so the broker keeps its password and tags.
     """
     doc: dict = {
         "vhosts": [{"name": vhost}],
@@ -179,8 +181,9 @@ def definitions(
     grants = [(acct, endpoint_permissions(acct.name, eid)) for acct, eid in endpoints]
     grants += [(acct, user_permissions(acct.name, list(eids))) for acct, eids in users]
     for acct, (perms, topics) in grants:
-        doc["users"].append({"name": acct.name, "password_hash": hash_password(acct.password),
-                             "hashing_algorithm": HASHING_ALGORITHM, "tags": []})
+        if acct.password is not None:
+            doc["users"].append({"name": acct.name, "password_hash": hash_password(acct.password),
+                                 "hashing_algorithm": HASHING_ALGORITHM, "tags": []})
         doc["permissions"].append({**perms, "vhost": vhost})
         doc["topic_permissions"] += [{**topic, "vhost": vhost} for topic in topics]
     return doc
@@ -249,6 +252,22 @@ def import_definitions(defs: dict, rabbitmqctl: str = "rabbitmqctl", env: dict |
                               f"the accounts did not appear within {timeout:.0f} s",
                               hint="look at the broker's log")
         time.sleep(0.2)
+
+
+def existing_accounts(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict[str, dict]:
+    """The broker's users (name -> its definitions record, with the password hash)."""
+    return {u["name"]: u for u in _exported(rabbitmqctl, env).get("users") or [] if "name" in u}
+
+
+def password_matches(record: dict, password: str) -> bool:
+    """True if PASSWORD is the one whose hash the broker holds in RECORD (see `hash_password`)."""
+    if record.get("hashing_algorithm", HASHING_ALGORITHM) != HASHING_ALGORITHM:
+        return False  # another algorithm: we cannot tell, so the password counts as unknown
+    try:
+        salt = base64.b64decode(record.get("password_hash") or "", validate=True)[:4]
+    except ValueError:
+        return False
+    return len(salt) == 4 and secrets.compare_digest(hash_password(password, salt), record["password_hash"])
 
 
 def current_task_endpoints(vhost: str, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict[str, list[str]]:

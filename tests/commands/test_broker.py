@@ -19,6 +19,7 @@ from gce.commands.broker import app
 from gce.config.model import read_endpoint_id
 from gce.errors import ConfigError, UsageError
 from gce.transport import names
+from gce.transport import provision as p
 
 pytestmark = pytest.mark.broker
 
@@ -38,7 +39,11 @@ def run(broker, home, monkeypatch):
         return runner.invoke(app, [*args, *common])
 
     invoke.vhost = vhost
-    return invoke
+    before = set(p.existing_accounts(broker.rabbitmqctl, broker.env))
+    yield invoke
+    # Accounts are broker-wide: one test's ep-demo must not be another's existing account.
+    for name in set(p.existing_accounts(broker.rabbitmqctl, broker.env)) - before:
+        broker.ctl("delete_user", name)
 
 
 def _login(url: str) -> pika.BlockingConnection:
@@ -190,8 +195,54 @@ def test_reprovisioning_narrows_what_an_old_account_may_read(run, configured, br
         assert may_read(status_queues["stranger"])  # the old grant
         result = run("provision", "--endpoint", "two", "--user", "dave", "--credentials", str(creds))
         assert result.exit_code == 0, (result.output, result.exception)
-        dave_url = yaml.safe_load(creds.read_text())["dave"]
+        assert "dave" not in yaml.safe_load(creds.read_text())  # his password, and so his URL, are unchanged
         assert may_read(status_queues["one"]) and may_read(status_queues["two"])
         assert not may_read(status_queues["stranger"])
     finally:
         admin.close()
+
+
+def test_an_existing_user_keeps_her_password_unless_rotated(run, configured, tmp_path):
+    """Adding alice to a second endpoint from another machine (no sdk.yaml of hers here) gives
+    her the new grant only: her sdk.yaml elsewhere keeps working."""
+    configured("one"), configured("two")
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    assert run("provision", "--endpoint", "one", "--user", "alice@uni.edu", "--credentials", str(first)).exit_code == 0
+    alice_url = yaml.safe_load(first.read_text())["alice@uni.edu"]
+    result = run("provision", "--endpoint", "two", "--user", "alice@uni.edu", "--credentials", str(second))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "alice@uni.edu exists: her password is unchanged; use --rotate to set a new one" in result.output
+    assert "may submit to 2 endpoint(s)" in result.output
+    assert "alice@uni.edu" not in yaml.safe_load(second.read_text())  # we do not know her password
+    _login(alice_url).close()
+    # Without a file to write to, an existing user needs none.
+    assert run("provision", "--endpoint", "two", "--user", "alice@uni.edu").exit_code == 0
+    _login(alice_url).close()
+    result = run("provision", "--endpoint", "two", "--user", "alice@uni.edu", "--credentials", str(second), "--rotate")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "alice@uni.edu: new password (--rotate)" in result.output
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        _login(alice_url)
+    _login(yaml.safe_load(second.read_text())["alice@uni.edu"]).close()
+
+
+def test_an_existing_endpoint_account_keeps_its_password_unless_rotated(run, configured, tmp_path):
+    """An endpoint account whose password is not in config.yaml here (provisioned from another
+    copy of the endpoint) is left alone, and config.yaml is not given a URL that cannot log in."""
+    paths = configured("demo")
+    creds = tmp_path / "creds.yaml"
+    assert run("provision", "--endpoint", "demo", "--credentials", str(creds)).exit_code == 0
+    ep_url = yaml.safe_load(paths.config_file.read_text())["broker"]["url"]
+    placeholder = ep_url.replace(pika.URLParameters(ep_url).credentials.password, "not-it")
+    from gce.commands.broker import set_yaml_key
+    set_yaml_key(paths.config_file, ("broker", "url"), placeholder)
+    result = run("provision", "--endpoint", "demo", "--credentials", str(creds))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "ep-demo exists: its password is unchanged; use --rotate to set a new one" in result.output
+    assert yaml.safe_load(paths.config_file.read_text())["broker"]["url"] == placeholder
+    _login(ep_url).close()
+    # The known, matching password is used again: re-running is harmless (make demo does).
+    set_yaml_key(paths.config_file, ("broker", "url"), ep_url)
+    result = run("provision", "--endpoint", "demo")
+    assert result.exit_code == 0 and "restart" not in result.output, result.output
+    assert yaml.safe_load(paths.config_file.read_text())["broker"]["url"] == ep_url
