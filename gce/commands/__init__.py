@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from gce.config.paths import EndpointPaths, endpoint_paths
+from gce.config.paths import EndpointPaths, endpoint_paths, require_readable
 from gce.errors import EX_CONFIG, ConfigError
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The endpoint's name (see gce list).", show_default=False)]
@@ -19,6 +19,7 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The endpoint's nam
 def configured_paths(name: str, exit_code: int = EX_CONFIG) -> EndpointPaths:
     """The paths of endpoint NAME; a ConfigError (EXIT_CODE) if no such endpoint is configured."""
     paths = endpoint_paths(name)
+    require_readable(paths)  # a directory this user may not enter is not "no such endpoint"
     if not paths.config_file.is_file():
         raise ConfigError(
             f"no endpoint named {name!r}",

@@ -10,7 +10,7 @@ import typer
 from gce import output
 from gce.commands import format_duration
 from gce.config.paths import EndpointPaths, config_root, endpoint_paths, list_endpoint_names
-from gce.errors import GceError
+from gce.errors import GceError, PermissionDenied
 
 COLUMNS = ("NAME", "ENDPOINT ID", "STATE", "PID", "HOST", "ENGINE", "UPTIME")
 CONTROL_TIMEOUT = 2.0
@@ -22,7 +22,10 @@ def summarize(paths: EndpointPaths, now: float) -> dict[str, Any]:
     from gce.config import model
     from gce.daemon import pidfile
 
-    live = pidfile.probe(paths)
+    try:
+        live = pidfile.probe(paths)
+    except PermissionDenied as e:
+        return _unreadable(paths, e)
     running = live.state == "running"
     row: dict[str, Any] = {
         "name": paths.name, "endpoint_id": None, "display_name": None, "state": live.state,
@@ -37,6 +40,8 @@ def summarize(paths: EndpointPaths, now: float) -> dict[str, Any]:
         config = model.load(paths)
         row.update(endpoint_id=config.endpoint_id, display_name=config.display_name,
                    engine_type=config.engine.get("type"))
+    except PermissionDenied as e:
+        return _unreadable(paths, e)
     except GceError as e:
         row["config_error"] = e.why or str(e)
         try:
@@ -44,6 +49,13 @@ def summarize(paths: EndpointPaths, now: float) -> dict[str, Any]:
         except GceError:
             pass  # already reported through config_error
     return row
+
+
+def _unreadable(paths: EndpointPaths, e: PermissionDenied) -> dict[str, Any]:
+    """The row of an endpoint whose files this user may not read: the others still show."""
+    return {"name": paths.name, "endpoint_id": None, "display_name": None, "state": "unreadable",
+            "reason": e.why, "pid": None, "host": None, "engine_type": None, "started_at": None,
+            "uptime": None, "config_error": None}
 
 
 def _degraded(paths: EndpointPaths) -> dict[str, Any]:
@@ -70,7 +82,7 @@ def note(row: dict[str, Any]) -> str | None:
     if row["config_error"]:
         now = "now " if row["state"] in ("running", "degraded") else ""
         return f"{row['name']}: config.yaml is {now}invalid: {row['config_error']}"
-    if row["state"] in ("failed", "degraded") and row["reason"]:
+    if row["state"] in ("failed", "degraded", "unreadable") and row["reason"]:
         return f"{row['name']}: {row['state']}: {row['reason']}"
     return None
 
@@ -89,7 +101,7 @@ def command(
     """List the endpoints and their states.
 
     For each endpoint configured here: its id, whether it runs (and where), or why it failed,
-    or why it runs degraded (not taking tasks).
+    or why it runs degraded (not taking tasks), or why its files cannot be read (unreadable).
     """
     now = time.time()
     rows = [summarize(endpoint_paths(name), now) for name in list_endpoint_names()]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gce.config import redaction
-from gce.config.paths import EndpointPaths
+from gce.config.paths import EndpointPaths, unreadable
 from gce.config.schema import CONFIG
 from gce.errors import ConfigError
 from gce.transport import urls
@@ -158,6 +158,8 @@ def read_endpoint_id(paths: EndpointPaths) -> str:
             "the endpoint was not configured, or its state directory was removed",
             hint=f"gce configure {paths.name}",
         ) from None
+    except PermissionError:
+        raise unreadable(paths, paths.endpoint_json) from None
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"cannot read {paths.endpoint_json}", f"{type(e).__name__}: {e}") from None
 
@@ -222,7 +224,7 @@ def load(paths: EndpointPaths) -> EndpointConfig:
             hint=f"gce configure {paths.name}",
         ) from None
     except PermissionError:
-        raise ConfigError(f"cannot read {source}", "permission denied", hint="run gce as the endpoint's owner") from None
+        raise unreadable(paths, paths.config_file) from None
     data = parse_yaml(text, source)
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration in {source}", "the file must hold a YAML mapping")

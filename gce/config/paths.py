@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from gce.errors import UsageError
+from gce.errors import PermissionDenied, UsageError
 
 # Names become directory names, unit instance names and socket names: keep them boring.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -111,6 +112,51 @@ def endpoint_paths(name: str) -> EndpointPaths:
     )
 
 
+def refused(path: Path) -> tuple[Path, int, str] | None:
+    """(the path, its mode, its owner) of the first directory on the way to PATH, or PATH itself,
+    that this process may not read; None if none refuses, or PATH does not exist."""
+    import pwd
+
+    path = Path(path).absolute()
+    for p in [*reversed(path.parents), path]:
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        if p != path:
+            need = os.X_OK  # a directory on the way: enough to pass through
+        else:
+            need = os.R_OK | os.X_OK if stat.S_ISDIR(st.st_mode) else os.R_OK
+        if not os.access(p, need):
+            try:
+                owner = pwd.getpwuid(st.st_uid).pw_name
+            except KeyError:
+                owner = f"uid {st.st_uid}"
+            return p, stat.S_IMODE(st.st_mode), owner
+    return None
+
+
+def refusal(path: Path) -> str:
+    """Why this process may not read PATH, naming what refuses, its mode and owner ("" if nothing does)."""
+    r = refused(path)
+    return f"{r[0]} is mode {r[1]:04o}, owned by {r[2]}" if r else ""
+
+
+def unreadable(paths: EndpointPaths, path: Path) -> PermissionDenied:
+    """The error for an endpoint whose file PATH this user may not read (the caller raises it)."""
+    r = refused(path)
+    why = refusal(path) or f"{path} cannot be opened"
+    owner = r[2] if r else "the endpoint's owner"
+    hint = "run gce as root" if owner == "root" else f"run gce as {owner} (or root), or ask {owner} to let you read it"
+    return PermissionDenied(f"cannot read endpoint {paths.name!r}", f"permission denied: {why}", hint=hint)
+
+
+def require_readable(paths: EndpointPaths) -> None:
+    """Raise PermissionDenied when this user may not enter the endpoint's config directory."""
+    if refusal(paths.config_dir):
+        raise unreadable(paths, paths.config_dir)
+
+
 def config_root() -> Path:
     return Path("/etc/gce") if system_mode() else gce_home()
 
@@ -119,6 +165,13 @@ def list_endpoint_names() -> list[str]:
     root = config_root()
     if not root.is_dir():
         return []
-    return sorted(
-        p.name for p in root.iterdir() if p.is_dir() and _NAME_RE.match(p.name) and (p / "config.yaml").exists()
-    )
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and _NAME_RE.match(p.name) and _has_config(p))
+
+
+def _has_config(d: Path) -> bool:
+    """Whether D holds a config.yaml; one that may not be looked into counts, so that the
+    commands that list endpoints can say it is unreadable instead of hiding it."""
+    try:
+        return (d / "config.yaml").exists()
+    except PermissionError:
+        return True

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gce.config.paths import EndpointPaths
+from gce.config.paths import EndpointPaths, unreadable
 from gce.errors import AlreadyRunning
 
 
@@ -104,6 +104,8 @@ def lock_is_held(paths: EndpointPaths) -> bool:
         fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except PermissionError:  # whether it runs cannot be told by this user: say why, as a GceError
+        raise unreadable(paths, paths.lock_file) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

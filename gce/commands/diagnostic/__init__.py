@@ -46,9 +46,12 @@ def command(
     """
     from gce.commands import configured_paths
     from gce.commands.diagnostic import report
-    from gce.config.paths import list_endpoint_names
+    from gce.config.paths import endpoint_paths, list_endpoint_names, refusal
 
-    names = [configured_paths(endpoint).name] if endpoint else list_endpoint_names()
+    if endpoint and refusal(endpoint_paths(endpoint).config_dir):
+        names = [endpoint]  # one this user may not read: its files check says so
+    else:
+        names = [configured_paths(endpoint).name] if endpoint else list_endpoint_names()
     if make_bundle and bundle_dir is None:
         bundle_dir = Path.cwd()
     if report.run(names, as_json=as_json, bundle_dir=bundle_dir, identity=identity, log_lines=log_lines):

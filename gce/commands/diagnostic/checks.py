@@ -19,8 +19,8 @@ from typing import Any
 from gce.commands.diagnostic import journal
 from gce.commands.diagnostic.journal import SYSTEMD_BOOTED
 from gce.commands.diagnostic.result import Result, fail, ok, skip, warn
-from gce.config.paths import EndpointPaths
-from gce.errors import GceError
+from gce.config.paths import EndpointPaths, refused
+from gce.errors import GceError, PermissionDenied
 
 MIN_FREE_BYTES = 100 * 1024 * 1024
 CONTROL_TIMEOUT = 5.0
@@ -41,7 +41,7 @@ def config(ctx: Context) -> Result:
     from gce.config import model
 
     try:
-        ctx.config = model.load(ctx.paths)
+        ctx.config = model.load(ctx.paths, engine_options=True)
     except GceError as e:
         return fail("config", str(e), e.hint or f"fix {ctx.paths.config_file}", file=str(ctx.paths.config_file))
     c = ctx.config
@@ -74,11 +74,17 @@ def files(ctx: Context) -> Result:
                 continue  # made at the first start
             problems.append(f"the {role} directory {d} does not exist")
             continue
+        except PermissionError:
+            continue  # a directory on the way refuses: said below, once
         checked.append(str(d))
         if st.st_uid != me:
             problems.append(f"{d} belongs to uid {st.st_uid}, not to uid {me} who runs this")
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             failures.append(f"others may write to {d} (mode {stat.S_IMODE(st.st_mode):04o})")
+    unreadable = _unreadable(ctx.paths)
+    if unreadable:  # nothing else here can be judged right by this user
+        return fail("files", "; ".join(unreadable + problems), "run gce diagnostic as the owner of those files, "
+                    "or as root", directories=checked)
     try:
         mode = stat.S_IMODE(ctx.paths.config_file.stat().st_mode)
         if mode & 0o077 and _has_password(ctx):
@@ -95,6 +101,17 @@ def files(ctx: Context) -> Result:
     plural = "directories" if len(checked) != 1 else "directory"
     return ok("files", f"{len(checked)} {plural} present, owned by uid {me}, not writable by others",
               directories=checked)
+
+
+def _unreadable(paths: EndpointPaths) -> list[str]:
+    """What this user may not read of the files gce reads to judge the endpoint, with modes."""
+    found: dict[Path, str] = {}
+    for f in (paths.config_dir, paths.config_file, paths.endpoint_json, paths.state_dir, paths.state_file,
+              paths.lock_file):
+        r = refused(f)
+        if r and r[0] not in found:  # a closed directory refuses every file in it: named once
+            found[r[0]] = f"cannot read {r[0]}: it is mode {r[1]:04o}, owned by {r[2]}"
+    return list(found.values())
 
 
 def _has_password(ctx: Context) -> bool:
@@ -123,8 +140,11 @@ def disk(ctx: Context) -> Result:
 def process(ctx: Context) -> Result:
     from gce.daemon import pidfile
 
-    live = ctx.live = pidfile.probe(ctx.paths)
     name = ctx.paths.name
+    try:
+        live = ctx.live = pidfile.probe(ctx.paths)
+    except PermissionDenied as e:
+        return warn("process", f"cannot tell whether it runs: {e.why}", e.hint)
     if live.state == "running":
         return ok("process", f"running, pid {live.pid} on {live.host or 'this host'}", pid=live.pid, host=live.host)
     if live.state == "failed":
@@ -138,7 +158,9 @@ def process(ctx: Context) -> Result:
 def control(ctx: Context) -> Result:
     from gce.daemon import control as ctl
 
-    if ctx.live is None or ctx.live.state != "running":
+    if ctx.live is None:
+        return skip("control socket", "whether the endpoint runs is not known (see the process check)")
+    if ctx.live.state != "running":
         return skip("control socket", "the endpoint is not running")
     if ctx.live.host and ctx.live.host != socket.gethostname():
         return skip("control socket", f"the manager runs on host {ctx.live.host}: its control socket is only "

@@ -9,7 +9,7 @@ from typing import Any
 from gce.commands.diagnostic import journal
 from gce.commands.diagnostic.checks import UNIT, Context
 from gce.commands.diagnostic.result import Result, ok, skip, warn
-from gce.config.paths import system_mode
+from gce.config.paths import refusal, system_mode
 
 
 def _errors(lines: list[str]) -> list[str]:
@@ -45,6 +45,9 @@ def log(ctx: Context, lines: int) -> Result:
     if ctx.unit is not None:
         return unit_log(ctx, lines)
     path = ctx.paths.log_file
+    why = refusal(path)
+    if why:
+        return skip("log", f"cannot read {path}: {why}", "run gce diagnostic as the endpoint's owner, or root")
     if not path.exists():
         running = ctx.live is not None and ctx.live.state == "running"
         if running and system_mode():
