@@ -212,8 +212,13 @@ def from_data(name: str, endpoint_id: str, data: dict, config_dir: Path | None =
     )
 
 
-def load(paths: EndpointPaths) -> EndpointConfig:
-    """Read, parse and validate an endpoint's configuration."""
+def load(paths: EndpointPaths, engine_options: bool = False) -> EndpointConfig:
+    """Read, parse and validate an endpoint's configuration.
+
+    With ENGINE_OPTIONS the engine's keys are also checked against parsl's own signatures
+    (gce.config.engine_options): start and restart ask for it; the manager, which must not
+    import parsl, does not.
+    """
     source = str(paths.config_file)
     try:
         text = paths.config_file.read_text()
@@ -229,4 +234,8 @@ def load(paths: EndpointPaths) -> EndpointConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration in {source}", "the file must hold a YAML mapping")
     validate(data, source)
+    if engine_options:
+        from gce.config import engine_options as options
+
+        options.check(data.get("engine"), source)
     return from_data(paths.name, read_endpoint_id(paths), data, paths.config_file.parent)

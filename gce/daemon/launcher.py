@@ -32,7 +32,9 @@ def run_foreground(paths: EndpointPaths) -> int:
 
 
 def _check_startable(paths: EndpointPaths) -> None:
-    model.load(paths)  # config errors are reported here, before anything starts
+    # Config errors are reported here, before anything starts: also the engine options parsl
+    # would refuse in the user endpoint (this process may import parsl; the manager may not).
+    model.load(paths, engine_options=True)
     if pidfile.lock_is_held(paths):
         st = pidfile.read_state(paths) or {}
         raise AlreadyRunning(

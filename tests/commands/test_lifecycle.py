@@ -143,3 +143,14 @@ def test_foreground_start_runs_until_interrupted(broker, gce_bin, configured, ho
     assert url.split(":")[2].split("@")[0] not in err  # the log on stderr shows no password
     assert gce_bin("status", "fg").returncode == 3
     wait_until(lambda: not processes_under(home), timeout=30)
+
+
+def test_start_detach_refuses_an_option_parsl_does_not_take(gce, configured):
+    """Checked against parsl's signatures before the manager forks, not as a TypeError in it."""
+    paths = configured("demo")
+    paths.config_file.write_text(paths.config_file.read_text().replace("min_blocks:", "min_block:"))
+    result = gce("start", "demo", "--detach", "--timeout", "5")
+    assert result.exit_code == 78
+    assert result.stderr.startswith(
+        f"error: invalid configuration in {paths.config_file}: engine.provider.min_block: LocalProvider has no "
+        "option 'min_block' (did you mean 'min_blocks'?)\n")

@@ -64,11 +64,11 @@ def test_an_invalid_config_is_refused_before_anything_starts(make_endpoint):
 
 def test_an_engine_that_cannot_start_fails_the_detached_start_with_the_reason(make_endpoint):
     ep = make_endpoint(engine="htex")
-    # Unknown keys pass through to parsl (as its users expect), so parsl is what refuses this one.
-    ep.set(engine={"type": "HighThroughputEngine", "no_such_option": 1})
+    # A key parsl takes passes the config check; its value is parsl's to refuse, in the user endpoint.
+    ep.set(engine={"type": "HighThroughputEngine", "available_accelerators": 2.5})
     with pytest.raises(Unavailable) as info:
         ep.start(timeout=60)
-    assert "engine failed to start" in str(info.value) and "no_such_option" in str(info.value)
+    assert "engine failed to start" in str(info.value) and "available_accelerators" in str(info.value)
     assert pidfile.probe(ep.paths).state == "failed"
     wait_until(lambda: not processes_under(ep.home), timeout=15)
 
