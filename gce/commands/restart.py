@@ -9,6 +9,27 @@ import typer
 from gce.commands import NameArg, configured_paths
 from gce.commands.start import start_detached
 from gce.commands.stop import stop_endpoint
+from gce.errors import ConfigError, Unavailable
+
+
+def check_login(name: str, url: str) -> None:
+    """Log in to the broker as the endpoint will, with gce diagnostic's own probe; raise if that
+    fails, so that a wrong password or an unreachable broker stops nothing."""
+    import pika
+    from pika import exceptions as px
+
+    from gce.commands.diagnostic import network, probes
+
+    result, conn = network.login(network.Target.of(url), pika.URLParameters(url))
+    if conn is None:
+        # A refused login is the config's mistake; no AMQP session at all may be the network's.
+        error = ConfigError if "refused" in result.reason else Unavailable
+        raise error(f"cannot restart endpoint {name!r}", f"{result.reason}; nothing was stopped", hint=result.hint)
+    with probes.deadline(conn, network.CLOSE_TIMEOUT):
+        try:
+            conn.close()
+        except (px.AMQPError, OSError, probes.Expired):
+            pass  # the login is what counted
 
 
 def command(
@@ -29,6 +50,8 @@ def command(
     """
     from gce.config import model
 
-    model.load(configured_paths(name))
+    paths = configured_paths(name)
+    config = model.load(paths, engine_options=True)  # a key parsl would refuse, before anything stops
+    check_login(name, config.broker_url)
     stop_endpoint(name, timeout=30.0)
     start_detached(name, timeout)
