@@ -52,6 +52,7 @@ def command(
 
     paths = configured_paths(name)
     config = model.load(paths, engine_options=True)  # a key parsl would refuse, before anything stops
+    model.check_broker_account(config, str(paths.config_file))
     check_login(name, config.broker_url)
     stop_endpoint(name, timeout=30.0)
     start_detached(name, timeout)

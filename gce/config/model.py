@@ -115,6 +115,28 @@ def _check_urls(data: dict, source: str) -> None:
                               hint=f"fix {source} and try again; a broker URL reads amqps://USER:PASSWORD@HOST:5671/VHOST")
 
 
+def check_broker_account(config: EndpointConfig, source: str) -> None:
+    """Refuse a broker URL that names no account, before anything connects with it.
+
+    pika would log in as RabbitMQ's default user, guest, and the broker's refusal would
+    name a user the person never typed. `gce configure` writes such a placeholder when it
+    was given no URL; loading it stays possible (list, status), starting it does not.
+    """
+    from urllib.parse import urlsplit
+
+    from gce.config.schema import PLACEHOLDER_BROKER_URL
+
+    if urlsplit(config.broker_url).username:
+        return
+    why = ("is still the placeholder gce configure wrote, which names no broker account"
+           if config.broker_url == PLACEHOLDER_BROKER_URL
+           else "names no broker account (the broker would take it for its 'guest' user)")
+    raise ConfigError(f"no broker is configured for endpoint {config.name!r}", f"broker.url in {source} {why}",
+                      hint=f"write the endpoint's broker URL in broker.url of {source} "
+                      "(amqps://USER:PASSWORD@HOST:5671/VHOST; gce broker provision --help shows how to create "
+                      "its account), then try again")
+
+
 # What a YAML error quotes: one character, an escape ('\\t'), a token ('<block end>'), or a name
 # from the file (an alias, an anchor, a tag: no spaces in those), which is hidden.
 _YAML_QUOTED = re.compile(r"'([^'\s]+)'|\"([^\"\s]+)\"")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# What `gce configure` writes when it was given no broker URL: it names no account, so it
+# cannot be used as it is (gce.config.model.check_broker_account says so).
+PLACEHOLDER_BROKER_URL = "amqp://127.0.0.1:5672/gce"
+
 ENGINE_TYPES = ("HighThroughputEngine", "ProcessPoolEngine", "ThreadPoolEngine")
 PROVIDER_TYPES = (
     "LocalProvider",

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from gce.config.model import parse_yaml, validate
-from gce.config.schema import PROVIDER
+from gce.config.schema import PLACEHOLDER_BROKER_URL, PROVIDER
 from gce.config.paths import EndpointPaths
 from gce.errors import EX_CANTCREAT, ConfigError, GceError, PermissionDenied, UsageError
 from gce.transport.urls import has_password, problem, redact
 
-DEFAULT_BROKER_URL = "amqp://127.0.0.1:5672/gce"
+DEFAULT_BROKER_URL = PLACEHOLDER_BROKER_URL
 BROKER_URL_ENV = "GCE_ENDPOINT_BROKER_URL"
 ENGINES = {"htex": "HighThroughputEngine", "process": "ProcessPoolEngine", "thread": "ThreadPoolEngine"}
 PROVIDERS = {"local": "LocalProvider", "slurm": "SlurmProvider"}  # where htex's blocks run

@@ -28,13 +28,14 @@ from gce.logfiles import open_append, rotate_if_large
 def run_foreground(paths: EndpointPaths) -> int:
     from gce.daemon.main import run
 
+    model.check_broker_account(model.load(paths), str(paths.config_file))
     return run(paths, ready_fd=None, to_stderr=True)
 
 
 def _check_startable(paths: EndpointPaths) -> None:
     # Config errors are reported here, before anything starts: also the engine options parsl
     # would refuse in the user endpoint (this process may import parsl; the manager may not).
-    model.load(paths, engine_options=True)
+    config = model.load(paths, engine_options=True)
     if pidfile.lock_is_held(paths):
         st = pidfile.read_state(paths) or {}
         raise AlreadyRunning(
@@ -42,6 +43,7 @@ def _check_startable(paths: EndpointPaths) -> None:
             hint=f"gce status {paths.name}",
         )
     _refuse_if_elsewhere(paths, "start")
+    model.check_broker_account(config, str(paths.config_file))  # after "already running": that one matters more
 
 
 def _refuse_if_elsewhere(paths: EndpointPaths, what: str) -> None:

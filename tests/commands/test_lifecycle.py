@@ -154,3 +154,29 @@ def test_start_detach_refuses_an_option_parsl_does_not_take(gce, configured):
     assert result.stderr.startswith(
         f"error: invalid configuration in {paths.config_file}: engine.provider.min_block: LocalProvider has no "
         "option 'min_block' (did you mean 'min_blocks'?)\n")
+
+
+def test_the_placeholder_broker_url_says_no_broker_is_configured(gce, gce_bin, home):
+    """Not the broker's refusal of a 'guest' user nobody typed."""
+    assert gce("configure", "demo", "--no-input", "--engine", "thread").exit_code == 0
+    config = home / "demo" / "config.yaml"
+    expected = (
+        f"error: no broker is configured for endpoint 'demo': broker.url in {config} is still the placeholder "
+        "gce configure wrote, which names no broker account\n"
+        f"hint: write the endpoint's broker URL in broker.url of {config} (amqps://USER:PASSWORD@HOST:5671/VHOST; "
+        "gce broker provision --help shows how to create its account), then try again\n"
+    )
+    for args in (["start", "demo", "--detach", "--timeout", "5"], ["restart", "demo", "--timeout", "5"]):
+        result = gce(*args)
+        assert (result.exit_code, result.stdout, result.stderr) == (78, "", expected), args
+    foreground = gce_bin("start", "demo")
+    assert (foreground.returncode, foreground.stderr) == (78, expected)
+
+
+def test_a_broker_url_without_an_account_is_refused_too(gce, configured):
+    paths = configured("demo", "--engine", "thread", "--broker-url", "amqp://broker.example.org/gce")
+    result = gce("start", "demo", "--detach", "--timeout", "5")
+    assert result.exit_code == 78
+    assert result.stderr.startswith(
+        f"error: no broker is configured for endpoint 'demo': broker.url in {paths.config_file} names no broker "
+        "account (the broker would take it for its 'guest' user)\n")
