@@ -20,7 +20,13 @@ def check_login(name: str, url: str) -> None:
 
     from gce.commands.diagnostic import network, probes
 
-    result, conn = network.login(network.Target.of(url), pika.URLParameters(url))
+    target, params = network.Target.of(url), pika.URLParameters(url)
+    for step in (network.dns, network.tcp, lambda t: network.tls(t, params)):  # each says why better than pika
+        result = step(target)
+        if result.status == "FAIL":
+            raise Unavailable(f"cannot restart endpoint {name!r}", f"{result.reason}; nothing was stopped",
+                              hint=result.hint)
+    result, conn = network.login(target, params)
     if conn is None:
         # A refused login is the config's mistake; no AMQP session at all may be the network's.
         error = ConfigError if "refused" in result.reason else Unavailable

@@ -180,3 +180,20 @@ def test_a_broker_url_without_an_account_is_refused_too(gce, configured):
     assert result.stderr.startswith(
         f"error: no broker is configured for endpoint 'demo': broker.url in {paths.config_file} names no broker "
         "account (the broker would take it for its 'guest' user)\n")
+
+
+def test_restart_with_no_broker_to_log_in_to_stops_nothing(gce, configured):
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    configured("demo", "--engine", "thread", "--broker-url", f"amqp://ep:pw@127.0.0.1:{port}/gce")
+    result = gce("restart", "demo", "--timeout", "5")
+    assert result.exit_code == 69
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: cannot restart endpoint 'demo': cannot connect to 127.0.0.1 port {port}: 127.0.0.1: Connection "
+        "refused; nothing was stopped\n"
+        f"hint: is RabbitMQ running and listening on port {port} of 127.0.0.1? is a firewall in the way? "
+        "(AMQP uses 5672, AMQP over TLS 5671)\n")
