@@ -289,3 +289,50 @@ def parse_topic_alternatives(regex: str) -> list[str]:
         return []
     ids = [re.sub(r"\\(.)", r"\1", alt) for alt in m.group(1).split("|")]
     return [i for i in ids if _ENDPOINT_ID_RE.match(i)]
+
+
+def exported_definitions(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict:
+    """Everything the broker holds (`_exported`), for the pure functions below."""
+    return _exported(rabbitmqctl, env)
+
+
+def served_endpoint(exported: dict, vhost: str, endpoint_account: str) -> str | None:
+    """The endpoint id ENDPOINT_ACCOUNT serves in VHOST, read back from its topic permission."""
+    for row in exported.get("topic_permissions") or []:
+        if (row.get("user"), row.get("vhost"), row.get("exchange")) == (endpoint_account, vhost, names.TASKS_EXCHANGE):
+            m = re.fullmatch(r"\^(.*)\$", row.get("read", ""))
+            eid = re.sub(r"\\(.)", r"\1", m.group(1)) if m else ""
+            return eid if _ENDPOINT_ID_RE.match(eid) else None
+    return None
+
+
+def without_endpoint(exported: dict, vhost: str, endpoint_id: str) -> dict[str, list[str]]:
+    """The users of VHOST who may submit to ENDPOINT_ID, each with the endpoint ids she keeps."""
+    kept: dict[str, list[str]] = {}
+    for row in exported.get("topic_permissions") or []:
+        if row.get("vhost") == vhost and row.get("exchange") == names.TASKS_EXCHANGE:
+            ids = parse_topic_alternatives(row.get("write", ""))
+            if endpoint_id in ids:
+                kept[row["user"]] = [i for i in ids if i != endpoint_id]
+    return kept
+
+
+def check_deletable(account: str) -> str:
+    """ACCOUNT if it may be an argument of ``rabbitmqctl delete_user``, else a ValueError.
+
+    RabbitMQ deletes users only by name on rabbitmqctl's command line (a definitions import
+    cannot delete), so the name must be a word no shell reads anything into (see `_run`), and
+    must not start with '-', or rabbitmqctl would take it for an option."""
+    if account.startswith("-") or not _SHELL_INERT.match(account):
+        raise ValueError(f"its name cannot be passed to rabbitmqctl safely (Debian's wrapper would run it as shell "
+                         f"code); use only letters, digits and {'_.,:/=+@-'!r}, not first '-'")
+    return account
+
+
+def delete_accounts(accounts: Iterable[str], rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> None:
+    """Delete broker users (in every vhost: a RabbitMQ user is broker-wide)."""
+    for account in accounts:
+        args = ["delete_user", check_deletable(account)]
+        proc = _run(rabbitmqctl, ["-q", *args], env)
+        if proc.returncode != 0:
+            raise _fail(args, proc)

@@ -35,7 +35,9 @@ def run(broker, home, monkeypatch):
     runner = CliRunner()
 
     def invoke(*args: str):
-        common = ["--port", str(broker.port), "--vhost", vhost, "--rabbitmqctl", broker.rabbitmqctl]
+        common = ["--vhost", vhost, "--rabbitmqctl", broker.rabbitmqctl]
+        if args[0] != "revoke":  # which deletes accounts: it needs no address
+            common += ["--port", str(broker.port)]
         return runner.invoke(app, [*args, *common])
 
     invoke.vhost = vhost
@@ -246,3 +248,62 @@ def test_an_existing_endpoint_account_keeps_its_password_unless_rotated(run, con
     result = run("provision", "--endpoint", "demo")
     assert result.exit_code == 0 and "restart" not in result.output, result.output
     assert yaml.safe_load(paths.config_file.read_text())["broker"]["url"] == ep_url
+
+
+def _refused(code: int, action) -> None:
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        action()
+    assert info.value.reply_code == code, info.value.reply_text
+
+
+def test_revoke_user_deletes_her_account_after_confirmation(run, configured, tmp_path):
+    configured("demo")
+    creds = tmp_path / "creds.yaml"
+    assert run("provision", "--endpoint", "demo", "--user", "erin", "--credentials", str(creds)).exit_code == 0
+    erin_url = yaml.safe_load(creds.read_text())["erin"]
+    result = run("revoke", "--user", "erin")  # no terminal to ask on
+    assert isinstance(result.exception, UsageError), (result.output, result.exception)
+    assert result.exception.hint == f"gce broker revoke --user erin --vhost {run.vhost} --yes"
+    _login(erin_url).close()
+    result = run("revoke", "--user", "erin", "--yes")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "broker account erin deleted" in result.output
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        _login(erin_url)
+    result = run("revoke", "--user", "erin", "--yes")
+    assert isinstance(result.exception, ConfigError) and "no broker account 'erin'" in str(result.exception)
+
+
+def test_revoke_endpoint_deletes_its_account_and_every_users_grant(run, configured, tmp_path, broker):
+    one, two = configured("one"), configured("two")
+    creds = tmp_path / "creds.yaml"
+    assert run("provision", "--endpoint", "one", "--user", "fay", "--credentials", str(creds)).exit_code == 0
+    fay_url = yaml.safe_load(creds.read_text())["fay"]
+    assert run("provision", "--endpoint", "two", "--user", "fay").exit_code == 0
+    one_url = yaml.safe_load(one.config_file.read_text())["broker"]["url"]
+    one_id, two_id = read_endpoint_id(one), read_endpoint_id(two)
+    result = run("revoke", "--endpoint", "one", "--yes")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"broker account ep-one deleted" in result.output
+    assert f"fay may no longer submit to endpoint {one_id}" in result.output
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        _login(one_url)
+    assert p.current_task_endpoints(run.vhost, broker.rabbitmqctl, broker.env)["fay"] == [two_id]
+    fay = _login(fay_url)  # her password is untouched
+    try:
+        ch = fay.channel()
+        ch.confirm_delivery()
+        ch.basic_publish(names.TASKS_EXCHANGE, two_id, b"t", pika.BasicProperties(user_id="fay"))
+        refused = fay.channel()
+        refused.confirm_delivery()
+        _refused(403, lambda: refused.basic_publish(names.TASKS_EXCHANGE, one_id, b"t", pika.BasicProperties(user_id="fay")))
+    finally:
+        if fay.is_open:
+            fay.close()
+
+
+def test_revoke_needs_something_and_keeps_names_off_the_command_line(run):
+    assert isinstance(run("revoke", "--yes").exception, UsageError)
+    result = run("revoke", "--user", "x$(id)", "--yes")
+    assert isinstance(result.exception, UsageError), (result.output, result.exception)
+    assert "rabbitmqctl" in result.exception.why
