@@ -51,7 +51,8 @@ def command(
     """Restart an endpoint in the background.
 
     Use it after editing the endpoint's config.yaml.
-    The configuration is checked first, so a mistake in it leaves the running endpoint alone.
+    The configuration is checked first (engine and provider options too) and the broker login
+    tried, so a mistake in either leaves the running endpoint alone.
     Then the endpoint is stopped (if it runs) and started as with gce start NAME --detach.
     """
     from gce.config import model
