@@ -55,7 +55,8 @@ def command(
     """Delete a stopped endpoint.
 
     Removes NAME's config.yaml, its endpoint id and its local state.
-    The endpoint must be stopped first. Tasks still waiting for it on the broker stay there.
+    The endpoint must be stopped first. Tasks still waiting for it on the broker stay there,
+    and so does its broker account: gce says how to revoke it (gce broker revoke).
     Without --yes, gce asks for confirmation, and refuses when it cannot ask (no terminal).
     """
     from gce.daemon import pidfile
@@ -80,9 +81,42 @@ def command(
     except AlreadyRunning:
         _refuse_if_running(paths, pidfile.probe(paths))
         raise
+    account = _broker_account(paths)  # read before config.yaml goes
     for d in remove(paths, lock_fd):
         output.line(f"removed {d}")
     output.success(f"endpoint {name} deleted")
+    if account is not None:
+        _say_account_remains(name, *account)
+
+
+def _broker_account(paths: EndpointPaths) -> tuple[str, str, str] | None:
+    """(broker user, host:port, vhost) of the endpoint's broker URL, if it names a user."""
+    from urllib.parse import unquote, urlsplit
+
+    import yaml
+
+    try:
+        url = ((yaml.safe_load(paths.config_file.read_text()) or {}).get("broker") or {}).get("url")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or not parts.username:
+            return None
+        return unquote(parts.username), f"{parts.hostname}:{parts.port or 5672}", unquote(parts.path[1:]) or "/"
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):  # a broken config must not prevent deleting it
+        return None
+
+
+def _say_account_remains(name: str, user: str, where: str, vhost: str) -> None:
+    """The broker (often another host) still lets the account in: say so, and how to revoke it."""
+    from shlex import quote
+
+    from gce.transport.provision import endpoint_account
+
+    output.line(f"its broker account {user} still exists at {where}, vhost {vhost}")
+    on_vhost = "" if vhost == "gce" else f" --vhost {quote(vhost)}"
+    if user == endpoint_account(name):
+        output.hint(f"revoke it on the broker host: gce broker revoke --endpoint {name}{on_vhost}")
+    else:  # not one gce made for this endpoint alone: others may share it
+        output.hint(f"if nothing else uses it, revoke it on the broker host: gce broker revoke --user {quote(user)}")
 
 
 def _refuse_if_running(paths: EndpointPaths, live: Liveness) -> None:

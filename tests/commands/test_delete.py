@@ -92,3 +92,29 @@ def test_declined_on_a_terminal(home, configured):
     assert child.exitstatus == 1
     assert child.before.replace("\r\n", "\n") == "\nendpoint demo was not deleted\n"
     assert paths.config_file.exists()
+
+
+def test_says_the_broker_account_still_exists_and_how_to_revoke_it(gce, home, configured):
+    from gce.commands.broker import set_yaml_key
+
+    paths = configured("demo")
+    set_yaml_key(paths.config_file, ("broker", "url"), "amqp://ep-demo:Pw-secret@broker.example.org:5672/science")
+    result = gce("delete", "demo", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        f"removed {home}/demo\nendpoint demo deleted\n"
+        "its broker account ep-demo still exists at broker.example.org:5672, vhost science\n"
+    )
+    assert result.stderr == "hint: revoke it on the broker host: gce broker revoke --endpoint demo --vhost science\n"
+    assert "Pw-secret" not in result.stdout + result.stderr
+
+
+def test_a_shared_broker_account_is_named_with_care(gce, home, configured):
+    from gce.commands.broker import set_yaml_key
+
+    paths = configured("demo")
+    set_yaml_key(paths.config_file, ("broker", "url"), "amqp://site%20ops:pw@127.0.0.1:5672/gce")
+    result = gce("delete", "demo", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.endswith("its broker account site ops still exists at 127.0.0.1:5672, vhost gce\n")
+    assert result.stderr == "hint: if nothing else uses it, revoke it on the broker host: gce broker revoke --user 'site ops'\n"
