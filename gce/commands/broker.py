@@ -289,6 +289,7 @@ def revoke(
     when it cannot ask (no terminal).
     """
     import sys
+    from shlex import quote
 
     from gce.config.paths import validate_name
     from gce.transport import provision as p
@@ -301,25 +302,18 @@ def revoke(
             p.check_deletable(a)
         except ValueError as e:
             raise UsageError(f"cannot delete broker account {a!r}", str(e)) from None
+    if not yes and not sys.stdin.isatty():  # before asking the broker anything
+        again = " ".join([*(f"--user {quote(u)}" for u in user), *(f"--endpoint {e}" for e in endpoint)])
+        raise UsageError("not revoking without confirmation", "gce cannot ask for it: standard input is not a terminal",
+                         hint=f"gce broker revoke {again} --vhost {quote(vhost)} --yes")
     have = p.exported_definitions(rabbitmqctl)
     present = {u.get("name") for u in have.get("users") or []}
     for a in accounts:
         if a not in present:
             raise ConfigError(f"no broker account {a!r}", "the broker has no such user",
                               hint="see the broker's users with: rabbitmqctl list_users")
-    regrants: dict[str, list[str]] = {}
-    dropped: list[tuple[str, str]] = []
-    for name in endpoint:
-        eid = p.served_endpoint(have, vhost, p.endpoint_account(name))
-        for u, ids in (p.without_endpoint(have, vhost, eid) if eid else {}).items():
-            if u not in accounts:
-                regrants[u] = sorted(set(regrants.get(u, ids)) & set(ids))
-                dropped.append((u, eid))
+    regrants, dropped = _grants_without(have, vhost, endpoint, accounts)
     if not yes:
-        again = " ".join([*(f"--user {u}" for u in user), *(f"--endpoint {e}" for e in endpoint)])
-        if not sys.stdin.isatty():
-            raise UsageError("not revoking without confirmation", "gce cannot ask for it: standard input is not a terminal",
-                             hint=f"gce broker revoke {again} --vhost {vhost} --yes")
         also = f" and take {len(dropped)} grant(s) from {', '.join(sorted(regrants))}" if regrants else ""
         if not typer.confirm(f"Delete broker account(s) {', '.join(accounts)}{also}?"):
             output.line("nothing was revoked")
@@ -332,3 +326,20 @@ def revoke(
     p.delete_accounts(accounts, rabbitmqctl)
     for a in accounts:
         output.success(f"broker account {a} deleted")
+
+
+def _grants_without(have: dict, vhost: str, endpoints: list[str],
+                    deleted: list[str]) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """({user: the endpoint ids she keeps}, [(user, endpoint id she loses)]) once ENDPOINTS go,
+    for the users of VHOST in the broker's definitions HAVE who are not DELETED themselves."""
+    from gce.transport import provision as p
+
+    keep: dict[str, list[str]] = {}
+    dropped: list[tuple[str, str]] = []
+    for name in endpoints:
+        eid = p.served_endpoint(have, vhost, p.endpoint_account(name))
+        for u, ids in (p.without_endpoint(have, vhost, eid) if eid else {}).items():
+            if u not in deleted:
+                keep[u] = sorted(set(keep.get(u, ids)) & set(ids))
+                dropped.append((u, eid))
+    return keep, dropped

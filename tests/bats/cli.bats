@@ -168,6 +168,8 @@ json_get() {
     assert_success
     assert_line "removed $GCE_HOME/demo"
     assert_line "endpoint demo deleted"
+    assert_line "its broker account ep-demo still exists at 127.0.0.1:$PORT, vhost gce"
+    [ "$stderr" = "hint: revoke it on the broker host: gce broker revoke --endpoint demo" ]
     [ ! -e "$GCE_HOME/demo" ]
     run --separate-stderr gce list --json
     assert_output "[]"
@@ -180,4 +182,14 @@ json_get() {
     [[ "${stderr_lines[0]}" == "error: not deleting endpoint 'demo' without confirmation: "* ]]
     [ "${stderr_lines[1]}" = "hint: gce delete demo --yes" ]
     [ -f "$GCE_HOME/demo/config.yaml" ]
+}
+
+@test "gce broker revoke without --yes and without a terminal refuses before reaching the broker" {
+    run --separate-stderr gce broker revoke --user alice@uni.edu --endpoint demo --rabbitmqctl /nonexistent </dev/null
+    assert_failure 64
+    [ "${stderr_lines[0]}" = "error: not revoking without confirmation: gce cannot ask for it: standard input is not a terminal" ]
+    [ "${stderr_lines[1]}" = "hint: gce broker revoke --user alice@uni.edu --endpoint demo --vhost gce --yes" ]
+    run --separate-stderr gce broker revoke --yes </dev/null
+    assert_failure 64
+    [ "${stderr_lines[0]}" = "error: nothing to revoke: name a --user or an --endpoint" ]
 }

@@ -307,3 +307,51 @@ def test_revoke_needs_something_and_keeps_names_off_the_command_line(run):
     result = run("revoke", "--user", "x$(id)", "--yes")
     assert isinstance(result.exception, UsageError), (result.output, result.exception)
     assert "rabbitmqctl" in result.exception.why
+
+
+def test_revoke_asks_on_a_terminal(broker, home):
+    import os
+
+    import pexpect
+
+    from tests.commands.conftest import GCE_BIN
+
+    gina = f"gina.{secrets.token_hex(3)}"
+    eid = str(uuid.uuid4())
+    url, users = broker.provision(eid, users=[gina])
+    vhost = pika.URLParameters(url).virtual_host
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "GCE_DEBUG")}
+    env.update({k: v for k, v in broker.env.items() if k.startswith(("RABBITMQ_", "ERL_")) or k in ("PATH", "HOME")})
+    env.update(GCE_HOME=str(home), TERM="dumb", NO_COLOR="1")
+    args = ["broker", "revoke", "--user", gina, "--vhost", vhost, "--rabbitmqctl", broker.rabbitmqctl]
+    try:
+        for answer, status in (("", 1), ("y", 0)):
+            child = pexpect.spawn(str(GCE_BIN), args, env=env, encoding="utf-8", timeout=60)
+            child.expect_exact(f"Delete broker account(s) {gina}? [y/N]: ")
+            child.sendline(answer)
+            child.expect(pexpect.EOF)
+            child.close()
+            assert child.exitstatus == status, child.before
+            if status:
+                assert "nothing was revoked" in child.before
+                _login(users[gina]).close()
+            else:
+                assert f"broker account {gina} deleted" in child.before
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            _login(users[gina])
+    finally:
+        for name in (gina, f"ep-{eid}"):
+            broker.ctl("delete_user", name, check=False)
+
+
+def test_revoking_several_endpoints_leaves_each_user_what_none_of_them_took():
+    from gce.commands.broker import _grants_without
+
+    a, b, c = (str(uuid.uuid4()) for _ in range(3))
+    have = p.definitions("v", endpoints=[(p.Account("ep-a", "x"), a), (p.Account("ep-b", "x"), b)],
+                         users=[(p.Account("hal", "x"), [a, b, c]), (p.Account("ida", "x"), [c]),
+                                (p.Account("jo", "x"), [a])])
+    keep, dropped = _grants_without(have, "v", ["a", "b"], ["ep-a", "ep-b", "jo"])
+    assert keep == {"hal": [c]}
+    assert sorted(dropped) == sorted([("hal", a), ("hal", b)])
+    assert _grants_without(have, "other-vhost", ["a"], ["ep-a"]) == ({}, [])
