@@ -155,6 +155,28 @@ def setup_error(step: str, where: str, user: str, code: int, text: str) -> Broke
     return BrokerUnavailable(f"could not {step} on {where}: {text}{hint}")
 
 
+def waited_too_long(task_id: str, timeout: float | None, status: dict) -> TimeoutError:
+    """The TimeoutError of a wait for TASK_ID's result, naming what the endpoint's STATUS (as
+    gce.sdk.Client.get_endpoint_status returns it) says about why no result came."""
+    eid = status.get("endpoint_id") or "?"
+    details = status.get("details") if isinstance(status.get("details"), dict) else {}
+    state, reason = details.get("state"), details.get("reason")
+    if status.get("status") == "unknown":
+        cause = f"the status of endpoint {eid} is unknown: {status.get('reason') or 'no report'}"
+    elif status.get("status") == "offline":
+        cause = f"endpoint {eid} is offline (its last report is {status.get('age_seconds', '?')} s old)"
+    elif state == "degraded":
+        cause = f"endpoint {eid} is degraded: {reason or 'it gives no reason'}"
+    elif details.get("accepting_tasks") is False:
+        cause = f"endpoint {eid} is {state or 'up'} but not taking tasks"
+    elif status:
+        cause = f"endpoint {eid} is {state or 'online'}: the task may still be waiting or running"
+    else:
+        cause = "the endpoint's status was not read"
+    waited = f" within {timeout:g} s" if timeout is not None else ""
+    return TimeoutError(f"no result for task {task_id}{waited}: {cause}")
+
+
 class ExecutorFailed(SdkError):
     """The Executor's broker connection failed for good; its pending futures carry this error."""
 

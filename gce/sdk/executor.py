@@ -29,7 +29,7 @@ import pika
 import gce
 from gce.sdk import serialize
 from gce.sdk.amqp import Link
-from gce.sdk.errors import PayloadTooLarge, outcome, resolve
+from gce.sdk.errors import PayloadTooLarge, outcome, resolve, waited_too_long
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
 from gce.transport import names
 from gce.transport.message import ResultHeaders, TaskHeaders
@@ -53,11 +53,36 @@ class Outgoing:  # a task on its way to the broker: what the link publishes
 
 
 class TaskFuture(Future):
-    """A Future that knows its task id (``task_id``), like Globus Compute's ComputeFuture."""
+    """A Future that knows its task id (``task_id``), like Globus Compute's ComputeFuture.
 
-    def __init__(self, task_id: str) -> None:
+    A ``result`` or ``exception`` that times out says why, as far as the endpoint's last
+    status on the broker tells: it is read then, never for a result that arrives.
+    """
+
+    def __init__(self, task_id: str, endpoint_status: Callable[[], dict] | None = None) -> None:
         super().__init__()
         self.task_id = task_id
+        self._endpoint_status = endpoint_status
+
+    def _timed_out(self, timeout: float | None) -> TimeoutError:
+        status = self._endpoint_status() if self._endpoint_status is not None else {}
+        return waited_too_long(self.task_id, timeout, status)
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return super().result(timeout)
+        except TimeoutError:
+            if self.done():  # the task's own TimeoutError, not our wait
+                raise
+            raise self._timed_out(timeout) from None
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            return super().exception(timeout)
+        except TimeoutError:
+            if self.done():
+                raise
+            raise self._timed_out(timeout) from None
 
 
 def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple, kwargs: dict, *, user: str, reply_to: str,
@@ -96,6 +121,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self.resource_specification = resource_specification  # type: ignore[assignment]
         self.max_payload_bytes = max_payload_bytes
         url = resolve_broker_url(broker_url)
+        self._url = url
         self.broker_user = broker_user(url)
         self.result_queue = names.result_queue(self.broker_user, uuid.uuid4().hex)
         self._functions = FunctionStore()
@@ -161,12 +187,24 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
             user_endpoint_config=self._uec, resource_specification=self._rspec,
             max_payload_bytes=self.max_payload_bytes)
-        fut = TaskFuture(task_id)
+        fut = TaskFuture(task_id, self._endpoint_status)
         with self._lock:
             self._pending[task_id] = fut
         fut.add_done_callback(self._forget_if_cancelled)
         self._link.publish(Outgoing(task_id, self._endpoint_id, body, props, fut))
         return fut
+
+    def _endpoint_status(self) -> dict:
+        """The endpoint's public status (gce.sdk.Client.get_endpoint_status), on a connection of
+        its own; read only when a wait for a result timed out."""
+        from gce.sdk.client import Client
+
+        endpoint_id = self._endpoint_id
+        try:
+            with Client(self._url) as client:
+                return client.get_endpoint_status(endpoint_id)
+        except Exception as e:  # the timeout stays the error; this only explains it
+            return {"status": "unknown", "endpoint_id": endpoint_id, "reason": f"could not read it: {e}"}
 
     # -- results (called on the link's thread) -----------------------------------------
     def _forget_if_cancelled(self, fut: Future) -> None:

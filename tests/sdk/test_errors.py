@@ -67,3 +67,21 @@ def test_garbage_is_a_readable_failure():
 def test_errors_pickle_and_keep_code_and_sentence(exc):
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is type(exc) and back.code == exc.code and str(back) == str(exc) and str(exc)
+
+
+def test_a_timed_out_wait_names_what_the_endpoints_status_says():
+    from gce.sdk.errors import waited_too_long
+
+    eid = "5f1b5d4e-0d6f-4b8e-9f3a-2a9c6f1e7d10"
+    degraded = {"status": "online", "endpoint_id": eid,
+                "details": {"state": "degraded", "accepting_tasks": False,
+                            "reason": "cannot publish results (permission)"}}
+    e = waited_too_long("t1", 2.0, degraded)
+    assert isinstance(e, TimeoutError)
+    assert str(e) == f"no result for task t1 within 2 s: endpoint {eid} is degraded: cannot publish results (permission)"
+    offline = {"status": "offline", "endpoint_id": eid, "age_seconds": 300.0, "details": {"state": "running"}}
+    assert f"endpoint {eid} is offline (its last report is 300.0 s old)" in str(waited_too_long("t1", 2, offline))
+    unknown = {"status": "unknown", "endpoint_id": eid, "reason": "the endpoint has not reported yet"}
+    assert "is unknown: the endpoint has not reported yet" in str(waited_too_long("t1", None, unknown))
+    running = {"status": "online", "endpoint_id": eid, "details": {"state": "running", "accepting_tasks": True}}
+    assert "is running: the task may still be waiting or running" in str(waited_too_long("t1", 1, running))
