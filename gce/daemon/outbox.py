@@ -43,8 +43,9 @@ class Outbox:
         self.publish(rh, reply_to, body)
         return True
 
-    def publish(self, rh: ResultHeaders, reply_to: str, body: bytes, spooled: bool = True) -> None:
-        """Publish a result; one SPOOLED leaves the spool when the broker confirms it."""
+    def publish(self, rh: ResultHeaders, reply_to: str, body: bytes, spooled: bool = True) -> bool:
+        """Publish a result; one SPOOLED leaves the spool when the broker confirms it. False if it
+        could not be sent now (no connection, or publishing results is refused): it waits."""
         tid = rh.task_id
 
         def confirmed(ok: bool) -> None:
@@ -60,6 +61,7 @@ class Outbox:
                                  content_type=names.RESULT_CONTENT_TYPE, on_confirm=confirmed)
         if not sent and spooled:
             self.unpublished.add(tid)
+        return sent
 
     def _remember_done(self, tid: str) -> None:
         self.recent_done[tid] = None
@@ -69,10 +71,11 @@ class Outbox:
     def republish(self) -> None:
         """After a (re)connect: publish every spooled result the broker has not confirmed."""
         pending, self.unpublished = self.unpublished, set()
+        sent = 0
         for tid in pending:
             entry = self.spool.entries.get(tid)
             if entry is not None and entry.kind == ord("R"):
                 rh = ResultHeaders.from_dict(entry.header["result"])
-                self.publish(rh, entry.header["reply_to"], self.spool.body(tid))
-        if pending:
-            log.info("re-published %d result(s) kept while the broker was away", len(pending))
+                sent += self.publish(rh, entry.header["reply_to"], self.spool.body(tid))
+        if sent:
+            log.info("re-published %d result(s) kept while the broker was away", sent)

@@ -35,6 +35,9 @@ def public_view(status: dict[str, Any]) -> dict[str, Any]:
         "display_name": _text(status.get("display_name")),
         "state": state,
         "accepting_tasks": accepting,
+        # Fixed words the manager chose for submitters (e.g. "cannot publish results (permission)"),
+        # never its local reason, which may name paths or users.
+        "reason": _text(status.get("public_reason")) or None,
         "gce_version": _text(status.get("gce_version")),
         "engine_type": _text(status.get("engine_type")),
         # A count over all users, so a submitter can judge the load; whose tasks stays local.

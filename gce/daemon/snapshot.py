@@ -22,17 +22,19 @@ def snapshot(m: Manager) -> dict[str, Any]:
     for uep in (u for u in (m.uep, *m.ueps.values()) if u is not None):
         ueps.append({"key": uep.key, "pid": uep.pid, "state": uep.state, "reason": uep.reason,
                      "python": uep.python, "engine": uep.engine_status, "in_flight": len(uep.in_flight)})
+    refused = m.link.problems()  # fixed words: the broker's copy of the status shows them to submitters
+    problems = ([f"not taking tasks: {m.commit.error}"] if m.commit.error else []) + refused
     return {
         "ok": True, "name": m.paths.name, "endpoint_id": m.config.endpoint_id,
-        "display_name": m.config.display_name, "state": "degraded" if m.commit.error else "running",
-        "reason": f"not taking tasks: {m.commit.error}" if m.commit.error else "",
-        "accepting_tasks": not m.commit.error and m.link.connected,
+        "display_name": m.config.display_name, "state": "degraded" if problems else "running",
+        "reason": "; ".join(problems), "public_reason": "; ".join(refused),
+        "accepting_tasks": not problems and m.link.connected,
         "spool": {"path": str(m.spool.dir), "error": m.commit.error, "since": m.commit.error_since},
         "pid": os.getpid(),
         "host": socket.gethostname(), "started_at": m.started_at, "uptime": time.time() - m.started_at,
         "gce_version": __version__, "engine_type": m.config.engine.get("type"),
         "broker": {"url": redact(m.config.broker_url), "connected": m.link.connected,
-                   "last_error": m.link.last_error},
+                   "last_error": m.link.last_error, "refused": dict(m.link.refused)},
         "tasks": {**m.counts, "in_flight": sum(1 for e in m.spool.entries.values() if e.kind == ord("T")),
                   "unconfirmed_results": sum(1 for e in m.spool.entries.values() if e.kind == ord("R"))},
         "user_endpoints": ueps,

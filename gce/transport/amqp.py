@@ -6,6 +6,12 @@ consumes tasks with manual acks, publishes results with asynchronous publisher c
 jittered exponential backoff after the broker goes away. Delivery tags belong to one
 channel "generation": acks for a previous connection are dropped, since the broker has
 already requeued those messages.
+
+A connection counts as up only once the broker confirmed a publish to each exchange the
+endpoint writes (gce/transport/publish_check.py). A permission refused at start fails the
+start; one lost later leaves the link connected but "refused": it takes no tasks (their
+results could not be sent), holds results in the spool, retries the check with a capped,
+jittered backoff and logs only when the refusal changes.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from gce.transport import names, urls
-from gce.transport.link_errors import LinkError, explain
+from gce.transport.link_errors import LinkError, explain, refusal_backoff
+from gce.transport.publish_check import problems, refusals
 from gce.transport.urls import broker_user, redact
 
 log = logging.getLogger(__name__)
@@ -34,7 +41,16 @@ class _AbortedByUs(logging.Filter):
         return "Aborted" not in record.getMessage()
 
 
+class _RefusalsWeReport(logging.Filter):
+    """pika logs every channel the broker closes for a permission; the link says it once, with
+    what it means, instead of a line per retry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Channel.Close (403)" not in record.getMessage()
+
+
 logging.getLogger("pika.adapters.utils.connection_workflow").addFilter(_AbortedByUs())
+logging.getLogger("pika.channel").addFilter(_RefusalsWeReport())
 
 
 @dataclass
@@ -81,6 +97,12 @@ class EndpointLink:
         self._confirms: dict[int, Callable[[bool], None]] = {}
         self.paused = False  # not consuming: the manager cannot take tasks now (its spool's disk is full)
         self._consumer: str | None = None  # the consumer tag of the task queue on this channel
+        self.refused: dict[str, str] = {}  # exchange -> the broker's refusal to let us publish there
+        self._ever = False  # connected once: a refusal from now on is a state, not a failed start
+        self._refusals = 0  # refusals in a row: how long to wait before the next try
+        self._refused_close = ""  # the broker closed our channel for a permission
+        self._up_since = 0.0
+        self._recheck: asyncio.TimerHandle | None = None
 
     # -- connecting ------------------------------------------------------------------
     def _op(self, fn: Callable, **kw: Any) -> asyncio.Future:
@@ -113,7 +135,7 @@ class EndpointLink:
                 opened.set_exception(explain(exc, self.url))
 
         def on_closed(_c: Any, exc: BaseException) -> None:
-            reason = str(exc) or type(exc).__name__
+            reason = self._refused_close or str(exc) or type(exc).__name__  # not our own abort's words
             self._fail_ops(LinkError(f"connection closed: {reason}"))
             if not opened.done():
                 opened.set_exception(explain(exc, self.url))
@@ -182,7 +204,55 @@ class EndpointLink:
             # RabbitMQ names the object it refused, not the kind of permission: say what the step needs.
             needs = f"; {need}" if need and "ACCESS_REFUSED" in str(e) else ""
             raise LinkError(f"could not {step}: {e}{needs}", fatal=True) from None
-        self._consumer = None if self.paused else ch.basic_consume(tq, self._on_message, auto_ack=False)
+        refused = await refusals(self._conn)
+        if refused and not self._ever:  # readiness includes a confirmed publish to each exchange
+            ex, why = next(iter(refused.items()))
+            raise LinkError(f"could not publish to exchange {ex!r}: {why}; publishing needs write permission "
+                            f"on {ex!r} for broker user {self.user!r}", fatal=True)
+        self._set_refused(refused)
+        self._consumer = None if self.paused or self.refused else ch.basic_consume(tq, self._on_message,
+                                                                                     auto_ack=False)
+
+    # -- publishing refused ------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """What the endpoint cannot do now for want of a permission, in fixed words."""
+        return problems(self.refused)
+
+    def _set_refused(self, refused: dict[str, str]) -> None:
+        before, self.refused = self.refused, refused
+        if refused and set(refused) != set(before):
+            log.error("the broker refuses what the endpoint must publish (%s): %s; taking no tasks and holding "
+                      "results until it is allowed; checking again with a backoff",
+                      "; ".join(problems(refused)), "; ".join(refused.values()))
+        if refused:
+            self._schedule_recheck()
+
+    def _schedule_recheck(self) -> None:
+        delay = refusal_backoff(self._refusals)
+        self._refusals += 1
+        log.debug("publishing refused %d time(s) in a row; checking again in %.1f s", self._refusals, delay)
+        if self._recheck is not None:
+            self._recheck.cancel()
+        generation = self.generation
+        self._recheck = asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(self._check_again(generation)))
+
+    async def _check_again(self, generation: int) -> None:
+        self._recheck = None
+        if generation != self.generation or not self.connected or self._closing or self._conn is None:
+            return  # that connection went; the next one checks at its start
+        try:
+            refused = await refusals(self._conn)
+        except LinkError as e:
+            log.debug("the publish check failed: %s", e)
+            return  # the connection is going: its loss reconnects
+        if refused:
+            self._set_refused(refused)
+            return
+        log.warning("publishing results is allowed again: taking tasks and sending the results held meanwhile")
+        self.refused, self._refusals = {}, 0
+        self.resume()
+        self.on_connected()  # no task was taken on this channel: re-send what the spool holds
 
     def _on_channel_closed(self, _ch: Any, reason: BaseException) -> None:
         text = getattr(reason, "reply_text", "") or str(reason)
@@ -192,6 +262,8 @@ class EndpointLink:
             hint = " (the broker is not provisioned for gce: run 'gce broker provision')"
         elif code == 403:
             hint = f" (broker user {self.user!r} lacks a permission)"
+            if self.connected and not self._closing:
+                self._refused_close = f"{text}{hint}"
         self._fail_ops(LinkError(f"{text}{hint}"))
         if not self._closing:
             self._abort()
@@ -202,6 +274,9 @@ class EndpointLink:
         self._ch = None
         self._consumer = None
         self.generation += 1
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
         pending, self._confirms = self._confirms, {}
         for cb in pending.values():
             cb(False)
@@ -228,15 +303,28 @@ class EndpointLink:
                 log.warning("%s; retrying in %.1f s (attempt %d)", e, delay, attempt)
                 await asyncio.sleep(delay)
                 continue
-            ever, attempt = True, 0
+            ever, attempt, self._ever = True, 0, True
             self.connected, self.last_error = True, ""
             self._seq = 0
+            self._up_since = asyncio.get_running_loop().time()
             log.info("connected to the broker at %s as %r", redact(self.url), self.user)
             self.on_connected()
             assert self._lost is not None
             await self._lost.wait()
-            if not self._closing:
+            refused, self._refused_close = self._refused_close, ""
+            if self._closing:
+                continue
+            if not refused:
                 log.warning("lost the broker connection (%s); reconnecting", self.last_error)
+                continue
+            # The broker closed the channel for a permission: reconnecting at once would be
+            # refused again, ~30 times a second. Wait, longer each time in a row.
+            if asyncio.get_running_loop().time() - self._up_since > 60:
+                self._refusals = 0
+            delay = refusal_backoff(self._refusals)
+            self._refusals += 1
+            log.debug("refused by the broker (%s); reconnecting in %.1f s", refused, delay)
+            await asyncio.sleep(delay)
 
     # -- traffic ---------------------------------------------------------------------
     def _on_message(self, _ch: Any, method: Any, props: Any, body: bytes) -> None:
@@ -261,6 +349,8 @@ class EndpointLink:
     def resume(self) -> None:
         """Consume again (also done by every reconnect while not paused)."""
         self.paused = False
+        if self.refused:
+            return  # results could not be sent: tasks wait on the broker until publishing is allowed
         if self._consumer is None and self.connected and self._ch is not None and self._ch.is_open:
             queue = names.endpoint_task_queue(self.endpoint_id)
             self._consumer = self._ch.basic_consume(queue, self._on_message, auto_ack=False)
@@ -282,8 +372,9 @@ class EndpointLink:
 
     def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict, *, correlation_id: str,
                 content_type: str, on_confirm: Callable[[bool], None] | None = None, persistent: bool = True) -> bool:
-        """Publish; False if not connected now. on_confirm(ok) runs once the broker decided."""
-        if not self.connected or self._ch is None or not self._ch.is_open:
+        """Publish; False if not connected now, or not allowed to publish to EXCHANGE (the broker
+        would close the channel). on_confirm(ok) runs once the broker decided."""
+        if not self.connected or self._ch is None or not self._ch.is_open or exchange in self.refused:
             return False
         props = pika.BasicProperties(
             correlation_id=correlation_id, user_id=self.user, headers=headers, content_type=content_type,
@@ -297,6 +388,9 @@ class EndpointLink:
 
     async def close(self) -> None:
         self._closing = True
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
         conn = self._conn
         if conn is not None and not (conn.is_closed or conn.is_closing):
             was_open = conn.is_open  # an aborted handshake reports itself at once, not through _lost

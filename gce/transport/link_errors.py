@@ -54,3 +54,15 @@ def explain(exc: BaseException, url: str) -> LinkError:
     if isinstance(exc, (pika.exceptions.AMQPConnectionError, AMQPConnectorException)):
         return LinkError(f"cannot connect to the broker at {where}: {_root_cause(exc)}")
     return LinkError(f"broker at {where}: {text}")
+
+
+REFUSAL_FIRST = 1.0  # seconds before the first retry of something the broker refused
+REFUSAL_CAP = 30.0  # and at most between two: how soon a restored permission is noticed
+
+
+def refusal_backoff(refusals: int) -> float:
+    """Seconds to wait after REFUSALS refusals in a row: doubling, capped, jittered so that many
+    endpoints refused at once (a broker's permissions edited) do not retry in step."""
+    import random
+
+    return min(REFUSAL_CAP, REFUSAL_FIRST * 2 ** min(refusals, 16)) * random.uniform(0.75, 1.25)

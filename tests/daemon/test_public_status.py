@@ -8,7 +8,7 @@ import uuid
 from gce.daemon.public_status import public_view
 
 PUBLIC_KEYS = {"endpoint_id", "display_name", "state", "accepting_tasks", "gce_version", "engine_type",
-               "tasks_in_flight"}
+               "tasks_in_flight", "reason"}
 
 
 def _full_status(**changes) -> dict:
@@ -37,7 +37,7 @@ def test_public_view_keeps_only_what_submitters_need():
     assert set(view) == PUBLIC_KEYS
     assert view == {"endpoint_id": full["endpoint_id"], "display_name": "Cluster A", "state": "running",
                     "accepting_tasks": True, "gce_version": "1.2.3", "engine_type": "GlobusComputeEngine",
-                    "tasks_in_flight": 3}
+                    "tasks_in_flight": 3, "reason": None}
     text = json.dumps(view)
     for secret in ("bobsmith", "1001", "5151", "4242", "login07", "broker.internal", "ep-login", "Permission denied",
                    "login-node"):

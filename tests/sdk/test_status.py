@@ -15,7 +15,7 @@ from gce.transport import provision as p
 pytestmark = pytest.mark.broker
 
 PUBLIC_KEYS = {"endpoint_id", "display_name", "state", "accepting_tasks", "gce_version", "engine_type",
-               "tasks_in_flight", "timestamp"}
+               "tasks_in_flight", "timestamp", "reason"}
 
 
 def test_published_status_tells_submitters_only_the_public_fields(sdk_broker, gce_home):
