@@ -177,7 +177,8 @@ def provision(
     known = {account: _known_password(_lookup(paths.config_file, "broker", "url"), account)}
     if sdk_config and users:
         known[users[0]] = _known_password(_lookup(sdk_file, "broker_url"), users[0])
-    exists = p.existing_accounts(rabbitmqctl)
+    have = p.exported_definitions(rabbitmqctl)  # one call (~1 s) for both accounts and grants
+    exists = p.existing_accounts(have)
     password = _passwords([account, *users], exists, known, rotate)
     kept = [a for a in [account, *users] if password[a] is None]
     unsaved = [u for u in (users[1:] if sdk_config else users) if password[u] is not None]
@@ -185,7 +186,7 @@ def provision(
         raise UsageError(f"nowhere to put the password of {unsaved[0]!r}",
                          "a user's new password is written to a file, never printed",
                          hint="add --credentials FILE (or --sdk-config for the first user)")
-    had = p.current_task_endpoints(vhost, rabbitmqctl)
+    had = p.task_endpoints(have, vhost)
     grants = {u: sorted({*had.get(u, []), endpoint_id}) for u in users}
     defs = p.definitions(vhost, endpoints=[(p.Account(account, password[account]), endpoint_id)],
                          users=[(p.Account(u, password[u]), grants[u]) for u in users])

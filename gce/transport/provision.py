@@ -220,6 +220,11 @@ def _exported(rabbitmqctl: str, env: dict | None) -> dict:
     return json.loads(proc.stdout or "{}")
 
 
+def exported_definitions(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict:
+    """The broker's definitions, for the pure functions that read them (users, grants)."""
+    return _exported(rabbitmqctl, env)
+
+
 def _in_force(defs: dict, rabbitmqctl: str, env: dict | None) -> bool:
     """True once the broker holds every user (with her new password), permission and topic permission of DEFS."""
     have = _exported(rabbitmqctl, env)
@@ -254,9 +259,9 @@ def import_definitions(defs: dict, rabbitmqctl: str = "rabbitmqctl", env: dict |
         time.sleep(0.2)
 
 
-def existing_accounts(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict[str, dict]:
-    """The broker's users (name -> its definitions record, with the password hash)."""
-    return {u["name"]: u for u in _exported(rabbitmqctl, env).get("users") or [] if "name" in u}
+def existing_accounts(exported: dict) -> dict[str, dict]:
+    """The broker's users in its definitions EXPORTED: name -> record, with the password hash."""
+    return {u["name"]: u for u in exported.get("users") or [] if "name" in u}
 
 
 def password_matches(record: dict, password: str) -> bool:
@@ -275,8 +280,13 @@ def current_task_endpoints(vhost: str, rabbitmqctl: str = "rabbitmqctl", env: di
 
     Read from the whole export rather than ``list_topic_permissions -p VHOST``: the vhost, a
     name, must not be an argument of rabbitmqctl (see `_run`)."""
+    return task_endpoints(_exported(rabbitmqctl, env), vhost)
+
+
+def task_endpoints(exported: dict, vhost: str) -> dict[str, list[str]]:
+    """`current_task_endpoints` over definitions already read."""
     found: dict[str, list[str]] = {}
-    for row in _exported(rabbitmqctl, env).get("topic_permissions") or []:
+    for row in exported.get("topic_permissions") or []:
         if row.get("vhost") == vhost and row.get("exchange") == names.TASKS_EXCHANGE:
             found[row["user"]] = parse_topic_alternatives(row.get("write", ""))
     return found
@@ -289,11 +299,6 @@ def parse_topic_alternatives(regex: str) -> list[str]:
         return []
     ids = [re.sub(r"\\(.)", r"\1", alt) for alt in m.group(1).split("|")]
     return [i for i in ids if _ENDPOINT_ID_RE.match(i)]
-
-
-def exported_definitions(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict:
-    """Everything the broker holds (`_exported`), for the pure functions below."""
-    return _exported(rabbitmqctl, env)
 
 
 def served_endpoint(exported: dict, vhost: str, endpoint_account: str) -> str | None:

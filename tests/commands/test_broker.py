@@ -41,10 +41,10 @@ def run(broker, home, monkeypatch):
         return runner.invoke(app, [*args, *common])
 
     invoke.vhost = vhost
-    before = set(p.existing_accounts(broker.rabbitmqctl, broker.env))
+    before = set(p.existing_accounts(p.exported_definitions(broker.rabbitmqctl, broker.env)))
     yield invoke
     # Accounts are broker-wide: one test's ep-demo must not be another's existing account.
-    for name in set(p.existing_accounts(broker.rabbitmqctl, broker.env)) - before:
+    for name in set(p.existing_accounts(p.exported_definitions(broker.rabbitmqctl, broker.env))) - before:
         broker.ctl("delete_user", name)
 
 

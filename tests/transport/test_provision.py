@@ -121,6 +121,23 @@ def test_definitions_hold_hashes_never_passwords():
     assert {x["vhost"] for x in defs["permissions"] + defs["topic_permissions"] + defs["exchanges"]} == {"gce"}
 
 
+
+def test_a_known_password_is_checked_against_the_brokers_hash():
+    record = {"name": "alice", "password_hash": p.hash_password("s3cret"), "hashing_algorithm": p.HASHING_ALGORITHM}
+    assert p.password_matches(record, "s3cret")
+    assert not p.password_matches(record, "s3cret2")
+    assert not p.password_matches({**record, "hashing_algorithm": "rabbit_password_hashing_sha512"}, "s3cret")
+    assert not p.password_matches({**record, "password_hash": ""}, "")
+    assert not p.password_matches({**record, "password_hash": "not base64!"}, "s3cret")
+
+
+def test_an_account_without_a_password_gets_grants_only():
+    eid = str(uuid.uuid4())
+    defs = p.definitions("gce", users=[(p.Account("alice", None), [eid])])
+    assert defs["users"] == []
+    assert [x["user"] for x in defs["permissions"]] == ["alice"]
+    assert p.task_endpoints(defs, "gce") == {"alice": [eid]}
+
 # --- against the session broker ----------------------------------------------------------------
 
 class Setup:
