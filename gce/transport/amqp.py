@@ -28,7 +28,7 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 
 from gce.transport import names, urls
 from gce.transport.link_errors import LinkError, explain, refusal_backoff
-from gce.transport.publish_check import problems, refusals
+from gce.transport.publish_check import Refusals, refusals
 from gce.transport.urls import broker_user, redact
 
 log = logging.getLogger(__name__)
@@ -97,12 +97,10 @@ class EndpointLink:
         self._confirms: dict[int, Callable[[bool], None]] = {}
         self.paused = False  # not consuming: the manager cannot take tasks now (its spool's disk is full)
         self._consumer: str | None = None  # the consumer tag of the task queue on this channel
-        self.refused: dict[str, str] = {}  # exchange -> the broker's refusal to let us publish there
+        self.refusals = Refusals(check=self._check_publishing, on_allowed=self._publishing_allowed)
         self._ever = False  # connected once: a refusal from now on is a state, not a failed start
-        self._refusals = 0  # refusals in a row: how long to wait before the next try
         self._refused_close = ""  # the broker closed our channel for a permission
         self._up_since = 0.0
-        self._recheck: asyncio.TimerHandle | None = None
 
     # -- connecting ------------------------------------------------------------------
     def _op(self, fn: Callable, **kw: Any) -> asyncio.Future:
@@ -209,48 +207,30 @@ class EndpointLink:
             ex, why = next(iter(refused.items()))
             raise LinkError(f"could not publish to exchange {ex!r}: {why}; publishing needs write permission "
                             f"on {ex!r} for broker user {self.user!r}", fatal=True)
-        self._set_refused(refused)
+        self.refusals.update(refused)
         self._consumer = None if self.paused or self.refused else ch.basic_consume(tq, self._on_message,
                                                                                      auto_ack=False)
 
     # -- publishing refused ------------------------------------------------------------
+    @property
+    def refused(self) -> dict[str, str]:
+        """Exchange -> the broker's refusal to let the endpoint publish there now."""
+        return self.refusals.refused
+
     def problems(self) -> list[str]:
         """What the endpoint cannot do now for want of a permission, in fixed words."""
-        return problems(self.refused)
+        return self.refusals.problems()
 
-    def _set_refused(self, refused: dict[str, str]) -> None:
-        before, self.refused = self.refused, refused
-        if refused and set(refused) != set(before):
-            log.error("the broker refuses what the endpoint must publish (%s): %s; taking no tasks and holding "
-                      "results until it is allowed; checking again with a backoff",
-                      "; ".join(problems(refused)), "; ".join(refused.values()))
-        if refused:
-            self._schedule_recheck()
-
-    def _schedule_recheck(self) -> None:
-        delay = refusal_backoff(self._refusals)
-        self._refusals += 1
-        log.debug("publishing refused %d time(s) in a row; checking again in %.1f s", self._refusals, delay)
-        if self._recheck is not None:
-            self._recheck.cancel()
-        generation = self.generation
-        self._recheck = asyncio.get_running_loop().call_later(
-            delay, lambda: asyncio.ensure_future(self._check_again(generation)))
-
-    async def _check_again(self, generation: int) -> None:
-        self._recheck = None
-        if generation != self.generation or not self.connected or self._closing or self._conn is None:
-            return  # that connection went; the next one checks at its start
+    async def _check_publishing(self) -> dict[str, str] | None:
+        if not self.connected or self._closing or self._conn is None:
+            return None  # that connection went; the next one checks at its start
         try:
-            refused = await refusals(self._conn)
+            return await refusals(self._conn)
         except LinkError as e:
             log.debug("the publish check failed: %s", e)
-            return  # the connection is going: its loss reconnects
-        if refused:
-            self._set_refused(refused)
-            return
-        log.warning("publishing results is allowed again: taking tasks and sending the results held meanwhile")
-        self.refused, self._refusals = {}, 0
+            return None  # the connection is going: its loss reconnects
+
+    def _publishing_allowed(self) -> None:
         self.resume()
         self.on_connected()  # no task was taken on this channel: re-send what the spool holds
 
@@ -274,9 +254,7 @@ class EndpointLink:
         self._ch = None
         self._consumer = None
         self.generation += 1
-        if self._recheck is not None:
-            self._recheck.cancel()
-            self._recheck = None
+        self.refusals.cancel()
         pending, self._confirms = self._confirms, {}
         for cb in pending.values():
             cb(False)
@@ -320,9 +298,9 @@ class EndpointLink:
             # The broker closed the channel for a permission: reconnecting at once would be
             # refused again, ~30 times a second. Wait, longer each time in a row.
             if asyncio.get_running_loop().time() - self._up_since > 60:
-                self._refusals = 0
-            delay = refusal_backoff(self._refusals)
-            self._refusals += 1
+                self.refusals.in_a_row = 0
+            delay = refusal_backoff(self.refusals.in_a_row)
+            self.refusals.in_a_row += 1
             log.debug("refused by the broker (%s); reconnecting in %.1f s", refused, delay)
             await asyncio.sleep(delay)
 
@@ -388,9 +366,7 @@ class EndpointLink:
 
     async def close(self) -> None:
         self._closing = True
-        if self._recheck is not None:
-            self._recheck.cancel()
-            self._recheck = None
+        self.refusals.cancel()
         conn = self._conn
         if conn is not None and not (conn.is_closed or conn.is_closing):
             was_open = conn.is_open  # an aborted handshake reports itself at once, not through _lost

@@ -17,12 +17,15 @@ link meets with the same backoff (gce/transport/amqp.py).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import Any, Awaitable, Callable
 
 import pika
 
 from gce.transport import names
-from gce.transport.link_errors import LinkError
+from gce.transport.link_errors import LinkError, refusal_backoff
+
+log = logging.getLogger("gce.transport.amqp")  # the link's own log lines
 
 CHECKED_EXCHANGES = (names.RESULTS_EXCHANGE,)
 PROBE_ROUTING_KEY = "gce.publish-check"
@@ -76,3 +79,53 @@ async def refusals(conn: Any) -> dict[str, str]:
         if why:
             found[exchange] = why
     return found
+
+
+class Refusals:
+    """The exchanges the broker refuses the link now. While any is refused, CHECK runs again
+    after a capped, jittered backoff (it returns None once its connection went: the next one
+    checks at its start); ON_ALLOWED runs once all are allowed. Logged once per change."""
+
+    def __init__(self, check: Callable[[], Awaitable[dict[str, str] | None]], on_allowed: Callable[[], None]) -> None:
+        self.refused: dict[str, str] = {}
+        self.in_a_row = 0  # refusals in a row: how long to wait before the next try
+        self._check = check
+        self._on_allowed = on_allowed
+        self._timer: asyncio.TimerHandle | None = None
+
+    def problems(self) -> list[str]:
+        return problems(self.refused)
+
+    def update(self, refused: dict[str, str]) -> None:
+        before, self.refused = self.refused, refused
+        if refused and set(refused) != set(before):
+            log.error("the broker refuses what the endpoint must publish (%s): %s; taking no tasks and holding "
+                      "results until it is allowed; checking again with a backoff",
+                      "; ".join(problems(refused)), "; ".join(refused.values()))
+        if refused:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        delay = refusal_backoff(self.in_a_row)
+        self.in_a_row += 1
+        log.debug("publishing refused %d time(s) in a row; checking again in %.1f s", self.in_a_row, delay)
+        self.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._again()))
+
+    async def _again(self) -> None:
+        self._timer = None
+        refused = await self._check()
+        if refused is None:
+            return
+        if refused:
+            self.update(refused)
+            return
+        log.warning("publishing results is allowed again: taking tasks and sending the results held meanwhile")
+        self.refused, self.in_a_row = {}, 0
+        self._on_allowed()
+
+    def cancel(self) -> None:
+        """The connection went: its successor checks at its start."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -74,6 +74,8 @@ def test_a_permission_lost_while_running_degrades_backs_off_and_recovers(make_en
         assert st["accepting_tasks"] is False
         cli = subprocess.run([GCE, "status", ep.name], capture_output=True, text=True, timeout=60)
         assert cli.returncode == 150 and "cannot publish results (permission)" in cli.stdout, cli
+        listed = subprocess.run([GCE, "list"], capture_output=True, text=True, timeout=60)
+        assert f"{ep.name}: degraded: cannot publish results (permission)" in listed.stdout + listed.stderr, listed
         # The submitter's timeout names the cause, read from the endpoint's public status.
         wait_until(lambda: ex._endpoint_status().get("details", {}).get("state") == "degraded", timeout=20)
         with pytest.raises(TimeoutError) as info:
