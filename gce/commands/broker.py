@@ -204,8 +204,9 @@ def provision(
         set_yaml_key(sdk_file, ("broker_url",), url[users[0]])
         output.line(f"  wrote the broker URL of {users[0]} to {sdk_file} (mode 0600)")
     if credentials is not None:
-        _write_credentials(credentials, {a: url[a] for a in [account, *users] if a in url})
-        output.line(f"  wrote the broker URLs of {'the new accounts' if kept else 'all accounts'} to {credentials} (mode 0600)")
+        written = [a for a in [account, *users] if a in url]
+        _write_credentials(credentials, {a: url[a] for a in written})
+        output.line(f"  wrote the broker URLs of {', '.join(written) or 'no account'} to {credentials} (mode 0600)")
     for a in [account, *users]:
         if rotate:
             output.line(f"  {a}: new password (--rotate)")

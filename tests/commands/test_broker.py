@@ -216,6 +216,7 @@ def test_an_existing_user_keeps_her_password_unless_rotated(run, configured, tmp
     assert "alice@uni.edu exists: her password is unchanged; use --rotate to set a new one" in result.output
     assert "may submit to 2 endpoint(s)" in result.output
     assert "alice@uni.edu" not in yaml.safe_load(second.read_text())  # we do not know her password
+    assert f"  wrote the broker URLs of ep-two to {second} (mode 0600)" in result.output
     _login(alice_url).close()
     # Without a file to write to, an existing user needs none.
     assert run("provision", "--endpoint", "two", "--user", "alice@uni.edu").exit_code == 0
