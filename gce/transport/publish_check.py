@@ -92,6 +92,7 @@ class Refusals:
         self._check = check
         self._on_allowed = on_allowed
         self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None  # the loop keeps only a weak reference to a task
 
     def problems(self) -> list[str]:
         return problems(self.refused)
@@ -110,10 +111,13 @@ class Refusals:
         self.in_a_row += 1
         log.debug("publishing refused %d time(s) in a row; checking again in %.1f s", self.in_a_row, delay)
         self.cancel()
-        self._timer = asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._again()))
+        self._timer = asyncio.get_running_loop().call_later(delay, self._start_check)
+
+    def _start_check(self) -> None:
+        self._timer = None
+        self._task = asyncio.ensure_future(self._again())
 
     async def _again(self) -> None:
-        self._timer = None
         refused = await self._check()
         if refused is None:
             return
