@@ -119,7 +119,7 @@ def test_entry_point_reports_errors_as_a_real_process(tmp_path):
     env = {**os.environ, "GCE_HOME": str(tmp_path)}
     env.pop("GCE_DEBUG", None)
     proc = subprocess.run([str(GCE_BIN), "status", "no-such"], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 4
+    assert proc.returncode == 78
     assert proc.stdout == ""
     assert proc.stderr == (
         f"error: no endpoint named 'no-such': {tmp_path}/no-such/config.yaml does not exist\n"

@@ -1,8 +1,10 @@
 """gce status: what a running endpoint is doing, asked of the endpoint itself.
 
 Exit codes follow the LSB for init scripts: 0 running, 3 not running (stopped or failed),
-4 no such endpoint; and 150 (of the LSB's application range 150-199) running but degraded:
-not taking tasks, for a reason the manager gives (its spool's disk is full, say).
+4 status unknown (the manager did not report it); and 150 (of the LSB's application range
+150-199) running but degraded: not taking tasks, for a reason the manager gives (its spool's
+disk is full, say). No such endpoint is 78, as from every other command: LSB has no code that
+means it for both status and start/stop (4 is "insufficient privilege" for those).
 """
 
 from __future__ import annotations
@@ -116,13 +118,14 @@ def command(
 
     Its broker connection, its tasks, and its user endpoints with their blocks and workers.
 
-    Exit status: 0 running, 3 not running (stopped or failed), 4 no such endpoint,
-    150 running but degraded (not taking tasks; the reason is printed).
+    Exit status: 0 running, 3 not running (stopped or failed), 4 status unknown,
+    150 running but degraded (not taking tasks; the reason is printed),
+    78 no such endpoint (as from every command).
     """
     from gce.config import model
     from gce.daemon import control, pidfile
 
-    paths = configured_paths(name, exit_code=LSB_UNKNOWN)
+    paths = configured_paths(name)
     live = pidfile.probe(paths)
     if live.state != "running":
         try:

@@ -27,9 +27,9 @@ FULL = {
 }
 
 
-def test_unknown_endpoint_is_exit_4(gce, home):
+def test_unknown_endpoint_is_exit_78(gce, home):
     result = gce("status", "nope")
-    assert result.exit_code == 4
+    assert result.exit_code == 78
     assert result.stdout == ""
     assert result.stderr == (
         f"error: no endpoint named 'nope': {home}/nope/config.yaml does not exist\n"
