@@ -4,6 +4,7 @@ systemd, where the manager logs to the journal only (DESIGN.md, "Files").
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gce.commands.diagnostic import journal
@@ -16,12 +17,37 @@ def _errors(lines: list[str]) -> list[str]:
     return [ln for ln in lines if " ERROR " in ln or " CRITICAL " in ln or ln.lstrip().startswith("Traceback")]
 
 
+# Every line a manager logs names its process: "manager[PID]" in its file, "gce[PID]:" in the journal.
+_PID = re.compile(r"[\w.@-]+\[(\d+)\]")
+
+
+def current_run(lines: list[str]) -> tuple[list[str], list[str]]:
+    """LINES split into (earlier runs, the current run): the current run is the last lines logged
+    by the process that logged last; lines naming no process (a traceback's) belong to the one before."""
+    pids: list[str | None] = []
+    pid = None
+    for ln in lines:
+        m = _PID.search(ln)
+        pid = m.group(1) if m else pid
+        pids.append(pid)
+    start = len(lines)
+    while start > 0 and pids[start - 1] in (pid, None):
+        start -= 1
+    return lines[:start], lines[start:]
+
+
 def _log_verdict(where: str, last: list[str], hint: str, **details: Any) -> Result:
-    errors = _errors(last)
+    earlier, current = current_run(last)
+    errors, old = _errors(current), _errors(earlier)
     details["tail"] = last
+    note = f"; note: earlier runs logged {len(old)} error line{'s' * (len(old) != 1)}" if old else ""
     if errors:
-        return warn("log", f"{len(errors)} error line{'s' * (len(errors) != 1)} among the last {len(last)}; the last: "
-                    f"{errors[-1]}", hint, **details)
+        among = "the current run's last" if earlier else "the last"
+        return warn("log", f"{len(errors)} error line{'s' * (len(errors) != 1)} among {among} {len(current)}; "
+                    f"the last: {errors[-1]}{note}", hint, **details)
+    if old:
+        return ok("log", f"{where}: no errors in the current run's {len(current)} lines{note}, the last: {old[-1]}",
+                  **details)
     return ok("log", f"{where}: no errors in the last {len(last)} lines", **details)
 
 
