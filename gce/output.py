@@ -13,7 +13,9 @@ from __future__ import annotations
 import json as _json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -131,3 +133,71 @@ def render(*renderables: RenderableType) -> None:
     # rich pads every row of a table to its full width; trailing blanks only get in the way of grep and diff
     sys.stdout.write("".join(ln.rstrip(" ") + "\n" for ln in captured.get().splitlines()))
     sys.stdout.flush()
+
+
+# A step that ends sooner than this shows nothing: a spinner that flashes by is noise.
+SPINNER_DELAY = 0.5
+
+
+class _Steps:
+    """The current step of a slow command, shown as a spinner on stderr once it has lasted
+    SPINNER_DELAY; calling it names the next step."""
+
+    def __init__(self, shown: bool) -> None:
+        self._shown = shown
+        self._lock = threading.Lock()
+        self._text = ""
+        self._status: Any = None
+        self._timer: threading.Timer | None = None
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            self._text = text
+            if not self._shown:
+                return
+            if self._status is not None:
+                self._status.update(_plain(text))
+                return
+            if self._timer is not None:
+                self._timer.cancel()  # the clock restarts with each step
+            self._timer = threading.Timer(SPINNER_DELAY, self._show)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _show(self) -> None:
+        with self._lock:
+            if self._status is None and self._timer is not None:
+                from rich.status import Status
+
+                # transient: the finished command's own lines are all that stays on screen
+                self._status = Status(_plain(self._text), console=console(stderr=True), spinner="dots")
+                self._status.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
+
+
+def _plain(text: str) -> Any:
+    from rich.text import Text
+
+    return Text(text)  # a step names endpoints and paths: never markup
+
+
+@contextmanager
+def spinner(first_step: str) -> Iterator[Callable[[str], None]]:
+    """Show the current step of a slow command; yields a callable that names the next step.
+
+    Only on a terminal (stdout and stderr both): piped or logged output gets none of it.
+    """
+    steps = _Steps(shown=_isatty(sys.stdout) and _isatty(sys.stderr) and os.environ.get("TERM") != "dumb")
+    steps(first_step)
+    try:
+        yield steps
+    finally:
+        steps.close()

@@ -177,7 +177,8 @@ def provision(
     known = {account: _known_password(_lookup(paths.config_file, "broker", "url"), account)}
     if sdk_config and users:
         known[users[0]] = _known_password(_lookup(sdk_file, "broker_url"), users[0])
-    have = p.exported_definitions(rabbitmqctl)  # one call (~1 s) for both accounts and grants
+    with output.spinner("reading the broker's accounts and grants"):
+        have = p.exported_definitions(rabbitmqctl)  # one call (~1 s) for both accounts and grants
     exists = p.existing_accounts(have)
     password = _passwords([account, *users], exists, known, rotate)
     kept = [a for a in [account, *users] if password[a] is None]
@@ -190,7 +191,8 @@ def provision(
     grants = {u: sorted({*had.get(u, []), endpoint_id}) for u in users}
     defs = p.definitions(vhost, endpoints=[(p.Account(account, password[account]), endpoint_id)],
                          users=[(p.Account(u, password[u]), grants[u]) for u in users])
-    p.import_definitions(defs, rabbitmqctl)
+    with output.spinner(f"loading the accounts of endpoint {endpoint} into the broker"):
+        p.import_definitions(defs, rabbitmqctl)
     url = {a: p.amqp_url(a, pw, host, port, vhost) for a, pw in password.items() if pw is not None}
 
     where = f"{host}:{port}, vhost {vhost}"

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from gce import output
 from gce.commands import NameArg, configured_paths
 from gce.commands.start import start_detached
 from gce.commands.stop import stop_endpoint
@@ -57,9 +58,13 @@ def command(
     """
     from gce.config import model
 
-    paths = configured_paths(name)
-    config = model.load(paths, engine_options=True)  # a key parsl would refuse, before anything stops
-    model.check_broker_account(config, str(paths.config_file))
-    check_login(name, config.broker_url)
-    stop_endpoint(name, timeout=30.0)
-    start_detached(name, timeout)
+    with output.spinner(f"checking the configuration of endpoint {name}") as step:
+        paths = configured_paths(name)
+        config = model.load(paths, engine_options=True)  # a key parsl would refuse, before anything stops
+        model.check_broker_account(config, str(paths.config_file))
+        step("logging in to the broker")
+        check_login(name, config.broker_url)
+        step(f"stopping endpoint {name}")
+        stop_endpoint(name, timeout=30.0)
+        step(f"starting endpoint {name}")
+        start_detached(name, timeout)

@@ -1,0 +1,69 @@
+"""The spinner of slow commands, on a real terminal (a pty driven by pexpect) and off one.
+
+`gce broker provision` runs rabbitmqctl; a stand-in that takes a second and then fails makes
+its first step slow without a broker. A step shows once it has lasted half a second.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+GCE = str(Path(sys.executable).parent / "gce")
+STEP = "reading the broker's accounts and grants"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith("GCE_") and k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS")}
+    env = {**keep, "GCE_HOME": str(tmp_path / "gce-home"), "TERM": "xterm-256color", "NO_COLOR": "1"}
+    subprocess.run([GCE, "configure", "demo", "--broker-url", "amqp://ep@127.0.0.1:1/gce", "--engine", "thread"],
+                   env=env, check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    return env
+
+
+def slow_rabbitmqctl(tmp_path: Path, seconds: float) -> str:
+    """A rabbitmqctl that answers after SECONDS that the broker is down."""
+    script = tmp_path / "rabbitmqctl"
+    script.write_text(f"#!/bin/sh\nsleep {seconds}\necho 'Error: unable to perform an operation on node' >&2\nexit 69\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def provision_on_a_terminal(env: dict[str, str], ctl: str) -> tuple[str, int]:
+    child = pexpect.spawn(GCE, ["broker", "provision", "--endpoint", "demo", "--rabbitmqctl", ctl],
+                          env=env, encoding="utf-8", timeout=30, dimensions=(24, 120))
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.before, child.exitstatus
+
+
+def test_a_slow_step_shows_a_spinner_naming_it_on_a_terminal(env, tmp_path):
+    shown, status = provision_on_a_terminal(env, slow_rabbitmqctl(tmp_path, 1.5))
+    assert STEP in shown
+    assert any(frame in shown for frame in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"), shown  # it spins, not just a line
+    assert "error: rabbitmqctl export_definitions failed" in shown  # the error still reads as before
+    assert status == 69
+
+
+def test_a_quick_step_shows_nothing(env, tmp_path):
+    shown, status = provision_on_a_terminal(env, slow_rabbitmqctl(tmp_path, 0))
+    assert STEP not in shown
+    assert "error: rabbitmqctl export_definitions failed" in shown
+    assert status == 69
+
+
+def test_no_spinner_when_output_is_piped(env, tmp_path):
+    proc = subprocess.run([GCE, "broker", "provision", "--endpoint", "demo", "--rabbitmqctl",
+                           slow_rabbitmqctl(tmp_path, 1.5)],
+                          env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert proc.returncode == 69
+    assert "error: rabbitmqctl export_definitions failed" in proc.stderr
+    assert STEP not in proc.stdout + proc.stderr
+    assert "\x1b[" not in proc.stdout + proc.stderr  # no cursor movement either
