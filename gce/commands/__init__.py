@@ -10,16 +10,52 @@ from typing import Annotated
 
 import typer
 
-from gce.config.paths import EndpointPaths, endpoint_paths, require_readable
+from gce.config.paths import EndpointPaths, endpoint_paths, looks_like_id, names_with_id, require_readable
 from gce.errors import EX_CONFIG, ConfigError
 
-NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The endpoint's name (see gce list).", show_default=False)]
+
+def complete_name(incomplete: str) -> list[str]:
+    """The configured endpoints whose name starts with INCOMPLETE (shell completion of NAME)."""
+    from gce.config.paths import list_endpoint_names
+
+    return [n for n in list_endpoint_names() if n.startswith(incomplete)]
+
+
+def resolve_name(name: str) -> str:
+    """The name of the endpoint NAME designates: NAME itself, or the endpoint whose id NAME is.
+
+    A name wins over an id: an endpoint may be named like a UUID. An id no endpoint has is
+    returned unchanged, so that each command reports "no such endpoint" with its own exit code.
+    """
+    if not looks_like_id(name) or endpoint_paths(name).config_dir.exists():
+        return name
+    found = names_with_id(name)
+    if len(found) > 1:
+        raise ConfigError(
+            f"endpoint id {name!r} is ambiguous",
+            f"endpoints {' and '.join(map(repr, found))} both have it",
+            hint="gce list shows each endpoint's id; name the endpoint instead, or delete the copy",
+        )
+    return found[0] if found else name
+
+
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The endpoint's name or id (see gce list).",
+                                        show_default=False, autocompletion=complete_name,
+                                        callback=resolve_name)]
 
 
 def configured_paths(name: str, exit_code: int = EX_CONFIG) -> EndpointPaths:
-    """The paths of endpoint NAME; a ConfigError (EXIT_CODE) if no such endpoint is configured."""
-    paths = endpoint_paths(name)
+    """The paths of endpoint NAME (a name or an id); a ConfigError (EXIT_CODE) if no such
+    endpoint is configured."""
+    paths = endpoint_paths(resolve_name(name))
     require_readable(paths)  # a directory this user may not enter is not "no such endpoint"
+    if not paths.config_file.is_file() and looks_like_id(name):
+        raise ConfigError(
+            f"no such endpoint {name!r}",
+            "no endpoint is named so or has this id",
+            hint="gce list shows the configured endpoints and their ids",
+            exit_code=exit_code,
+        )
     if not paths.config_file.is_file():
         raise ConfigError(
             f"no endpoint named {name!r}",

@@ -175,3 +175,29 @@ def _has_config(d: Path) -> bool:
         return (d / "config.yaml").exists()
     except PermissionError:
         return True
+
+
+# An endpoint id as gce writes it (uuid4, 8-4-4-4-12 hex digits), in either case.
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def looks_like_id(text: str) -> bool:
+    """Whether TEXT has the form of an endpoint id (a UUID)."""
+    return bool(_UUID_RE.match(text or ""))
+
+
+def names_with_id(endpoint_id: str) -> list[str]:
+    """The configured endpoints whose endpoint.json holds ENDPOINT_ID (compared case-insensitively).
+    Endpoints whose id cannot be read are left out: they are no answer to "which one has this id"."""
+    import json
+
+    wanted = endpoint_id.lower()
+    found = []
+    for name in list_endpoint_names():
+        try:
+            data = json.loads(endpoint_paths(name).endpoint_json.read_text())
+            if str(data["endpoint_id"]).lower() == wanted:
+                found.append(name)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
