@@ -22,6 +22,7 @@ from gce.commands import broker, configure, delete, idmap, list_, restart, start
 from gce.commands import render_user_config
 from gce.commands import enable_on_boot
 from gce.commands import diagnostic
+from gce.commands import logs
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
 # Exceptions that typer itself turns into the right exit code and message.
@@ -56,7 +57,7 @@ app = typer.Typer(
     "through a RabbitMQ broker.",
     epilog="Start with: gce configure NAME, then gce start NAME --detach.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; NAME arguments complete endpoints
     # Plain help: typer's rich help imports ~130 ms of modules (rich.markdown, markdown_it...),
     # which would make `gce --help` twice as slow. Tables and messages still use rich.
     rich_markup_mode=None,
@@ -65,6 +66,22 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def _print_version(value: bool) -> None:
+    if value:
+        from gce import __version__
+
+        output.line(f"gce {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version_: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                  help="Show gce's version and exit (gce version tells the libraries' too)."),
+) -> None:
+    pass
+
+
 # One line per command; the order is the order of `gce --help`.
 app.command("version")(version.command)
 app.command("configure")(configure.command)
@@ -72,6 +89,7 @@ app.command("start")(start.command)
 app.command("stop")(stop.command)
 app.command("restart")(restart.command)
 app.command("status")(status.command)
+app.command("logs")(logs.command)
 app.command("list")(list_.command)
 app.command("delete")(delete.command)
 app.command("render-user-config")(render_user_config.command)

@@ -18,7 +18,8 @@ from gce.cli import GceGroup, app
 from gce.errors import ConfigError, GceError
 
 GCE_BIN = Path(sys.executable).parent / "gce"
-COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "list", "delete", "render-user-config",
+COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "logs", "list", "delete",
+            "render-user-config",
             "diagnostic", "enable-on-boot", "disable-on-boot", "broker", "idmap")
 HEAVY = ("parsl", "pika", "textual", "jinja2")
 
@@ -57,6 +58,19 @@ def test_no_arguments_shows_help(clean_env):
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 2
     assert "Usage: gce [OPTIONS] COMMAND [ARGS]..." in result.output
+
+
+def test_version_option_prints_the_version_and_exits(clean_env):
+    from gce import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert (result.exit_code, result.stdout, result.stderr) == (0, f"gce {__version__}\n", "")
+
+
+def test_help_offers_version_and_completion(clean_env):
+    result = CliRunner().invoke(app, ["--help"])
+    options = re.findall(r"^  (?:-\w, )?(--[a-z-]+)", result.stdout.split("Options:")[1].split("Commands:")[0], flags=re.M)
+    assert options == ["--version", "--install-completion", "--show-completion", "--help"]
 
 
 def test_usage_errors_keep_exit_code_2(clean_env):
@@ -135,7 +149,8 @@ def _imported_modules(*args: str) -> set[str]:
     return {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
 
 
-@pytest.mark.parametrize("args", [("--help",), ("version",), ("version", "--json"), ("configure", "--help")])
+@pytest.mark.parametrize("args", [("--help",), ("version",), ("version", "--json"), ("configure", "--help"),
+                                  ("--version",)])
 def test_help_and_version_import_no_heavy_library(args, clean_env):
     modules = _imported_modules(*args)
     assert "gce.cli" in modules  # the measurement works
