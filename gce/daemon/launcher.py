@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -114,8 +115,23 @@ def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
     else:  # it died before it could say why: what it wrote to stderr may
         reason = (f"the manager exited with status {proc.returncode}" + _last_lines(paths)
                   + _last_lines(paths, stderr_file(paths)))
-    raise Unavailable(f"endpoint {paths.name!r} failed to start", reason,
-                      hint=f"fix the cause, then gce start {paths.name} --detach (full log: {paths.log_file})")
+    raise Unavailable(f"endpoint {paths.name!r} failed to start", reason, hint=start_hint(paths, reason))
+
+
+def start_hint(paths: EndpointPaths, reason: str) -> str:
+    """What to do about the cause REASON names, then how to try again."""
+    name, config = paths.name, paths.config_file
+    if "refused the login" in reason:
+        todo = f"check the broker URL's user and password in {config}"
+    elif "may not use the virtual host" in reason or "permission" in reason:
+        todo = (f"give the endpoint's broker account its grants (gce broker provision --endpoint {name}), "
+                f"or fix the virtual host in {config}")
+    elif "cannot connect to the broker" in reason or "did not answer within" in reason:
+        todo = (f"is the broker running, and is its address in {config} right? "
+                f"gce diagnostic --endpoint {name} checks the way there")
+    else:
+        todo = f"gce diagnostic --endpoint {name} checks each part of the endpoint"
+    return f"{todo}; then gce start {name} --detach (full log: {paths.log_file})"
 
 
 def stderr_file(paths: EndpointPaths) -> Path:
@@ -125,8 +141,39 @@ def stderr_file(paths: EndpointPaths) -> Path:
 
 def _last_lines(paths: EndpointPaths, path: Path | None = None) -> str:
     path = path or paths.log_file
-    lines = tail(path, 10)
-    return f"\nlast lines of {path}:\n{lines}" if lines else ""
+    shown, left_out = lines_for_people(tail(path, 200), 10)
+    if not shown:
+        return ""
+    note = (f" ({left_out} lines of pika, the AMQP library, left out: they repeat the cause above)"
+            if left_out else "")
+    return f"\nlast lines of {path}{note}:\n" + "\n".join(shown)
+
+
+# "<date> <time> <LEVEL> manager[<pid>] <logger>: <message>", as the manager's log handler writes it.
+_LINE = re.compile(r"^(\S+ (\S+)) \S+ \S+ (\S+): ")
+
+
+def lines_for_people(text: str, lines: int) -> tuple[list[str], int]:
+    """The last LINES lines of the log TEXT worth reading, and how many pika lines were left out.
+
+    pika logs one failed connection five times over at ERROR, each a restatement of the reason
+    gce already gives; and a line repeated but for its time is shown once, with a count."""
+    kept: list[list] = []  # [line, key, repeats, last time]
+    left_out = 0
+    for ln in text.splitlines():
+        m = _LINE.match(ln)
+        if m and m.group(3).startswith("pika."):
+            left_out += 1
+            continue
+        key = ln[m.end(1):] if m else ln
+        if kept and kept[-1][1] == key:
+            kept[-1][2] += 1
+            kept[-1][3] = m.group(2) if m else ""
+            continue
+        kept.append([ln, key, 0, ""])
+    shown = [ln + (f"  (and {n} more time{'s' * (n != 1)}" + (f" until {last})" if last else ")") if n else "")
+             for ln, _, n, last in kept[-lines:]]
+    return shown, left_out
 
 
 def _take_down(proc: subprocess.Popen, terminate: bool) -> None:
