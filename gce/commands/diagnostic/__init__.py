@@ -32,6 +32,9 @@ def command(
         "default: the first of allowed_identities.")] = None,
     log_lines: Annotated[int, typer.Option(
         "--log-lines", min=1, max=1000, metavar="N", help="Lines of each log to show and check.")] = 20,
+    probe: Annotated[bool, typer.Option(
+        "--probe", help="Also submit a no-op task to each endpoint through the broker, as the broker user "
+        "of $GCE_BROKER_URL or sdk.yaml, and report the round trip (at most 10 s an endpoint).")] = False,
 ) -> None:
     """Check this host and its endpoints, and say what is wrong.
 
@@ -54,5 +57,6 @@ def command(
         names = [configured_paths(endpoint).name] if endpoint else list_endpoint_names()
     if make_bundle and bundle_dir is None:
         bundle_dir = Path.cwd()
-    if report.run(names, as_json=as_json, bundle_dir=bundle_dir, identity=identity, log_lines=log_lines):
+    if report.run(names, as_json=as_json, bundle_dir=bundle_dir, identity=identity, log_lines=log_lines,
+                  probe=probe):
         raise typer.Exit(1)

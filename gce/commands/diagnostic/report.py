@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gce import output
-from gce.commands.diagnostic import bundle, checks, clock, host, logs, multiuser, network
+from gce.commands.diagnostic import bundle, checks, clock, host, logs, multiuser, network, probe_task
 from gce.commands.diagnostic.redact import Redactor
 from gce.commands.diagnostic.result import (FAIL, Result, guarded, section_table, section_title, skip, summary,
                                             warn)
@@ -23,7 +23,7 @@ from gce.config.paths import EndpointPaths, config_root, endpoint_paths
 MAX_PARALLEL = 8
 
 
-def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int) -> list[Result]:
+def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int, probe: bool = False) -> list[Result]:
     """Every check of one endpoint, in order."""
     ctx = checks.Context(paths)
     steps: list[tuple[str, Callable[[], Any]]] = [
@@ -40,6 +40,8 @@ def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int) -
         ("user template", lambda: multiuser.template(ctx)),
         ("log", lambda: logs.log(ctx, log_lines)),
     ]
+    if probe:  # after the broker checks, which say why a login fails better than a task can
+        steps.insert(9, (probe_task.CHECK, lambda: probe_task.probe(ctx)))
     results: list[Result] = []
     for name, step in steps:
         results += guarded(name, step)
@@ -78,7 +80,8 @@ def report_text(sections: list[tuple[str, list[Result]]], results: list[Result])
     return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
 
 
-def run(names: list[str], *, as_json: bool, bundle_dir: Path | None, identity: str | None, log_lines: int) -> bool:
+def run(names: list[str], *, as_json: bool, bundle_dir: Path | None, identity: str | None, log_lines: int,
+        probe: bool = False) -> bool:
     """Check this host and the endpoints NAMES, print the report, write a bundle into BUNDLE_DIR
     unless it is None; True when a check failed."""
     all_paths = [endpoint_paths(n) for n in names]
@@ -103,7 +106,7 @@ def run(names: list[str], *, as_json: bool, bundle_dir: Path | None, identity: s
     if all_paths:
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(all_paths)),
                                 thread_name_prefix="gce-diagnostic") as pool:
-            futures = [pool.submit(check_endpoint, p, identity, log_lines) for p in all_paths]
+            futures = [pool.submit(check_endpoint, p, identity, log_lines, probe) for p in all_paths]
             for p, fut in zip(all_paths, futures):
                 show(section_title(p.name), fut.result())
 
