@@ -8,14 +8,35 @@ import typer
 
 from gce import output
 from gce.commands import NameArg, configured_paths
+from gce.config.paths import EndpointPaths
+from gce.errors import GceError
 
+
+def warn_if_others_may_read(paths: EndpointPaths) -> None:
+    """Say so when the config holds the broker password and others may read it, as gce
+    diagnostic does; the endpoint starts all the same (the password has been readable anyway)."""
+    import stat
+
+    from gce.config import model
+    from gce.transport.urls import has_password
+
+    try:
+        mode = stat.S_IMODE(paths.config_file.stat().st_mode)
+        if not mode & 0o077 or not has_password(model.load(paths).broker_url):
+            return
+    except (OSError, GceError):
+        return  # starting reports what is wrong with the config itself
+    output.warning(f"{paths.config_file} holds the broker password and others may read it (mode {mode:04o})")
+    output.hint(f"chmod go-rwx {paths.config_dir} {paths.config_file}")
 
 
 def start_detached(name: str, timeout: float) -> None:
     """Start NAME in the background and say where it runs; shared with gce restart."""
     from gce.daemon import launcher
 
-    info = launcher.start_detached(configured_paths(name), timeout=timeout)
+    paths = configured_paths(name)
+    warn_if_others_may_read(paths)
+    info = launcher.start_detached(paths, timeout=timeout)
     output.success(f"endpoint {name} started (pid {info['pid']}, id {info['endpoint_id']}); logs: {info['log_file']}")
     output.line(f"see it with: gce status {name}; stop it with: gce stop {name}")
 
@@ -47,4 +68,6 @@ def command(
         return
     from gce.daemon import launcher
 
-    raise typer.Exit(launcher.run_foreground(configured_paths(name)))
+    paths = configured_paths(name)
+    warn_if_others_may_read(paths)
+    raise typer.Exit(launcher.run_foreground(paths))
