@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 
 import pytest
 
@@ -37,6 +38,14 @@ def test_probe_passes_with_a_round_trip_then_fails_fast_once_stopped(broker, gce
         assert passed["status"] == "PASS", passed
         assert re.fullmatch(r"a no-op task from probe-user came back in \d+ ms", passed["reason"])
         assert passed["details"]["round_trip_ms"] < 10_000
+        _, others = broker.provision(str(uuid.uuid4()), users=["probe-stranger"])  # allowed elsewhere only
+        t0 = time.monotonic()
+        refused = probe_result(gce_bin, "probe", {"GCE_BROKER_URL": others["probe-stranger"]})
+        assert time.monotonic() - t0 < 15
+        assert refused["status"] == "FAIL", refused
+        assert refused["reason"].startswith("the task from probe-stranger was refused: "), refused
+        assert refused["hint"] == "is probe-stranger allowed on this endpoint? " \
+                                  "gce broker provision --endpoint probe --user probe-stranger"
     finally:
         gce_bin("stop", "probe")
         wait_until(lambda: not processes_under(home), timeout=30)
