@@ -157,8 +157,9 @@ def enable(name: NameArg) -> None:
     manager, which runs from boot only if lingering is on for you (loginctl enable-linger).
     The endpoint's configuration is checked first; the command returns once the endpoint is
     connected and ready, or says why it is not. systemd restarts the endpoint if it fails, but
-    not when its configuration is invalid. Where systemd does not run, the unit file is written
-    and the commands to run later are printed.
+    not when its configuration is invalid. Where systemd does not run (an image being built),
+    nothing starts: the unit file is written, a warning says so, and the commands to run later
+    are printed on stdout.
     """
     from gce.config import model
     from gce.daemon import pidfile
@@ -172,7 +173,9 @@ def enable(name: NameArg) -> None:
                              hint=f"gce stop {name}, then gce enable-on-boot {name}")
     state = install(name, target, systemd, gce_executable(), os.environ.get("GCE_HOME"))
     if state is None:
-        output.warning(f"systemd does not run here; wrote {target.template}. Where it runs, start the endpoint with:")
+        # Exit 0 all the same: building an image (a chroot, no systemd yet) is what this is for there.
+        output.warning(f"systemd does not run here: endpoint {name} is not running and will not start at boot; "
+                       f"only {target.template} was written. Where systemd runs, enable and start it with:")
         output.line(f"{target.systemctl} daemon-reload")
         output.line(f"{target.systemctl} enable --now {unit}")
     elif state.get("ActiveState") != "active":

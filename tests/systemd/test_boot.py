@@ -260,8 +260,9 @@ def test_without_a_running_systemd_root_gets_the_unit_and_the_commands(rootfs_ta
                                GCE, "enable-on-boot", "offline"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert done.stdout == "systemctl daemon-reload\nsystemctl enable --now gce-endpoint@offline.service\n"
-        assert done.stderr == ("warning: systemd does not run here; wrote /etc/systemd/system/gce-endpoint@.service."
-                               " Where it runs, start the endpoint with:\n")
+        assert done.stderr == ("warning: systemd does not run here: endpoint offline is not running and will not "
+                               "start at boot; only /etc/systemd/system/gce-endpoint@.service was written. Where "
+                               "systemd runs, enable and start it with:\n")
         from gce.commands.enable_on_boot import render_unit
 
         assert (root / "etc/systemd/system/gce-endpoint@.service").read_text() == render_unit(False, GCE, None)
