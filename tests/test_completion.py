@@ -34,11 +34,15 @@ def _env(home: Path) -> dict[str, str]:
 
 def test_install_completion_writes_only_under_home_and_completes_names(shell_home: Path):
     env = _env(shell_home)
+    real_bashrc = Path.home() / ".bashrc"
+    before = real_bashrc.read_bytes() if real_bashrc.exists() else None
     installed = pexpect.run(f"{VENV_BIN / 'gce'} --install-completion bash", env=env, encoding="utf-8",
                             withexitstatus=True, timeout=30)
     assert installed[1] == 0, installed[0]
     assert "bash completion installed" in installed[0]
     assert "gce" in (shell_home / ".bashrc").read_text()
+    assert (shell_home / ".bash_completions" / "gce.sh").is_file()
+    assert (real_bashrc.read_bytes() if real_bashrc.exists() else None) == before
 
     bash = pexpect.spawn("bash", ["--noprofile", "-i"], env=env, encoding="utf-8", timeout=20,
                          dimensions=(40, 200))
