@@ -12,6 +12,7 @@ command function, so ``gce --help`` stays fast.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
@@ -27,10 +28,35 @@ from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
 # Exceptions that typer itself turns into the right exit code and message.
 _TYPER_EXITS = (typer.Exit, typer.Abort, typer.TyperException, EOFError, BrokenPipeError)
+_BRACED = re.compile(r"\{([A-Z][A-Z0-9_]*(?:\.\.\.)?)\}")
+_Context = TyperGroup.context_class
+
+
+class _PlainUsageContext(_Context):  # type: ignore[misc, valid-type]
+    class formatter_class(_Context.formatter_class):  # type: ignore[misc, name-defined]
+        """typer writes a required argument as {NAME} in usage lines; gce's help text and
+        README write NAME, as click itself and most tools do."""
+
+        def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+            super().write_usage(prog, _BRACED.sub(r"\1", args), prefix)
+
+
+def _plain_usage(cmd: Any) -> Any:
+    """CMD, and the commands of a group below it, with usage lines that say NAME."""
+    if cmd is not None:
+        cmd.context_class = _PlainUsageContext
+        for sub in getattr(cmd, "commands", {}).values():
+            _plain_usage(sub)
+    return cmd
 
 
 class GceGroup(TyperGroup):
     """The root command group: runs a subcommand and reports its failure."""
+
+    context_class = _PlainUsageContext
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return _plain_usage(super().get_command(ctx, cmd_name))
 
     def invoke(self, ctx: Any) -> Any:
         try:
