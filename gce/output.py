@@ -58,6 +58,7 @@ def _styled(prefix: str, style: str, text: str) -> Any:
 
 def line(text: str, style: str = "") -> None:
     """Print one line of (possibly user-controlled) text on stdout."""
+    _hush()
     from rich.text import Text
 
     console().print(Text(text, style=style), soft_wrap=True)
@@ -68,15 +69,18 @@ def success(text: str) -> None:
 
 
 def hint(text: str) -> None:
+    _hush()
     console(stderr=True).print(_styled("hint: ", "bold cyan", text), soft_wrap=True)
 
 
 def warning(text: str) -> None:
+    _hush()
     console(stderr=True).print(_styled("warning: ", "bold yellow", text), soft_wrap=True)
 
 
 def error(exc: GceError) -> None:
     """Render a GceError as ``error: <what>: <why>`` and ``hint: <hint>`` on stderr."""
+    _hush()
     err = console(stderr=True)
     err.print(_styled("error: ", "bold red", str(exc)), soft_wrap=True)
     if exc.hint:
@@ -85,6 +89,7 @@ def error(exc: GceError) -> None:
 
 def internal_error(exc: BaseException, traceback_shown: bool = False) -> None:
     """Report an unexpected exception (a bug) in one line, and what to do about it."""
+    _hush()
     err = console(stderr=True)
     err.print(_styled("error: ", "bold red", f"internal error: {type(exc).__name__}: {exc}"), soft_wrap=True)
     if traceback_shown:
@@ -95,6 +100,7 @@ def internal_error(exc: BaseException, traceback_shown: bool = False) -> None:
 
 def traceback(exc: BaseException) -> None:
     """Print EXC's traceback without local variables (they may hold secrets)."""
+    _hush()
     import traceback as tb
 
     sys.stderr.write("".join(tb.format_exception(type(exc), exc, exc.__traceback__)))
@@ -103,6 +109,7 @@ def traceback(exc: BaseException) -> None:
 
 def json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, never styled."""
+    _hush()
     sys.stdout.write(_json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
 
@@ -126,6 +133,7 @@ def make_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], no_wrap: S
 
 def render(*renderables: RenderableType) -> None:
     """Print rich renderables (tables, grids) on stdout."""
+    _hush()
     out = console()
     with out.capture() as captured:
         for r in renderables:
@@ -137,6 +145,15 @@ def render(*renderables: RenderableType) -> None:
 
 # A step that ends sooner than this shows nothing: a spinner that flashes by is noise.
 SPINNER_DELAY = 0.5
+_spinners: list[_Steps] = []
+
+
+def _hush() -> None:
+    """Take any spinner off the screen before a line is printed: the line would land on the
+    spinner's own (rich redirects only the writes made through the spinner's console). The
+    spinner comes back, if slow, with the next step."""
+    for steps in _spinners:
+        steps.hide()
 
 
 class _Steps:
@@ -173,7 +190,7 @@ class _Steps:
                 self._status = Status(_plain(self._text), console=console(stderr=True), spinner="dots")
                 self._status.start()
 
-    def close(self) -> None:
+    def hide(self) -> None:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
@@ -197,7 +214,9 @@ def spinner(first_step: str) -> Iterator[Callable[[str], None]]:
     """
     steps = _Steps(shown=_isatty(sys.stdout) and _isatty(sys.stderr) and os.environ.get("TERM") != "dumb")
     steps(first_step)
+    _spinners.append(steps)
     try:
         yield steps
     finally:
-        steps.close()
+        _spinners.remove(steps)
+        steps.hide()

@@ -67,3 +67,21 @@ def test_no_spinner_when_output_is_piped(env, tmp_path):
     assert "error: rabbitmqctl export_definitions failed" in proc.stderr
     assert STEP not in proc.stdout + proc.stderr
     assert "\x1b[" not in proc.stdout + proc.stderr  # no cursor movement either
+
+
+def test_a_line_printed_during_a_slow_step_is_not_written_over_the_spinner(env):
+    # rich redirects only writes made through the spinner's own console; gce prints through others
+    code = ("import time\nfrom gce import output\n"
+            "with output.spinner('waiting') as step:\n"
+            "    time.sleep(0.8)\n    output.success('endpoint demo started')\n"
+            "    step('checking')\n    time.sleep(0.8)\n"
+            "output.line('done')\n")
+    child = pexpect.spawn(sys.executable, ["-c", code], env=env, encoding="utf-8", timeout=30, dimensions=(24, 120))
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = child.before
+    assert "waiting" in screen and "checking" in screen  # the spinner came back for the next slow step
+    # each printed line starts on a cleared line, never after a spinner frame
+    assert "\x1b[2Kendpoint demo started\r\n" in screen, screen
+    assert "\x1b[2Kdone\r\n" in screen, screen
+    assert child.exitstatus == 0
