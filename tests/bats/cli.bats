@@ -105,7 +105,7 @@ json_get() {
       "[('demo', 'stopped', 'ThreadPoolEngine')]" ]
 }
 
-@test "gce status exits 3 for a stopped endpoint and 4 for an unknown one" {
+@test "gce status exits 3 for a stopped endpoint and 78 for an unknown one, as gce stop does" {
     configure_demo
     run --separate-stderr gce status demo
     assert_failure 3
@@ -115,8 +115,10 @@ json_get() {
     assert_failure 3
     [ "$(json_get 'd["state"]')" = stopped ]
     run --separate-stderr gce status nope
-    assert_failure 4
+    assert_failure 78
     [[ "${stderr_lines[0]}" == "error: no endpoint named 'nope'"* ]]
+    run --separate-stderr gce stop nope
+    assert_failure 78
 }
 
 @test "gce stop of an endpoint that is not running exits 0 and says so" {
