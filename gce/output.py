@@ -212,6 +212,10 @@ def spinner(first_step: str) -> Iterator[Callable[[str], None]]:
 
     Only on a terminal (stdout and stderr both): piped or logged output gets none of it.
     """
+    if _spinners:  # a step inside a slow command (restart's start): one spinner, naming the innermost step
+        _spinners[-1](first_step)
+        yield _spinners[-1]
+        return
     steps = _Steps(shown=_isatty(sys.stdout) and _isatty(sys.stderr) and os.environ.get("TERM") != "dumb")
     steps(first_step)
     _spinners.append(steps)

@@ -85,3 +85,19 @@ def test_a_line_printed_during_a_slow_step_is_not_written_over_the_spinner(env):
     assert "\x1b[2Kendpoint demo started\r\n" in screen, screen
     assert "\x1b[2Kdone\r\n" in screen, screen
     assert child.exitstatus == 0
+
+
+def test_a_spinner_inside_another_names_its_step_on_the_same_line(env):
+    # gce restart shows its steps; the start it ends with may show its own
+    code = ("import time\nfrom gce import output\n"
+            "with output.spinner('stopping') as step:\n"
+            "    time.sleep(0.8)\n"
+            "    with output.spinner('starting'):\n        time.sleep(0.8)\n")
+    child = pexpect.spawn(sys.executable, ["-c", code], env=env, encoding="utf-8", timeout=30, dimensions=(24, 120))
+    child.expect(pexpect.EOF)
+    child.close()
+    shown = child.before
+    assert "stopping" in shown and "starting" in shown
+    # two spinners would take turns on the line: once the inner step began, only it shows
+    assert "stopping" not in shown[shown.index("starting"):], shown
+    assert child.exitstatus == 0
