@@ -38,6 +38,7 @@ class Source:
     label: str  # what each of its lines is prefixed with
     path: Path
     owner: int | None = None  # the uid that must own it (a user's file read by root), or None
+    where: str = ""  # parsl's files: the path below the run directory (user/ first for a user's)
     offset: int = field(default=0, repr=False)  # how far -f has read
 
 
@@ -88,13 +89,25 @@ def sources(paths: EndpointPaths, multi_user: bool, user: str | None = None) -> 
     if user is None:
         found += [Source("manager", p) for p in (paths.log_file, _sibling(paths.log_file, ".stderr"))]
         found += [Source(f"uep {p.stem}", p) for p in _files(paths.uep_log_dir, "*.log", "*.stderr")]
-        found += _parsl(paths.state_dir / "uep", None, "")
+    found += parsl_files(paths, multi_user, user, everything=False)
     if multi_user and os.geteuid() == 0:
         for name, uid, home in _accounts(user):
             logs = Path(home, ".gce", "uep-logs", paths.name)
             found += [Source(f"uep {name}/{p.stem}", p, uid) for p in _files(logs, "*.log")]
-            found += _parsl(Path(home, ".gce", "uep", paths.name), uid, f"{name}/")
     return [s for s in found if s.path.exists()]
+
+
+def parsl_files(paths: EndpointPaths, multi_user: bool, user: str | None = None,
+                everything: bool = True) -> list[Source]:
+    """parsl's side of the endpoint PATHS: interchange logs and the blocks' output; with
+    EVERYTHING also the blocks' submit scripts and the workers' logs (for a support bundle)."""
+    found: list[Source] = []
+    if user is None:
+        found += _parsl(paths.state_dir / "uep", None, "", everything)
+    if multi_user and os.geteuid() == 0:
+        for name, uid, home in _accounts(user):
+            found += _parsl(Path(home, ".gce", "uep", paths.name), uid, f"{name}/", everything)
+    return found
 
 
 def _sibling(path: Path, suffix: str) -> Path:
@@ -108,18 +121,25 @@ def _files(directory: Path, *patterns: str) -> list[Path]:
         return []
 
 
-def _parsl(run_dir: Path, owner: int | None, who: str) -> list[Source]:
-    """The interchange's log and the blocks' output of every run below RUN_DIR (a UEP's own, or
-    one per user config digest in multi-user mode)."""
+def _parsl(run_dir: Path, owner: int | None, who: str, everything: bool) -> list[Source]:
+    """The parsl files of every run below RUN_DIR (a UEP's own, or one per user config digest
+    in multi-user mode); WHO prefixes their labels and bundle paths."""
     found = []
     for d in [run_dir, *_files(run_dir, "*")]:
         digest = f"{who}{d.name}" if d != run_dir else who.rstrip("/")
         tag = f" {digest}" if digest else ""
+
+        def add(label: str, path: Path) -> None:
+            found.append(Source(label, path, owner, f"{who}{path.relative_to(run_dir)}"))
+
         for log in _files(d, "*/interchange.log"):
-            found.append(Source(f"interchange{tag}", log, owner))
-        for out in _files(d / "submit_scripts", "*.out", "*.err"):
+            add(f"interchange{tag}", log)
+        for out in _files(d / "submit_scripts", "*.out", "*.err", *(("*.sh",) if everything else ())):
             m = _BLOCK.search(out.name)
-            found.append(Source(f"block {m.group(1) if m else out.stem}{tag}", out, owner))
+            add(f"block {m.group(1) if m else out.stem}{tag}", out)
+        if everything:
+            for log in _files(d, "*/block-*/*/*.log"):
+                add(f"worker {log.parent.parent.name}{tag}", log)
     return found
 
 

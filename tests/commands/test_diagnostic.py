@@ -900,7 +900,8 @@ def test_bundle_holds_the_configs_and_logs_without_any_secret(home, tmp_path, mo
         "endpoints/secretive/config/user_environment.yaml", "endpoints/secretive/logs/endpoint.log",
         "endpoints/secretive/logs/uep/default.log", "endpoints/secretive/logs/endpoint.log.stderr",
         "endpoints/secretive/logs/uep/0123456789abcdef.stderr",
-        f"endpoints/secretive/logs/uep/{local_user.pw_name}/fedcba9876543210.log", "report.txt", "report.json"}
+        f"endpoints/secretive/logs/uep/{local_user.pw_name}/fedcba9876543210.log", "report.txt", "report.json",
+        "versions.txt"}
     everything = {"stdout": result.stdout, **members}
     for where, text in everything.items():
         for what, marker in MARKERS.items():

@@ -5,7 +5,9 @@ user endpoints' logs and stderr files in the endpoint's state directory; and, fo
 multi-user endpoint checked by root, each local user's ``~/.gce/uep-logs/NAME/`` (where
 gce/daemon/routing.py puts the logs of the UEPs it runs as that user). A user owns those:
 only regular files that user owns are read, never through a symbolic link, so a link
-planted there cannot bring another file into root's bundle.
+planted there cannot bring another file into root's bundle. parsl's side comes too, found
+by the same code as ``gce logs`` (gce/logview.py): the interchange's log, the blocks' submit
+scripts and their output, the workers' logs; and the versions of the installed packages.
 
 Every member is text that went through one Redactor, which first learned the secrets of
 every file collected (so a password from config.yaml is also hidden where a log prints it
@@ -37,6 +39,7 @@ SKIP_NAMES = {"manager.lock"}
 LOG_LINES = 500
 UEP_LOG_LINES = 200
 MAX_UEP_LOGS = 10
+MAX_PARSL_FILES = 40  # the newest; a long-lived endpoint leaves a script and two outputs per block
 
 
 @dataclass
@@ -117,7 +120,28 @@ def endpoint_members(paths: EndpointPaths) -> list[Member]:
         text = _read_tail(path, UEP_LOG_LINES, owner)
         if text is not None:
             members.append(Member(f"{base}/logs/uep/{where}{path.name}", text))
+    return members + parsl_members(paths, base)
+
+
+def parsl_members(paths: EndpointPaths, base: str) -> list[Member]:
+    from gce import logview
+
+    found = {s.path: s for s in logview.parsl_files(paths, _multi_user(paths))}.values()
+    newest = _newest([(s.where, s.path, s.owner) for s in found])[:MAX_PARSL_FILES]
+    members = []
+    for where, path, owner in newest:
+        text = _read_tail(path, UEP_LOG_LINES, owner)
+        if text is not None:
+            members.append(Member(f"{base}/parsl/{where}", text))
     return members
+
+
+def versions() -> Member:
+    """The installed distributions, name==version a line: what gce and parsl ran with."""
+    from importlib import metadata
+
+    found = {(d.metadata["Name"] or "?", d.version) for d in metadata.distributions()}
+    return Member("versions.txt", "".join(f"{n}=={v}\n" for n, v in sorted(found, key=lambda nv: nv[0].lower())))
 
 
 def uep_logs(paths: EndpointPaths) -> list[tuple[str, Path, int | None]]:
@@ -197,7 +221,7 @@ def write(directory: Path, members: list[Member], redactor: Redactor, when: floa
     except OSError as e:
         raise GceError(f"cannot write {target}", e.strerror or str(e), hint="give --bundle-dir DIR") from None
     with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w:gz") as tar:
-        for m in members:
+        for m in [*members, versions()]:
             data = (m.text if m.redacted else redactor.redact(m.text)).encode()
             info = tarfile.TarInfo(f"{top}/{m.name}")
             info.size, info.mtime, info.mode = len(data), int(when), 0o600
