@@ -122,3 +122,52 @@ def test_a_real_htex_endpoint_shows_manager_uep_and_interchange_and_follows(brok
         stopped = gce_bin("stop", "real")
     assert stopped.returncode == 0, stopped.stderr
     wait_until(lambda: not processes_under(home), timeout=30)
+
+
+@pytest.fixture
+def log_user():
+    """A local account of this test's own, with a home; removed afterwards."""
+    import pwd
+
+    name = "gcetest-logs"
+    subprocess.run(["userdel", "--remove", name], capture_output=True)  # a leftover of a killed run
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True, capture_output=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+def test_root_reads_each_users_endpoints_and_user_limits_to_one(gce, configured, log_user, tmp_path):
+    paths = configured("multi", "--multi-user")
+    paths.log_file.write_text("2026-12-06 10:00:00,000 INFO manager[1] gce.daemon: started\n")
+    home = Path(log_user.pw_dir)
+    logs = home / ".gce" / "uep-logs" / "multi"
+    run = home / ".gce" / "uep" / "multi" / "0123456789abcdef" / "htex"
+    logs.mkdir(parents=True)
+    run.mkdir(parents=True)
+    (logs / "0123456789abcdef.log").write_text("2026-12-06 10:00:01,000 INFO uep[2] gce.uep: engine up\n")
+    (run / "interchange.log").write_text("1796551202.0 2026-12-06 10:00:02 MainProcess-3 ic INFO: up\n")
+    secret = tmp_path / "root-only"
+    secret.write_text("2026-12-06 10:00:03,000 root's own line\n")
+    (logs / "linked.log").symlink_to(secret)  # a user's link must not bring root's file in
+    (logs / "planted.log").write_text("2026-12-06 10:00:04,000 a file the user does not own\n")
+    for p in [home / ".gce", *(home / ".gce").rglob("*")]:
+        if p.name != "planted.log":
+            os.lchown(p, log_user.pw_uid, log_user.pw_gid)
+
+    everything = gce("logs", "multi")
+    assert everything.exit_code == 0, everything.stderr
+    assert everything.stdout == (
+        "manager: 2026-12-06 10:00:00,000 INFO manager[1] gce.daemon: started\n"
+        "uep gcetest-logs/0123456789abcdef: 2026-12-06 10:00:01,000 INFO uep[2] gce.uep: engine up\n"
+        "interchange gcetest-logs/0123456789abcdef: 1796551202.0 2026-12-06 10:00:02 MainProcess-3 ic INFO: up\n")
+    assert everything.stderr == (f"gce logs: cannot read uep gcetest-logs/planted ({logs / 'planted.log'}): "
+                                 f"not owned by uid {log_user.pw_uid}\n")
+    one = gce("logs", "multi", "--user", "gcetest-logs")
+    assert one.exit_code == 0, one.stderr
+    assert [ln.split(": ", 1)[0] for ln in one.stdout.splitlines()] == [
+        "uep gcetest-logs/0123456789abcdef", "interchange gcetest-logs/0123456789abcdef"]
+    nobody = gce("logs", "multi", "--user", "gcetest-nosuch")
+    assert nobody.exit_code == 64
+    assert nobody.stderr.startswith("error: cannot show the logs of user 'gcetest-nosuch': there is no such local user\n")
