@@ -69,7 +69,9 @@ def test_answering_yes_removes_the_endpoint(env, demo):
     text, status = delete_on_a_terminal(env, "y")
     assert status == 0
     assert f"removed {demo}\r\n" in text
-    assert text.endswith("endpoint demo deleted\r\n")
+    assert "endpoint demo deleted\r\n" in text
+    # what it leaves on the broker, and how to remove that (tests/commands/test_delete.py has the wording)
+    assert text.endswith("revoke it on the broker host: gce broker revoke --user ep\r\n"), text[-300:]
     assert not demo.exists()
     listed = subprocess.run([GCE, "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert listed.stdout == "[]\n"
