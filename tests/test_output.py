@@ -101,3 +101,20 @@ def test_a_spinner_inside_another_names_its_step_on_the_same_line(env):
     # two spinners would take turns on the line: once the inner step began, only it shows
     assert "stopping" not in shown[shown.index("starting"):], shown
     assert child.exitstatus == 0
+
+
+def test_start_detach_names_its_step_while_the_manager_comes_up(env):
+    import socket
+
+    with socket.socket() as silent:  # a "broker" that takes the connection and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"amqp://ep:pw@127.0.0.1:{silent.getsockname()[1]}/gce"
+        subprocess.run([GCE, "configure", "slow", "--broker-url", url, "--engine", "thread"],
+                       env=env, check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+        child = pexpect.spawn(GCE, ["start", "slow", "--detach", "--timeout", "3"], env=env, encoding="utf-8",
+                              timeout=60, dimensions=(24, 120))
+        child.expect("starting endpoint slow")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus != 0 and "error: " in child.before

@@ -64,7 +64,8 @@ def command(
     stops it; this is also how a service manager such as systemd runs it.
     """
     if detach:
-        start_detached(name, timeout)
+        with output.spinner(f"starting endpoint {name}"):  # shown on a terminal, after half a second
+            start_detached(name, timeout)
         return
     from gce.daemon import launcher
 
