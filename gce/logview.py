@@ -183,9 +183,12 @@ def read(source: Source) -> list[Line]:
             source.offset = 0  # rotated or truncated: start the new file from its beginning
         f.seek(source.offset)
         data = f.read()
+        # Until a line gives a time, the file's last write does: a block's stdout and stderr
+        # carry no times at all, and parsl writes them as the block ends.
+        last = os.fstat(f.fileno()).st_mtime
     end = data.rfind(b"\n") + 1
     source.offset += end
-    lines, last = [], 0.0
+    lines: list[Line] = []
     for raw in data[:end].decode(errors="replace").splitlines():
         t = parse_time(raw)
         last = t if t is not None else last

@@ -26,6 +26,18 @@ setup() {
         > "$GCE_HOME/demo/uep/htex/interchange.log"
 }
 
+@test "a block's output, which has no times, takes its file's time" {
+    mkdir -p "$GCE_HOME/demo/uep/submit_scripts"
+    err="$GCE_HOME/demo/uep/submit_scripts/parsl.htex.block-0.1796551200.5.sh.err"
+    printf '%s\n' 'UserWarning: leaked semaphore objects' > "$err"
+    touch -d '2026-12-06 10:00:02.7 UTC' "$err"
+    TZ=UTC run --separate-stderr gce logs demo -n 4
+    assert_success
+    assert_line --index 0 "interchange: 1796551202.5 2026-12-06 10:00:02 MainProcess-3 interchange:1 INFO: Connected to client"
+    assert_line --index 1 "block 0: UserWarning: leaked semaphore objects"
+    assert_line --index 2 --partial "manager: 2026-12-06 10:00:03,000 ERROR"
+}
+
 @test "gce logs merges the manager, the user endpoint and the interchange in time order" {
     TZ=UTC run --separate-stderr gce logs demo
     assert_success
