@@ -121,6 +121,25 @@ json_get() {
     assert_failure 78
 }
 
+@test "gce --version prints the version and exits 0" {
+    run --separate-stderr gce --version
+    assert_success
+    assert_output --regexp '^gce [0-9]+\.[0-9]+\.[0-9]+'
+    [ -z "$stderr" ]
+}
+
+@test "an endpoint's id names it wherever NAME is accepted" {
+    configure_demo
+    id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["endpoint_id"])' "$GCE_HOME/demo/endpoint.json")
+    run --separate-stderr gce status "$id"
+    assert_failure 3
+    assert_output "endpoint demo is stopped"
+    run --separate-stderr gce stop "${id^^}"
+    assert_success
+    run --separate-stderr gce status 00000000-0000-4000-8000-000000000000
+    assert_failure 78
+}
+
 @test "gce stop of an endpoint that is not running exits 0 and says so" {
     configure_demo
     run --separate-stderr gce stop demo
