@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from gce import output
-from gce.commands import broker, configure, delete, idmap, list_, restart, start, status, stop, version
+from gce.commands import broker, broker_revoke, configure, delete, idmap, list_, restart, start, status, stop, version
 from gce.commands import render_user_config
 from gce.commands import enable_on_boot
 from gce.commands import diagnostic
@@ -122,6 +122,7 @@ app.command("render-user-config")(render_user_config.command)
 app.command("diagnostic")(diagnostic.command)
 app.command("enable-on-boot")(enable_on_boot.enable)
 app.command("disable-on-boot")(enable_on_boot.disable)
+broker.app.command("revoke")(broker_revoke.revoke)
 app.add_typer(broker.app, name="broker")
 app.add_typer(idmap.app, name="idmap")
 

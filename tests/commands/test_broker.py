@@ -346,7 +346,7 @@ def test_revoke_asks_on_a_terminal(broker, home):
 
 
 def test_revoking_several_endpoints_leaves_each_user_what_none_of_them_took():
-    from gce.commands.broker import _grants_without
+    from gce.commands.broker_revoke import _grants_without
 
     a, b, c = (str(uuid.uuid4()) for _ in range(3))
     have = p.definitions("v", endpoints=[(p.Account("ep-a", "x"), a), (p.Account("ep-b", "x"), b)],
