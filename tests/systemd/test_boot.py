@@ -129,6 +129,18 @@ def test_gce_diagnostic_under_systemd_checks_the_unit_and_reads_its_journal(mach
     print(f"log check of {user.name}: {rows['log']['status']}: {rows['log']['reason']}")
 
 
+def test_gce_logs_under_systemd_reads_a_system_endpoints_journal(machine, endpoints):
+    """A system endpoint under systemd logs to its unit's journal only: gce logs shows it from there,
+    as manager lines in time order."""
+    system, _user = endpoints
+    done = machine.run(f"cd /tmp && {GCE} logs {system.name} -n 0", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert machine.run(f"test -e /var/log/gce/{system.name}.log", check=False).returncode == 1  # no file read
+    ready = f"INFO gce.daemon: endpoint ep-sys ({system.endpoint_id}) is ready"
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("manager: ") and ready in line for line in lines), done.stdout[-2000:]
+
+
 def shadow_via_setgid_tool():
     """Run chage, setgid shadow, on one's own account: it reads /etc/shadow only if setgid works."""
     import os
