@@ -60,3 +60,25 @@ def configured(gce: Callable[..., Result]) -> Callable[..., EndpointPaths]:
         return endpoint_paths(name)
 
     return make
+
+
+@pytest.fixture
+def on_broker(broker, configured: Callable[..., EndpointPaths]) -> Callable[..., tuple[EndpointPaths, str, dict]]:
+    """Configure an endpoint through `gce configure` and put a fresh account of the session broker
+    in place of the placeholder URL it writes: (paths, the endpoint's URL, {user: URL} of USERS)."""
+    import json
+
+    from gce.config.schema import PLACEHOLDER_BROKER_URL
+    from gce.config.writer import yaml_str
+
+    def make(name: str, *args: str, users: tuple[str, ...] = ()) -> tuple[EndpointPaths, str, dict]:
+        paths = configured(name, *args)
+        endpoint_id = json.loads(paths.endpoint_json.read_text())["endpoint_id"]
+        url, user_urls = broker.provision(endpoint_id, users=list(users))
+        text = paths.config_file.read_text()
+        placeholder = f"url: {yaml_str(PLACEHOLDER_BROKER_URL)}"
+        assert placeholder in text, text
+        paths.config_file.write_text(text.replace(placeholder, f"url: {yaml_str(url)}"))
+        return paths, url, user_urls
+
+    return make

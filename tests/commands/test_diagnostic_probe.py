@@ -11,12 +11,9 @@ import uuid
 
 import pytest
 
-from gce.config.writer import yaml_str
 from tests.endpoint import processes_under, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-PLACEHOLDER = 'url: "amqp://127.0.0.1:5672/gce"'
 
 
 def probe_result(gce_bin, name: str, env: dict[str, str]) -> dict:
@@ -26,11 +23,8 @@ def probe_result(gce_bin, name: str, env: dict[str, str]) -> dict:
     return found[0]
 
 
-def test_probe_passes_with_a_round_trip_then_fails_fast_once_stopped(broker, gce_bin, configured, home):
-    paths = configured("probe", "--engine", "thread")
-    endpoint_id = json.loads(paths.endpoint_json.read_text())["endpoint_id"]
-    url, users = broker.provision(endpoint_id, users=["probe-user"])
-    paths.config_file.write_text(paths.config_file.read_text().replace(PLACEHOLDER, f"url: {yaml_str(url)}"))
+def test_probe_passes_with_a_round_trip_then_fails_fast_once_stopped(broker, on_broker, gce_bin, home):
+    paths, url, users = on_broker("probe", "--engine", "thread", users=("probe-user",))
     env = {"GCE_BROKER_URL": users["probe-user"]}
     try:
         assert gce_bin("start", "probe", "--detach", "--timeout", "60").returncode == 0

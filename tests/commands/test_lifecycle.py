@@ -12,7 +12,6 @@ import subprocess
 
 import pytest
 
-from gce.config.writer import yaml_str
 from gce.daemon import pidfile
 from tests.commands.conftest import GCE_BIN
 from tests.commands.helpers import running
@@ -74,13 +73,10 @@ def test_bad_timeouts_are_usage_errors(gce, configured):
 
 @pytest.mark.broker
 @pytest.mark.slow
-def test_start_status_list_restart_stop_for_real(broker, gce, gce_bin, configured, home, tmp_path):
+def test_start_status_list_restart_stop_for_real(broker, gce, gce_bin, on_broker, home, tmp_path):
     """The whole life of an endpoint through the real entry point, against the session broker."""
-    paths = configured("life", "--engine", "thread")
+    paths, url, _users = on_broker("life", "--engine", "thread", users=("alice",))
     endpoint_id = json.loads(paths.endpoint_json.read_text())["endpoint_id"]
-    url, _users = broker.provision(endpoint_id, users=["alice"])
-    paths.config_file.write_text(paths.config_file.read_text().replace(
-        'url: "amqp://127.0.0.1:5672/gce"', f"url: {yaml_str(url)}"))
     password = url.split(":")[2].split("@")[0]
     try:
         started = gce_bin("start", "life", "--detach", "--timeout", "60")
@@ -121,12 +117,8 @@ def test_start_status_list_restart_stop_for_real(broker, gce, gce_bin, configure
 
 @pytest.mark.broker
 @pytest.mark.slow
-def test_foreground_start_runs_until_interrupted(broker, gce_bin, configured, home):
-    paths = configured("fg", "--engine", "thread")
-    endpoint_id = json.loads(paths.endpoint_json.read_text())["endpoint_id"]
-    url, _users = broker.provision(endpoint_id)
-    paths.config_file.write_text(paths.config_file.read_text().replace(
-        'url: "amqp://127.0.0.1:5672/gce"', f"url: {yaml_str(url)}"))
+def test_foreground_start_runs_until_interrupted(on_broker, gce_bin, home):
+    paths, url, _users = on_broker("fg", "--engine", "thread")
     proc = subprocess.Popen([str(GCE_BIN), "start", "fg"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,7 +14,6 @@ import pytest
 
 from gce import logview
 from gce.config.paths import endpoint_paths
-from gce.config.writer import yaml_str
 from tests.commands.conftest import GCE_BIN
 from tests.endpoint import processes_under, wait_until
 
@@ -84,12 +82,8 @@ def test_user_is_for_root_only_and_unreadable_sources_are_named(gce, monkeypatch
 
 @pytest.mark.broker
 @pytest.mark.slow
-def test_a_real_htex_endpoint_shows_manager_uep_and_interchange_and_follows(broker, gce_bin, configured, home):
-    paths = configured("real", "--engine", "htex")
-    endpoint_id = json.loads(paths.endpoint_json.read_text())["endpoint_id"]
-    url, _users = broker.provision(endpoint_id)
-    paths.config_file.write_text(paths.config_file.read_text().replace(
-        'url: "amqp://127.0.0.1:5672/gce"', f"url: {yaml_str(url)}"))
+def test_a_real_htex_endpoint_shows_manager_uep_and_interchange_and_follows(on_broker, gce_bin, home):
+    paths, _url, _users = on_broker("real", "--engine", "htex")
     follower = None
     try:
         started = gce_bin("start", "real", "--detach", "--timeout", "60")

@@ -5,7 +5,6 @@ Against the session's real broker, with a real endpoint started by the real prog
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Iterator
 
 import pytest
@@ -16,16 +15,11 @@ from tests.endpoint import processes_under, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
-PLACEHOLDER = 'url: "amqp://127.0.0.1:5672/gce"'
-
 
 @contextlib.contextmanager
-def started(broker, gce_bin, configured, home, name: str) -> Iterator[tuple]:
+def started(on_broker, gce_bin, home, name: str) -> Iterator[tuple]:
     """A thread-engine endpoint NAME running for real: yields (paths, url, pid)."""
-    paths = configured(name, "--engine", "thread")
-    endpoint_id = json.loads(paths.endpoint_json.read_text())["endpoint_id"]
-    url, _ = broker.provision(endpoint_id)
-    paths.config_file.write_text(paths.config_file.read_text().replace(PLACEHOLDER, f"url: {yaml_str(url)}"))
+    paths, url, _ = on_broker(name, "--engine", "thread")
     try:
         result = gce_bin("start", name, "--detach", "--timeout", "60")
         assert result.returncode == 0, result.stderr
@@ -46,8 +40,8 @@ def still_running(gce_bin, paths, pid: int) -> bool:
     ("engine: {type: HighThroughputEngine, provider: {type: LocalProvider, max_block: 2}}\n",
      "engine.provider.max_block: LocalProvider has no option 'max_block' (did you mean 'max_blocks'?)"),
 ])
-def test_a_misspelt_engine_option_leaves_the_running_endpoint_alone(broker, gce_bin, configured, home, engine, why):
-    with started(broker, gce_bin, configured, home, "opt") as (paths, url, pid):
+def test_a_misspelt_engine_option_leaves_the_running_endpoint_alone(on_broker, gce_bin, home, engine, why):
+    with started(on_broker, gce_bin, home, "opt") as (paths, url, pid):
         paths.config_file.write_text(f"broker: {{url: {yaml_str(url)}}}\n{engine}")
         result = gce_bin("restart", "opt", "--timeout", "60")
         assert result.returncode == 78, result.stderr
@@ -58,8 +52,8 @@ def test_a_misspelt_engine_option_leaves_the_running_endpoint_alone(broker, gce_
         assert still_running(gce_bin, paths, pid)
 
 
-def test_a_wrong_broker_password_leaves_the_running_endpoint_alone(broker, gce_bin, configured, home):
-    with started(broker, gce_bin, configured, home, "pw") as (paths, url, pid):
+def test_a_wrong_broker_password_leaves_the_running_endpoint_alone(broker, on_broker, gce_bin, home):
+    with started(on_broker, gce_bin, home, "pw") as (paths, url, pid):
         password = url.split(":")[2].split("@")[0]
         paths.config_file.write_text(paths.config_file.read_text().replace(password, "Wr0ng-guess"))
         result = gce_bin("restart", "pw", "--timeout", "60")
