@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import Protocol
 
+from gce.backoff import backoff
 from gce.daemon.spool import Spool, SpoolUnwritable
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class GroupCommit:
             self.error = reason
             self.link.pause()
         self._failures += 1
-        delay = min(RETRY_CAP, RETRY_FIRST * 2 ** (self._failures - 1)) * random.uniform(0.75, 1.25)
+        delay = backoff(self._failures - 1, RETRY_FIRST, RETRY_CAP)
         log.debug("spool write failed %d time(s); next try in %.1f s", self._failures, delay)
         if self._retry is not None:
             self._retry.cancel()

@@ -11,7 +11,6 @@ backoff; unconfirmed tasks are re-published (at-least-once: the duplicate filter
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections import deque
 from itertools import takewhile
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pika
 from pika.spec import Basic
 
+from gce.backoff import backoff
 from gce.sdk.errors import (BrokerUnavailable, ExecutorFailed, connect_error, nacked, no_task_queue, refused_login,
                             refused_routing_key, setup_error, submit_refused)
 from gce.sdk.settings import broker_user, connection_parameters, redact
@@ -100,7 +100,7 @@ class Link:
                 self.fatal = ExecutorFailed(f"internal error in the gce SDK connection thread: {e!r}")
             if self._closing or self.fatal is not None:
                 break
-            delay = min(30.0, 0.5 * 2**self._attempt) * random.uniform(0.5, 1.5)
+            delay = backoff(self._attempt, 0.5, 30.0, spread=0.5)
             self._attempt += 1
             log.warning("broker connection to %s lost; reconnecting in %.1f s", self.where, delay)
             self._wakeup.wait(delay)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
+from gce.backoff import backoff
 from gce.transport import names, urls
 from gce.transport.link_errors import LinkError, explain, refusal_backoff
 from gce.transport.publish_check import Refusals, refusals
@@ -276,7 +276,7 @@ class EndpointLink:
                 self.last_error = str(e)
                 if (e.fatal and not ever) or (first_failure_fatal and not ever):
                     raise
-                delay = min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+                delay = backoff(attempt, 0.5, 30.0, spread=0.5)
                 attempt += 1
                 log.warning("%s; retrying in %.1f s (attempt %d)", e, delay, attempt)
                 await asyncio.sleep(delay)

@@ -63,6 +63,6 @@ REFUSAL_CAP = 30.0  # and at most between two: how soon a restored permission is
 def refusal_backoff(refusals: int) -> float:
     """Seconds to wait after REFUSALS refusals in a row: doubling, capped, jittered so that many
     endpoints refused at once (a broker's permissions edited) do not retry in step."""
-    import random
+    from gce.backoff import backoff
 
-    return min(REFUSAL_CAP, REFUSAL_FIRST * 2 ** min(refusals, 16)) * random.uniform(0.75, 1.25)
+    return backoff(refusals, REFUSAL_FIRST, REFUSAL_CAP)
