@@ -4,15 +4,10 @@
 #
 # Run with the venv's bin first on PATH (make test does): bats tests/bats
 
-bats_require_minimum_version 1.5.0
-
-load /usr/lib/bats/bats-support/load
-load /usr/lib/bats/bats-assert/load
+load common
 
 setup() {
-    export GCE_HOME="$BATS_TEST_TMPDIR/gce-home"
-    unset GCE_ENDPOINT_BROKER_URL GCE_BROKER_URL GCE_DEBUG NO_COLOR FORCE_COLOR COLUMNS
-    cd "$BATS_TEST_TMPDIR"
+    own_gce_home
     # A port on 127.0.0.1 where nothing listens (bound, then released).
     PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     URL_FILE="$BATS_TEST_TMPDIR/broker-url"

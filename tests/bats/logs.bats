@@ -5,15 +5,10 @@
 #
 # Run with the venv's bin first on PATH (make test does): bats tests/bats
 
-bats_require_minimum_version 1.5.0
-
-load /usr/lib/bats/bats-support/load
-load /usr/lib/bats/bats-assert/load
+load common
 
 setup() {
-    export GCE_HOME="$BATS_TEST_TMPDIR/gce-home"
-    unset GCE_ENDPOINT_BROKER_URL GCE_BROKER_URL GCE_DEBUG NO_COLOR FORCE_COLOR COLUMNS
-    cd "$BATS_TEST_TMPDIR"
+    own_gce_home
     run --separate-stderr gce configure demo --engine htex --max-workers 1 --no-input
     assert_success
     mkdir -p "$GCE_HOME/demo/uep-logs" "$GCE_HOME/demo/uep/htex"

@@ -5,10 +5,7 @@
 #
 # Run with the venv's bin first on PATH (make test does): bats tests/bats
 
-bats_require_minimum_version 1.5.0
-
-load /usr/lib/bats/bats-support/load
-load /usr/lib/bats/bats-assert/load
+load common
 
 REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 
@@ -39,9 +36,7 @@ teardown_file() {
 }
 
 setup() {
-    export GCE_HOME="$BATS_TEST_TMPDIR/gce-home"
-    unset GCE_ENDPOINT_BROKER_URL GCE_BROKER_URL GCE_DEBUG NO_COLOR FORCE_COLOR COLUMNS
-    cd "$BATS_TEST_TMPDIR"
+    own_gce_home
 }
 
 teardown() {
