@@ -69,6 +69,14 @@ def test_no_spinner_when_output_is_piped(env, tmp_path):
     assert "\x1b[" not in proc.stdout + proc.stderr  # no cursor movement either
 
 
+def python_on_a_terminal(code: str, env: dict[str, str]) -> tuple[str, int]:
+    """(what a terminal showed, exit status) of python -c CODE on a real pty."""
+    child = pexpect.spawn(sys.executable, ["-c", code], env=env, encoding="utf-8", timeout=30, dimensions=(24, 120))
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.before, child.exitstatus
+
+
 def test_a_line_printed_during_a_slow_step_is_not_written_over_the_spinner(env):
     # rich redirects only writes made through the spinner's own console; gce prints through others
     code = ("import time\nfrom gce import output\n"
@@ -76,15 +84,12 @@ def test_a_line_printed_during_a_slow_step_is_not_written_over_the_spinner(env):
             "    time.sleep(0.8)\n    output.success('endpoint demo started')\n"
             "    step('checking')\n    time.sleep(0.8)\n"
             "output.line('done')\n")
-    child = pexpect.spawn(sys.executable, ["-c", code], env=env, encoding="utf-8", timeout=30, dimensions=(24, 120))
-    child.expect(pexpect.EOF)
-    child.close()
-    screen = child.before
+    screen, status = python_on_a_terminal(code, env)
     assert "waiting" in screen and "checking" in screen  # the spinner came back for the next slow step
     # each printed line starts on a cleared line, never after a spinner frame
     assert "\x1b[2Kendpoint demo started\r\n" in screen, screen
     assert "\x1b[2Kdone\r\n" in screen, screen
-    assert child.exitstatus == 0
+    assert status == 0
 
 
 def test_a_spinner_inside_another_names_its_step_on_the_same_line(env):
@@ -93,14 +98,11 @@ def test_a_spinner_inside_another_names_its_step_on_the_same_line(env):
             "with output.spinner('stopping') as step:\n"
             "    time.sleep(0.8)\n"
             "    with output.spinner('starting'):\n        time.sleep(0.8)\n")
-    child = pexpect.spawn(sys.executable, ["-c", code], env=env, encoding="utf-8", timeout=30, dimensions=(24, 120))
-    child.expect(pexpect.EOF)
-    child.close()
-    shown = child.before
+    shown, status = python_on_a_terminal(code, env)
     assert "stopping" in shown and "starting" in shown
     # two spinners would take turns on the line: once the inner step began, only it shows
     assert "stopping" not in shown[shown.index("starting"):], shown
-    assert child.exitstatus == 0
+    assert status == 0
 
 
 def test_start_detach_names_its_step_while_the_manager_comes_up(env):
