@@ -87,6 +87,20 @@ def open_append(path: str | Path) -> io.BufferedWriter:
     return os.fdopen(open_log(path), "ab")  # type: ignore[return-value]
 
 
+def open_regular(path: str | Path, owner: int | None = None) -> io.BufferedReader:
+    """PATH opened for reading bytes, never through a symlink, and only if it is a regular file
+    (of uid OWNER when given): root reading a user's logs must not be led into its own files.
+    PermissionError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    why = ("not a regular file" if not stat.S_ISREG(st.st_mode) else
+           f"not owned by uid {owner}" if owner is not None and st.st_uid != owner else "")
+    if why:
+        os.close(fd)
+        raise PermissionError(errno.EPERM, why)
+    return os.fdopen(fd, "rb")  # type: ignore[return-value]
+
+
 def _narrow_backups(path: Path) -> None:
     """Narrow the rotated files of PATH too (``name.1`` ...), written before they were kept private."""
     for i in range(1, LOG_BACKUPS + 1):

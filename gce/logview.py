@@ -169,11 +169,9 @@ def unreadable(source: Source) -> str | None:
 
 
 def _open(source: Source):  # noqa: ANN202 - a binary file object
-    fd = os.open(source.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    if source.owner is not None and os.fstat(fd).st_uid != source.owner:
-        os.close(fd)  # a user's file that is not theirs: never follow it into root's output
-        raise PermissionError(1, f"not owned by uid {source.owner}")
-    return os.fdopen(fd, "rb")
+    from gce.logfiles import open_regular
+
+    return open_regular(source.path, source.owner)  # a user's file that is not theirs: never read
 
 
 def read(source: Source) -> list[Line]:

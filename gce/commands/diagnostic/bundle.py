@@ -21,7 +21,6 @@ import os
 import pwd
 import re
 import socket
-import stat
 import tarfile
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from gce.commands.diagnostic import journal
 from gce.commands.diagnostic.redact import Redactor
 from gce.config.paths import EndpointPaths
 from gce.errors import GceError, PermissionDenied
+from gce.logfiles import open_regular
 
 MAX_FILE_BYTES = 1024 * 1024  # a bigger file is cut to its last MiB
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".j2")
@@ -52,15 +52,7 @@ class Member:
 def _read_tail(path: Path, lines: int | None = None, owner: int | None = None) -> str | None:
     """The end of PATH; with OWNER, only a regular file of that uid, not through a symlink."""
     try:
-        if owner is None:
-            f = open(path, "rb")
-        else:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
-                os.close(fd)
-                return None
-            f = os.fdopen(fd, "rb")
+        f = open(path, "rb") if owner is None else open_regular(path, owner)
         with f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - MAX_FILE_BYTES))
