@@ -15,18 +15,15 @@ from gce.errors import GceError
 def warn_if_others_may_read(paths: EndpointPaths) -> None:
     """Say so when the config holds the broker password and others may read it, as gce
     diagnostic does; the endpoint starts all the same (the password has been readable anyway)."""
-    import stat
-
     from gce.config import model
-    from gce.transport.urls import has_password
 
     try:
-        mode = stat.S_IMODE(paths.config_file.stat().st_mode)
-        if not mode & 0o077 or not has_password(model.load(paths).broker_url):
-            return
+        exposed = model.password_exposed(paths.config_file, model.load(paths).broker_url)
     except (OSError, GceError):
         return  # starting reports what is wrong with the config itself
-    output.warning(f"{paths.config_file} holds the broker password and others may read it (mode {mode:04o})")
+    if not exposed:
+        return
+    output.warning(exposed)
     output.hint(f"chmod go-rwx {paths.config_dir} {paths.config_file}")
 
 

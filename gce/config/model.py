@@ -261,3 +261,17 @@ def load(paths: EndpointPaths, engine_options: bool = False) -> EndpointConfig:
 
         options.check(data.get("engine"), source)
     return from_data(paths.name, read_endpoint_id(paths), data, paths.config_file.parent)
+
+
+def password_exposed(config_file: Path, broker_url: str) -> str | None:
+    """Why others may read the broker password in CONFIG_FILE (it holds one and its mode lets
+    group or others read it), or None; gce start warns with it, gce diagnostic fails with it.
+    OSError when the file cannot be looked at."""
+    import stat
+
+    from gce.transport.urls import has_password
+
+    mode = stat.S_IMODE(config_file.stat().st_mode)
+    if mode & 0o077 and has_password(broker_url):
+        return f"{config_file} holds the broker password and others may read it (mode {mode:04o})"
+    return None

@@ -62,6 +62,8 @@ def _directories(paths: EndpointPaths) -> dict[str, Path]:
 
 def files(ctx: Context) -> Result:
     """Directories exist, belong to whoever runs gce, and nobody else may write to them."""
+    from gce.config import model
+
     problems: list[str] = []
     failures: list[str] = []
     me = os.geteuid()
@@ -86,10 +88,9 @@ def files(ctx: Context) -> Result:
         return fail("files", "; ".join(unreadable + problems), "run gce diagnostic as the owner of those files, "
                     "or as root", directories=checked)
     try:
-        mode = stat.S_IMODE(ctx.paths.config_file.stat().st_mode)
-        if mode & 0o077 and _has_password(ctx):
-            failures.append(f"{ctx.paths.config_file} holds the broker password and others may read it "
-                            f"(mode {mode:04o})")
+        exposed = ctx.config is not None and model.password_exposed(ctx.paths.config_file, ctx.config.broker_url)
+        if exposed:
+            failures.append(exposed)
     except FileNotFoundError:
         pass  # the config check says so
     if failures:
@@ -113,11 +114,6 @@ def _unreadable(paths: EndpointPaths) -> list[str]:
             found[r[0]] = f"cannot read {r[0]}: it is mode {r[1]:04o}, owned by {r[2]}"
     return list(found.values())
 
-
-def _has_password(ctx: Context) -> bool:
-    from gce.transport.urls import has_password
-
-    return ctx.config is not None and has_password(ctx.config.broker_url)
 
 
 def disk_verdict(free_by_dir: dict[str, int], minimum: int = MIN_FREE_BYTES) -> Result:
