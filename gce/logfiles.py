@@ -178,3 +178,15 @@ def rotate_if_large(path: str | Path) -> None:
         if older.exists():
             os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
     os.replace(path, path.with_name(f"{path.name}.1"))
+
+
+def tail(path: str | Path, lines: int = 10) -> str:
+    """The last LINES lines of the file at PATH (from its last 16 KiB), "" if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

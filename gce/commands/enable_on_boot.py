@@ -20,7 +20,7 @@ from pathlib import Path
 from gce import output
 from gce.commands import NameArg, configured_paths
 from gce.config.paths import endpoint_paths
-from gce.daemon.systemd import Systemd, connect, unit_name
+from gce.commands.systemd import Systemd, connect, unit_name
 from gce.errors import AlreadyRunning, Unavailable, UsageError
 
 TEMPLATE = "gce-endpoint@.service"

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from gce.daemon import proctree, teardown
 from gce.daemon.privileges import LocalUser
 from gce.daemon.spawn import spawn_uep
+from gce.logfiles import tail
 from gce.transport import frames
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,6 @@ MAX_QUICK_FAILURES = 3
 FATAL_COOLDOWN = 60.0  # after this, the next task tries a fresh start
 START_TIMEOUT = 300.0  # an engine that is not up by then is killed and counts as a failed start
 EXIT_GRACE = 2.0  # seconds the channel stays open after the UEP exited, for its last frames
-
-
-def tail(path: Path, lines: int = 10) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def describe_exit(returncode: int | None) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from gce.config import model
 from gce.config.paths import EndpointPaths
 from gce.daemon import pidfile
-from gce.daemon.children import tail
+from gce.logfiles import tail
 from gce.daemon.spawn import python_command
 from gce.errors import AlreadyRunning, GceError, TemporaryFailure, Unavailable
 from gce.logfiles import open_append, rotate_if_large

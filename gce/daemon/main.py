@@ -21,7 +21,7 @@ import sys
 from gce.config import model
 from gce.config.paths import EndpointPaths, system_mode
 from gce.daemon import pidfile
-from gce.daemon.children import UepChild, tail
+from gce.daemon.children import UepChild
 from gce.daemon.control import serve
 from gce.daemon.housekeeping import housekeeping
 from gce.daemon.manager import Manager
@@ -249,4 +249,4 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
 
 
-__all__ = ["run", "main", "tail"]
+__all__ = ["run", "main"]

@@ -11,7 +11,7 @@ import logging
 from collections import OrderedDict
 from typing import Callable
 
-from gce.daemon.spool import Spool
+from gce.daemon.spool import RESULT, TASK, Spool
 from gce.transport import names
 from gce.transport.amqp import EndpointLink
 from gce.transport.message import ResultHeaders
@@ -35,7 +35,7 @@ class Outbox:
     def put(self, rh: ResultHeaders, body: bytes) -> bool:
         """Spool and publish the result of a task in the spool; False if it was answered already."""
         entry = self.spool.entries.get(rh.task_id)
-        if entry is None or entry.kind != ord("T"):
+        if entry is None or entry.kind != TASK:
             return False  # already answered (a retried task finishing twice)
         reply_to = entry.header["task"]["reply_to"]
         self.spool.add_result({"task_id": rh.task_id, "result": rh.to_dict(), "reply_to": reply_to}, body)
@@ -74,7 +74,7 @@ class Outbox:
         sent = 0
         for tid in pending:
             entry = self.spool.entries.get(tid)
-            if entry is not None and entry.kind == ord("R"):
+            if entry is not None and entry.kind == RESULT:
                 rh = ResultHeaders.from_dict(entry.header["result"])
                 sent += self.publish(rh, entry.header["reply_to"], self.spool.body(tid))
         if sent:

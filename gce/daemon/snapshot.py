@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gce import __version__
+from gce.daemon.spool import RESULT, TASK
 from gce.transport.urls import redact
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def snapshot(m: Manager) -> dict[str, Any]:
         "gce_version": __version__, "engine_type": m.config.engine.get("type"),
         "broker": {"url": redact(m.config.broker_url), "connected": m.link.connected,
                    "last_error": m.link.last_error, "refused": dict(m.link.refused)},
-        "tasks": {**m.counts, "in_flight": sum(1 for e in m.spool.entries.values() if e.kind == ord("T")),
-                  "unconfirmed_results": sum(1 for e in m.spool.entries.values() if e.kind == ord("R"))},
+        "tasks": {**m.counts, "in_flight": sum(1 for e in m.spool.entries.values() if e.kind == TASK),
+                  "unconfirmed_results": sum(1 for e in m.spool.entries.values() if e.kind == RESULT)},
         "user_endpoints": ueps,
     }

@@ -21,7 +21,7 @@ class Unreadable(Exception):
 
 
 def unit_of(name: str) -> str:
-    from gce.daemon.systemd import unit_name
+    from gce.commands.systemd import unit_name
 
     return unit_name(name)
 

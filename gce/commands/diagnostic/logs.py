@@ -66,7 +66,7 @@ def unit_log(ctx: Context, lines: int) -> Result:
 
 
 def log(ctx: Context, lines: int) -> Result:
-    from gce.daemon.children import tail
+    from gce.logfiles import tail
 
     if ctx.unit is not None:
         return unit_log(ctx, lines)

@@ -1,5 +1,6 @@
 """Driving a running systemd: over D-Bus with pystemd when it is installed
-(``pip install 'gce[systemd]'``), else with systemctl. Used by ``gce enable-on-boot``."""
+(``pip install 'gce[systemd]'``), else with systemctl. A helper of ``gce enable-on-boot`` and
+the diagnostic, not a command of its own."""
 
 from __future__ import annotations
 
