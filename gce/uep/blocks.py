@@ -93,9 +93,9 @@ def cancel_left_behind(run_dir: str) -> list:
     if jobs:
         from parsl.jobs.states import JobState, JobStatus
 
-        from gce.uep.engines import _build
+        from gce.uep.parsl_compat import build
 
-        provider = _build("provider", data["provider"], "parsl.providers")
+        provider = build("provider", data["provider"], "parsl.providers")
         # A fresh provider knows none of them; its cancel() marks each one it knew as cancelled.
         known = getattr(provider, "resources", None)
         for job in jobs if isinstance(known, dict) else ():

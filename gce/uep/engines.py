@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from gce.uep import blocks, worker_pool
+from gce.uep import blocks, parsl_compat, worker_pool
 from gce.uep.execute import run_batch, run_task
 
 log = logging.getLogger(__name__)
@@ -128,17 +128,6 @@ class ProcessPoolEngine(_LocalPoolEngine):
         return outer
 
 
-def _build(kind: str, spec: dict, module: str) -> Any:
-    import importlib
-
-    spec = dict(spec)
-    cls_name = spec.pop("type")
-    cls = getattr(importlib.import_module(module), cls_name)
-    if kind == "provider" and "launcher" in spec:
-        spec["launcher"] = _build("launcher", spec["launcher"], "parsl.launchers")
-    return cls(**spec)
-
-
 # Small tasks that arrive faster than the workers take them go to parsl in batches: each
 # parsl task costs the interchange and the UEP far more than a no-op function costs the
 # worker. A batch is only formed from tasks waiting for a free slot, so a lone task is
@@ -173,7 +162,7 @@ class HighThroughputEngine(Engine):
         provider_spec = opts.pop("provider", None) or {"type": "LocalProvider"}
         strategy_period = float(opts.pop("strategy_period", 5.0))
         max_idletime = float(opts.pop("max_idletime", 120.0))
-        provider = _build("provider", provider_spec, "parsl.providers")
+        provider = parsl_compat.build("provider", provider_spec, "parsl.providers")
         local = provider_spec.get("type", "LocalProvider") == "LocalProvider"
         opts = {**worker_pool.htex_options(local_workers=local), **opts}  # the config's own win
         opts.setdefault("heartbeat_period", 2)
