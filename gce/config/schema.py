@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # What `gce configure` writes when it was given no broker URL: it names no account, so it
 # cannot be used as it is (gce.config.model.check_broker_account says so).
 PLACEHOLDER_BROKER_URL = "amqp://127.0.0.1:5672/gce"
@@ -23,7 +25,7 @@ _positive_int = {"type": "integer", "minimum": 1}
 _nonneg_int = {"type": "integer", "minimum": 0}
 _positive_number = {"type": "number", "exclusiveMinimum": 0}
 
-PROVIDER = {
+PROVIDER: dict[str, Any] = {
     "type": "object",
     "required": ["type"],
     "properties": {
@@ -46,7 +48,7 @@ PROVIDER = {
     },
 }
 
-ENGINE = {
+ENGINE: dict[str, Any] = {
     "type": "object",
     "required": ["type"],
     "properties": {
@@ -82,7 +84,7 @@ ENGINE = {
 
 _names = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "required": ["broker"],

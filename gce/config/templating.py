@@ -266,7 +266,7 @@ def render_for_endpoint(
             "with: gce configure NEW-NAME --multi-user",
         )
     schema = load_schema(config.user_config_schema_path)
-    validate_user_config(schema, user_config, source)  # type: ignore[arg-type]  (it checks the type)
+    validate_user_config(schema, user_config, source)
     values = apply_defaults(schema, dict(user_config))
     return render_user_config(
         config.user_config_template_path, values, parent_config=config.raw,

@@ -73,7 +73,7 @@ def check_names(user_config: Mapping, source: str) -> None:
         )
 
 
-def validate_user_config(schema: dict, user_config: dict, source: str) -> None:
+def validate_user_config(schema: dict, user_config: object, source: str) -> None:
     """Raise UserConfigInvalid naming the key path and the rule of SCHEMA that USER_CONFIG breaks."""
     if not isinstance(user_config, dict):
         raise UserConfigInvalid(

@@ -103,7 +103,7 @@ def will_hold_secret(ep: NewEndpoint) -> bool:
 
 def check_broker_url(url: str) -> str:
     """URL if it looks like an AMQP URL, else a UsageError that does not reveal the password."""
-    why = "it must start with amqp:// or amqps:// and contain no spaces"
+    why: str | None = "it must start with amqp:// or amqps:// and contain no spaces"
     if re.match(r"^amqps?://[^\s]+$", url):
         why = problem(url)  # pika could not connect with it either
     if why:

@@ -49,9 +49,9 @@ def check_policy(identity: str, local: LocalUser, *, allowed_identities: Iterabl
 def map_identity(mapper: IdentityMapper, identity: str, config: EndpointConfig) -> tuple[LocalUser, str]:
     """The local account IDENTITY runs as on CONFIG's endpoint and the rule that chose it;
     MappingRefused when it gets none or the policy refuses it."""
-    policy = dict(allowed_identities=config.allowed_identities, allowed_domains=config.allowed_domains,
+    # first: never run a mapping program for someone refused anyway
+    check_allowed(identity, allowed_identities=config.allowed_identities, allowed_domains=config.allowed_domains,
                   endpoint=config.name)
-    check_allowed(identity, **policy)  # first: never run a mapping program for someone refused anyway
     name, rule = mapper.map(identity)
     try:
         local = resolve_local_user(name)
@@ -59,6 +59,6 @@ def map_identity(mapper: IdentityMapper, identity: str, config: EndpointConfig) 
         raise MappingRefused(identity, "local user exists", f"identity {identity!r} maps to {name!r} on endpoint "
                              f"{config.name!r}, which is not a local user ({rule})", endpoint=config.name,
                              hint=f"create the account or fix {rule} in {mapper.path}", detail=e.why) from None
-    check_policy(identity, local, min_uid=config.min_uid, allow_privileged_mapping=config.allow_privileged_mapping,
-                 **policy)
+    check_policy(identity, local, allowed_identities=config.allowed_identities, allowed_domains=config.allowed_domains,
+                 min_uid=config.min_uid, allow_privileged_mapping=config.allow_privileged_mapping, endpoint=config.name)
     return local, rule

@@ -113,7 +113,7 @@ def others_could_change(path: str | os.PathLike) -> str | None:
 
 
 def _parents(path: str) -> list[str]:
-    parents = []
+    parents: list[str] = []
     while True:
         parent = os.path.dirname(path)
         if parent == path:
