@@ -91,15 +91,10 @@ def cancel_left_behind(run_dir: str) -> list:
         return []
     jobs = data.get("jobs") or []
     if jobs:
-        from parsl.jobs.states import JobState, JobStatus
+        from gce.uep import parsl_compat
 
-        from gce.uep.parsl_compat import build
-
-        provider = build("provider", data["provider"], "parsl.providers")
-        # A fresh provider knows none of them; its cancel() marks each one it knew as cancelled.
-        known = getattr(provider, "resources", None)
-        for job in jobs if isinstance(known, dict) else ():
-            known.setdefault(job, {"job_id": job, "status": JobStatus(JobState.UNKNOWN)})
+        provider = parsl_compat.build("provider", data["provider"], "parsl.providers")
+        parsl_compat.mark_jobs_known(provider, jobs)  # a fresh provider cancels only the jobs it knows
         done = provider.cancel(jobs) or []
         failed = [j for j, ok in zip(jobs, done) if not ok] + jobs[len(done):]
     else:
@@ -109,13 +104,15 @@ def cancel_left_behind(run_dir: str) -> list:
 
 
 def main() -> int:
+    from gce.config.uep import UepIdentity
     from gce.uep.startup import Refusal, check_identity
 
     logging.basicConfig(format="%(asctime)s %(levelname)s gce-blocks[%(process)d]: %(message)s", level=logging.INFO)
     logging.getLogger("parsl").setLevel(logging.WARNING)
     conf = json.loads(sys.stdin.buffer.read() or b"{}")
     try:
-        check_identity(conf.get("identity"))  # prove the drop before acting, as the UEP does
+        identity = UepIdentity.from_dict(conf["identity"]) if conf.get("identity") else None
+        check_identity(identity)  # prove the drop before acting, as the UEP does
         failed = cancel_left_behind(conf["run_dir"])
     except Refusal as e:
         log.error("not cancelling the batch jobs of a dead user endpoint: %s", e)

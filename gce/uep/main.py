@@ -25,7 +25,10 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any
 
+from gce.config.uep import UepConfig, UepConfigError, UepTemplate
 from gce.logfiles import rotating_handler
 from gce.sdk import serialize
 from gce.transport import frames
@@ -42,11 +45,11 @@ def _py_minor(version: str) -> str:
 
 
 class UserEndpoint:
-    def __init__(self, sock: socket.socket, conf: dict) -> None:
+    def __init__(self, sock: socket.socket, conf: UepConfig) -> None:
         self.sock = sock
         self.conf = conf
-        self.endpoint_id = conf["endpoint_id"]
-        self.allowed = set(conf["allowed_functions"]) if conf.get("allowed_functions") is not None else None
+        self.endpoint_id = conf.endpoint_id
+        self.allowed = set(conf.allowed_functions) if conf.allowed_functions is not None else None
         self._send_lock = threading.Lock()
         self.closed = False
         self.engine: Engine | None = None
@@ -145,11 +148,11 @@ class UserEndpoint:
     # -- main ------------------------------------------------------------------------
     def run(self) -> int:
         try:
-            self.engine = make_engine(self.conf["engine"], self.conf["run_dir"], int(self.conf["max_result_bytes"]))
+            self.engine = make_engine(self.conf.engine, self.conf.run_dir, self.conf.max_result_bytes)
             self.engine.start()
         except Exception as e:
             log.exception("engine failed to start")
-            self.send(frames.FATAL, {"reason": f"the {self.conf['engine'].get('type')} engine failed to start: "
+            self.send(frames.FATAL, {"reason": f"the {self.conf.engine.get('type')} engine failed to start: "
                                                f"{type(e).__name__}: {e}"})
             return 1
         self.send(frames.READY, {"pid": os.getpid(), "python": platform.python_version(),
@@ -171,23 +174,24 @@ class UserEndpoint:
         return 0
 
 
-def render_engine(template: dict | None) -> dict | None:
+def render_engine(template: UepTemplate | None) -> dict[str, Any] | None:
     """The engine section the admin's template makes of the user's values; None when untemplated."""
-    if not template:
+    if template is None:
         return None
     from gce.config import templating
     from gce.config.model import EndpointConfig
     from gce.errors import GceError
 
     config = EndpointConfig(
-        name=template["name"], endpoint_id="", broker_url="", engine={}, multi_user=True,
-        user_config_template_path=template["template_path"], user_config_schema_path=template["schema_path"],
-        raw=template["parent_config"],
+        name=template.name, endpoint_id="", broker_url="", engine={}, multi_user=True,
+        user_config_template_path=template.template_path, user_config_schema_path=template.schema_path,
+        raw=template.parent_config,
     )
     try:
         rendered = templating.render_for_endpoint(
-            config, template["user_config"], source=f"for endpoint {template['name']!r}",
-            user_runtime={**templating.local_runtime(), **{k: v for k, v in template["user_runtime"].items() if v}},
+            config, template.user_config, source=f"for endpoint {template.name!r}",
+            user_runtime={**templating.local_runtime(),
+                          **{k: v for k, v in template.user_runtime.to_dict().items() if v}},
             mapped_identity=templating.mapped_identity_of(os.getuid()),
         )
     except GceError as e:
@@ -209,39 +213,50 @@ def guard_channel() -> None:
         log.warning("cannot make the user endpoint non-dumpable: %s", os.strerror(ctypes.get_errno()))
 
 
+def read_config(raw: bytes) -> UepConfig:
+    """The config the manager wrote to stdin; Refusal naming what is wrong with it."""
+    try:
+        return UepConfig.from_dict(json.loads(raw or b"{}"))
+    except ValueError as e:  # json.JSONDecodeError included
+        raise Refusal(f"the user endpoint's config is invalid: it is not JSON ({e})") from None
+    except UepConfigError as e:
+        raise Refusal(str(e)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gce-uep")
     ap.add_argument("--fd", type=int, required=True)
     args = ap.parse_args(argv)
-    conf = json.loads(sys.stdin.buffer.read() or b"{}")
+    raw = sys.stdin.buffer.read()
     die_with_parent()
     sock = socket.socket(fileno=args.fd)
     os.set_inheritable(args.fd, False)  # the engine's children must not hold the manager's channel
     try:
-        check_identity(conf.get("identity"))
+        conf = read_config(raw)
+        check_identity(conf.identity)
         guard_channel()
-        if conf.get("template"):
+        if conf.template is not None:
             prepare_directories(conf)
     except Refusal as e:
         print(f"gce-uep: {e}", file=sys.stderr)
         sock.sendall(frames.encode(frames.FATAL, {"reason": str(e), "code": e.code}))
         return 1
     fmt = "%(asctime)s %(levelname)s uep[%(process)d] %(name)s: %(message)s"
-    if conf.get("log_file"):
-        logging.getLogger().addHandler(rotating_handler(conf["log_file"], fmt))
+    if conf.log_file:
+        logging.getLogger().addHandler(rotating_handler(conf.log_file, fmt))
     else:
         logging.basicConfig(format=fmt)
-    logging.getLogger().setLevel(logging.DEBUG if conf.get("debug") else logging.INFO)
+    logging.getLogger().setLevel(logging.DEBUG if conf.debug else logging.INFO)
     for noisy in ("parsl",):
-        logging.getLogger(noisy).setLevel(logging.WARNING if not conf.get("debug") else logging.DEBUG)
+        logging.getLogger(noisy).setLevel(logging.WARNING if not conf.debug else logging.DEBUG)
     try:
-        engine = render_engine(conf.get("template"))
+        engine = render_engine(conf.template)
     except Refusal as e:
         log.error("%s", e)
         sock.sendall(frames.encode(frames.FATAL, {"reason": str(e), "code": e.code}))
         return 1
     if engine is not None:
-        conf["engine"] = engine
+        conf = replace(conf, engine=engine)
     import signal
 
     # SIGTERM (from the manager's stop, or its death) takes the same path as the channel

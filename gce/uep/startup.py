@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from gce.config.uep import UepConfig, UepIdentity
 from gce.transport.message import ErrorCode
 
 log = logging.getLogger("gce.uep")
@@ -39,13 +40,13 @@ class Refusal(Exception):
         self.code = code
 
 
-def check_identity(expected: dict | None) -> None:
+def check_identity(expected: UepIdentity | None) -> None:
     """Refusal unless this process runs with exactly EXPECTED's uid, gid and groups, in a session of
     its own, with umask 077, and cannot become root again (after celery's platforms.py: prove the
     drop, do not assume it)."""
     if not expected:
         return
-    uid, gid, groups = int(expected["uid"]), int(expected["gid"]), sorted(set(expected["groups"]))
+    uid, gid, groups = expected.uid, expected.gid, sorted(set(expected.groups))
     have = {"uid": (os.getuid(), os.geteuid()), "gid": (os.getgid(), os.getegid()),
             "groups": sorted(set(os.getgroups()))}
     want = {"uid": (uid, uid), "gid": (gid, gid), "groups": groups}
@@ -65,16 +66,18 @@ def check_identity(expected: dict | None) -> None:
         raise Refusal("the user endpoint could become root again after dropping its privileges: refusing to run")
 
 
-def prepare_directories(conf: dict) -> None:
+def prepare_directories(conf: UepConfig) -> None:
     """Create the log and run directories (as this process's user); Refusal naming the home
     directory when it is missing or not writable."""
     try:
-        for d in (os.path.dirname(conf["log_file"]), conf["run_dir"]):
-            os.makedirs(d, mode=0o700, exist_ok=True)
-        with open(conf["log_file"], "a"):
-            pass
+        for d in (os.path.dirname(conf.log_file or ""), conf.run_dir):
+            if d:
+                os.makedirs(d, mode=0o700, exist_ok=True)
+        if conf.log_file:
+            with open(conf.log_file, "a"):
+                pass
     except OSError as e:
-        home = conf.get("home")
+        home = conf.home
         if home and not os.path.isdir(home):
             raise Refusal(f"the home directory {home} of user {_user_name()} does not exist, so the user "
                           "endpoint has nowhere to keep its logs and files; ask the administrator to "

@@ -11,6 +11,7 @@ import platform
 
 import gce
 from gce.config.model import from_data
+from gce.config.uep import UepConfig
 from gce.config.paths import EndpointPaths
 from gce.daemon import privileges
 from gce.daemon.routing import Router
@@ -38,10 +39,12 @@ def test_the_submitters_versions_and_platform_reach_the_template(tmp_path):
                                          max_payload_bytes=1000)
     th = parse_task(props.message_id, props.user_id, props.reply_to, props.headers)
     _name, conf, _stderr = Router(paths, config).uep_conf(privileges.current_target(), "{}", th)
+    sent = json.dumps(conf.to_dict() if isinstance(conf, UepConfig) else conf)  # what the UEP reads on stdin
+    template = UepConfig.from_dict(json.loads(sent)).template
 
     assert th.task_id == task_id
-    assert conf["template"]["user_runtime"] == {
+    assert template is not None and template.user_runtime.to_dict() == {
         "python_version": platform.python_version(), "gce_version": gce.__version__, "platform": platform.platform()}
-    assert "secret" not in json.dumps(conf)  # the template sees the parent config without the broker URL
-    engine = render_engine(conf["template"])
+    assert "secret" not in sent  # the template sees the parent config without the broker URL
+    engine = render_engine(template)
     assert engine["label"] == f"{platform.python_version()}|{gce.__version__}|{platform.platform()}"
