@@ -1,7 +1,13 @@
-"""The manager's local control socket: one JSON request line, one JSON reply line.
+"""The manager's local control socket: one JSON request line, one JSON reply line, both typed.
 
 Peers are identified with SO_PEERCRED: root and the manager's own uid may use every
-command; anyone else is refused (multi-user views arrive with the multi-user manager).
+command; anyone else is refused with PERMISSION_DENIED (multi-user views arrive with the
+multi-user manager). A failed reply carries a code (ControlCode) for programs and a sentence
+for people: a client decides by the code, never by the words.
+
+On the wire a reply is ``{"ok": true, "protocol": N, "gce_version": V, ...fields}`` or
+``{"ok": false, "protocol": N, "gce_version": V, "code": CODE, "error": TEXT}``; the status
+reply's fields are those of gce.daemon.status.EndpointStatus.
 """
 
 from __future__ import annotations
@@ -11,21 +17,147 @@ import json
 import os
 import socket
 import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from gce import __version__
 from gce.config.paths import EndpointPaths
+from gce.daemon.status import PROTOCOL, EndpointStatus
 from gce.errors import NotRunning, PermissionDenied
 from gce.transport import limits
 
-Handler = Callable[[str, dict, int], Awaitable[dict]]
 MAX_REQUEST = 64 * 1024
+
+
+class ControlCode(str, Enum):
+    PERMISSION_DENIED = "PERMISSION_DENIED"  # the peer may not use this endpoint
+    UNKNOWN_COMMAND = "UNKNOWN_COMMAND"  # a command this manager does not know (it may be older)
+    BAD_REQUEST = "BAD_REQUEST"  # the request line is not a request
+    INTERNAL = "INTERNAL"  # the manager failed to answer; its log says why
+
+    @classmethod
+    def read(cls, value: object) -> ControlCode:
+        """The code of a reply; one this gce does not know (a newer manager's) counts as INTERNAL."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.INTERNAL
+
+
+class ControlError(Exception):
+    """A request the manager answers with an error CODE and TEXT."""
+
+    def __init__(self, code: ControlCode, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+@dataclass(frozen=True)
+class Request:
+    command: str
+    args: dict[str, Any] = field(default_factory=dict)
+    protocol: int = PROTOCOL
+
+    def to_dict(self) -> dict[str, Any]:
+        # Protocol 1 requests are the lines every gce has sent, {"command", "args"}: their number is
+        # implied, so older managers read them as they always did. A later protocol says its own.
+        data: dict[str, Any] = {"command": self.command, "args": dict(self.args)}
+        if self.protocol != 1:
+            data["protocol"] = self.protocol
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> Request:
+        """Read a request line's JSON; ControlError(BAD_REQUEST) says what is wrong with it."""
+        if not isinstance(data, Mapping):
+            raise ControlError(ControlCode.BAD_REQUEST, "a request is a JSON object")
+        command, args, protocol = data.get("command"), data.get("args") or {}, data.get("protocol", 1)
+        if not isinstance(command, str) or not command:
+            raise ControlError(ControlCode.BAD_REQUEST, "the request names no command")
+        if not isinstance(args, Mapping):
+            raise ControlError(ControlCode.BAD_REQUEST, "the request's args must be a JSON object")
+        if not isinstance(protocol, int) or isinstance(protocol, bool):
+            raise ControlError(ControlCode.BAD_REQUEST, "the request's protocol must be an integer")
+        return cls(command, dict(args), protocol)
+
+
+@dataclass(frozen=True)
+class Reply:
+    ok: bool = True
+    fields: dict[str, Any] = field(default_factory=dict)  # what a successful command answers
+    code: ControlCode | None = None  # why it failed
+    error: str = ""
+    protocol: int = PROTOCOL
+    gce_version: str = __version__
+
+    @classmethod
+    def success(cls, fields: Mapping[str, Any] | None = None) -> Reply:
+        return cls(True, dict(fields or {}))
+
+    @classmethod
+    def failure(cls, code: ControlCode, error: str) -> Reply:
+        return cls(False, {}, code, error)
+
+    def to_dict(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"ok": self.ok, "protocol": self.protocol, "gce_version": self.gce_version}
+        if not self.ok:
+            return {**head, "code": (self.code or ControlCode.INTERNAL).value, "error": self.error}
+        return {**head, **self.fields, **head}  # the envelope's words are the manager's own
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reply:
+        """Read a reply, from a manager of any gce version: what it lacks is defaulted (an old
+        manager's refusal, which had no code, counts as INTERNAL)."""
+        protocol, version = data.get("protocol", 0), data.get("gce_version", "")
+        protocol = protocol if isinstance(protocol, int) and not isinstance(protocol, bool) else 0
+        version = version if isinstance(version, str) else ""
+        if data.get("ok") is False:
+            return cls(False, {}, ControlCode.read(data.get("code")), str(data.get("error") or ""), protocol, version)
+        fields = {k: v for k, v in data.items() if k not in ("ok", "protocol", "gce_version")}
+        return cls(True, fields, None, "", protocol, version)
+
+
+Handler = Callable[[Request, int], Awaitable[Reply]]
+
+
+class Commands:
+    """What the manager answers on its control socket: ``status`` and ``stop``."""
+
+    def __init__(self, status: Callable[[], EndpointStatus], stop: Callable[[], None]) -> None:
+        self._status = status
+        self._stop = stop
+
+    async def __call__(self, request: Request, uid: int) -> Reply:
+        if request.command == "status":
+            return Reply.success(self._status().to_dict())
+        if request.command == "stop":
+            self._stop()
+            return Reply.success()
+        return Reply.failure(ControlCode.UNKNOWN_COMMAND, f"unknown command {request.command!r}")
 
 
 def peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
+    return int(uid)
+
+
+async def _answer(reader: asyncio.StreamReader, uid: int, own_uid: int, handler: Handler) -> Reply:
+    try:
+        # Read before refusing: closing on an unread request would reset the connection, and
+        # the refused peer would never see why.
+        line = await asyncio.wait_for(reader.readline(), timeout=10)
+        if uid not in (0, own_uid):
+            return Reply.failure(ControlCode.PERMISSION_DENIED,
+                                 "permission denied: this endpoint belongs to another user")
+        data = limits.loads(line or b"{}")  # depth-checked: see gce.daemon.main
+    except (ValueError, asyncio.LimitOverrunError) as e:  # over MAX_REQUEST, not JSON, too deep
+        raise ControlError(ControlCode.BAD_REQUEST, f"the request is not a JSON line: {e}") from None
+    return await handler(Request.from_dict(data), uid)
 
 
 async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
@@ -38,17 +170,13 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            uid = peer_uid(writer.get_extra_info("socket"))
-            line = await asyncio.wait_for(reader.readline(), timeout=10)
-            if uid not in (0, own_uid):
-                reply: dict = {"ok": False, "error": "permission denied: this endpoint belongs to another user"}
-            else:
-                req = limits.loads(line[:MAX_REQUEST] or b"{}")  # depth-checked: see gce.daemon.main
-                reply = await handler(str(req.get("command", "")), req.get("args") or {}, uid)
+            reply = await _answer(reader, peer_uid(writer.get_extra_info("socket")), own_uid, handler)
+        except ControlError as e:
+            reply = Reply.failure(e.code, e.text)
         except Exception as e:  # a bad client must never hurt the manager
-            reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            reply = Reply.failure(ControlCode.INTERNAL, f"{type(e).__name__}: {e}")
         try:
-            writer.write(json.dumps(reply, default=str).encode() + b"\n")
+            writer.write(json.dumps(reply.to_dict(), default=str).encode() + b"\n")
             await writer.drain()
         finally:
             writer.close()
@@ -61,14 +189,24 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
     return server
 
 
-def request(paths: EndpointPaths, command: str, timeout: float = 5.0, **args: Any) -> dict:
-    """Send one command to the endpoint's manager; raise NotRunning if none answers."""
+def request(paths: EndpointPaths, command: str, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
+    """Send one command to the endpoint's manager and return its reply's JSON as it came; raise
+    NotRunning if none answers, PermissionDenied if the manager refuses this user."""
+    reply = exchange(paths, Request(command, args), timeout)
+    data = reply_json(paths, reply)
+    if data.get("ok") is False and ControlCode.read(data.get("code")) is ControlCode.PERMISSION_DENIED:
+        raise PermissionDenied(f"cannot query endpoint {paths.name!r}", str(data.get("error") or ""))
+    return data
+
+
+def exchange(paths: EndpointPaths, req: Request, timeout: float = 5.0) -> bytes:
+    """REQ's reply line from the endpoint's manager, as bytes; NotRunning if none answers."""
     path = paths.control_socket
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.connect(str(path))
-        s.sendall(json.dumps({"command": command, "args": args}).encode() + b"\n")
+        s.sendall(json.dumps(req.to_dict()).encode() + b"\n")
         chunks = []
         while True:
             chunk = s.recv(65536)
@@ -85,10 +223,14 @@ def request(paths: EndpointPaths, command: str, timeout: float = 5.0, **args: An
         ) from None
     finally:
         s.close()
+    return b"".join(chunks)
+
+
+def reply_json(paths: EndpointPaths, raw: bytes) -> dict[str, Any]:
     try:
-        reply = json.loads(b"".join(chunks))
+        data = json.loads(raw)
     except ValueError:
-        raise NotRunning(f"endpoint {paths.name!r} gave no valid reply", f"on {path}") from None
-    if reply.get("ok") is False and "permission denied" in str(reply.get("error", "")):
-        raise PermissionDenied(f"cannot query endpoint {paths.name!r}", reply["error"])
-    return reply
+        data = None
+    if not isinstance(data, dict):
+        raise NotRunning(f"endpoint {paths.name!r} gave no valid reply", f"on {paths.control_socket}")
+    return data

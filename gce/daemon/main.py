@@ -21,11 +21,11 @@ import sys
 from gce.config import model
 from gce.config.paths import EndpointPaths, system_mode
 from gce.daemon import pidfile
-from gce.daemon.children import UepChild
-from gce.daemon.control import serve
+from gce.daemon.control import Commands, serve
 from gce.daemon.housekeeping import housekeeping
 from gce.daemon.manager import Manager
 from gce.daemon.notify import Notifier, journal_stderr, status_text
+from gce.daemon.snapshot import snapshot
 from gce.errors import GceError
 from gce.logfiles import rotating_handler
 from gce.transport.link_errors import LinkError
@@ -96,7 +96,7 @@ async def _notify_loop(m: Manager, notifier: Notifier) -> None:
     period = min(NOTIFY_PERIOD, m.config.status_period, watchdog or NOTIFY_PERIOD)
     while True:
         await asyncio.sleep(period)
-        fields = {"STATUS": status_text(m.status())}
+        fields = {"STATUS": status_text(snapshot(m))}
         if watchdog:
             fields["WATCHDOG"] = "1"
         notifier.send(**fields)
@@ -118,9 +118,9 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
         loop.add_signal_handler(sig, m.stop_event.set)
     recovered = m.spool.recover()
     m.commit.check_disk()  # a spool that cannot be written: start paused, tasks wait on the broker
-    control = await serve(m.paths.control_socket, m.on_control)
+    control = await serve(m.paths.control_socket, Commands(status=lambda: snapshot(m), stop=m.stop_event.set))
     if not m.config.multi_user:  # a multi-user endpoint starts a UEP per user and config, on demand
-        m.uep = UepChild("default", m.router.personal_uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
+        m.uep = m.dispatcher.personal_uep()
     for tid, _header in recovered.tasks:
         m._queued.append(tid)
     m.outbox.unpublished.update(tid for tid, _ in recovered.results)
@@ -157,7 +157,7 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
         log.info("endpoint %s (%s) is ready: broker connected, %s engine up", m.paths.name,
                  m.config.endpoint_id, m.config.engine.get("type"))
         ready.say("ready")
-        notifier.send(READY="1", STATUS=status_text(m.status()))
+        notifier.send(READY="1", STATUS=status_text(snapshot(m)))
         beat = loop.create_task(_notify_loop(m, notifier))  # runs on through the shutdown
         m.route_unrouted()
         status_task = loop.create_task(housekeeping(m))

@@ -14,6 +14,8 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+from gce.daemon.status import EndpointStatus
+
 _ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
@@ -84,8 +86,10 @@ def journal_stderr(environ: Mapping[str, str]) -> bool:
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
-def status_text(status: Mapping[str, Any]) -> str:
+def status_text(status: EndpointStatus | Mapping[str, Any]) -> str:
     """The one-line STATUS= shown by ``systemctl status``, from ``Manager.status()``."""
+    if isinstance(status, EndpointStatus):
+        status = status.to_dict()
     t = status.get("tasks", {})
     ueps = status.get("user_endpoints", [])
     running = sum(1 for u in ueps if u.get("state") == "running")

@@ -8,10 +8,12 @@ so that a redelivery of a task already answered is dropped instead of run again.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from typing import Callable
 
 from gce.daemon.spool import RESULT, TASK, Spool
+from gce.daemon.status import RECENT_TASKS, RecentTask
 from gce.transport import names
 from gce.transport.amqp import EndpointLink
 from gce.transport.message import ResultHeaders
@@ -27,6 +29,7 @@ class Outbox:
         self._on_spooled = on_spooled  # the spool has something new to commit
         self.recent_done: OrderedDict[str, None] = OrderedDict()
         self.unpublished: set[str] = set()  # results waiting for a connection
+        self.recent: deque[RecentTask] = deque(maxlen=RECENT_TASKS)  # the last results, for the status
 
     def answered(self, task_id: str) -> bool:
         """Whether TASK_ID's result was published and confirmed lately (a redelivery to drop)."""
@@ -40,10 +43,16 @@ class Outbox:
         reply_to = entry.header["task"]["reply_to"]
         self.spool.add_result({"task_id": rh.task_id, "result": rh.to_dict(), "reply_to": reply_to}, body)
         self._on_spooled()
-        self.publish(rh, reply_to, body)
+        self._record(rh)
+        self.send_result(rh, reply_to, body)
         return True
 
-    def publish(self, rh: ResultHeaders, reply_to: str, body: bytes, spooled: bool = True) -> bool:
+    def _record(self, rh: ResultHeaders) -> None:
+        lines = rh.error_message.strip().splitlines()
+        message = lines[0][:200] if lines else ""
+        self.recent.append(RecentTask(rh.task_id, rh.status, rh.error_code, message, time.time()))
+
+    def send_result(self, rh: ResultHeaders, reply_to: str, body: bytes, spooled: bool = True) -> bool:
         """Publish a result; one SPOOLED leaves the spool when the broker confirms it. False if it
         could not be sent now (no connection, or publishing results is refused): it waits."""
         tid = rh.task_id
@@ -63,6 +72,9 @@ class Outbox:
             self.unpublished.add(tid)
         return sent
 
+    # The name manager.py still calls for the answers to refused messages; send_result says what it sends.
+    publish = send_result
+
     def _remember_done(self, tid: str) -> None:
         self.recent_done[tid] = None
         if len(self.recent_done) > RECENT_DONE:
@@ -76,6 +88,6 @@ class Outbox:
             entry = self.spool.entries.get(tid)
             if entry is not None and entry.kind == RESULT:
                 rh = ResultHeaders.from_dict(entry.header["result"])
-                sent += self.publish(rh, entry.header["reply_to"], self.spool.body(tid))
+                sent += self.send_result(rh, entry.header["reply_to"], self.spool.body(tid))
         if sent:
             log.info("re-published %d result(s) kept while the broker was away", sent)
