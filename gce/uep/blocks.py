@@ -91,15 +91,10 @@ def cancel_left_behind(run_dir: str) -> list:
         return []
     jobs = data.get("jobs") or []
     if jobs:
-        from parsl.jobs.states import JobState, JobStatus
+        from gce.uep import parsl_compat
 
-        from gce.uep.parsl_compat import build
-
-        provider = build("provider", data["provider"], "parsl.providers")
-        # A fresh provider knows none of them; its cancel() marks each one it knew as cancelled.
-        known = getattr(provider, "resources", None)
-        for job in jobs if isinstance(known, dict) else ():
-            known.setdefault(job, {"job_id": job, "status": JobStatus(JobState.UNKNOWN)})
+        provider = parsl_compat.build("provider", data["provider"], "parsl.providers")
+        parsl_compat.mark_jobs_known(provider, jobs)  # a fresh provider cancels only the jobs it knows
         done = provider.cancel(jobs) or []
         failed = [j for j, ok in zip(jobs, done) if not ok] + jobs[len(done):]
     else:

@@ -185,11 +185,10 @@ class HighThroughputEngine(Engine):
         per_node = self.htex.workers_per_node if "max_workers_per_node" in opts else os.cpu_count() or 1
         self.slots = 2 * max(1, int(per_node)) * nodes * max(1, int(provider.max_blocks))
         # Start the first blocks now rather than on the first strategy tick: cold start matters.
-        self.htex.scale_out_facade(provider.init_blocks)
+        parsl_compat.scale_out(self.htex, provider.init_blocks)
         self.poller = JobStatusPoller(strategy="simple", max_idletime=max_idletime, strategy_period=strategy_period)
         self.poller.add_executors([self.htex])
-        # The strategy would scale out init_blocks again on its first pass ("first"); we did it.
-        self.poller._strategy.executors[self.htex.label]["first"] = False
+        parsl_compat.skip_first_scale_out(self.poller, self.htex.label)  # its first pass would start them again
 
     def _submit(self, payload: bytes, resource_spec: dict) -> Future:
         outer: Future = Future()
@@ -216,9 +215,7 @@ class HighThroughputEngine(Engine):
             self._send(batch, {})
 
     def _send(self, tasks: list[tuple[bytes, Future]], resource_spec: dict) -> None:
-        from parsl.executors.high_throughput.errors import ManagerLost
-        from parsl.executors.high_throughput.errors import WorkerLost as ParslWorkerLost
-
+        lost = parsl_compat.lost_worker_errors()
         with self._lock:
             self._in_parsl += 1
         try:
@@ -237,12 +234,12 @@ class HighThroughputEngine(Engine):
             with self._lock:
                 self._in_parsl -= 1
             exc = f.exception()
-            if isinstance(exc, (ParslWorkerLost, ManagerLost)) and len(tasks) > 1:
+            if isinstance(exc, lost) and len(tasks) > 1:
                 log.warning("the worker running a batch of %d tasks died (%s): sending them again one by one",
                             len(tasks), exc)
                 for task in tasks:
                     self._send([task], {})
-            elif isinstance(exc, (ParslWorkerLost, ManagerLost)):
+            elif isinstance(exc, lost):
                 tasks[0][1].set_exception(WorkerLost(
                     f"{exc} (the worker died: killed by a signal, out of memory, or its batch job ended)"))
             elif exc is not None:
@@ -259,8 +256,8 @@ class HighThroughputEngine(Engine):
     def status(self) -> dict[str, Any]:
         s = super().status()
         try:
-            managers = self.htex.connected_managers()
-            blocks = self.htex.status_facade
+            managers = parsl_compat.connected_managers(self.htex)
+            blocks = parsl_compat.block_states(self.htex)
         except Exception as e:  # the interchange may be busy or gone; report, don't die
             s["error"] = str(e)
             return s

@@ -1,17 +1,45 @@
 """What gce relies on in parsl beyond its documented interface, each in one small function.
 
 A user endpoint drives parsl's HighThroughputExecutor without a DataFlowKernel, so it does a
-few things the DataFlowKernel does for parsl (and one thing it does not offer at all). Each such
-reach-in lives here, checks what it relies on, and raises ParslChanged naming the installed parsl
-version and what changed, instead of failing later as an AttributeError, a KeyError or, worse,
-silently (setting an attribute parsl no longer reads). tests/uep/test_parsl_internals.py runs
-every one of them against real parsl objects, so a parsl upgrade that breaks one fails there.
+few things the DataFlowKernel does for parsl, and a few parsl offers no public way to do. Each
+such reach-in lives here, checks what it relies on, and raises ParslChanged naming the installed
+parsl version and what changed, instead of failing later as an AttributeError or a KeyError, or
+silently (a flag parsl no longer reads). tests/uep/test_parsl_internals.py runs every one of them
+against real parsl objects, so a parsl upgrade that breaks one fails there first.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from gce.errors import EX_SOFTWARE, GceError
+
+# Modules parsl starts by name, which gce runs itself (gce.uep.interchange, gce.uep.worker_pool).
+INTERCHANGE = "parsl.executors.high_throughput.interchange"
+WORKER_POOL = "parsl.executors.high_throughput.process_worker_pool"
+# The keys of parsl's connected_managers() entries that the engine's status reads.
+MANAGER_KEYS = ("worker_count", "tasks", "active")
+
+
+def parsl_version() -> str:
+    try:
+        return str(importlib.import_module("parsl").__version__)
+    except Exception as e:  # an unimportable parsl is named as such, not hidden behind this error
+        return f"(parsl not importable: {type(e).__name__}: {e})"
+
+
+class ParslChanged(GceError):
+    """The installed parsl no longer has something gce relies on; str() says what."""
+
+    exit_code = EX_SOFTWARE
+
+    def __init__(self, changed: str) -> None:
+        version = parsl_version()
+        super().__init__(f"gce cannot drive parsl {version}", changed,
+                         hint=f"install the parsl version that worked before (pip install 'parsl==VERSION') "
+                         f"until gce supports parsl {version}")
+        self.version = version
 
 
 def build(kind: str, spec: dict[str, Any], module: str) -> Any:
@@ -22,3 +50,93 @@ def build(kind: str, spec: dict[str, Any], module: str) -> Any:
     if kind == "provider" and "launcher" in spec:
         spec["launcher"] = build("launcher", spec["launcher"], "parsl.launchers")
     return cls(**spec)
+
+
+def skip_first_scale_out(poller: Any, label: str) -> None:
+    """Tell POLLER's strategy that the executor LABEL has had its init_blocks already: the engine
+    starts them itself at once rather than on the strategy's first tick (cold start matters),
+    and the strategy would otherwise start them a second time. parsl keeps this as the
+    ``first`` flag of the executor's entry in the private ``JobStatusPoller._strategy``."""
+    executors = getattr(getattr(poller, "_strategy", None), "executors", None)
+    entry = executors.get(label) if isinstance(executors, dict) else None
+    if not isinstance(entry, dict) or "first" not in entry:
+        raise ParslChanged(f"JobStatusPoller._strategy.executors[{label!r}]['first'] is gone (it told the scaling "
+                           "strategy that init_blocks were started already); found "
+                           f"{type(executors).__name__} {_keys(executors)} for the executors, entry {_keys(entry)}")
+    entry["first"] = False
+
+
+def scale_out(htex: Any, blocks: int) -> list[str]:
+    """Start BLOCKS blocks of HTEX now (parsl's strategy calls the same method)."""
+    method = getattr(htex, "scale_out_facade", None)
+    if not callable(method):
+        raise ParslChanged(f"{type(htex).__name__}.scale_out_facade(n), which starts n blocks, is gone")
+    return list(method(blocks))
+
+
+def connected_managers(htex: Any) -> list[dict[str, Any]]:
+    """HTEX's connected worker pools, each with at least MANAGER_KEYS."""
+    managers = htex.connected_managers()
+    if not isinstance(managers, list):
+        raise ParslChanged(f"{type(htex).__name__}.connected_managers() returned a {type(managers).__name__}, "
+                           "not a list of dicts")
+    for m in managers:
+        missing = [k for k in MANAGER_KEYS if not isinstance(m, dict) or k not in m]
+        if missing:
+            raise ParslChanged(f"an entry of {type(htex).__name__}.connected_managers() lacks "
+                               f"{', '.join(missing)}; it has {_keys(m)}")
+    return managers
+
+
+def block_states(htex: Any) -> dict[str, Any]:
+    """HTEX's blocks by id, each a parsl JobStatus: ``.terminal`` and ``.state.name``."""
+    blocks = getattr(htex, "status_facade", None)
+    if not isinstance(blocks, dict):
+        raise ParslChanged(f"{type(htex).__name__}.status_facade, the blocks' states by block id, is "
+                           f"{type(blocks).__name__}, not a dict")
+    for status in blocks.values():
+        if not isinstance(getattr(status, "terminal", None), bool) or not isinstance(
+                getattr(getattr(status, "state", None), "name", None), str):
+            raise ParslChanged(f"a block's status in {type(htex).__name__}.status_facade is {status!r}: it has "
+                               "no boolean .terminal or no .state.name")
+    return blocks
+
+
+def lost_worker_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a HTEX task fails with when its worker or its whole worker pool died."""
+    module = "parsl.executors.high_throughput.errors"
+    try:
+        errors = importlib.import_module(module)
+        return (errors.WorkerLost, errors.ManagerLost)
+    except (ImportError, AttributeError) as e:
+        raise ParslChanged(f"{module}.WorkerLost or ManagerLost is gone ({e}): a task whose worker died "
+                           "could not be told from one that failed") from None
+
+
+def launch_cmd_with_pool(pool: str) -> str:
+    """HTEX's default worker launch command, with POOL (a shell word) run in place of parsl's
+    process_worker_pool.py."""
+    from parsl.executors.high_throughput import executor
+
+    default = getattr(executor, "DEFAULT_LAUNCH_CMD", None)
+    if not isinstance(default, str) or not default.startswith("process_worker_pool.py "):
+        raise ParslChanged("parsl.executors.high_throughput.executor.DEFAULT_LAUNCH_CMD no longer starts with "
+                           f"process_worker_pool.py: {default!r}")
+    return default.replace("process_worker_pool.py", pool, 1)
+
+
+def mark_jobs_known(provider: Any, jobs: list[Any]) -> None:
+    """Make a freshly built PROVIDER know JOBS (submitted by a previous provider), so that its
+    cancel() cancels them: parsl's providers only cancel the jobs in their ``resources``."""
+    known = getattr(provider, "resources", None)
+    if not isinstance(known, dict):
+        raise ParslChanged(f"{type(provider).__name__}.resources, the jobs a provider knows by job id, is "
+                           f"{type(known).__name__}, not a dict")
+    from parsl.jobs.states import JobState, JobStatus
+
+    for job in jobs:
+        known.setdefault(job, {"job_id": job, "status": JobStatus(JobState.UNKNOWN)})
+
+
+def _keys(value: object) -> str:
+    return f"keys {sorted(map(str, value))}" if isinstance(value, dict) else type(value).__name__

@@ -28,7 +28,7 @@ import runpy
 import sys
 from typing import Any
 
-POOL = "parsl.executors.high_throughput.process_worker_pool"
+from gce.uep.parsl_compat import WORKER_POOL as POOL
 
 
 def _unchecked(target=None, **_options):
@@ -56,14 +56,14 @@ def htex_options(local_workers: bool) -> dict[str, Any]:
     interchange started by this module's means, and for blocks on this host, no probing of
     network interfaces and this pool when the workers' environment (after worker_init, which
     may activate another one) has it, else parsl's."""
-    from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+    from gce.uep.parsl_compat import launch_cmd_with_pool
 
     # Without the cwd on sys.path, like the UEP itself (see gce.daemon.spawn.python_command).
     safe = ["-P"] if sys.version_info >= (3, 11) else []
     options: dict[str, Any] = {"interchange_launch_cmd": [sys.executable, *safe, "-m", "gce.uep.interchange"]}
     if local_workers:
         pool = '"$(command -v gce-worker-pool || command -v process_worker_pool.py)"'
-        options.update(address="127.0.0.1", launch_cmd=DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1))
+        options.update(address="127.0.0.1", launch_cmd=launch_cmd_with_pool(pool))
     return options
 
 
@@ -81,12 +81,13 @@ def fork_server() -> bool:
 
     server = getattr(forkserver, "_forkserver", None)
     known = ["listener_fd", "alive_r", "preload", "main_path", "sys_path"]
-    if (threading.active_count() != 1 or list(inspect.signature(forkserver.main).parameters) != known
-            or any(getattr(server, a, 0) is not None for a in ("_forkserver_address", "_forkserver_alive_fd",
-                                                                 "_forkserver_pid"))):
+    attributes = ("_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid")
+    if (server is None or threading.active_count() != 1
+            or list(inspect.signature(forkserver.main).parameters) != known
+            or any(getattr(server, a, 0) is not None for a in attributes)):
         return False
     resource_tracker.ensure_running()
-    address = connection.arbitrary_address("AF_UNIX")
+    address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]  # private, not in typeshed
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(address)
     if not util.is_abstract_socket_namespace(address):
@@ -119,7 +120,7 @@ def main() -> None:
     if not fork_server():  # the public way: a new interpreter that imports parsl once
         ctx.set_forkserver_preload(["gce.uep.pool_preload"])
     # The pool module takes its start method from this name when it runs: set it first.
-    parsl.multiprocessing.SpawnContext = ctx  # type: ignore[misc]
+    parsl.multiprocessing.SpawnContext = ctx  # type: ignore[misc, assignment]
     runpy.run_module(POOL, run_name="__main__", alter_sys=True)
 
 

@@ -1,0 +1,138 @@
+"""What the engine relies on in parsl beyond its documented interface (gce.uep.parsl_compat),
+checked against the installed parsl's real objects: after a parsl upgrade this file fails first,
+naming the parsl version and what changed, instead of an endpoint failing at its first task."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import parsl
+import pytest
+from parsl.executors import HighThroughputExecutor
+from parsl.jobs.job_status_poller import JobStatusPoller
+from parsl.jobs.states import JobState
+from parsl.providers import LocalProvider, SlurmProvider
+from parsl.utils import Timer
+
+from gce.uep import parsl_compat, worker_pool
+from gce.uep.engines import HighThroughputEngine, make_engine
+from gce.uep.parsl_compat import ParslChanged
+
+VERSION = f"parsl {parsl.__version__}"
+
+
+@pytest.fixture()
+def poller() -> Iterator[JobStatusPoller]:
+    """The engine's scaling strategy, for an executor that is never started."""
+    htex = HighThroughputExecutor(label="htex", provider=LocalProvider(init_blocks=0))
+    p = JobStatusPoller(strategy="simple", max_idletime=60.0, strategy_period=3600.0)
+    p.add_executors([htex])
+    yield p
+    # Only its timer thread: JobStatusPoller.close() would also scale in the executor, which
+    # needs a started one.
+    Timer.close(p, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HighThroughputEngine]:
+    """A real HighThroughputEngine as a user endpoint starts it: one block of one worker on this host."""
+    run_dir = tmp_path_factory.mktemp("htex")
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{path}"  # parsl starts the worker pool by name
+    spec = {"type": "HighThroughputEngine", "max_workers_per_node": 1, "strategy_period": 0.5,
+            "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}}
+    eng = make_engine(spec, str(run_dir), 1 << 20)
+    assert isinstance(eng, HighThroughputEngine)
+    try:
+        eng.start()
+        yield eng
+    finally:
+        eng.shutdown()
+        os.environ["PATH"] = path
+
+
+def test_the_strategy_is_told_the_first_blocks_are_started(poller: JobStatusPoller) -> None:
+    parsl_compat.skip_first_scale_out(poller, "htex")
+    # What parsl's strategy reads to decide it must still start init_blocks (Strategy._general_strategy).
+    assert poller._strategy.executors["htex"]["first"] is False, VERSION
+
+
+def test_a_strategy_without_the_first_flag_is_named_with_the_parsl_version(poller: JobStatusPoller) -> None:
+    del poller._strategy.executors["htex"]["first"]
+    with pytest.raises(ParslChanged) as err:
+        parsl_compat.skip_first_scale_out(poller, "htex")
+    assert str(err.value).startswith(f"gce cannot drive {VERSION}: JobStatusPoller._strategy.executors['htex']['first']")
+    assert "pip install 'parsl==" in err.value.hint
+
+
+def test_a_started_engine_reads_its_blocks_and_worker_pools(engine: HighThroughputEngine) -> None:
+    assert engine.poller._strategy.executors["htex"]["first"] is False, VERSION
+    deadline = time.monotonic() + 60
+    while not (managers := parsl_compat.connected_managers(engine.htex)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(managers) == 1, f"no worker pool connected within 60 s ({VERSION})"
+    assert managers[0]["worker_count"] == 1 and managers[0]["tasks"] == 0 and managers[0]["active"] is True
+    blocks = parsl_compat.block_states(engine.htex)
+    # PENDING until the strategy's next poll, RUNNING after it.
+    assert list(blocks) == ["0"] and blocks["0"].state in (JobState.PENDING, JobState.RUNNING), blocks
+    assert blocks["0"].terminal is False
+    status = engine.status()
+    assert "error" not in status, status
+    assert (status["blocks"], status["managers"], status["workers_total"], status["workers_idle"]) == (1, 1, 1, 1)
+
+
+def test_a_worker_pool_entry_without_what_status_reads_is_named() -> None:
+    class Htex:  # only the reply is made up: the check of its shape is what is tested
+        def connected_managers(self) -> list[dict[str, Any]]:
+            return [{"manager": "m", "worker_count": 1, "active": True}]
+
+    with pytest.raises(ParslChanged, match=rf"^gce cannot drive {VERSION}: an entry of Htex.connected_managers\(\) "
+                                           r"lacks tasks; it has keys \['active', 'manager', 'worker_count'\]$"):
+        parsl_compat.connected_managers(Htex())
+
+
+def test_an_executor_without_block_states_is_named() -> None:
+    htex = HighThroughputExecutor(label="htex", provider=LocalProvider(init_blocks=0))
+    assert parsl_compat.block_states(htex) == {}
+    with pytest.raises(ParslChanged, match=f"^gce cannot drive {VERSION}: HighThroughputExecutor.status_facade"):
+        parsl_compat.block_states(object.__new__(type("HighThroughputExecutor", (), {})))
+
+
+def test_lost_workers_are_told_from_failed_tasks() -> None:
+    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
+
+    assert parsl_compat.lost_worker_errors() == (WorkerLost, ManagerLost)
+
+
+@pytest.mark.parametrize("kind", [LocalProvider, SlurmProvider])
+def test_a_fresh_provider_is_told_the_jobs_of_its_predecessor(kind: type) -> None:
+    provider = kind()
+    parsl_compat.mark_jobs_known(provider, ["17", "18"])
+    assert {j: provider.resources[j]["status"].state.name for j in provider.resources} == {"17": "UNKNOWN",
+                                                                                           "18": "UNKNOWN"}
+    # What parsl's own cancel() looks up; a job it does not find there it cannot cancel.
+    assert provider.resources["17"]["job_id"] == "17"
+    del provider.resources
+    with pytest.raises(ParslChanged, match=f"^gce cannot drive {VERSION}: {type(provider).__name__}.resources"):
+        parsl_compat.mark_jobs_known(provider, ["19"])
+
+
+def test_the_worker_pool_and_interchange_gce_starts_are_parsls() -> None:
+    # gce runs these two modules of parsl itself (gce.uep.worker_pool, gce.uep.interchange).
+    for module in (parsl_compat.WORKER_POOL, parsl_compat.INTERCHANGE):
+        assert importlib.util.find_spec(module) is not None, f"{module} is gone in {VERSION}"
+    # gce.uep.worker_pool sets this name, which the pool module reads when it runs, so that the
+    # pool forks its workers from a fork server.
+    import parsl.multiprocessing
+
+    assert hasattr(parsl.multiprocessing, "SpawnContext"), VERSION
+    spec = importlib.util.find_spec(worker_pool.POOL)
+    assert spec is not None and spec.origin is not None
+    assert "SpawnContext" in Path(spec.origin).read_text(), f"{worker_pool.POOL} no longer uses it in {VERSION}"
+    cmd = parsl_compat.launch_cmd_with_pool("gce-worker-pool")
+    assert cmd.startswith("gce-worker-pool ") and "process_worker_pool.py" not in cmd
