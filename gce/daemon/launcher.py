@@ -8,7 +8,6 @@ Nothing is double-forked and nothing is left half-started.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import select
@@ -20,10 +19,10 @@ from pathlib import Path
 from gce.config import model
 from gce.config.paths import EndpointPaths
 from gce.daemon import pidfile
-from gce.logfiles import tail
+from gce.daemon.ready import Outcome, ReadyReport, ReportError
 from gce.daemon.spawn import python_command
 from gce.errors import AlreadyRunning, GceError, TemporaryFailure, Unavailable
-from gce.logfiles import open_append, rotate_if_large
+from gce.logfiles import open_append, rotate_if_large, tail
 
 
 def run_foreground(paths: EndpointPaths) -> int:
@@ -103,19 +102,30 @@ def start_detached(paths: EndpointPaths, timeout: float = 120.0) -> dict:
                 answer += chunk
     finally:
         os.close(rfd)
-    text = answer.decode(errors="replace").strip()
-    if text == "ready":
+    report = _read_report(answer)
+    if isinstance(report, ReadyReport) and report.outcome is Outcome.READY:
         return {"pid": proc.pid, "endpoint_id": model.read_endpoint_id(paths), "log_file": str(paths.log_file)}
-    _take_down(proc, terminate=False)  # the manager exits by itself after a failed start
-    if text.startswith("refused: "):
-        e = json.loads(text[len("refused: "):])
-        raise GceError(e["what"], e["why"], hint=e["hint"], exit_code=e["exit_code"])
-    if text.startswith("failed: "):
-        reason = text[len("failed: "):] + _last_lines(paths)
-    else:  # it died before it could say why: what it wrote to stderr may
-        reason = (f"the manager exited with status {proc.returncode}" + _last_lines(paths)
+    # The manager exits by itself after a failed start; one whose report is garbled is not trusted to.
+    _take_down(proc, terminate=isinstance(report, str) and bool(report))
+    if isinstance(report, ReadyReport) and report.error is not None:
+        e = report.error
+        raise GceError(e.what, e.why, hint=e.hint, exit_code=e.exit_code)
+    if isinstance(report, ReadyReport):
+        reason = report.reason + _last_lines(paths)
+    else:  # it died before it could say why (or said it garbled): what it wrote to stderr may
+        reason = (f"the manager exited with status {proc.returncode}{report}" + _last_lines(paths)
                   + _last_lines(paths, stderr_file(paths)))
     raise Unavailable(f"endpoint {paths.name!r} failed to start", reason, hint=start_hint(paths, reason))
+
+
+def _read_report(answer: bytes) -> ReadyReport | str:
+    """The manager's start-up report, or why there is none (in words to append to the reason)."""
+    if not answer.strip():
+        return ""  # the pipe closed unwritten: the manager died first
+    try:
+        return ReadyReport.from_line(answer)
+    except ReportError as e:
+        return f", and its start-up report could not be read ({e})"
 
 
 def start_hint(paths: EndpointPaths, reason: str) -> str:

@@ -2,8 +2,9 @@
 
 ``python -m gce.daemon NAME [--ready-fd N]`` runs it detached; ``gce start`` in the
 foreground calls ``run`` directly. With a ready fd, the outcome of start-up is written
-there once ("ready" or "failed: <reason>") so ``gce start --detach`` returns only when
-the endpoint works (connected to the broker, engine up) or says why it does not.
+there once (gce/daemon/ready.py: ready, failed and why, or refused with the error) so
+``gce start --detach`` returns only when the endpoint works (connected to the broker, engine
+up) or says why it does not.
 Under systemd (``Type=notify``) the same moment is reported with READY=1, followed by
 STATUS= lines, WATCHDOG=1 pings and STOPPING=1 (gce/daemon/notify.py); logs then go to
 stderr, which is the journal.
@@ -12,7 +13,6 @@ stderr, which is the journal.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -21,10 +21,12 @@ import sys
 from gce.config import model
 from gce.config.paths import EndpointPaths, system_mode
 from gce.daemon import pidfile
+from gce.daemon.children import UepChild
 from gce.daemon.control import Commands, serve
 from gce.daemon.housekeeping import housekeeping
 from gce.daemon.manager import Manager
 from gce.daemon.notify import Notifier, journal_stderr, status_text
+from gce.daemon.ready import Outcome, ReadyPipe, ReadyReport, Refusal
 from gce.daemon.snapshot import snapshot
 from gce.errors import GceError
 from gce.logfiles import rotating_handler
@@ -73,23 +75,6 @@ def setup_logging(paths: EndpointPaths, to_stderr: bool, debug: bool, journal: b
     logging.getLogger("pika").setLevel(logging.WARNING if not debug else logging.INFO)
 
 
-class _Ready:
-    """The one-shot start-up report to `gce start --detach`."""
-
-    def __init__(self, fd: int | None) -> None:
-        self.fd = fd
-
-    def say(self, text: str) -> None:
-        if self.fd is None:
-            return
-        try:
-            os.write(self.fd, text.encode()[:60000] + b"\n")
-            os.close(self.fd)
-        except OSError:
-            pass
-        self.fd = None
-
-
 async def _notify_loop(m: Manager, notifier: Notifier) -> None:
     """Live figures for ``systemctl status``, and the watchdog's proof that this loop runs."""
     watchdog = notifier.watchdog_interval
@@ -112,7 +97,7 @@ async def _starting_status(m: Manager, notifier: Notifier) -> None:
         await asyncio.sleep(1.0)
 
 
-async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
+async def _serve(m: Manager, ready: ReadyPipe, notifier: Notifier) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, m.stop_event.set)
@@ -120,7 +105,7 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
     m.commit.check_disk()  # a spool that cannot be written: start paused, tasks wait on the broker
     control = await serve(m.paths.control_socket, Commands(status=lambda: snapshot(m), stop=m.stop_event.set))
     if not m.config.multi_user:  # a multi-user endpoint starts a UEP per user and config, on demand
-        m.uep = m.dispatcher.personal_uep()
+        m.uep = UepChild("default", m.router.personal_uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
     for tid, _header in recovered.tasks:
         m._queued.append(tid)
     m.outbox.unpublished.update(tid for tid, _ in recovered.results)
@@ -146,7 +131,7 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
         starting.cancel()
     if failure:
         log.error("start-up failed: %s", failure)
-        ready.say(f"failed: {failure}")
+        ready.say(ReadyReport(Outcome.FAILED, failure))
         notifier.send(STATUS=f"start-up failed: {failure}")
         pidfile.write_state(m.paths, "failed", failure, started_at=m.started_at)
         await _shutdown(m, link_task, control, notifier)
@@ -156,7 +141,7 @@ async def _serve(m: Manager, ready: _Ready, notifier: Notifier) -> int:
         pidfile.write_state(m.paths, "running", started_at=m.started_at, endpoint_id=m.config.endpoint_id)
         log.info("endpoint %s (%s) is ready: broker connected, %s engine up", m.paths.name,
                  m.config.endpoint_id, m.config.engine.get("type"))
-        ready.say("ready")
+        ready.say(ReadyReport(Outcome.READY))
         notifier.send(READY="1", STATUS=status_text(snapshot(m)))
         beat = loop.create_task(_notify_loop(m, notifier))  # runs on through the shutdown
         m.route_unrouted()
@@ -200,7 +185,7 @@ async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.Abstra
 
 def run(paths: EndpointPaths, ready_fd: int | None = None, to_stderr: bool = True) -> int:
     """Run the manager until stopped; return the process exit status."""
-    ready = _Ready(ready_fd)
+    ready = ReadyPipe(ready_fd)
     notifier = Notifier.from_environment()
     journal = journal_stderr(os.environ)
     try:
@@ -210,7 +195,7 @@ def run(paths: EndpointPaths, ready_fd: int | None = None, to_stderr: bool = Tru
         # Refused before starting anything (a config that changed since the launcher checked
         # it, the lock taken by a start racing this one): the launcher re-raises this very
         # error, with its exit code, rather than a generic failure to start.
-        ready.say("refused: " + json.dumps({"what": e.what, "why": e.why, "hint": e.hint, "exit_code": e.exit_code}))
+        ready.say(ReadyReport(Outcome.REFUSED, error=Refusal(e.what, e.why, e.hint, e.exit_code)))
         notifier.send(STATUS=f"failed: {e}")
         raise
     del lock_fd  # held (open, close-on-exec) until this process exits
@@ -222,13 +207,13 @@ def run(paths: EndpointPaths, ready_fd: int | None = None, to_stderr: bool = Tru
     try:
         return asyncio.run(_serve(m, ready, notifier))
     except LinkError as e:
-        ready.say(f"failed: {e}")
+        ready.say(ReadyReport(Outcome.FAILED, str(e)))
         pidfile.write_state(paths, "failed", str(e))
         return 1
     except Exception as e:
         log.exception("the manager crashed")
         reason = f"the manager crashed: {type(e).__name__}: {e}"
-        ready.say(f"failed: {reason}")
+        ready.say(ReadyReport(Outcome.FAILED, reason))
         pidfile.write_state(paths, "failed", reason)
         return 70
 
