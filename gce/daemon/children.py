@@ -1,9 +1,7 @@
-"""A user endpoint as the manager sees it: a child with a state machine.
+"""A user endpoint as the manager sees it: a child with a state machine (gce.daemon.states).
 
-  starting --READY--> running --exit--> backoff --start--> starting ...
-  starting --FATAL/exit, N times quickly--> fatal   (tasks get the reason, no restart loop)
-  any --stop()--> stopping --> stopped
-  starting/running --protocol violation--> compromised --reaped--> backoff (or fatal) as after an exit
+Its state changes only in ``transition``, which logs each change with its reason; what it does
+to the OS goes through an injected gce.daemon.osproc.Os.
 """
 
 from __future__ import annotations
@@ -15,11 +13,12 @@ import signal
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from gce.daemon import proctree, teardown
+from gce.daemon import teardown
+from gce.daemon.osproc import ChildProcess, Os, ProcessTree, RealOs
 from gce.daemon.privileges import LocalUser
-from gce.daemon.spawn import spawn_uep
+from gce.daemon.states import ACCEPTS_FRAMES, UepState, allowed
 from gce.logfiles import tail
 from gce.transport import frames
 
@@ -29,6 +28,9 @@ MAX_QUICK_FAILURES = 3
 FATAL_COOLDOWN = 60.0  # after this, the next task tries a fresh start
 START_TIMEOUT = 300.0  # an engine that is not up by then is killed and counts as a failed start
 EXIT_GRACE = 2.0  # seconds the channel stays open after the UEP exited, for its last frames
+EXIT_WAIT = 5.0  # seconds a UEP that closed its channel has to exit before it is killed
+MAX_BACKOFF = 30.0  # seconds, the longest wait before a restart
+_LOUD = (UepState.BACKOFF, UepState.FATAL, UepState.COMPROMISED)
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -46,7 +48,7 @@ class UepChild:
     def __init__(self, key: str, conf: dict, log_path: Path,
                  on_frame: Callable[["UepChild", bytes, dict, bytes], None],
                  on_exit: Callable[["UepChild", str], None], *, target: LocalUser | None = None,
-                 environment_file: str | None = None) -> None:
+                 environment_file: str | None = None, os_: Os | None = None) -> None:
         self.key = key
         self.target = target  # None: run as the manager's own account, environment as today
         self.environment_file = environment_file
@@ -54,8 +56,9 @@ class UepChild:
         self.log_path = log_path
         self.on_frame = on_frame
         self.on_exit = on_exit
-        self.state = "stopped"
-        self.proc: Any = None
+        self.os: Os = os_ if os_ is not None else RealOs()
+        self.state = UepState.STOPPED
+        self.proc: ChildProcess | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.ready = asyncio.Event()
         self.failures: deque[float] = deque(maxlen=MAX_QUICK_FAILURES)
@@ -69,9 +72,27 @@ class UepChild:
         self.started_at = 0.0
         self.fatal_at = 0.0
         self.violation = ""  # how it broke the channel protocol, once it did
-        self._state_at_violation = ""
-        self.tree: proctree.Tree | None = None
+        self._state_at_violation = UepState.STOPPED
+        self.tree: ProcessTree | None = None
         self._reader: asyncio.Task | None = None
+
+    def transition(self, new: UepState, reason: str) -> bool:
+        """Move to state NEW because of REASON, if the transition table allows it.
+
+        A move the table does not allow is a bug of the manager's: it is logged as an error and
+        refused (the state stays), rather than raised. The callers run on the manager's loop,
+        in a UEP's reader or a timer: an exception there would leave this UEP's tasks without
+        an answer and its processes unreaped, which is worse than one wrong state. The tests
+        make that error raise (tests/daemon/fake_os.py)."""
+        old = self.state
+        if not allowed(old, new):
+            log.error("user endpoint %s: refused the state change %s -> %s (%s): not in the transition table",
+                      self.key, old, new, reason, stack_info=True)
+            return False
+        self.state = new
+        log.log(logging.WARNING if new in _LOUD else logging.INFO, "user endpoint %s: %s -> %s: %s",
+                self.key, old, new, reason)
+        return True
 
     def idle_for(self) -> float:
         """Seconds since this UEP last had work, 0 while it has some."""
@@ -80,59 +101,55 @@ class UepChild:
         return time.monotonic() - self.active_at
 
     def may_retry(self) -> bool:
-        return self.state == "fatal" and time.time() - self.fatal_at > FATAL_COOLDOWN
+        return self.state is UepState.FATAL and time.time() - self.fatal_at > FATAL_COOLDOWN
+
+    def backoff_delay(self) -> float:
+        """Seconds to wait before restarting it from backoff: doubling with each quick failure."""
+        return min(MAX_BACKOFF, 2.0 ** len(self.failures))
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
     async def start(self) -> None:
-        self.state, self.reason, self.fatal_code, self.violation = "starting", "", "", ""
+        if not self.transition(UepState.STARTING, "starting the user endpoint process"):
+            return
+        self.reason, self.fatal_code, self.violation = "", "", ""
         self.ready.clear()
         self.started_at = time.time()
         self.active_at = time.monotonic()
-        marker = proctree.new_marker()
+        marker = self.os.new_marker()
         try:
-            self.proc, sock = spawn_uep(self.conf, self.log_path, self.target, self.environment_file, marker)
+            self.proc, sock = self.os.spawn_uep(self.conf, self.log_path, self.target, self.environment_file, marker)
         except OSError as e:  # e.g. the account's groups or the interpreter are unusable
-            self.state, self.reason, self.fatal_at = "fatal", f"cannot start the user endpoint: {e}", time.time()
-            log.error("user endpoint %s: %s", self.key, self.reason)
+            self.reason, self.fatal_at = f"cannot start the user endpoint: {e}", time.time()
+            self.transition(UepState.FATAL, self.reason)
             self.ready.set()
             self.on_exit(self, self.reason)
             return
         uid = self.target.uid if self.target is not None else os.getuid()
         # Not reaped before _reap: the pid is this process's child until then, never another's.
-        self.tree = proctree.Tree.of(self.proc.pid, uid, marker) or proctree.Tree(self.proc.pid, uid, 0, marker)
+        proc = self.proc
+        self.tree = self.os.tree_of(proc.pid, uid, marker)
         reader, self.writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 24)
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read(reader))
-        proc = self.proc
-        self._watch_exit(loop, proc)
+        # Close the channel soon after the UEP exits even if a copy of it outlives the UEP (a
+        # task may take one with pidfd_getfd): the reader then sees its end, and the UEP is reaped.
+        self.os.on_exit(proc, lambda: self._exited(loop, proc))
         loop.call_later(START_TIMEOUT, self._start_timed_out, proc)
-        log.info("started user endpoint %s (pid %d)", self.key, self.proc.pid)
+        log.info("started user endpoint %s (pid %d)", self.key, proc.pid)
 
-    def _watch_exit(self, loop: asyncio.AbstractEventLoop, proc: Any) -> None:
-        """Close the channel soon after the UEP exits even if a copy of it outlives the UEP (a task
-        may take one with pidfd_getfd): the reader then sees its end, and the UEP is reaped."""
-        try:
-            fd = os.pidfd_open(proc.pid)
-        except (OSError, AttributeError):  # no pidfds (Linux < 5.3): the channel's end alone tells
-            return
+    def _exited(self, loop: asyncio.AbstractEventLoop, proc: ChildProcess) -> None:
+        loop.call_later(EXIT_GRACE, self._close_channel, proc)
 
-        def exited() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
-            loop.call_later(EXIT_GRACE, self._close_channel, proc)
-
-        loop.add_reader(fd, exited)
-
-    def _close_channel(self, proc: Any) -> None:
+    def _close_channel(self, proc: ChildProcess) -> None:
         if self.proc is proc and self.writer is not None and self._reader is not None and not self._reader.done():
             log.warning("user endpoint %s exited but its channel is still open elsewhere: closing it", self.key)
             self.writer.close()
 
-    def _start_timed_out(self, proc: Any) -> None:
-        if self.proc is proc and self.state == "starting" and proc.poll() is None:
+    def _start_timed_out(self, proc: ChildProcess) -> None:
+        if self.proc is proc and self.state is UepState.STARTING and proc.poll() is None:
             log.error("user endpoint %s did not become ready within %.0f s: killing it", self.key, START_TIMEOUT)
             proc.kill()
 
@@ -162,8 +179,10 @@ class UepChild:
         """Take one frame; the reason a FATAL frame gives, else ""."""
         fatal = ""
         if kind == frames.READY:
-            self.state, self.python = "running", str(header.get("python", ""))
+            self.python = str(header.get("python", ""))
             self.engine_status = header.get("status", {})
+            if self.state is UepState.STARTING:  # told to stop meanwhile: it stays stopping
+                self.transition(UepState.RUNNING, "its engine is up")
             self.ready.set()
         elif kind == frames.FATAL:
             fatal = str(header.get("reason", ""))
@@ -181,8 +200,10 @@ class UepChild:
             return
         log.error("user endpoint %s broke the channel protocol: %s", self.key, reason)
         self.violation = reason
-        # Not "running" from now on: the manager queues new tasks for its successor instead.
-        self._state_at_violation, self.state = self.state, "compromised"
+        # Not running from now on: the manager queues new tasks for its successor instead.
+        before = self.state
+        if self.transition(UepState.COMPROMISED, "it broke the channel protocol"):
+            self._state_at_violation = before
         if self.proc.poll() is None:
             self.proc.kill()
         if self.tree is not None:
@@ -192,47 +213,43 @@ class UepChild:
 
     async def _reap(self, fatal: str) -> None:
         proc = self.proc
-        rc = None
-        for _ in range(100):
-            rc = proc.poll()
-            if rc is not None:
-                break
-            await asyncio.sleep(0.05)
+        assert proc is not None
+        rc = await self.os.wait_exit(proc, EXIT_WAIT)
         if rc is None:  # it closed its channel but lives on: it can no longer be told to stop
             proc.kill()
-            rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+            rc = await self.os.wait_exit(proc, None)
         if self.writer is not None:
             self.writer.close()
         await teardown.take_down(self)
-        if self.state == "compromised":
-            self.state = self._state_at_violation
-        if self.state == "stopping":
-            self.state = "stopped"
+        was = self._state_at_violation if self.state is UepState.COMPROMISED else self.state
+        if was is UepState.STOPPING:
+            self.transition(UepState.STOPPED, f"stopped on request (the user endpoint process {describe_exit(rc)})")
             self.ready.set()
             self.on_exit(self, "stopped")
             return
         how = describe_exit(rc)
         if self.violation:
             self.reason = "the user endpoint violated its channel protocol and was stopped"
-        if self.state == "starting":
+        if was is UepState.STARTING:
             self.failures.append(time.time())
             detail = self.reason or fatal or f"it {how} before it was ready"
             last = tail(self.log_path, 8)
             self.reason = detail + (f"; last lines of {self.log_path}:\n{last}" if last and not fatal else "")
             quick = len(self.failures) == MAX_QUICK_FAILURES and self.failures[-1] - self.failures[0] < 300
-            self.state = "fatal" if (quick or fatal) else "backoff"
-            if self.state == "fatal":
+            if quick or fatal:
                 self.fatal_at = time.time()
                 self.failures.clear()
+                self.transition(UepState.FATAL, self.reason)
+            else:
+                self.transition(UepState.BACKOFF, self.reason)
         else:
             self.reason = self.reason or f"the user endpoint process {how}"
-            self.state = "backoff"
-        log.warning("user endpoint %s: %s", self.key, self.reason)
+            self.transition(UepState.BACKOFF, self.reason)
         self.ready.set()
         self.on_exit(self, self.reason)
 
     def send(self, kind: bytes, header: dict, body: bytes = b"") -> bool:
-        if self.writer is None or self.writer.is_closing() or self.state not in ("starting", "running"):
+        if self.writer is None or self.writer.is_closing() or self.state not in ACCEPTS_FRAMES:
             return False
         self.writer.write(frames.encode(kind, header, body))
         return True
@@ -240,25 +257,27 @@ class UepChild:
     async def stop(self, timeout: float = 10.0) -> None:
         """STOP, then SIGTERM, then SIGKILL the UEP and every process of its tree
         (gce.daemon.proctree); return once it is reaped and its batch jobs are cancelled."""
-        if self.proc is None or self.proc.poll() is not None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
             await self._reaped(timeout)
-            self.state = "stopped"
+            if self.state in (UepState.BACKOFF, UepState.FATAL):
+                self.transition(UepState.STOPPED, "stopped on request")
             return
         self.send(frames.STOP, {})
-        self.state = "stopping"
-        deadline = time.monotonic() + timeout * 0.6
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self.state is not UepState.STOPPING:
+            self.transition(UepState.STOPPING, "stopping on request")
+        await self.os.wait_exit(proc, timeout * 0.6)
         tree = self.tree
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self.proc.poll() is None:
-                self.proc.send_signal(sig)
+            if proc.poll() is None:
+                proc.send_signal(sig)
             if tree is not None:
                 tree.signal(sig, marked=False)  # the rest once its batch jobs are cancelled (teardown)
-            gone_by = time.monotonic() + timeout * 0.2
-            while time.monotonic() < gone_by and (self.proc.poll() is None or (tree and tree.members(False))):
-                await asyncio.sleep(0.05)
-            if self.proc.poll() is not None and not (tree and tree.members(False)):
+            started = time.monotonic()
+            await self.os.wait_exit(proc, timeout * 0.2)
+            left = timeout * 0.2 - (time.monotonic() - started)
+            gone = tree is None or await self.os.wait_gone(tree, False, max(0.0, left))
+            if proc.poll() is not None and gone:
                 break
         await self._reaped(timeout)
 

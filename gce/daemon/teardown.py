@@ -9,26 +9,38 @@ files say. Both happen before the UEP may be started again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
-import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
-from gce.daemon import proctree
-from gce.daemon.spawn import spawn_block_cancel
-
-if TYPE_CHECKING:
-    from gce.daemon.children import UepChild
+from gce.daemon.osproc import Os, ProcessTree
+from gce.daemon.privileges import LocalUser
 
 log = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT = 60.0  # for a dead UEP's batch jobs to be cancelled (parsl gives each command 10 s)
-KILL_PASSES = 100  # SIGKILL sweeps, 50 ms apart, before we give up and say so
+KILL_PASSES = 100  # SIGKILL sweeps, each waiting up to KILL_PASS_WAIT for its victims to go
+KILL_PASS_WAIT = 0.05
 LOCAL_ENGINES = ("ThreadPoolEngine", "ProcessPoolEngine")  # nothing of theirs leaves this host
 
 
-async def take_down(uep: UepChild) -> None:
+class Reaped(Protocol):
+    """What this module needs of a reaped user endpoint (gce.daemon.children.UepChild)."""
+
+    key: str
+    conf: dict[str, Any]
+    engine_status: dict[str, Any]
+    log_path: Path
+    target: LocalUser | None
+    environment_file: str | None
+    os: Os
+
+    @property
+    def tree(self) -> ProcessTree | None: ...
+
+
+async def take_down(uep: Reaped) -> None:
     """Kill what the reaped UEP left on this host, then cancel the batch jobs it left."""
     tree = uep.tree
     if tree is None:
@@ -41,15 +53,15 @@ async def take_down(uep: UepChild) -> None:
     await _sweep(uep, tree, marked=True)
 
 
-async def _sweep(uep: UepChild, tree: proctree.Tree, marked: bool) -> None:
+async def _sweep(uep: Reaped, tree: ProcessTree, marked: bool) -> None:
     for _ in range(KILL_PASSES):  # each pass kills what the previous one's victims forked meanwhile
         if not tree.signal(signal.SIGKILL, marked):
             return
-        await asyncio.sleep(0.05)
+        await uep.os.wait_gone(tree, marked, KILL_PASS_WAIT)
     log.error("user endpoint %s: processes of its tree survive SIGKILL: %s", uep.key, tree.members(marked)[:20])
 
 
-def _may_have_batch_jobs(uep: UepChild) -> bool:
+def _may_have_batch_jobs(uep: Reaped) -> bool:
     """False when the UEP's engine is known to run nothing off this host."""
     engine = uep.conf.get("engine") or {}  # a multi-user endpoint's UEP renders its own
     if not engine and isinstance(uep.engine_status, dict):
@@ -61,25 +73,23 @@ def _may_have_batch_jobs(uep: UepChild) -> bool:
                 (provider is None or provider.get("type", "LocalProvider") == "LocalProvider"))
 
 
-async def _cancel_blocks(uep: UepChild, uid: int) -> None:
+async def _cancel_blocks(uep: Reaped, uid: int) -> None:
     """Run ``gce.uep.blocks`` as the UEP's user and wait for it (at most CANCEL_TIMEOUT)."""
-    marker = proctree.new_marker()
+    marker = uep.os.new_marker()
     conf = {"run_dir": uep.conf["run_dir"], "identity": uep.conf.get("identity")}
     try:
-        proc = spawn_block_cancel(conf, uep.log_path, uep.target, uep.environment_file, marker)
+        proc = uep.os.spawn_block_cancel(conf, uep.log_path, uep.target, uep.environment_file, marker)
     except OSError as e:
         log.error("user endpoint %s: cannot start what cancels its batch jobs: %s", uep.key, e)
         return
-    deadline = time.monotonic() + CANCEL_TIMEOUT
-    while proc.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    if proc.poll() is None:
+    tree = uep.os.tree_of(proc.pid, uid, marker)
+    rc = await uep.os.wait_exit(proc, CANCEL_TIMEOUT)
+    if rc is None:
         log.error("user endpoint %s: cancelling its batch jobs took over %.0f s: stopped; see %s", uep.key,
                   CANCEL_TIMEOUT, uep.log_path)
-        tree = proctree.Tree.of(proc.pid, uid, marker)
-        if tree is not None:
-            tree.signal(signal.SIGKILL)
-    rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait)
-    if rc != 0:
+        tree.signal(signal.SIGKILL)
+        proc.kill()
+        rc = await uep.os.wait_exit(proc, None)
+    if rc:
         log.error("user endpoint %s: cancelling its batch jobs failed (%s); see %s", uep.key,
                   f"exit status {rc}" if rc > 0 else f"signal {-rc}", uep.log_path)

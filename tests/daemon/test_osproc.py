@@ -1,0 +1,77 @@
+"""The real OS seam, for real: an exit is learnt from its pidfd as it happens (no polling), the
+process is reaped then, and a timeout leaves a running process alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+
+from gce.daemon import proctree
+from gce.daemon.osproc import RealOs
+
+
+def test_wait_exit_returns_as_the_process_exits_and_reaps_it():
+    async def main():
+        proc = subprocess.Popen(["sleep", "0.3"])
+        started = time.monotonic()
+        rc = await RealOs().wait_exit(proc, 10)
+        return rc, time.monotonic() - started, proc
+
+    rc, took, proc = asyncio.run(main())
+    assert rc == 0 and proc.returncode == 0
+    assert 0.25 < took < 0.25 + 0.2  # learnt at once, not at the next tick of a slow look
+    assert not os.path.exists(f"/proc/{proc.pid}") or open(f"/proc/{proc.pid}/stat").read().split()[2] != "Z"
+
+
+def test_wait_exit_times_out_on_a_running_process_and_leaves_it_running():
+    async def main():
+        proc = subprocess.Popen(["sleep", "30"])
+        try:
+            assert await RealOs().wait_exit(proc, 0.1) is None
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGTERM)
+            assert await RealOs().wait_exit(proc, 5) == -signal.SIGTERM
+        finally:
+            proc.kill()
+            proc.wait()
+
+    asyncio.run(main())
+
+
+def test_on_exit_calls_back_without_reaping_so_the_pid_stays_ours():
+    async def main():
+        proc = subprocess.Popen(["sleep", "0.1"])
+        exited = asyncio.Event()
+        RealOs().on_exit(proc, exited.set)
+        await asyncio.wait_for(exited.wait(), 5)
+        assert open(f"/proc/{proc.pid}/stat").read().split(") ")[1][0] == "Z"  # exited, not yet reaped
+        assert proc.returncode is None
+        assert await RealOs().wait_exit(proc, 1) == 0
+
+    asyncio.run(main())
+
+
+def test_wait_gone_sees_a_whole_session_go():
+    async def main():
+        marker = proctree.new_marker()
+        proc = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"], start_new_session=True,
+                                env={**os.environ, proctree.MARKER: marker})
+        real = RealOs()
+        tree = real.tree_of(proc.pid, os.getuid(), marker)
+        try:
+            deadline = time.monotonic() + 5
+            while len(tree.members(False)) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert not await real.wait_gone(tree, False, 0.1)
+            tree.signal(signal.SIGKILL, marked=False)
+            assert await real.wait_gone(tree, False, 5)
+            assert await real.wait_exit(proc, 5) == -signal.SIGKILL
+        finally:
+            tree.signal(signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+
+    asyncio.run(main())
