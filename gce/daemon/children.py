@@ -248,7 +248,8 @@ class UepChild:
         self.ready.set()
         self.on_exit(self, self.reason)
 
-    def send(self, kind: bytes, header: dict, body: bytes = b"") -> bool:
+    def send_frame(self, kind: bytes, header: dict, body: bytes = b"") -> bool:
+        """Write one frame to the UEP, if it reads its channel and was not told to stop."""
         if self.writer is None or self.writer.is_closing() or self.state not in ACCEPTS_FRAMES:
             return False
         self.writer.write(frames.encode(kind, header, body))
@@ -263,7 +264,7 @@ class UepChild:
             if self.state in (UepState.BACKOFF, UepState.FATAL):
                 self.transition(UepState.STOPPED, "stopped on request")
             return
-        self.send(frames.STOP, {})
+        self.send_frame(frames.STOP, {})
         if self.state is not UepState.STOPPING:
             self.transition(UepState.STOPPING, "stopping on request")
         await self.os.wait_exit(proc, timeout * 0.6)

@@ -21,7 +21,6 @@ import sys
 from gce.config import model
 from gce.config.paths import EndpointPaths, system_mode
 from gce.daemon import pidfile
-from gce.daemon.children import UepChild
 from gce.daemon.control import Commands, serve
 from gce.daemon.housekeeping import housekeeping
 from gce.daemon.manager import Manager
@@ -105,7 +104,7 @@ async def _serve(m: Manager, ready: ReadyPipe, notifier: Notifier) -> int:
     m.commit.check_disk()  # a spool that cannot be written: start paused, tasks wait on the broker
     control = await serve(m.paths.control_socket, Commands(status=lambda: snapshot(m), stop=m.stop_event.set))
     if not m.config.multi_user:  # a multi-user endpoint starts a UEP per user and config, on demand
-        m.uep = UepChild("default", m.router.personal_uep_conf(), m.paths.uep_log_dir / "default.log", m.on_uep_frame, m.on_uep_exit)
+        m.uep = m.dispatcher.personal_uep()
     for tid, _header in recovered.tasks:
         m._queued.append(tid)
     m.outbox.unpublished.update(tid for tid, _ in recovered.results)

@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
@@ -40,6 +40,14 @@ class Refused(Exception):
 
 
 Mapped = Union[privileges.LocalUser, Refused]
+
+
+class UepSpec(NamedTuple):
+    """What one user endpoint is started from, for a personal and a multi-user endpoint alike."""
+
+    name: str  # in the log and the status: "default", or "<user>/<config digest>"
+    conf: dict[str, Any]  # what goes to its stdin
+    stderr_file: Path  # what it writes before its own log is set up
 
 
 class Router:
@@ -193,18 +201,20 @@ class Router:
             raise Refused(TemplateRenderError.code, f"endpoint {self.config.name!r} cannot use its {what} "
                           "(the endpoint's log says why)")
 
-    def personal_uep_conf(self) -> dict:
-        """The conf of an untemplated (personal) endpoint's one UEP: the engine of config.yaml."""
+    def personal_uep(self) -> UepSpec:
+        """An untemplated (personal) endpoint's one UEP: the engine of config.yaml."""
         run_dir = self.paths.state_dir / "uep"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return {
+        log_file = self.paths.uep_log_dir / "default.log"
+        conf = {
             "endpoint_id": self.config.endpoint_id, "engine": self.config.engine, "run_dir": str(run_dir),
             "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
-            "log_file": str(self.paths.uep_log_dir / "default.log"), "debug": self.config.debug,
+            "log_file": str(log_file), "debug": self.config.debug,
         }
+        return UepSpec("default", conf, log_file)
 
-    def uep_conf(self, target: privileges.LocalUser, canonical: str, th: TaskHeaders) -> tuple[str, dict, Path]:
-        """(name, conf, stderr file) of a UEP for TARGET with one user config.
+    def templated_uep(self, target: privileges.LocalUser, canonical: str, th: TaskHeaders) -> UepSpec:
+        """A multi-user endpoint's UEP for TARGET with one user config.
 
         The UEP renders its engine config itself, after the privilege drop.
         """
@@ -233,4 +243,4 @@ class Router:
             },
         }
         log.info("new user endpoint for %s (uid %d), config %s", target.name, target.uid, digest)
-        return f"{target.name}/{digest}", conf, self.paths.uep_log_dir / f"{digest}.stderr"
+        return UepSpec(f"{target.name}/{digest}", conf, self.paths.uep_log_dir / f"{digest}.stderr")

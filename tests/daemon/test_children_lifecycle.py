@@ -197,7 +197,7 @@ def test_a_protocol_violation_makes_it_compromised_then_reaped_into_backoff(tmp_
         proc.write(struct.pack("!IcI", 3, frames.STATUS, 0))  # a length below the minimum
         await settle(lambda: uep.state is S.COMPROMISED)
         assert uep.violation.startswith("FrameError") and proc.signals == [signal.SIGKILL]
-        assert not uep.send(frames.TASK, {})  # nothing more goes to it
+        assert not uep.send_frame(frames.TASK, {})  # nothing more goes to it
         proc.exit(-9)
         await settle(lambda: seen.exits)
         assert uep.state is S.BACKOFF

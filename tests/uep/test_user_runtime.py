@@ -38,7 +38,7 @@ def test_the_submitters_versions_and_platform_reach_the_template(tmp_path):
                                          user_endpoint_config={}, resource_specification={},
                                          max_payload_bytes=1000)
     th = parse_task(props.message_id, props.user_id, props.reply_to, props.headers)
-    _name, conf, _stderr = Router(paths, config).uep_conf(privileges.current_target(), "{}", th)
+    _name, conf, _stderr = Router(paths, config).templated_uep(privileges.current_target(), "{}", th)
     sent = json.dumps(conf.to_dict() if isinstance(conf, UepConfig) else conf)  # what the UEP reads on stdin
     template = UepConfig.from_dict(json.loads(sent)).template
 
