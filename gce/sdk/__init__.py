@@ -5,8 +5,8 @@
     with Executor(endpoint_id="...") as ex:
         print(ex.submit(sum, [1, 2, 3]).result())
 
-The names below load on first use (PEP 562): the endpoint's workers import
-``gce.sdk.serialize`` and must not pay for pika and the Executor machinery.
+The names below load on first use (PEP 562): code that needs one part of the SDK
+(``gce.sdk.serialize``, ``gce.sdk.errors``) must not pay for pika and the Executor machinery.
 """
 
 from __future__ import annotations

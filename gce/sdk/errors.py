@@ -13,8 +13,8 @@ import sys
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from gce.sdk import serialize
 from gce.transport.message import ErrorCode, ResultHeaders
+from gce.transport.payload import PayloadError, unpack_result
 
 log = logging.getLogger(__name__)
 
@@ -213,28 +213,25 @@ def outcome(rh: ResultHeaders, body: bytes) -> tuple[bool, Any]:
         message = rh.error_message or f"the endpoint reported status {rh.status!r} without a result"
         return False, TaskFailed(code, message, tid, eid)
     try:
-        parts = serialize.unpack(body)
-        tag = parts[0]
-    except (serialize.PayloadError, IndexError) as e:
+        result = unpack_result(body)
+    except PayloadError as e:
         return False, TaskFailed("BAD_RESULT", f"the result message could not be read ({e})", tid, eid)
-    if tag == b"ok" and len(parts) == 2:
+    if result.ok:
         import cloudpickle
 
         try:
-            return True, cloudpickle.loads(parts[1])
+            return True, cloudpickle.loads(result.value)
         except Exception as e:
             return False, TaskFailed(
                 ErrorCode.DESERIALIZATION_FAILED,
                 f"the result could not be deserialized here ({type(e).__name__}: {e}); this process runs "
                 f"Python {sys.version.split()[0]}: are the same packages installed here and on the endpoint?",
                 tid, eid)
-    if tag == b"err" and len(parts) == 5:
-        code, message, exc_blob, tb = parts[1].decode(), parts[2].decode(), parts[3], parts[4].decode()
-        if code == ErrorCode.TASK_EXCEPTION:
-            exc = _rebuild_exception(exc_blob, tb, rh) if exc_blob else None
-            return False, exc or RemoteExecutionError(code, message, tid, eid, tb)
-        return False, TaskFailed(code, message, tid, eid, tb)
-    return False, TaskFailed("BAD_RESULT", f"the result message has an unknown shape ({tag[:20]!r})", tid, eid)
+    code, message, tb = result.code, result.message, result.traceback
+    if code == ErrorCode.TASK_EXCEPTION:
+        exc = _rebuild_exception(result.exception, tb, rh) if result.exception else None
+        return False, exc or RemoteExecutionError(code, message, tid, eid, tb)
+    return False, TaskFailed(code, message, tid, eid, tb)
 
 
 def resolve(fut: Future, ok: bool, value: Any) -> None:

@@ -2,21 +2,21 @@
 
 ``run_task`` never raises for anything the submitted code does: every outcome, including
 an exception, an unpicklable result or a result over the size limit, becomes a result
-payload (see gce.sdk.serialize). Only the death of the worker itself escapes, and the
+payload (see gce.transport.payload). Only the death of the worker itself escapes, and the
 engine turns that into a WORKER_LOST result.
+
+This is the one place where bytes a submitter sent become code (``load_function``): it runs on
+a worker, as the mapped user, never in the manager.
 """
 
 from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any, Callable
 
-from gce.sdk import serialize
 from gce.transport.message import ErrorCode
-
-
-def _error(code: str, message: str, exc_blob: bytes = b"", tb: str = "") -> bytes:
-    return serialize.pack([b"err", code.encode(), message.encode(), exc_blob, tb.encode()])
+from gce.transport.payload import KIND_PICKLE, KIND_SOURCE, PayloadError, pack_err, pack_ok, unpack_task
 
 
 def _remote_traceback(exc: BaseException) -> str:
@@ -38,25 +38,44 @@ def _pickle_exception(exc: BaseException) -> bytes:
         return b""
 
 
+def load_function(kind: bytes, function_blob: bytes) -> Callable[..., Any]:
+    """Turn a function blob back into a callable (runs submitter code: workers only)."""
+    if kind == KIND_PICKLE:
+        import cloudpickle
+
+        fn: Callable[..., Any] = cloudpickle.loads(function_blob)
+        return fn
+    if kind == KIND_SOURCE:
+        name, _, source = function_blob.partition(b"\n")
+        namespace: dict[str, Any] = {"__name__": "__gce_source__"}
+        exec(compile(source.decode(), f"<gce source of {name.decode()}>", "exec"), namespace)
+        try:
+            defined: Callable[..., Any] = namespace[name.decode()]
+            return defined
+        except KeyError:
+            raise PayloadError(f"the registered source defines no function named {name.decode()!r}") from None
+    raise PayloadError(f"unknown function serializer {kind[:40]!r}")
+
+
 def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024) -> bytes:
     """Run one task payload; return a result payload. Called on a worker."""
     import cloudpickle
 
     try:
-        kind, fn_blob, args_blob = serialize.unpack(payload)
-        fn = serialize.load_function(kind, fn_blob)
+        kind, fn_blob, args_blob = unpack_task(payload)
+        fn = load_function(kind, fn_blob)
         args, kwargs = cloudpickle.loads(args_blob)
     except Exception as e:
-        return _error(
+        return pack_err(
             ErrorCode.DESERIALIZATION_FAILED,
             f"the endpoint could not deserialize the task ({type(e).__name__}: {e}); "
             f"the worker runs Python {sys.version.split()[0]}",
-            tb=_remote_traceback(e),
+            traceback=_remote_traceback(e),
         )
     try:
         value = fn(*args, **kwargs)
     except BaseException as e:  # noqa: B902 - SystemExit in user code is a task failure too
-        return _error(
+        return pack_err(
             ErrorCode.TASK_EXCEPTION,
             f"{type(e).__name__}: {e}",
             _pickle_exception(e),
@@ -65,16 +84,16 @@ def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024) -> bytes:
     try:
         blob = cloudpickle.dumps(value)
     except Exception as e:
-        return _error(
+        return pack_err(
             ErrorCode.SERIALIZATION_FAILED, f"the function's result could not be serialized ({type(e).__name__}: {e})"
         )
     if len(blob) > max_result_bytes:
-        return _error(
+        return pack_err(
             ErrorCode.RESULT_TOO_LARGE,
             f"the result is {len(blob):,} bytes serialized, over the endpoint's limit of "
             f"{max_result_bytes:,} bytes (limits.max_result_bytes in the endpoint's config.yaml)",
         )
-    return serialize.pack([b"ok", blob])
+    return pack_ok(blob)
 
 
 def run_batch(payloads: list[bytes], max_result_bytes: int = 10 * 1024 * 1024) -> list[bytes]:

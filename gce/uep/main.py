@@ -30,9 +30,9 @@ from typing import Any
 
 from gce.config.uep import UepConfig, UepConfigError, UepTemplate
 from gce.logfiles import rotating_handler
-from gce.sdk import serialize
 from gce.transport import frames
 from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
+from gce.transport.payload import PayloadError, task_function_id, unpack_result
 from gce.uep.engines import Engine, WorkerLost, make_engine
 from gce.uep.startup import Refusal, check_identity, die_with_parent, prepare_directories
 
@@ -82,8 +82,8 @@ class UserEndpoint:
                            f"Python {mine}; pickled functions only work between the same Python minor versions. "
                            "Submit from Python " + _py_minor(mine) + ", or use register_source_code().")
         try:
-            fid = serialize.task_function_id(payload)
-        except serialize.PayloadError as e:
+            fid = task_function_id(payload)
+        except PayloadError as e:
             return failure(th.task_id, self.endpoint_id, ErrorCode.BAD_MESSAGE, f"the task payload is malformed: {e}")
         if fid != th.function_id:
             return failure(th.task_id, self.endpoint_id, ErrorCode.BAD_MESSAGE,
@@ -128,11 +128,11 @@ class UserEndpoint:
             self.result(rh)
             return
         payload = fut.result()
-        parts = serialize.unpack(payload)
-        if parts[0] == b"ok":
+        outcome = unpack_result(payload)
+        if outcome.ok:
             rh = ResultHeaders(th.task_id, self.endpoint_id, "success", timings=timings)
         else:
-            rh = failure(th.task_id, self.endpoint_id, parts[1].decode(), parts[2].decode(errors="replace"))
+            rh = failure(th.task_id, self.endpoint_id, outcome.code, outcome.message)
             rh.timings = timings
         self.result(rh, payload)
 

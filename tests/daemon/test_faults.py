@@ -159,9 +159,9 @@ def test_broker_down_at_start_detach_fails_with_the_reason(make_endpoint, free_p
 
 
 def garble_my_own_result():
-    from gce.sdk import serialize
+    from gce.transport import payload
 
-    serialize.pack = lambda parts: b"not a result payload"  # what the worker sends back
+    payload.pack = lambda parts: b"not a result payload"  # what the worker sends back
     return 1
 
 
