@@ -16,7 +16,7 @@ from gce.config.paths import EndpointPaths, endpoint_paths
 from gce.errors import AlreadyRunning, GceError, PermissionDenied, UsageError
 
 if TYPE_CHECKING:
-    from gce.daemon.pidfile import Liveness
+    from gce.daemon.client import Liveness
 
 
 def _endpoint_id(paths: EndpointPaths) -> str:
@@ -59,12 +59,13 @@ def command(
     and so does its broker account: gce says how to revoke it (gce broker revoke).
     Without --yes, gce asks for confirmation, and refuses when it cannot ask (no terminal).
     """
-    from gce.daemon import pidfile
+    from gce.daemon.client import EndpointClient
 
     paths = endpoint_paths(name)
     if not paths.endpoint_json.exists():  # an endpoint whose config.yaml was removed can still be deleted
         paths = configured_paths(name)
-    _refuse_if_running(paths, pidfile.probe(paths))
+    client = EndpointClient(paths)
+    _refuse_if_running(paths, client.liveness())
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError(
@@ -77,9 +78,9 @@ def command(
             output.line(f"endpoint {name} was not deleted")
             raise typer.Exit(1)
     try:
-        lock_fd = pidfile.acquire_lock(paths)  # held while deleting: the endpoint cannot start meanwhile
+        lock_fd = client.take_lock()  # held while deleting: the endpoint cannot start meanwhile
     except AlreadyRunning:
-        _refuse_if_running(paths, pidfile.probe(paths))
+        _refuse_if_running(paths, client.liveness())
         raise
     account = _broker_account(paths)  # read before config.yaml goes
     for d in remove(paths, lock_fd):

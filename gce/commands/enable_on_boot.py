@@ -162,13 +162,14 @@ def enable(name: NameArg) -> None:
     are printed on stdout.
     """
     from gce.config import model
-    from gce.daemon import pidfile
+    from gce.daemon.client import EndpointClient
 
     paths = configured_paths(name)
     model.load(paths)  # a broken configuration is refused here, not in a failing unit
     target, unit = this_target(), unit_name(name)
     systemd = connect(user=target.user)
-    if systemd is not None and pidfile.lock_is_held(paths) and systemd.show(unit).get("ActiveState") != "active":
+    running = EndpointClient(paths).lock_is_held()
+    if systemd is not None and running and systemd.show(unit).get("ActiveState") != "active":
         raise AlreadyRunning(f"endpoint {name!r} is running outside systemd", "its service could not start",
                              hint=f"gce stop {name}, then gce enable-on-boot {name}")
     state = install(name, target, systemd, gce_executable(), os.environ.get("GCE_HOME"))

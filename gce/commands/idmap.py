@@ -64,17 +64,17 @@ def test(
     Exit status: 0 mapped and allowed, 1 refused, 78 configuration error.
     """
     from gce.config import model
-    from gce.daemon import idmap, policy
+    from gce.daemon.client import MappingRefused, map_identity, mapper_for
 
     paths = configured_paths(name)
     config = model.load(paths)
     if not config.multi_user:
         raise ConfigError(f"endpoint {name!r} does not map identities", "it is not a multi-user endpoint",
                           hint=f"set multi_user: true and identity_mapping_config_path in {paths.config_file}")
-    mapper = idmap.mapper_for(config)
+    mapper = mapper_for(config)
     try:
-        local, rule = policy.map_identity(mapper, identity, config)
-    except idmap.MappingRefused as e:
+        local, rule = map_identity(mapper, identity, config)
+    except MappingRefused as e:
         if as_json:
             output.json({"identity": identity, "endpoint": name, "allowed": False, "rule": e.rule,
                          "reason": str(e), "detail": e.detail, "mapping_file": str(mapper.path)})

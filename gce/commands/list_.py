@@ -20,10 +20,10 @@ SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", 
 def summarize(paths: EndpointPaths, now: float) -> dict[str, Any]:
     """One endpoint's line: its id and engine from its files, its state from its lock."""
     from gce.config import model
-    from gce.daemon import pidfile
+    from gce.daemon.client import EndpointClient
 
     try:
-        live = pidfile.probe(paths)
+        live = EndpointClient(paths).liveness()
     except PermissionDenied as e:
         return _unreadable(paths, e)
     running = live.state == "running"
@@ -60,15 +60,15 @@ def _unreadable(paths: EndpointPaths, e: PermissionDenied) -> dict[str, Any]:
 
 def _degraded(paths: EndpointPaths) -> dict[str, Any]:
     """state and reason of a running endpoint that does not take tasks (a full spool disk), else {}."""
-    from gce.daemon import control
+    from gce.daemon.client import EndpointClient
 
     try:
-        reply = control.request(paths, "status", timeout=CONTROL_TIMEOUT)
+        status = EndpointClient(paths, timeout=CONTROL_TIMEOUT).status()
     except (GceError, OSError):
         return {}  # `gce status NAME` says why it does not answer
-    if reply.get("state") != "degraded":
+    if status.state != "degraded":
         return {}
-    return {"state": "degraded", "reason": str(reply.get("reason") or "")}
+    return {"state": "degraded", "reason": status.reason}
 
 
 def state_cell(row: dict[str, Any]) -> str:

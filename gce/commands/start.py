@@ -29,11 +29,11 @@ def warn_if_others_may_read(paths: EndpointPaths) -> None:
 
 def start_detached(name: str, timeout: float) -> None:
     """Start NAME in the background and say where it runs; shared with gce restart."""
-    from gce.daemon import launcher
+    from gce.daemon.client import EndpointClient
 
     paths = configured_paths(name)
     warn_if_others_may_read(paths)
-    info = launcher.start_detached(paths, timeout=timeout)
+    info = EndpointClient(paths).start_detached(timeout=timeout)
     output.success(f"endpoint {name} started (pid {info['pid']}, id {info['endpoint_id']}); logs: {info['log_file']}")
     output.line(f"see it with: gce status {name}; stop it with: gce stop {name}")
 
@@ -64,8 +64,8 @@ def command(
         with output.spinner(f"starting endpoint {name}"):  # shown on a terminal, after half a second
             start_detached(name, timeout)
         return
-    from gce.daemon import launcher
+    from gce.daemon.client import EndpointClient
 
     paths = configured_paths(name)
     warn_if_others_may_read(paths)
-    raise typer.Exit(launcher.run_foreground(paths))
+    raise typer.Exit(EndpointClient(paths).run_foreground())

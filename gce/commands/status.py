@@ -123,27 +123,28 @@ def command(
     78 no such endpoint (as from every command).
     """
     from gce.config import model
-    from gce.daemon import control, pidfile
+    from gce.daemon.client import EndpointClient, ManagerError
 
     paths = configured_paths(name)
-    live = pidfile.probe(paths)
+    client = EndpointClient(paths)
+    live = client.liveness()
     if live.state != "running":
         try:
             endpoint_id: str | None = model.read_endpoint_id(paths)
         except GceError:
             endpoint_id = None
         _not_running(name, live, endpoint_id, as_json)
-    reply = control.request(paths, "status", timeout=5.0)
-    if reply.pop("ok", True) is False:
-        raise GceError(f"endpoint {name!r} did not report its status", str(reply.get("error", "")),
-                       exit_code=LSB_UNKNOWN)
+    try:
+        reply = client.status_reply()
+    except ManagerError as e:
+        raise GceError(e.what, e.why, exit_code=LSB_UNKNOWN) from None
+    status = reply.status
     if as_json:
-        output.json(reply)
+        output.json(reply.data)  # the manager's own words, with any field this gce does not know
     else:
-        render_status(reply)
-    if reply.get("state") == "degraded":
-        spool = reply.get("spool")
-        if not as_json and isinstance(spool, dict) and spool.get("error"):
-            output.hint(f"make room on (or remount read-write) the file system of {spool.get('path')}; "
+        render_status(status.to_dict())
+    if status.state == "degraded":
+        if not as_json and status.spool.error:
+            output.hint(f"make room on (or remount read-write) the file system of {status.spool.path}; "
                         "the endpoint takes tasks again by itself")
         raise typer.Exit(LSB_DEGRADED)

@@ -12,9 +12,9 @@ from gce.commands import NameArg, configured_paths
 
 def stop_endpoint(name: str, timeout: float) -> None:
     """Stop NAME and say so; shared with gce restart."""
-    from gce.daemon import launcher
+    from gce.daemon.client import EndpointClient
 
-    if launcher.stop(configured_paths(name), timeout=timeout):
+    if EndpointClient(configured_paths(name)).stop_all(timeout=timeout):
         output.success(f"endpoint {name} stopped")
     else:
         output.line(f"endpoint {name} is not running")

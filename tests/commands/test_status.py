@@ -139,3 +139,40 @@ def test_sparse_reply_is_rendered_without_the_missing_parts(capsys, monkeypatch)
 ])
 def test_status_fields(data, fields):
     assert status.status_fields(data) == fields
+
+
+def test_an_older_manager_whose_status_cannot_be_read_is_named(gce, configured):
+    from gce import __version__
+
+    paths = configured("demo")
+    old = {"ok": True, "name": "demo", "state": "running", "gce_version": "0.0.9", "pid": "4242"}
+    with running(paths), control_server(paths, old):
+        result = gce("status", "demo")
+    assert result.exit_code == 69
+    assert result.stderr == (
+        f"error: endpoint demo runs gce 0.0.9, this is gce {__version__}: its status cannot be read: "
+        "field 'pid' should be an integer, not str\n"
+        "hint: gce restart demo runs it with this gce\n"
+    )
+
+
+def test_a_manager_without_a_protocol_number_is_named_too(gce, configured):
+    from gce import __version__
+
+    paths = configured("demo")
+    with running(paths), control_server(paths, {"ok": True, "tasks": {"received": "12"}}):
+        result = gce("status", "demo")
+    assert result.exit_code == 69
+    assert result.stderr.startswith(f"error: endpoint demo runs an older gce (protocol 0), this is gce {__version__}: "
+                                    "its status cannot be read: field 'tasks.received' should be an integer")
+
+
+def test_a_newer_managers_extra_fields_are_shown_by_json_and_ignored_by_people(gce, configured):
+    paths = configured("demo")
+    newer = {**FULL, "protocol": 2, "gce_version": "9.0.0", "blocks_by_state": {"RUNNING": 1}}
+    with running(paths), control_server(paths, newer):
+        as_json = gce("status", "demo", "--json")
+        for_people = gce("status", "demo")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout)["blocks_by_state"] == {"RUNNING": 1}
+    assert for_people.exit_code == 0 and "blocks_by_state" not in for_people.stdout
+    assert "  gce version  9.0.0\n" in for_people.stdout

@@ -14,7 +14,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gce.commands.diagnostic import journal
 from gce.commands.diagnostic.journal import SYSTEMD_BOOTED
@@ -27,14 +27,26 @@ CONTROL_TIMEOUT = 5.0
 SYSTEMCTL_TIMEOUT = 5.0
 UNIT = "gce-endpoint@{name}"
 
+if TYPE_CHECKING:
+    from gce.daemon.client import EndpointStatus, Liveness
+
 
 @dataclass
 class Context:
     paths: EndpointPaths
     config: Any = None  # gce.config.model.EndpointConfig once the config check passed
-    live: Any = None  # gce.daemon.pidfile.Liveness
-    status: dict | None = None  # the running manager's status reply
+    live: Liveness | None = None  # whether the manager runs
+    status: EndpointStatus | dict[str, Any] | None = None  # the running manager's status (or its JSON)
     unit: str | None = None  # the systemd unit that runs the endpoint, if systemd knows one
+
+
+def _status(ctx: Context) -> EndpointStatus | None:
+    """The manager's status, read as the client reads it when it was given as JSON."""
+    if isinstance(ctx.status, dict):
+        from gce.daemon.client import EndpointStatus
+
+        ctx.status = EndpointStatus.from_dict(ctx.status)
+    return ctx.status
 
 
 def config(ctx: Context) -> Result:
@@ -134,11 +146,11 @@ def disk(ctx: Context) -> Result:
 
 
 def process(ctx: Context) -> Result:
-    from gce.daemon import pidfile
+    from gce.daemon.client import EndpointClient
 
     name = ctx.paths.name
     try:
-        live = ctx.live = pidfile.probe(ctx.paths)
+        live = ctx.live = EndpointClient(ctx.paths).liveness()
     except PermissionDenied as e:
         return warn("process", f"cannot tell whether it runs: {e.why}", e.hint)
     if live.state == "running":
@@ -152,7 +164,7 @@ def process(ctx: Context) -> Result:
 
 
 def control(ctx: Context) -> Result:
-    from gce.daemon import control as ctl
+    from gce.daemon.client import EndpointClient, ManagerError
 
     if ctx.live is None:
         return skip("control socket", "whether the endpoint runs is not known (see the process check)")
@@ -163,53 +175,53 @@ def control(ctx: Context) -> Result:
                     "reachable there", f"run gce diagnostic on {ctx.live.host}")
     sock = ctx.paths.control_socket
     try:
-        reply = ctl.request(ctx.paths, "status", timeout=CONTROL_TIMEOUT)
+        status = EndpointClient(ctx.paths, timeout=CONTROL_TIMEOUT).status()
+    except ManagerError as e:
+        return fail("control socket", f"{sock} answered with an error: {e.why}", socket=str(sock))
     except GceError as e:
         return fail("control socket", f"{sock}: {e}", e.hint or f"gce restart {ctx.paths.name}", socket=str(sock))
     except OSError as e:
         return fail("control socket", f"cannot connect to {sock}: {e.strerror or e}",
                     "run gce as the endpoint's owner (or root)", socket=str(sock))
-    if reply.get("ok") is False:
-        return fail("control socket", f"{sock} answered with an error: {reply.get('error')}", socket=str(sock))
-    ctx.status = reply
-    if reply.get("state") == "degraded":  # it runs, but takes no tasks: the reason is the manager's own
-        return fail("control socket", f"the manager runs degraded: {reply.get('reason') or 'it gives no reason'}",
+    ctx.status = status
+    if status.state == "degraded":  # it runs, but takes no tasks: the reason is the manager's own
+        return fail("control socket", f"the manager runs degraded: {status.reason or 'it gives no reason'}",
                     f"gce status {ctx.paths.name}", socket=str(sock))
-    broker = reply.get("broker") or {}
-    if isinstance(broker, dict) and broker.get("connected") is False:
+    if not status.broker.connected:
         return warn("control socket", f"the manager answers on {sock} but is not connected to the broker: "
-                    f"{broker.get('last_error') or 'reconnecting'}", f"gce status {ctx.paths.name}", socket=str(sock))
+                    f"{status.broker.last_error or 'reconnecting'}", f"gce status {ctx.paths.name}", socket=str(sock))
     return ok("control socket", f"the manager answers on {sock}", socket=str(sock))
 
 
 def spool(ctx: Context) -> Result:
     """The manager's own word on its spool: one it cannot write stops it taking tasks."""
-    if ctx.status is None:
+    status = _status(ctx)
+    if status is None:
         return skip("spool", "no status from a running manager")
-    sp = ctx.status.get("spool")
-    if not isinstance(sp, dict):
+    sp = status.spool
+    if not sp.path:
         return skip("spool", "the manager does not report on its spool")
-    if sp.get("error"):
-        return fail("spool", f"the manager is not taking tasks (they wait on the broker): {sp['error']}",
-                    f"make room on (or remount read-write) the file system of {sp.get('path')}; the endpoint "
-                    "takes tasks again by itself", path=sp.get("path"), error=sp["error"], since=sp.get("since"))
-    return ok("spool", f"the manager writes its spool in {sp.get('path')}", path=sp.get("path"))
+    if sp.error:
+        return fail("spool", f"the manager is not taking tasks (they wait on the broker): {sp.error}",
+                    f"make room on (or remount read-write) the file system of {sp.path}; the endpoint "
+                    "takes tasks again by itself", path=sp.path, error=sp.error, since=sp.since)
+    return ok("spool", f"the manager writes its spool in {sp.path}", path=sp.path)
 
 
 def uep_python(ctx: Context) -> Result:
     import platform
 
-    if ctx.status is None:
+    status = _status(ctx)
+    if status is None:
         return skip("uep python", "no status from a running manager")
-    ueps = [u for u in ctx.status.get("user_endpoints") or [] if isinstance(u, dict)]
-    running = [u for u in ueps if u.get("state") == "running"]
+    ueps = status.user_endpoints
+    running = [u for u in ueps if u.state == "running"]
     if not running:
-        down = "; ".join(f"{u.get('key')}: {u.get('state')}" + (f" ({u['reason']})" if u.get("reason") else "")
-                         for u in ueps)
-        if any(u.get("state") == "fatal" for u in ueps):
+        down = "; ".join(f"{u.key}: {u.state}" + (f" ({u.reason})" if u.reason else "") for u in ueps)
+        if any(u.state == "fatal" for u in ueps):
             return fail("uep python", f"no user endpoint runs: {down}", f"gce status {ctx.paths.name}")
         return skip("uep python", "no user endpoint is running yet" + (f" ({down})" if down else ""))
-    versions = {str(u.get("key")): str(u.get("python") or "unknown") for u in running}
+    versions = {u.key: u.python or "unknown" for u in running}
     mine = platform.python_version()
     minor = lambda v: v.split(".")[:2]  # noqa: E731
     shown = ", ".join(f"{k}: Python {v}" for k, v in versions.items())

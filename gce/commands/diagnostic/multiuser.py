@@ -35,21 +35,21 @@ def identity_mapping(ctx: Context, identity: str | None = None) -> Result:
         return fail("identity mapping", "multi_user is on but config.yaml sets no identity_mapping_config_path: "
                     "no submitter can be mapped to a local account",
                     f"add identity_mapping_config_path to {ctx.paths.config_file}")
-    from gce.daemon import idmap, policy
+    from gce.daemon.client import map_identity, mapper_for, mapping_rules
 
     path = c.identity_mapping_config_path
     try:
-        mapper = idmap.mapper_for(c)
+        mapper = mapper_for(c)
     except GceError as e:
         return fail("identity mapping", str(e), e.hint or f"fix {path}", file=path)
-    rules = len(idmap.parse_rules(json.loads(Path(path).read_bytes()), c.endpoint_id))
+    rules = mapping_rules(json.loads(Path(path).read_bytes()), c.endpoint_id)
     parsed = f"{path} parses ({rules} rule{'s' * (rules != 1)})"
     sample = _sample_identity(c, identity)
     if sample is None:
         return ok("identity mapping", f"{parsed}; no sample identity to map",
                   file=path, rules=rules)
     try:
-        local, rule = policy.map_identity(mapper, sample, c)
+        local, rule = map_identity(mapper, sample, c)
     except GceError as e:
         return fail("identity mapping", f"{parsed}, but {sample!r} does not map: {e}",
                     f"gce idmap test {ctx.paths.name} {sample} explains it", file=path, identity=sample)
