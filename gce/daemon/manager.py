@@ -153,7 +153,7 @@ class Manager:
 
     async def on_control(self, command: str, args: dict, uid: int) -> dict:
         if command == "status":
-            return self.status()
+            return self.status().to_dict()
         if command == "stop":
             self.stop_event.set()
             return {"ok": True}
