@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import pika
 from pika.spec import Basic
 
-from gce.backoff import backoff
 from gce.sdk.errors import (BrokerUnavailable, ExecutorFailed, connect_error, nacked, no_task_queue, refused_login,
                             refused_routing_key, setup_error, submit_refused)
 from gce.sdk.settings import broker_user, connection_parameters, redact
-from gce.transport import names
+from gce.transport import connect, names
 
 if TYPE_CHECKING:
     from gce.sdk.executor import Outgoing
@@ -100,7 +99,7 @@ class Link:
                 self.fatal = ExecutorFailed(f"internal error in the gce SDK connection thread: {e!r}")
             if self._closing or self.fatal is not None:
                 break
-            delay = backoff(self._attempt, 0.5, 30.0, spread=0.5)
+            delay = connect.reconnect_delay(self._attempt)
             self._attempt += 1
             log.warning("broker connection to %s lost; reconnecting in %.1f s", self.where, delay)
             self._wakeup.wait(delay)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from gce.sdk import serialize
 from gce.sdk.errors import BrokerNotConfigured, UnknownFunction
-from gce.transport import urls
+from gce.transport import connect, urls
 from gce.transport.urls import redact
 
 if TYPE_CHECKING:
@@ -94,16 +94,12 @@ def broker_user(url: str) -> str:
 
 
 def connection_parameters(url: str, heartbeat: int, name: str) -> "pika.URLParameters":
-    """pika's parameters for URL; NAME shows in the broker's connection list."""
-    import pika
-
-    # pika's own errors quote what they cannot parse (a piece of the password), or are a TypeError
-    why = urls.problem(url) or urls.no_password(url)
-    if why:
-        raise BrokerNotConfigured(f"the broker URL {redact(url)!r} cannot be used: {why}")
-    params = pika.URLParameters(url)
-    params.heartbeat, params.socket_timeout, params.client_properties = heartbeat, 10, {"connection_name": name}
-    return params
+    """pika's parameters for URL (gce.transport.connect, as the endpoint's); NAME shows in the
+    broker's connection list. BrokerNotConfigured when the URL cannot be used."""
+    try:
+        return connect.parameters(url, heartbeat=heartbeat, name=name)
+    except connect.UnusableUrl as e:
+        raise BrokerNotConfigured(str(e)) from None
 
 
 def json_object(value: dict | None, what: str) -> dict:

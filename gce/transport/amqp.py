@@ -25,8 +25,7 @@ from typing import Any, Callable
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from gce.backoff import backoff
-from gce.transport import names, urls
+from gce.transport import connect, names
 from gce.transport.link_errors import LinkError, explain, refusal_backoff
 from gce.transport.publish_check import Refusals, refusals
 from gce.transport.urls import broker_user, redact
@@ -115,17 +114,17 @@ class EndpointLink:
             if not fut.done():
                 fut.set_exception(exc)
 
+    def parameters(self) -> pika.URLParameters:
+        """pika's parameters for this link; a fatal LinkError when its URL cannot be used."""
+        try:
+            return connect.parameters(self.url, heartbeat=self.heartbeat, name=f"gce endpoint {self.endpoint_id}")
+        except connect.UnusableUrl as e:
+            raise LinkError(str(e), fatal=True) from None
+
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future = loop.create_future()
-        why = urls.problem(self.url) or urls.no_password(self.url)
-        if why:  # pika would fail with its own words, quoting the URL or a TypeError
-            raise LinkError(f"the broker URL {redact(self.url)} cannot be used: {why}", fatal=True)
-        params = pika.URLParameters(self.url)
-        params.heartbeat = self.heartbeat
-        params.connection_attempts = 1
-        params.socket_timeout = 5
-        params.client_properties = {"connection_name": f"gce endpoint {self.endpoint_id}"}
+        params = self.parameters()
         self._lost = asyncio.Event()
 
         def on_open_error(_c: Any, exc: BaseException) -> None:
@@ -276,7 +275,7 @@ class EndpointLink:
                 self.last_error = str(e)
                 if (e.fatal and not ever) or (first_failure_fatal and not ever):
                     raise
-                delay = backoff(attempt, 0.5, 30.0, spread=0.5)
+                delay = connect.reconnect_delay(attempt)
                 attempt += 1
                 log.warning("%s; retrying in %.1f s (attempt %d)", e, delay, attempt)
                 await asyncio.sleep(delay)

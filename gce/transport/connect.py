@@ -1,0 +1,55 @@
+"""How both broker links connect: the parameters pika is given and the wait before a reconnect.
+
+The SDK (gce.sdk.amqp, gce.sdk.client) and the endpoint (gce.transport.amqp) build their pika
+parameters here, so a submitter and an endpoint on the same network give up on an unanswering
+broker after the same time and retry it at the same pace.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gce.backoff import backoff
+from gce.transport import urls
+
+if TYPE_CHECKING:
+    import pika
+
+# Seconds a TCP connect to the broker may take. Linux resends a lost SYN after 1 s, then 2 s, then
+# 4 s (tcp_syn_retries, initial RTO 1 s: RFC 6298): 10 s lets three of them go unanswered, which
+# a laptop's Wi-Fi or a VPN link does, where 5 s gave up after two. It is pika's own default, too.
+# Waiting longer only matters when the broker cannot be reached at all, and then the link retries.
+SOCKET_TIMEOUT = 10.0
+
+# A lost connection is retried after RECONNECT_FIRST seconds, doubling up to RECONNECT_CAP, each
+# wait spread by ±RECONNECT_SPREAD: a broker restart seen by a thousand SDKs and endpoints at once
+# should not be met by a thousand reconnects at once (gce.backoff).
+RECONNECT_FIRST = 0.5
+RECONNECT_CAP = 30.0
+RECONNECT_SPREAD = 0.5
+
+
+class UnusableUrl(ValueError):
+    """A broker URL pika must not be given: its own errors quote the part they could not parse,
+    often a piece of the password, or are a bare TypeError. str() says why, password redacted."""
+
+
+def parameters(url: str, *, heartbeat: int, name: str) -> pika.URLParameters:
+    """pika's parameters for URL; NAME shows in the broker's connection list. UnusableUrl when the
+    URL cannot be used, said in words that never quote its password."""
+    why = urls.problem(url) or urls.no_password(url)
+    if why:
+        raise UnusableUrl(f"the broker URL {urls.redact(url)} cannot be used: {why}")
+    import pika
+
+    params = pika.URLParameters(url)
+    params.heartbeat = heartbeat
+    params.connection_attempts = 1  # each link retries by itself, after reconnect_delay
+    params.socket_timeout = SOCKET_TIMEOUT
+    params.client_properties = {"connection_name": name}
+    return params
+
+
+def reconnect_delay(attempt: int) -> float:
+    """Seconds to wait before reconnect ATTEMPT+1 (0: the first reconnect)."""
+    return backoff(attempt, RECONNECT_FIRST, RECONNECT_CAP, RECONNECT_SPREAD)
