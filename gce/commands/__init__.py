@@ -1,17 +1,18 @@
 """One module per ``gce`` subcommand; each parses its arguments, calls the core and renders.
 
-What several commands share lives here: finding a configured endpoint and the typer
-argument for its name.
+What several commands share lives here: finding a configured endpoint, the typer argument
+for its name, and reading a broker URL from a file (gce configure's option and its prompt).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from gce.config.paths import EndpointPaths, endpoint_paths, looks_like_id, names_with_id, require_readable
-from gce.errors import EX_CONFIG, ConfigError
+from gce.errors import EX_CONFIG, ConfigError, UsageError
 
 
 def complete_name(incomplete: str) -> list[str]:
@@ -78,3 +79,19 @@ def format_duration(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600}h {s % 3600 // 60:02d}m"
     return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def read_url_file(path: Path) -> str:
+    """The first line of PATH that is neither empty nor a comment."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UsageError(
+            f"cannot read the broker URL from {path}", e.strerror or str(e),
+            hint="the file holds one line: amqps://USER:PASSWORD@HOST:5671/VHOST",
+        ) from None
+    for raw in text.splitlines():
+        url = raw.strip()
+        if url and not url.startswith("#"):
+            return url
+    raise UsageError(f"no broker URL in {path}", "the file holds no line other than blanks and comments")

@@ -78,7 +78,9 @@ def _grants_without(have: dict, vhost: str, endpoints: list[str],
     dropped: list[tuple[str, str]] = []
     for name in endpoints:
         eid = p.served_endpoint(have, vhost, p.endpoint_account(name))
-        for u, ids in (p.without_endpoint(have, vhost, eid) if eid else {}).items():
+        if not eid:
+            continue
+        for u, ids in p.without_endpoint(have, vhost, eid).items():
             if u not in deleted:
                 keep[u] = sorted(set(keep.get(u, ids)) & set(ids))
                 dropped.append((u, eid))

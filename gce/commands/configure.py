@@ -11,6 +11,7 @@ import typer
 
 from gce import output
 from gce.commands import configure_prompts as prompts
+from gce.commands import read_url_file
 from gce.config.paths import endpoint_paths
 from gce.errors import UsageError
 
@@ -27,22 +28,6 @@ class Engine(str, enum.Enum):
 class Provider(str, enum.Enum):
     local = "local"
     slurm = "slurm"
-
-
-def read_url_file(path: Path) -> str:
-    """The first line of PATH that is neither empty nor a comment."""
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise UsageError(
-            f"cannot read the broker URL from {path}", e.strerror or str(e),
-            hint="the file holds one line: amqps://USER:PASSWORD@HOST:5671/VHOST",
-        ) from None
-    for raw in text.splitlines():
-        url = raw.strip()
-        if url and not url.startswith("#"):
-            return url
-    raise UsageError(f"no broker URL in {path}", "the file holds no line other than blanks and comments")
 
 
 def _broker_url(url: str | None, url_file: Path | None, on_argv: bool = True) -> tuple[str, bool]:

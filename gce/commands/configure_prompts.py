@@ -76,7 +76,7 @@ def _ask(text: str, default: str, check: Callable[[str], T], hidden: bool = Fals
 def _broker(answer: str) -> tuple[Optional[str], Optional[Path], str]:
     """(URL, None, URL) for a URL, (None, FILE, its URL) for a file holding one, (None, None, "")
     for the default. The answer is hidden: a reason never repeats it (it may be a password)."""
-    from gce.commands.configure import read_url_file
+    from gce.commands import read_url_file
     from gce.config import writer
     from gce.errors import UsageError
 

@@ -24,8 +24,6 @@ def describe(path: Path | None) -> str:
 
 def read_user_config(path: Path) -> Any:
     """The JSON value in PATH ('-': standard input)."""
-    import json
-
     from gce.config.user_schema import UserConfigInvalid
     from gce.transport import limits
 

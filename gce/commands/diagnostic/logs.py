@@ -51,9 +51,8 @@ def _log_verdict(where: str, last: list[str], hint: str, **details: Any) -> Resu
     return ok("log", f"{where}: no errors in the last {len(last)} lines", **details)
 
 
-def unit_log(ctx: Context, lines: int) -> Result:
-    """The last lines of the endpoint's unit in the journal (it logs there under systemd)."""
-    unit = ctx.unit
+def unit_log(unit: str, lines: int) -> Result:
+    """The last lines of the endpoint's UNIT in the journal (it logs there under systemd)."""
     shown = " ".join(journal.command(unit, lines))
     try:
         last = journal.tail(unit, lines)
@@ -69,7 +68,7 @@ def log(ctx: Context, lines: int) -> Result:
     from gce.logfiles import tail
 
     if ctx.unit is not None:
-        return unit_log(ctx, lines)
+        return unit_log(ctx.unit, lines)
     path = ctx.paths.log_file
     why = refusal(path)
     if why:

@@ -146,7 +146,7 @@ def tls(t: Target, params: Any) -> Result:
                     "is this port the broker's TLS listener (5671)?")
     details: dict[str, Any] = {"version": version, "ms": timed_ms(start)}
     not_after = cert.get("notAfter")
-    if not not_after:
+    if not isinstance(not_after, str) or not not_after:
         return ok("broker tls", f"{version} with {server_name} (certificate not verified)", **details)
     expires = ssl.cert_time_to_seconds(not_after)
     days = (expires - time.time()) / 86400

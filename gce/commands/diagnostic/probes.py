@@ -98,7 +98,7 @@ def queue(conn: Any, endpoint_id: str, user: str, running: bool) -> Result:
                 return ok("broker queue", f"queue {name}: {counts}; the running endpoint consumes it "
                           "exclusively, so it is read from", **details)
             return warn("broker queue", f"queue {name}: {counts}; another connection consumes it exclusively "
-                        "although the endpoint does not run here", f"does it run on another host? gce status "
+                        "although the endpoint does not run here", "does it run on another host? gce status "
                         "NAME there", **details)
         if code == 403:
             return fail("broker queue", f"user {user!r} lacks the read permission on queue {name}: it cannot "
@@ -111,7 +111,7 @@ def queue(conn: Any, endpoint_id: str, user: str, running: bool) -> Result:
     return ok("broker queue", reason, **details)
 
 
-def publish(conn: Any, user: str) -> Result:
+def results_writable(conn: Any, user: str) -> Result:
     """USER may publish to the results exchange: a confirmed message that routes nowhere."""
     import pika
     from pika import exceptions as px
@@ -145,7 +145,7 @@ def run(conn: Any, endpoint_id: str, user: str, running: bool, seconds: float) -
     from pika import exceptions as px
 
     steps = (("broker queue", lambda: queue(conn, endpoint_id, user, running)),
-             ("broker publish", lambda: publish(conn, user)))
+             ("broker publish", lambda: results_writable(conn, user)))
     results: list[Result] = []
     lost = ""
     with deadline(conn, seconds) as fired:
