@@ -15,6 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from gce.config.uep import UepConfig
 from gce.daemon import teardown
 from gce.daemon.osproc import ChildProcess, Os, ProcessTree, RealOs
 from gce.daemon.privileges import LocalUser
@@ -45,7 +46,7 @@ def describe_exit(returncode: int | None) -> str:
 
 
 class UepChild:
-    def __init__(self, key: str, conf: dict, log_path: Path,
+    def __init__(self, key: str, conf: UepConfig, log_path: Path,
                  on_frame: Callable[["UepChild", bytes, dict, bytes], None],
                  on_exit: Callable[["UepChild", str], None], *, target: LocalUser | None = None,
                  environment_file: str | None = None, os_: Os | None = None) -> None:
@@ -155,7 +156,7 @@ class UepChild:
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         # The largest frame an honest UEP sends is a result: a user's code cannot make root buffer more.
-        limit = int(self.conf.get("max_result_bytes") or 0) + frames.MAX_HEADER + (64 << 10) + 9
+        limit = self.conf.max_result_bytes + frames.MAX_HEADER + (64 << 10) + 9
         decoder = frames.Decoder(max_frame=min(limit, frames.MAX_FRAME))
         fatal = ""
         while not self.violation:

@@ -19,6 +19,7 @@ import socket
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from gce.config.uep import UepConfig
 from gce.daemon import proctree
 from gce.daemon.privileges import LocalUser
 
@@ -56,7 +57,7 @@ class ProcessTree(Protocol):
 class Os(Protocol):
     def new_marker(self) -> str: ...
 
-    def spawn_uep(self, conf: dict[str, Any], log_path: Path, target: LocalUser | None,
+    def spawn_uep(self, conf: UepConfig, log_path: Path, target: LocalUser | None,
                   environment_file: str | None, marker: str) -> tuple[ChildProcess, socket.socket]: ...
 
     def spawn_block_cancel(self, conf: dict[str, Any], log_path: Path, target: LocalUser | None,
@@ -83,7 +84,7 @@ class RealOs:
     def new_marker(self) -> str:
         return proctree.new_marker()
 
-    def spawn_uep(self, conf: dict[str, Any], log_path: Path, target: LocalUser | None,
+    def spawn_uep(self, conf: UepConfig, log_path: Path, target: LocalUser | None,
                   environment_file: str | None, marker: str) -> tuple[ChildProcess, socket.socket]:
         from gce.daemon.spawn import spawn_uep
 

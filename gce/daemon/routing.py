@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Union
 
 from gce.config.model import EndpointConfig
+from gce.config.uep import UepConfig, UepIdentity, UepTemplate, UserRuntime
 from gce.config.paths import EndpointPaths
 from gce.daemon import privileges
 from gce.transport.message import ErrorCode, TaskHeaders
@@ -46,7 +47,7 @@ class UepSpec(NamedTuple):
     """What one user endpoint is started from, for a personal and a multi-user endpoint alike."""
 
     name: str  # in the log and the status: "default", or "<user>/<config digest>"
-    conf: dict[str, Any]  # what goes to its stdin
+    conf: UepConfig  # its to_dict() goes to the UEP's stdin
     stderr_file: Path  # what it writes before its own log is set up
 
 
@@ -206,11 +207,10 @@ class Router:
         run_dir = self.paths.state_dir / "uep"
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log_file = self.paths.uep_log_dir / "default.log"
-        conf = {
-            "endpoint_id": self.config.endpoint_id, "engine": self.config.engine, "run_dir": str(run_dir),
-            "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
-            "log_file": str(log_file), "debug": self.config.debug,
-        }
+        conf = UepConfig(endpoint_id=self.config.endpoint_id, engine=self.config.engine, run_dir=str(run_dir),
+                         max_result_bytes=self.config.max_result_bytes,
+                         allowed_functions=self.config.allowed_functions, log_file=str(log_file),
+                         debug=self.config.debug)
         return UepSpec("default", conf, log_file)
 
     def templated_uep(self, target: privileges.LocalUser, canonical: str, th: TaskHeaders) -> UepSpec:
@@ -229,18 +229,15 @@ class Router:
         else:
             log_file = self.paths.uep_log_dir / f"{digest}.log"
             run_dir = self.paths.state_dir / "uep" / digest
-        conf = {
-            "endpoint_id": self.config.endpoint_id, "engine": {}, "run_dir": str(run_dir),
-            "max_result_bytes": self.config.max_result_bytes, "allowed_functions": self.config.allowed_functions,
-            "log_file": str(log_file), "debug": self.config.debug, "identity": target.identity(),
-            "home": target.home if dropped else None,
-            "template": {
-                "name": self.config.name, "template_path": self.config.user_config_template_path,
-                "schema_path": self.config.user_config_schema_path,
-                "parent_config": user_schema.parent_view(self.config.raw), "user_config": json.loads(canonical),
-                "user_runtime": {"python_version": th.python_version, "gce_version": th.gce_version,
-                                 "platform": th.platform},
-            },
-        }
+        template = UepTemplate(
+            name=self.config.name, template_path=self.config.user_config_template_path,
+            schema_path=self.config.user_config_schema_path, parent_config=user_schema.parent_view(self.config.raw),
+            user_config=json.loads(canonical),
+            user_runtime=UserRuntime(th.python_version, th.gce_version, th.platform))
+        conf = UepConfig(endpoint_id=self.config.endpoint_id, engine={}, run_dir=str(run_dir),
+                         max_result_bytes=self.config.max_result_bytes,
+                         allowed_functions=self.config.allowed_functions, log_file=str(log_file),
+                         debug=self.config.debug, identity=UepIdentity.from_dict(target.identity()),
+                         home=target.home if dropped else None, template=template)
         log.info("new user endpoint for %s (uid %d), config %s", target.name, target.uid, digest)
         return UepSpec(f"{target.name}/{digest}", conf, self.paths.uep_log_dir / f"{digest}.stderr")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gce.config.uep import UepConfig
 from gce.daemon import privileges, proctree
 from gce.logfiles import open_append, rotate_if_large
 from gce.transport.urls import has_password
@@ -120,14 +121,14 @@ def _start(module: str, args: tuple[str, ...], conf: dict, log_path: Path, targe
     return proc
 
 
-def spawn_uep(conf: dict, log_path: Path, target: privileges.LocalUser | None = None,
+def spawn_uep(conf: UepConfig, log_path: Path, target: privileges.LocalUser | None = None,
               environment_file: str | None = None, marker: str = "") -> tuple[subprocess.Popen, socket.socket]:
     """Start ``python -m gce.uep`` (as TARGET when given); return the process and the manager's
     end of the channel. LOG_PATH takes what the process writes before its own log is set up.
     MARKER goes into its environment, and so into that of all it starts."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        proc = _start("gce.uep", ("--fd", str(theirs.fileno())), conf, log_path, target, environment_file,
+        proc = _start("gce.uep", ("--fd", str(theirs.fileno())), conf.to_dict(), log_path, target, environment_file,
                       marker or proctree.new_marker(), pass_fds=(theirs.fileno(),))
     except BaseException:
         mine.close()

@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 from typing import Any, Protocol
 
+from gce.config.uep import UepConfig
 from gce.daemon.osproc import Os, ProcessTree
 from gce.daemon.privileges import LocalUser
 
@@ -29,7 +30,7 @@ class Reaped(Protocol):
     """What this module needs of a reaped user endpoint (gce.daemon.children.UepChild)."""
 
     key: str
-    conf: dict[str, Any]
+    conf: UepConfig
     engine_status: dict[str, Any]
     log_path: Path
     target: LocalUser | None
@@ -63,7 +64,7 @@ async def _sweep(uep: Reaped, tree: ProcessTree, marked: bool) -> None:
 
 def _may_have_batch_jobs(uep: Reaped) -> bool:
     """False when the UEP's engine is known to run nothing off this host."""
-    engine = uep.conf.get("engine") or {}  # a multi-user endpoint's UEP renders its own
+    engine = uep.conf.engine  # empty: a multi-user endpoint's UEP renders its own
     if not engine and isinstance(uep.engine_status, dict):
         engine = {"type": uep.engine_status.get("type")}
     if engine.get("type") in LOCAL_ENGINES:
@@ -76,7 +77,8 @@ def _may_have_batch_jobs(uep: Reaped) -> bool:
 async def _cancel_blocks(uep: Reaped, uid: int) -> None:
     """Run ``gce.uep.blocks`` as the UEP's user and wait for it (at most CANCEL_TIMEOUT)."""
     marker = uep.os.new_marker()
-    conf = {"run_dir": uep.conf["run_dir"], "identity": uep.conf.get("identity")}
+    identity = uep.conf.identity
+    conf = {"run_dir": uep.conf.run_dir, "identity": identity.to_dict() if identity is not None else None}
     try:
         proc = uep.os.spawn_block_cancel(conf, uep.log_path, uep.target, uep.environment_file, marker)
     except OSError as e:

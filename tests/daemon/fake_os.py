@@ -101,7 +101,7 @@ class FakeOs:
     def new_marker(self) -> str:
         return f"marker-{len(self.processes)}"
 
-    def spawn_uep(self, conf: dict[str, Any], log_path: Path, target: Any, environment_file: str | None,
+    def spawn_uep(self, conf: Any, log_path: Path, target: Any, environment_file: str | None,
                   marker: str) -> tuple[FakeProcess, socket.socket]:
         if self.spawn_error is not None:
             raise self.spawn_error

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gce.config.uep import UepConfig
 from gce.daemon.children import FATAL_COOLDOWN, UepChild
 from gce.daemon.states import UepState
 from gce.transport import frames
@@ -44,7 +45,8 @@ class Seen:
 
 def make(tmp_path: Path, engine: dict | None = None) -> tuple[UepChild, FakeOs, Seen]:
     fake, seen = FakeOs(), Seen()
-    conf = {"engine": engine or {"type": "ThreadPoolEngine"}, "run_dir": str(tmp_path), "max_result_bytes": 1000}
+    conf = UepConfig(endpoint_id="e-1", engine=engine or {"type": "ThreadPoolEngine"}, run_dir=str(tmp_path),
+                     max_result_bytes=1000)
     return UepChild("alice/1", conf, tmp_path / "uep.log", seen.frame, seen.exit, os_=fake), fake, seen
 
 

@@ -123,7 +123,7 @@ def test_a_template_others_could_change_starts_no_user_endpoint(router, tmp_path
     router.config = dataclasses.replace(router.config, user_config_template_path=str(template))
     th = TaskHeaders(task_id="t", user_id="alice", reply_to="q", function_id="f")
     canonical = router.canonical_config({})
-    assert router.templated_uep(resolve_local_user("nobody"), canonical, th).conf["template"]["template_path"] == str(template)
+    assert router.templated_uep(resolve_local_user("nobody"), canonical, th).conf.template.template_path == str(template)
     template.chmod(0o646)  # bob could then choose what alice's user endpoint runs
     with pytest.raises(Refused) as e:
         router.templated_uep(resolve_local_user("nobody"), canonical, th)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gce.config.uep import UepConfig, UepIdentity
 from gce.daemon import privileges, proctree, spawn
 from tests.daemon.multiuser import local_accounts
 from tests.endpoint import environ
@@ -36,9 +37,9 @@ def started_environment(user, tmp_path: Path, admin: str = "") -> dict[str, str]
     """The environment of a real UEP started for USER (root's planted in this process's)."""
     env_file = tmp_path / "user_environment.yaml"
     env_file.write_text(admin)
-    conf = {"endpoint_id": str(uuid.uuid4()), "engine": {"type": "ThreadPoolEngine", "max_workers": 1},
-            "run_dir": "/nonexistent", "max_result_bytes": 1 << 20, "allowed_functions": None, "debug": False,
-            "identity": user.identity()}
+    conf = UepConfig(endpoint_id=str(uuid.uuid4()), engine={"type": "ThreadPoolEngine", "max_workers": 1},
+                     run_dir="/nonexistent", max_result_bytes=1 << 20,
+                     identity=UepIdentity.from_dict(user.identity()))
     with environ(**ROOTS):
         proc, sock = spawn.spawn_uep(conf, tmp_path / "uep.stderr", user, str(env_file))
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gce.config.uep import UepConfig
 from gce.daemon.children import UepChild
 from gce.daemon.states import TRANSITIONS, UepState
 
@@ -17,7 +18,8 @@ REFUSED = [(old, new) for old, new in itertools.product(UepState, UepState) if n
 
 
 def child(state: UepState) -> UepChild:
-    uep = UepChild("alice/1", {}, Path("/nonexistent"), lambda *a: None, lambda *a: None)
+    conf = UepConfig(endpoint_id="e-1", engine={}, run_dir="/nonexistent", max_result_bytes=1000)
+    uep = UepChild("alice/1", conf, Path("/nonexistent"), lambda *a: None, lambda *a: None)
     uep.state = state  # where the table starts from; only transition() moves it from here
     return uep
 
