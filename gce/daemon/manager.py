@@ -96,7 +96,7 @@ class Manager:
         try:
             if isinstance(p.message_id, str) and p.message_id and reply_to_belongs(p.user_id, p.reply_to):
                 rh = failure(p.message_id[:100], self.config.endpoint_id, code, sentence)
-                self.outbox.publish(rh, p.reply_to, b"", spooled=False)
+                self.outbox.send_result(rh, p.reply_to, b"", spooled=False)
         except Exception:
             log.exception("could not answer a refused task message")
 

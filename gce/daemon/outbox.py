@@ -72,9 +72,6 @@ class Outbox:
             self.unpublished.add(tid)
         return sent
 
-    # The name manager.py still calls for the answers to refused messages; send_result says what it sends.
-    publish = send_result
-
     def _remember_done(self, tid: str) -> None:
         self.recent_done[tid] = None
         if len(self.recent_done) > RECENT_DONE:
