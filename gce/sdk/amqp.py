@@ -1,6 +1,6 @@
 """The Executor's broker link: one background thread owning a pika SelectConnection.
 
-pika is not thread-safe, so only this thread touches the connection. ``publish`` queues a task and
+pika is not thread-safe, so only this thread touches the connection. ``publish_task`` queues a task and
 wakes the thread once per batch, published back to back and settled by asynchronous publisher
 confirms (``Basic.Ack`` with ``multiple``): no task waits for a round trip. Tasks are ``mandatory``:
 a ``basic.return`` before the ack means no queue is bound for the endpoint. Results are consumed on
@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import deque
 from itertools import takewhile
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import pika
 from pika.spec import Basic
@@ -22,10 +22,8 @@ from pika.spec import Basic
 from gce.sdk.errors import (BrokerUnavailable, ExecutorFailed, connect_error, nacked, no_task_queue, refused_login,
                             refused_routing_key, setup_error, submit_refused)
 from gce.sdk.settings import broker_user, connection_parameters, redact
+from gce.sdk.tasks import Outgoing
 from gce.transport import connect, names
-
-if TYPE_CHECKING:
-    from gce.sdk.executor import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ class Link:
         if self.fatal is not None and not self.ever_connected:
             raise self.fatal
 
-    def publish(self, item: Outgoing) -> None:
+    def publish_task(self, item: Outgoing) -> None:
         with self._lock:
             if self.fatal is not None:
                 raise self.fatal

@@ -21,9 +21,9 @@ import uuid
 from typing import Any, Callable
 
 from gce.sdk.errors import BrokerUnavailable, TaskPending, nacked, no_task_queue, outcome, submit_refused
-from gce.sdk.executor import DEFAULT_MAX_PAYLOAD_BYTES, task_message
 from gce.sdk.settings import (FunctionStore, RegistersFunctions, broker_user, connection_parameters, functions_dir,
                               json_object, redact, resolve_broker_url)
+from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, task_message
 from gce.transport import names
 from gce.transport.message import ResultHeaders
 
@@ -119,7 +119,7 @@ class Client(RegistersFunctions):
             resource_specification=json_object(resource_specification, "resource_specification"),
             max_payload_bytes=self.max_payload_bytes)
 
-        def publish(ch: Any) -> None:
+        def publish_task(ch: Any) -> None:
             ch.confirm_delivery()
             try:
                 ch.basic_publish(names.TASKS_EXCHANGE, endpoint_id, body, props, mandatory=True)
@@ -130,7 +130,7 @@ class Client(RegistersFunctions):
             except pika.exceptions.NackError:
                 raise nacked(endpoint_id, task_id) from None
 
-        self._call(publish)
+        self._call(publish_task)
         return task_id
 
     # -- results -----------------------------------------------------------------------

@@ -15,41 +15,26 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import logging
-import platform
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import Future, wait
-from dataclasses import dataclass
 from typing import Any, Callable
 
-import pika
-
-import gce
 from gce.sdk import serialize
 from gce.sdk.amqp import Link
-from gce.sdk.errors import PayloadTooLarge, outcome, resolve, waited_too_long
+from gce.sdk.errors import outcome, resolve, waited_too_long
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
+from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, task_message
 from gce.transport import names
-from gce.transport.message import ResultHeaders, TaskHeaders
+from gce.transport.message import ResultHeaders
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 # Task ids remembered after completion, to drop duplicate results (at-least-once delivery).
 COMPLETED_MEMORY = 100_000
 # How long interpreter exit waits for submitted tasks to reach the broker.
 EXIT_FLUSH_SECONDS = 30.0
-
-
-@dataclass
-class Outgoing:  # a task on its way to the broker: what the link publishes
-    task_id: str
-    routing_key: str
-    body: bytes
-    properties: pika.BasicProperties
-    future: Future
 
 
 class TaskFuture(Future):
@@ -83,24 +68,6 @@ class TaskFuture(Future):
             if self.done():
                 raise
             raise self._timed_out(timeout) from None
-
-
-def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple, kwargs: dict, *, user: str, reply_to: str,
-                 user_endpoint_config: dict, resource_specification: dict, max_payload_bytes: int,
-                 ) -> tuple[str, bytes, pika.BasicProperties]:
-    """(task_id, body, properties) of one task; PayloadTooLarge before anything is sent."""
-    args_blob = serialize.serialize_args(args, kwargs)
-    if len(args_blob) > max_payload_bytes:  # the endpoint would refuse it anyway
-        raise PayloadTooLarge(len(args_blob), max_payload_bytes)
-    task_id = str(uuid.uuid4())
-    headers = TaskHeaders(
-        task_id=task_id, user_id=user, reply_to=reply_to, function_id=function_id, serializer=kind.decode(),
-        python_version=platform.python_version(), gce_version=gce.__version__, platform=platform.platform(),
-        submitted_at=time.time(),
-        user_endpoint_config=user_endpoint_config, resource_specification=resource_specification)
-    props = pika.BasicProperties(message_id=task_id, user_id=user, reply_to=reply_to, delivery_mode=2,
-                                 content_type=names.TASK_CONTENT_TYPE, headers=headers.amqp_headers())
-    return task_id, serialize.pack_task(kind, blob, args_blob), props
 
 
 class Executor(RegistersFunctions, concurrent.futures.Executor):
@@ -183,23 +150,27 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             raise self._link.fatal
         if self._endpoint_id is None:
             raise ValueError("no endpoint_id: set Executor(endpoint_id=...) or ex.endpoint_id before submitting")
+        endpoint_id = self._endpoint_id
         task_id, body, props = task_message(
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
             user_endpoint_config=self._uec, resource_specification=self._rspec,
             max_payload_bytes=self.max_payload_bytes)
-        fut = TaskFuture(task_id, self._endpoint_status)
+        fut = TaskFuture(task_id, lambda: self._endpoint_status(endpoint_id))
         with self._lock:
             self._pending[task_id] = fut
         fut.add_done_callback(self._forget_if_cancelled)
-        self._link.publish(Outgoing(task_id, self._endpoint_id, body, props, fut))
+        self._link.publish_task(Outgoing(task_id, endpoint_id, body, props, fut))
         return fut
 
-    def _endpoint_status(self) -> dict:
-        """The endpoint's public status (gce.sdk.Client.get_endpoint_status), on a connection of
-        its own; read only when a wait for a result timed out."""
+    def _endpoint_status(self, endpoint_id: str | None = None) -> dict:
+        """The public status of the endpoint a task went to (gce.sdk.Client.get_endpoint_status;
+        by default this Executor's), on a connection of its own; read only when a wait for a result
+        timed out."""
         from gce.sdk.client import Client
 
-        endpoint_id = self._endpoint_id
+        endpoint_id = endpoint_id or self._endpoint_id
+        if endpoint_id is None:
+            return {"status": "unknown", "endpoint_id": None, "reason": "no endpoint_id is set"}
         try:
             with Client(self._url) as client:
                 return client.get_endpoint_status(endpoint_id)

@@ -10,7 +10,7 @@ import pika
 import pytest
 
 from gce.sdk import serialize
-from gce.sdk.executor import DEFAULT_MAX_PAYLOAD_BYTES, task_message
+from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, task_message
 from gce.transport import names
 from gce.transport import provision as p
 from gce.transport.message import ErrorCode, ResultHeaders
