@@ -159,7 +159,9 @@ def waited_too_long(task_id: str, timeout: float | None, status: dict) -> Timeou
     """The TimeoutError of a wait for TASK_ID's result, naming what the endpoint's STATUS (as
     gce.sdk.Client.get_endpoint_status returns it) says about why no result came."""
     eid = status.get("endpoint_id") or "?"
-    details = status.get("details") if isinstance(status.get("details"), dict) else {}
+    details = status.get("details")
+    if not isinstance(details, dict):
+        details = {}
     state, reason = details.get("state"), details.get("reason")
     if status.get("status") == "unknown":
         cause = f"the status of endpoint {eid} is unknown: {status.get('reason') or 'no report'}"

@@ -106,7 +106,12 @@ class EndpointLink:
         fut = asyncio.get_running_loop().create_future()
         self._ops.add(fut)
         fut.add_done_callback(self._ops.discard)
-        fn(callback=lambda frame: fut.done() or fut.set_result(frame), **kw)
+
+        def done(frame: Any) -> None:
+            if not fut.done():  # a failed connection may have failed it already (_fail_ops)
+                fut.set_result(frame)
+
+        fn(callback=done, **kw)
         return fut
 
     def _fail_ops(self, exc: BaseException) -> None:
