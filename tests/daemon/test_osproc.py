@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from gce.daemon import proctree
+from gce.daemon import osproc, proctree
 from gce.daemon.osproc import RealOs
 
 
@@ -22,7 +22,7 @@ def test_wait_exit_returns_as_the_process_exits_and_reaps_it():
 
     rc, took, proc = asyncio.run(main())
     assert rc == 0 and proc.returncode == 0
-    assert 0.25 < took < 0.25 + 0.2  # learnt at once, not at the next tick of a slow look
+    assert 0.25 < took < 1.0
     assert not os.path.exists(f"/proc/{proc.pid}") or open(f"/proc/{proc.pid}/stat").read().split()[2] != "Z"
 
 
@@ -75,3 +75,24 @@ def test_wait_gone_sees_a_whole_session_go():
             proc.wait()
 
     asyncio.run(main())
+
+
+def test_without_pidfds_an_exit_is_learnt_by_a_slow_look():
+    """Linux < 5.3 has no pidfd_open: the loop looks every FALLBACK_PERIOD seconds instead."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        proc = subprocess.Popen(["sleep", "0.1"])
+        learnt = asyncio.Event()
+        started = loop.time()
+        osproc._poll_until(loop, lambda: osproc._exited(proc), learnt.set)
+        await asyncio.wait_for(learnt.wait(), 5)
+        took = loop.time() - started
+        assert proc.returncode is None  # learnt without reaping it
+        assert await RealOs().wait_exit(proc, 1) == 0
+        cancel = osproc._poll_until(loop, lambda: False, learnt.clear)
+        cancel()  # a cancelled look never calls back
+        await asyncio.sleep(osproc.FALLBACK_PERIOD * 2)
+        assert learnt.is_set()
+        return took
+
+    assert 0.1 <= asyncio.run(main()) < 1.0
