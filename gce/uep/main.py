@@ -56,7 +56,7 @@ class UserEndpoint:
         self.stopping = threading.Event()
 
     # -- output ----------------------------------------------------------------------
-    def send(self, kind: bytes, header: dict, body: bytes = b"") -> None:
+    def send_frame(self, kind: bytes, header: dict, body: bytes = b"") -> None:
         # Sent from whichever thread has the frame (the engine's result thread, mostly): a
         # hand-off to a writer thread would add a wake-up to every task's round trip.
         data = frames.encode(kind, header, body)
@@ -69,8 +69,8 @@ class UserEndpoint:
                 self.closed = True
                 self.stopping.set()
 
-    def result(self, rh: ResultHeaders, body: bytes = b"") -> None:
-        self.send(frames.RESULT, rh.to_dict(), body)
+    def send_result(self, rh: ResultHeaders, body: bytes = b"") -> None:
+        self.send_frame(frames.RESULT, rh.to_dict(), body)
 
     # -- tasks -----------------------------------------------------------------------
     def check(self, th: TaskHeaders, payload: bytes) -> ResultHeaders | None:
@@ -97,14 +97,14 @@ class UserEndpoint:
         th = TaskHeaders.from_dict(header["task"])
         refused = self.check(th, payload)
         if refused is not None:
-            self.result(refused)
+            self.send_result(refused)
             return
         started = time.time()
         assert self.engine is not None
         try:
             fut = self.engine.submit(payload, th.resource_specification)
         except Exception as e:
-            self.result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
+            self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
                                 f"the engine refused the task: {type(e).__name__}: {e}"))
             return
         fut.add_done_callback(lambda f: self.on_done(th, started, f))
@@ -115,7 +115,7 @@ class UserEndpoint:
             self._answer(th, started, fut)
         except Exception as e:  # e.g. a worker whose code replaced the result packing
             log.exception("task %s: its outcome could not be read", th.task_id)
-            self.result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
+            self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
                                 f"the task's outcome could not be read ({type(e).__name__}: {e})"[:2000]))
 
     def _answer(self, th: TaskHeaders, started: float, fut: Future) -> None:
@@ -125,7 +125,7 @@ class UserEndpoint:
             code = ErrorCode.WORKER_LOST if isinstance(exc, WorkerLost) else ErrorCode.ENDPOINT_FAILED
             rh = failure(th.task_id, self.endpoint_id, code, str(exc) or type(exc).__name__)
             rh.timings = timings
-            self.result(rh)
+            self.send_result(rh)
             return
         payload = fut.result()
         outcome = unpack_result(payload)
@@ -134,14 +134,14 @@ class UserEndpoint:
         else:
             rh = failure(th.task_id, self.endpoint_id, outcome.code, outcome.message)
             rh.timings = timings
-        self.result(rh, payload)
+        self.send_result(rh, payload)
 
     # -- status ----------------------------------------------------------------------
     def _reporter(self) -> None:
         while not self.stopping.wait(STATUS_PERIOD):
             try:
                 assert self.engine is not None
-                self.send(frames.STATUS, {"engine": self.engine.status(), "pid": os.getpid()})
+                self.send_frame(frames.STATUS, {"engine": self.engine.status(), "pid": os.getpid()})
             except Exception:
                 log.exception("engine status failed")
 
@@ -152,10 +152,10 @@ class UserEndpoint:
             self.engine.start()
         except Exception as e:
             log.exception("engine failed to start")
-            self.send(frames.FATAL, {"reason": f"the {self.conf.engine.get('type')} engine failed to start: "
+            self.send_frame(frames.FATAL, {"reason": f"the {self.conf.engine.get('type')} engine failed to start: "
                                                f"{type(e).__name__}: {e}"})
             return 1
-        self.send(frames.READY, {"pid": os.getpid(), "python": platform.python_version(),
+        self.send_frame(frames.READY, {"pid": os.getpid(), "python": platform.python_version(),
                                  "engine": self.engine.type, "status": self.engine.status()})
         log.info("user endpoint ready: %s engine, Python %s", self.engine.type, platform.python_version())
         threading.Thread(target=self._reporter, name="uep-status", daemon=True).start()
