@@ -15,7 +15,7 @@ from gce.config.uep import UepConfig
 from gce.config.paths import EndpointPaths
 from gce.daemon import privileges
 from gce.daemon.routing import Router
-from gce.sdk.executor import task_message
+from gce.sdk.tasks import task_message
 from gce.transport.message import parse_task
 from gce.uep.main import render_engine
 
@@ -39,7 +39,7 @@ def test_the_submitters_versions_and_platform_reach_the_template(tmp_path):
                                          max_payload_bytes=1000)
     th = parse_task(props.message_id, props.user_id, props.reply_to, props.headers)
     _name, conf, _stderr = Router(paths, config).templated_uep(privileges.current_target(), "{}", th)
-    sent = json.dumps(conf.to_dict() if isinstance(conf, UepConfig) else conf)  # what the UEP reads on stdin
+    sent = json.dumps(conf.to_dict())  # what the UEP reads on its stdin
     template = UepConfig.from_dict(json.loads(sent)).template
 
     assert th.task_id == task_id
