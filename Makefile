@@ -69,6 +69,7 @@ SLURM_TEST_DEBS := slurm-wlm munge
 test: venv rabbitmq
 	@if ! dpkg -s $(SYSTEMD_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SYSTEMD_TEST_DEBS)); fi
 	@if ! dpkg -s $(SLURM_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SLURM_TEST_DEBS)); fi
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 	@if compgen -G 'tests/bats/*.bats' >/dev/null; then \
 	  if ! dpkg -s bats bats-assert bats-support >/dev/null 2>&1; then $(call apt_install,bats bats-assert bats-support); fi; \
