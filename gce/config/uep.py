@@ -23,8 +23,8 @@ class UepConfigError(ConfigError):
 
     def __init__(self, why: str) -> None:
         super().__init__("the user endpoint's config is invalid", why,
-                         hint="the manager and its user endpoints must run the same gce: restart the endpoint "
-                              "after an upgrade (gce stop NAME; gce start NAME)")
+                         hint="the manager and its user endpoints must run the same gce: after an upgrade, "
+                              "gce restart NAME")
 
 
 def _get(data: Mapping[str, Any], key: str, where: str, default: Any = _MISSING) -> Any:
