@@ -27,6 +27,7 @@ from gce.daemon.manager import Manager
 from gce.daemon.notify import Notifier, journal_stderr, status_text
 from gce.daemon.ready import Outcome, ReadyPipe, ReadyReport, Refusal
 from gce.daemon.snapshot import snapshot
+from gce.daemon.states import UepState
 from gce.errors import GceError
 from gce.logfiles import rotating_handler
 from gce.transport.link_errors import LinkError
@@ -104,9 +105,8 @@ async def _serve(m: Manager, ready: ReadyPipe, notifier: Notifier) -> int:
     m.commit.check_disk()  # a spool that cannot be written: start paused, tasks wait on the broker
     control = await serve(m.paths.control_socket, Commands(status=lambda: snapshot(m), stop=m.stop_event.set))
     if not m.config.multi_user:  # a multi-user endpoint starts a UEP per user and config, on demand
-        m.uep = m.dispatcher.personal_uep()
-    for tid, _header in recovered.tasks:
-        m._queued.append(tid)
+        m.dispatcher.personal_uep()
+    m.dispatcher.unrouted.extend(tid for tid, _header in recovered.tasks)  # routed once the endpoint is ready
     m.outbox.unpublished.update(tid for tid, _ in recovered.results)
 
     link_task = loop.create_task(m.link.run(first_failure_fatal=ready.fd is not None))
@@ -119,7 +119,7 @@ async def _serve(m: Manager, ready: ReadyPipe, notifier: Notifier) -> int:
     failure = ""
     if link_task.done() and link_task.exception() is not None:
         failure = str(link_task.exception())
-    elif m.uep is not None and m.uep.state != "running" and not m.stop_event.is_set():
+    elif m.uep is not None and m.uep.state is not UepState.RUNNING and not m.stop_event.is_set():
         failure = m.uep.reason or "the user endpoint did not start"
     while not failure and not m.link.connected and not m.stop_event.is_set():
         if link_task.done():

@@ -106,19 +106,10 @@ class Manager:
         """A personal endpoint's one UEP."""
         return self.dispatcher.uep
 
-    @uep.setter
-    def uep(self, uep: UepChild | None) -> None:
-        self.dispatcher.uep = uep
-
     @property
     def ueps(self) -> dict[tuple[int, str], UepChild]:
         """A multi-user endpoint's UEPs: (uid, canonical user config) -> UEP."""
         return self.dispatcher.ueps
-
-    @property
-    def _queued(self) -> list[str]:
-        """Where start-up puts the tasks recovered from the spool: routed once the endpoint is ready."""
-        return self.dispatcher.unrouted
 
     def route_unrouted(self) -> None:
         self.dispatcher.route_unrouted()
@@ -150,11 +141,3 @@ class Manager:
         body = json.dumps({**public_view(self.status()), "timestamp": time.time()}).encode()
         self.link.publish(names.STATUS_EXCHANGE, self.config.endpoint_id, body, {}, correlation_id="status",
                           content_type=names.STATUS_CONTENT_TYPE, persistent=False)
-
-    async def on_control(self, command: str, args: dict, uid: int) -> dict:
-        if command == "status":
-            return self.status().to_dict()
-        if command == "stop":
-            self.stop_event.set()
-            return {"ok": True}
-        return {"ok": False, "error": f"unknown command {command!r}"}

@@ -46,7 +46,9 @@ class _Manager(Protocol):
     spool: Any  # Spool: dir, entries
     outbox: Any  # Outbox: recent
     started_at: float
-    uep: Any  # _Uep | None
+
+    @property
+    def uep(self) -> Any: ...  # _Uep | None: a personal endpoint's one UEP
 
     @property
     def counts(self) -> Mapping[str, int]: ...
