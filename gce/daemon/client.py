@@ -9,13 +9,22 @@ must stay fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from gce import __version__
 from gce.config.paths import EndpointPaths
+from gce.daemon.activity import BlockStatus as BlockStatus
+from gce.daemon.activity import BlockTransition as BlockTransition
+from gce.daemon.activity import NodeStatus as NodeStatus
+from gce.daemon.activity import NodeTask as NodeTask
+from gce.daemon.activity import TaskDetail as TaskDetail
+from gce.daemon.activity import TaskEvent as TaskEvent
 from gce.daemon.pidfile import Liveness as Liveness
 from gce.daemon.status import PROTOCOL, StatusError
 from gce.daemon.status import EndpointStatus as EndpointStatus
+from gce.daemon.status import EngineStatus as EngineStatus
+from gce.daemon.status import Snapshot as Snapshot
+from gce.daemon.status import UepStatus as UepStatus
 from gce.errors import GceError, Unavailable
 
 if TYPE_CHECKING:
@@ -25,6 +34,7 @@ if TYPE_CHECKING:
     from gce.daemon.privileges import LocalUser
 
 CONTROL_TIMEOUT = 5.0
+T = TypeVar("T")
 
 
 class ManagerError(GceError):
@@ -75,11 +85,11 @@ class EndpointClient:
         return pidfile.acquire_lock(self.paths)
 
     # -- asking the manager ----------------------------------------------------------
-    def _ask(self, command: str, what: str) -> tuple[dict[str, Any], int, str]:
+    def _ask(self, command: str, what: str, **args: Any) -> tuple[dict[str, Any], int, str]:
         """COMMAND's successful reply; ManagerError (WHAT failed) when the manager answers an error."""
         from gce.daemon import control
 
-        data = control.request(self.paths, command, timeout=self.timeout)
+        data = control.request(self.paths, command, timeout=self.timeout, **args)
         reply = control.Reply.from_dict(data)
         if not reply.ok:
             code = (reply.code or control.ControlCode.INTERNAL).value
@@ -94,14 +104,7 @@ class EndpointClient:
         name = self.paths.name
         data, protocol, version = self._ask("status", f"endpoint {name!r} did not report its status")
         data = {k: v for k, v in data.items() if k != "ok"}
-        try:
-            status = EndpointStatus.from_dict(data)
-        except StatusError as e:
-            if protocol != PROTOCOL or (version and version != __version__):
-                raise older_manager(name, version, protocol, f"its status cannot be read: {e}") from None
-            raise Unavailable(f"endpoint {name!r} sent a status that cannot be read", str(e),
-                              hint=f"gce diagnostic --endpoint {name}; its log: {self.paths.log_file}") from None
-        return StatusReply(status, data)
+        return StatusReply(self._read("status", EndpointStatus.from_dict, data, protocol, version), data)
 
     def status(self) -> EndpointStatus:
         return self.status_reply().status
@@ -109,6 +112,43 @@ class EndpointClient:
     def stop(self) -> None:
         """Ask the manager to stop (it stops its user endpoints first); returns once asked."""
         self._ask("stop", f"endpoint {self.paths.name!r} did not take the request to stop")
+
+    def _read(self, what: str, read: Callable[[dict[str, Any]], T], data: dict[str, Any], protocol: int,
+              version: str) -> T:
+        """READ of a reply's DATA; a reply this gce cannot read names the manager's gce when that differs."""
+        try:
+            return read(data)
+        except StatusError as e:
+            name = self.paths.name
+            if protocol != PROTOCOL or (version and version != __version__):
+                raise older_manager(name, version, protocol, f"its {what} cannot be read: {e}") from None
+            raise Unavailable(f"endpoint {name!r} sent a {what} that cannot be read", str(e),
+                              hint=f"gce diagnostic --endpoint {name}; its log: {self.paths.log_file}") from None
+
+    def snapshot(self, since: int = 0) -> Snapshot:
+        """The status with the task events after SINCE (a cursor of an earlier snapshot; 0: every
+        event the manager still holds); ask the next one from its ``cursor``."""
+        data, protocol, version = self._ask("snapshot", f"endpoint {self.paths.name!r} did not send a snapshot",
+                                            since=since)
+        return self._read("snapshot", Snapshot.from_dict, data, protocol, version)
+
+    def task(self, task_id: str) -> TaskDetail:
+        """TASK_ID's last event, with its error sentence and remote traceback when it failed;
+        ManagerError (code NOT_FOUND) when the manager holds nothing of it (any more)."""
+        data, protocol, version = self._ask("task", f"endpoint {self.paths.name!r} did not describe task "
+                                            f"{task_id}", task_id=task_id)
+        return self._read("task", TaskDetail.from_dict, data, protocol, version)
+
+    def stop_uep(self, key: str) -> None:
+        """Stop the user endpoint KEY (a status's ``user_endpoints[i].key``); it starts again on its
+        next task. ManagerError PERMISSION_DENIED when it is not the caller's."""
+        self._ask("stop_uep", f"endpoint {self.paths.name!r} did not stop user endpoint {key}", key=key)
+
+    def cancel_block(self, uep: str, block_id: str) -> None:
+        """Ask the user endpoint UEP to cancel its block BLOCK_ID (returns once the request is passed
+        on; the block's state in later snapshots says when it is gone)."""
+        self._ask("cancel_block", f"endpoint {self.paths.name!r} did not cancel block {block_id} of {uep}",
+                  uep=uep, block_id=block_id)
 
     # -- starting and stopping (gce start, stop, restart) ----------------------------
     def start_detached(self, timeout: float) -> dict[str, Any]:
@@ -164,5 +204,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CONTROL_TIMEOUT", "EndpointClient", "EndpointStatus", "Liveness", "ManagerError", "MappingRefused",
-           "StatusReply", "map_identity", "mapper_for", "mapping_rules", "older_manager"]
+__all__ = ["CONTROL_TIMEOUT", "BlockStatus", "BlockTransition", "EndpointClient", "EndpointStatus", "EngineStatus",
+           "Liveness", "ManagerError", "MappingRefused", "NodeStatus", "NodeTask", "Snapshot", "StatusReply",
+           "TaskDetail", "TaskEvent", "UepStatus", "map_identity", "mapper_for", "mapping_rules", "older_manager"]

@@ -6,90 +6,22 @@ Each class reads its JSON form with ``from_dict``, tolerantly, because the reade
 newer or older gce than the manager that wrote it: unknown keys (a newer manager's) are
 ignored and missing ones take their default; a value of the wrong type is refused with a
 StatusError naming the field, never passed on to be misread later. The JSON field names are
-those `gce status --json` has always printed.
+those `gce status --json` has always printed. A user endpoint's blocks and nodes, and the task
+events a Snapshot carries beside the status, are typed in gce.daemon.activity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from gce.daemon.activity import BlockStatus, NodeStatus, Reader, TaskEvent, present
+from gce.daemon.activity import StatusError as StatusError  # where readers have always found it
 
 # The version of the status and control messages. Raise it when a field changes meaning or type
 # (adding one does not need it: readers ignore what they do not know).
 PROTOCOL = 1
 RECENT_TASKS = 50  # results the outbox remembers for the status
-
-
-class StatusError(ValueError):
-    """A status that cannot be read: FIELD holds a value of the wrong type."""
-
-    def __init__(self, field_name: str, expected: str, value: object) -> None:
-        super().__init__(f"field {field_name!r} should be {expected}, not {type(value).__name__}")
-        self.field = field_name
-
-
-class _Reader:
-    """Typed reads from one JSON object; WHERE names it in errors ("user_endpoints[0].engine")."""
-
-    def __init__(self, data: object, where: str) -> None:
-        if not isinstance(data, Mapping):
-            raise StatusError(where or "status", "an object", data)
-        self.data: Mapping[str, Any] = data
-        self.where = where
-
-    def _name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def _value(self, key: str, types: tuple[type, ...], expected: str) -> Any:
-        value = self.data.get(key)
-        # bool is an int to Python, never to us
-        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
-            raise StatusError(self._name(key), expected, value)
-        return value
-
-    def opt_text(self, key: str) -> str | None:
-        value: str | None = self._value(key, (str,), "a string")
-        return value
-
-    def text(self, key: str, default: str = "") -> str:
-        value = self.opt_text(key)
-        return default if value is None else value
-
-    def opt_integer(self, key: str) -> int | None:
-        value: int | None = self._value(key, (int,), "an integer")
-        return value
-
-    def integer(self, key: str, default: int = 0) -> int:
-        value = self.opt_integer(key)
-        return default if value is None else value
-
-    def opt_number(self, key: str) -> float | None:
-        value = self._value(key, (int, float), "a number")
-        return None if value is None else float(value)
-
-    def flag(self, key: str, default: bool = False) -> bool:
-        value: bool | None = self._value(key, (bool,), "true or false")
-        return default if value is None else value
-
-    def obj(self, key: str) -> _Reader:
-        value = self.data.get(key)
-        return _Reader({} if value is None else value, self._name(key))
-
-    def objects(self, key: str) -> list[_Reader]:
-        value = self._value(key, (list,), "a list") or []
-        return [_Reader(item, f"{self._name(key)}[{i}]") for i, item in enumerate(value)]
-
-    def words(self, key: str) -> dict[str, str] | None:
-        """A JSON object of strings (e.g. what the broker refused, by exchange)."""
-        if self.data.get(key) is None:
-            return None
-        inner = self.obj(key)
-        return {k: inner.text(k) for k in inner.data}
-
-
-def _present(pairs: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in pairs.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -107,7 +39,7 @@ class LinkStatus:
 
     @classmethod
     def from_dict(cls, data: object, where: str = "broker") -> LinkStatus:
-        r = _Reader(data, where)
+        r = Reader(data, where)
         return cls(r.text("url"), r.flag("connected"), r.opt_text("last_error"), r.words("refused") or {})
 
 
@@ -124,7 +56,7 @@ class SpoolStatus:
 
     @classmethod
     def from_dict(cls, data: object, where: str = "spool") -> SpoolStatus:
-        r = _Reader(data, where)
+        r = Reader(data, where)
         return cls(r.text("path"), r.opt_text("error"), r.opt_number("since"))
 
 
@@ -146,7 +78,7 @@ class TaskCounts:
 
     @classmethod
     def from_dict(cls, data: object, where: str = "tasks") -> TaskCounts:
-        r = _Reader(data, where)
+        r = Reader(data, where)
         return cls(*(r.integer(key) for key in ("received", "completed", "failed", "malformed", "duplicates",
                                                  "violations", "in_flight", "unconfirmed_results")))
 
@@ -167,21 +99,29 @@ class EngineStatus:
     running: int | None = None
     block_states: dict[str, str] | None = None  # block id -> parsl's state name
     error: str | None = None  # why the engine could not say more (its interchange was busy, say)
+    versions: dict[str, str] | None = None  # python, parsl, gce of the user endpoint
+    block_list: tuple[BlockStatus, ...] = ()  # its blocks that are not long gone
+    nodes: tuple[NodeStatus, ...] = ()  # its connected parsl managers (or its local pool)
 
     def to_dict(self) -> dict[str, Any]:
-        return _present({"type": self.type, "outstanding": self.outstanding, "done": self.done,
-                         "failed": self.failed, "blocks": self.blocks, "managers": self.managers,
-                         "workers_total": self.workers_total, "workers_idle": self.workers_idle,
-                         "running": self.running,
-                         "block_states": None if self.block_states is None else dict(self.block_states),
-                         "error": self.error})
+        return present({"type": self.type, "outstanding": self.outstanding, "done": self.done,
+                        "failed": self.failed, "blocks": self.blocks, "managers": self.managers,
+                        "workers_total": self.workers_total, "workers_idle": self.workers_idle,
+                        "running": self.running,
+                        "block_states": None if self.block_states is None else dict(self.block_states),
+                        "error": self.error, "versions": None if self.versions is None else dict(self.versions),
+                        "block_list": [b.to_dict() for b in self.block_list] if self.block_list else None,
+                        "nodes": [n.to_dict() for n in self.nodes] if self.nodes else None})
 
     @classmethod
     def from_dict(cls, data: object, where: str = "engine") -> EngineStatus:
-        r = _Reader(data, where)
+        r = Reader(data, where)
         return cls(r.opt_text("type"), r.opt_integer("outstanding"), r.opt_integer("done"), r.opt_integer("failed"),
                    r.opt_integer("blocks"), r.opt_integer("managers"), r.opt_integer("workers_total"),
-                   r.opt_integer("workers_idle"), r.opt_integer("running"), r.words("block_states"), r.opt_text("error"))
+                   r.opt_integer("workers_idle"), r.opt_integer("running"), r.words("block_states"), r.opt_text("error"),
+                   r.words("versions"),
+                   tuple(BlockStatus.from_dict(b.data, b.where) for b in r.objects("block_list")),
+                   tuple(NodeStatus.from_dict(n.data, n.where) for n in r.objects("nodes")))
 
 
 @dataclass(frozen=True)
@@ -206,10 +146,10 @@ class UepStatus:
 
     @classmethod
     def from_dict(cls, data: object, where: str = "user_endpoint") -> UepStatus:
-        r = _Reader(data, where)
+        r = Reader(data, where)
         return cls(r.text("key"), r.opt_integer("pid"), r.text("state"), r.text("reason"), r.text("python"),
                    r.integer("in_flight"), r.integer("queued"), r.opt_number("started_at"), r.opt_number("idle_for"),
-                   EngineStatus.from_dict(r.obj("engine").data, r._name("engine")))
+                   EngineStatus.from_dict(r.obj("engine").data, r.name("engine")))
 
 
 @dataclass(frozen=True)
@@ -228,7 +168,7 @@ class RecentTask:
 
     @classmethod
     def from_dict(cls, data: object, where: str = "recent_task") -> RecentTask:
-        r = _Reader(data, where)
+        r = Reader(data, where)
         return cls(r.text("task_id"), r.text("status"), r.text("code"), r.text("message"), r.opt_number("finished_at"))
 
 
@@ -270,7 +210,7 @@ class EndpointStatus:
     @classmethod
     def from_dict(cls, data: object) -> EndpointStatus:
         """Read a status; StatusError names the first field of the wrong type."""
-        r = _Reader(data, "")
+        r = Reader(data, "")
         return cls(
             name=r.text("name"), endpoint_id=r.opt_text("endpoint_id"), display_name=r.opt_text("display_name"),
             state=r.text("state"), reason=r.text("reason"), public_reason=r.text("public_reason"),
@@ -283,3 +223,30 @@ class EndpointStatus:
             recent_tasks=tuple(RecentTask.from_dict(t.data, t.where) for t in r.objects("recent_tasks")),
             protocol=r.integer("protocol", 0),  # none: a manager from before the protocol had a number
         )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the `snapshot` command answers: the status, the task events after the reader's cursor
+    (oldest first), the cursor to ask from next time, and how many events after the reader's
+    cursor the manager no longer holds (its ring of events moved past them)."""
+
+    status: EndpointStatus = field(default_factory=EndpointStatus)
+    events: tuple[TaskEvent, ...] = ()
+    cursor: int = 0
+    dropped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status.to_dict(), "events": [e.to_dict() for e in self.events],
+                "cursor": self.cursor, "dropped": self.dropped}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Snapshot:
+        r = Reader(data, "")
+        return cls(EndpointStatus.from_dict(r.obj("status").data),
+                   tuple(TaskEvent.from_dict(e.data, e.where) for e in r.objects("events")),
+                   r.integer("cursor"), r.integer("dropped"))
+
+
+__all__ = ["PROTOCOL", "RECENT_TASKS", "EndpointStatus", "EngineStatus", "LinkStatus", "RecentTask", "Snapshot",
+           "SpoolStatus", "StatusError", "TaskCounts", "UepStatus"]

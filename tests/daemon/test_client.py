@@ -76,3 +76,39 @@ def test_a_command_an_older_manager_does_not_know_names_its_gce(gce_home):
         EndpointClient(paths).stop()
     assert str(e.value) == f"endpoint demo runs gce 0.0.9, this is gce {__version__}: unknown command 'stop'"
     assert e.value.hint == "gce restart demo runs it with this gce"
+
+
+def test_snapshot_task_and_actions_send_their_args_and_read_typed_replies(gce_home):
+    from gce.daemon.client import Snapshot, TaskDetail, TaskEvent
+
+    paths = endpoint_paths("demo")
+    seen: list = []
+    event = TaskEvent(seq=5, task_id="t-1", event="failed", function_name="square", code="TASK_EXCEPTION")
+
+    async def manager(request: Request, uid: int) -> Reply:
+        seen.append((request.command, request.args))
+        if request.command == "snapshot":
+            return Reply.success(Snapshot(STATUS, (event,), cursor=5, dropped=1).to_dict())
+        if request.command == "task":
+            return Reply.success(TaskDetail(event, "it failed", "Traceback ...").to_dict())
+        return Reply.success()
+
+    with serving(paths, manager):
+        client = EndpointClient(paths)
+        assert client.snapshot(since=4) == Snapshot(STATUS, (event,), cursor=5, dropped=1)
+        assert client.task("t-1") == TaskDetail(event, "it failed", "Traceback ...")
+        client.stop_uep("alice/3f2a")
+        client.cancel_block("alice/3f2a", "0")
+    assert seen == [("snapshot", {"since": 4}), ("task", {"task_id": "t-1"}), ("stop_uep", {"key": "alice/3f2a"}),
+                    ("cancel_block", {"uep": "alice/3f2a", "block_id": "0"})]
+
+
+def test_a_refused_action_raises_permission_denied(gce_home):
+    paths = endpoint_paths("demo")
+
+    async def refuse(request: Request, uid: int) -> Reply:
+        return Reply.failure(ControlCode.PERMISSION_DENIED, "permission denied: not your user endpoint")
+
+    with serving(paths, refuse), pytest.raises(GceError) as e:
+        EndpointClient(paths).stop_uep("bob/1")
+    assert e.value.exit_code == 77 and "not your user endpoint" in str(e.value)
