@@ -25,7 +25,7 @@ from gce.sdk import serialize
 from gce.sdk.amqp import Link
 from gce.sdk.errors import outcome, resolve, waited_too_long
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
-from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, task_message
+from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, function_name, task_message
 from gce.transport import names
 from gce.transport.message import ResultHeaders
 
@@ -135,7 +135,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         """Run ``fn(*args, **kwargs)`` on the endpoint; the future holds its value or exception."""
         kind, blob = serialize.serialize_function(fn)
-        return self._submit(kind, blob, serialize.function_id_of(kind, blob), args, kwargs)
+        return self._submit(kind, blob, serialize.function_id_of(kind, blob), args, kwargs, function_name(fn))
 
     def submit_to_registered_function(self, function_id: str, args: tuple = (),
                                       kwargs: dict | None = None) -> TaskFuture:
@@ -143,7 +143,8 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         kind, blob = self._functions.get(function_id)  # UnknownFunction if neither here nor on disk
         return self._submit(kind, blob, function_id, tuple(args), dict(kwargs or {}))
 
-    def _submit(self, kind: bytes, blob: bytes, function_id: str, args: tuple, kwargs: dict) -> TaskFuture:
+    def _submit(self, kind: bytes, blob: bytes, function_id: str, args: tuple, kwargs: dict,
+                name: str = "") -> TaskFuture:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
         if self._link.fatal is not None:
@@ -154,7 +155,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         task_id, body, props = task_message(
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
             user_endpoint_config=self._uec, resource_specification=self._rspec,
-            max_payload_bytes=self.max_payload_bytes)
+            max_payload_bytes=self.max_payload_bytes, function_name=name)
         fut = TaskFuture(task_id, lambda: self._endpoint_status(endpoint_id))
         with self._lock:
             self._pending[task_id] = fut

@@ -6,6 +6,7 @@ here, so neither imports the other and the link knows what it publishes without 
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 import uuid
@@ -18,8 +19,9 @@ import pika
 import gce
 from gce.sdk import serialize
 from gce.sdk.errors import PayloadTooLarge
+from gce.sdk.shell import ShellFunction
 from gce.transport import names
-from gce.transport.message import TaskHeaders
+from gce.transport.message import FUNCTION_NAME_MAX, TaskHeaders
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 
@@ -33,11 +35,36 @@ class Outgoing:  # a task on its way to the broker: what the link publishes
     future: Future[Any]
 
 
+def _plain(name: str) -> str:
+    """NAME as the endpoint accepts it: printable, at most FUNCTION_NAME_MAX characters."""
+    return "".join(c if c.isprintable() else "?" for c in name[:FUNCTION_NAME_MAX])
+
+
+def function_name(fn: Any) -> str:
+    """What FN is called, for people watching the endpoint: its ``__name__`` (a partial's function's),
+    or for a ShellFunction its command's first word; plain text of bounded length."""
+    if isinstance(fn, ShellFunction):
+        words = fn.cmd.split()
+        return _plain(words[0] if words else "")
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__name__", None)
+    return _plain(name if isinstance(name, str) else type(fn).__name__)
+
+
+def _named_by_source(kind: bytes, blob: bytes) -> str:
+    # register_source_code's blob starts with the function's name on a line of its own (serialize.py)
+    if kind != serialize.KIND_SOURCE:
+        return ""
+    return _plain(blob.split(b"\n", 1)[0].decode("utf-8", "replace"))
+
+
 def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                  user: str, reply_to: str, user_endpoint_config: dict[str, Any],
-                 resource_specification: dict[str, Any], max_payload_bytes: int,
+                 resource_specification: dict[str, Any], max_payload_bytes: int, function_name: str = "",
                  ) -> tuple[str, bytes, pika.BasicProperties]:
-    """(task_id, body, properties) of one task; PayloadTooLarge before anything is sent."""
+    """(task_id, body, properties) of one task; PayloadTooLarge before anything is sent. FUNCTION_NAME
+    labels the task for people (function_name(fn)); without one, a function sent as source is named by it."""
     args_blob = serialize.serialize_args(args, kwargs)
     if len(args_blob) > max_payload_bytes:  # the endpoint would refuse it anyway
         raise PayloadTooLarge(len(args_blob), max_payload_bytes)
@@ -45,7 +72,7 @@ def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ..
     headers = TaskHeaders(
         task_id=task_id, user_id=user, reply_to=reply_to, function_id=function_id, serializer=kind.decode(),
         python_version=platform.python_version(), gce_version=gce.__version__, platform=platform.platform(),
-        submitted_at=time.time(),
+        submitted_at=time.time(), function_name=_plain(function_name) or _named_by_source(kind, blob),
         user_endpoint_config=user_endpoint_config, resource_specification=resource_specification)
     props = pika.BasicProperties(message_id=task_id, user_id=user, reply_to=reply_to, delivery_mode=2,
                                  content_type=names.TASK_CONTENT_TYPE, headers=headers.amqp_headers())

@@ -24,6 +24,8 @@ from gce.transport.names import PROTOCOL_VERSION, RESULT_QUEUE_SUFFIX_MAX, resul
 
 # Header values are JSON text; this bounds each one (AMQP header frames are small).
 MAX_HEADER_BYTES = 64 * 1024
+# A function's name is shown to people (gce monitor, gce tasks) and kept for thousands of tasks.
+FUNCTION_NAME_MAX = 200
 
 
 class BadMessage(ValueError):
@@ -66,6 +68,7 @@ class TaskHeaders:
     user_endpoint_config: dict = field(default_factory=dict)
     resource_specification: dict = field(default_factory=dict)
     submitted_at: float = 0.0
+    function_name: str = ""  # what the SDK calls the function: a label for people, never trusted for more
 
     def amqp_headers(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class TaskHeaders:
             "user-endpoint-config": json.dumps(self.user_endpoint_config, sort_keys=True),
             "resource-specification": json.dumps(self.resource_specification, sort_keys=True),
             "submitted-at": repr(float(self.submitted_at)),
+            "function-name": self.function_name,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +172,12 @@ def parse_task(
         submitted_at = float(_text(headers, "submitted-at", required=False) or 0.0)
     except ValueError:
         raise BadMessage("the 'submitted-at' header is not a number") from None
+    function_name = _text(headers, "function-name", required=False)
+    if len(function_name) > FUNCTION_NAME_MAX:
+        raise BadMessage(f"the 'function-name' header is {len(function_name):,} characters long; a function's "
+                         f"name may have {FUNCTION_NAME_MAX}")
+    if not function_name.isprintable():  # terminal escapes and newlines would reach the screens that show it
+        raise BadMessage("the 'function-name' header is not plain text (it holds control characters)")
     return TaskHeaders(
         task_id=task_id,
         user_id=str(user_id),
@@ -180,6 +190,7 @@ def parse_task(
         user_endpoint_config=_json_object(headers, "user-endpoint-config"),
         resource_specification=_json_object(headers, "resource-specification"),
         submitted_at=submitted_at,
+        function_name=function_name,
     )
 
 

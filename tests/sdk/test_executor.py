@@ -119,6 +119,7 @@ def test_the_task_message_carries_identity_runtime_and_config(sdk_broker, spy, g
                                                                         "cloudpickle")
     assert h["user-endpoint-config"] == '{"account": "proj1"}' and h["resource-specification"] == '{"num_nodes": 2}'
     assert h["function-id"] == serialize.task_function_id(body)
+    assert h["function-name"] == "double"
 
 
 def test_payload_size_limit(ex, sdk_broker, spy):

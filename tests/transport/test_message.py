@@ -56,6 +56,9 @@ def test_malformed_properties_are_refused_with_a_reason(props, headers, why):
         ({"submitted-at": "soon"}, "not a number"),
         ({"serializer": b"\xff\xfe"}, "not UTF-8"),
         ({"python-version": 3.11}, "is not text"),
+        ({"function-name": 7}, "is not text"),
+        ({"function-name": "f" * 201}, "'function-name' header is 201 characters long; a function's name may have 200"),
+        ({"function-name": "x\x1b]0;pwned\x07"}, "'function-name' header is not plain text"),
     ],
 )
 def test_malformed_headers_are_refused_with_a_reason(over, why):
@@ -65,6 +68,17 @@ def test_malformed_headers_are_refused_with_a_reason(over, why):
     with pytest.raises(BadMessage, match=why) as info:
         parse_task(th.task_id, "alice", Q, h)
     assert info.value.code == ("PAYLOAD_TOO_LARGE" if "limit" in why else "BAD_MESSAGE")
+
+
+def test_the_function_name_travels_as_plain_text_and_is_optional():
+    th, h = _headers()
+    h["function-name"] = "square"
+    assert parse_task(th.task_id, "alice", Q, h).function_name == "square"
+    del h["function-name"]  # an SDK from before the header
+    assert parse_task(th.task_id, "alice", Q, h).function_name == ""
+    named = TaskHeaders(task_id=th.task_id, user_id="alice", reply_to=Q, function_id=FID, function_name="[bold]x[/]")
+    assert named.amqp_headers()["function-name"] == "[bold]x[/]"
+    assert parse_task(th.task_id, "alice", Q, named.amqp_headers()).function_name == "[bold]x[/]"
 
 
 def test_result_headers_tolerate_missing_and_garbled_fields():
