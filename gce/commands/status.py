@@ -9,6 +9,8 @@ means it for both status and start/stop (4 is "insufficient privilege" for those
 
 from __future__ import annotations
 
+import enum
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +26,12 @@ UEP_COLUMNS = ("USER ENDPOINT", "PID", "STATE", "BLOCKS", "MANAGERS", "WORKERS",
                "OUTSTANDING", "RUNNING", "DONE", "FAILED")
 _TASK_COUNTS = (("received", "received"), ("completed", "completed"), ("failed", "failed"),
                 ("in_flight", "in flight"), ("unconfirmed_results", "results awaiting the broker's confirmation"))
+
+
+class Format(str, enum.Enum):
+    text = "text"
+    json = "json"
+    openmetrics = "openmetrics"
 
 
 def _get(data: Any, key: str) -> Any:
@@ -100,8 +108,18 @@ def render_status(data: dict[str, Any]) -> None:
             output.line(f"user endpoint {uep.get('key')}: {uep.get('state')}: {uep['reason']}", style="yellow")
 
 
-def _not_running(name: str, live: Any, endpoint_id: str | None, as_json: bool) -> None:
-    if as_json:
+def _write(text: str) -> None:
+    """Text in a format of its own (OpenMetrics): as it is, never through rich."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _not_running(name: str, live: Any, endpoint_id: str | None, form: Format) -> None:
+    if form is Format.openmetrics:
+        from gce.commands import openmetrics
+
+        _write(openmetrics.stopped(name))
+    elif form is Format.json:
         output.json({"name": name, "endpoint_id": endpoint_id, "state": live.state,
                      "reason": live.reason, "host": live.host or None})
     else:
@@ -112,7 +130,11 @@ def _not_running(name: str, live: Any, endpoint_id: str | None, as_json: bool) -
 
 def command(
     name: NameArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint's full status as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint's full status as JSON "
+                                          "(the same as --format json).")] = False,
+    form: Annotated[Format, typer.Option("--format", help="text for people, json (the manager's full status), or "
+                                         "openmetrics (its figures for node_exporter's textfile collector: "
+                                         "gce_up 0 when it does not run).")] = Format.text,
 ) -> None:
     """Show what a running endpoint is doing.
 
@@ -121,10 +143,18 @@ def command(
     Exit status: 0 running, 3 not running (stopped or failed), 4 status unknown,
     150 running but degraded (not taking tasks; the reason is printed),
     78 no such endpoint (as from every command).
+
+    For node_exporter's textfile collector, from cron (an endpoint that does not run reads gce_up 0):
+
+    \b
+      gce status NAME --format openmetrics > DIR/gce-NAME.prom.tmp
+      mv DIR/gce-NAME.prom.tmp DIR/gce-NAME.prom
     """
     from gce.config import model
     from gce.daemon.client import EndpointClient, ManagerError
 
+    if as_json:
+        form = Format.json
     paths = configured_paths(name)
     client = EndpointClient(paths)
     live = client.liveness()
@@ -133,18 +163,22 @@ def command(
             endpoint_id: str | None = model.read_endpoint_id(paths)
         except GceError:
             endpoint_id = None
-        _not_running(name, live, endpoint_id, as_json)
+        _not_running(name, live, endpoint_id, form)
     try:
         reply = client.status_reply()
     except ManagerError as e:
         raise GceError(e.what, e.why, exit_code=LSB_UNKNOWN) from None
     status = reply.status
-    if as_json:
+    if form is Format.openmetrics:
+        from gce.commands import openmetrics
+
+        _write(openmetrics.exposition(name, status))
+    elif form is Format.json:
         output.json(reply.data)  # the manager's own words, with any field this gce does not know
     else:
         render_status(status.to_dict())
     if status.state == "degraded":
-        if not as_json and status.spool.error:
+        if form is Format.text and status.spool.error:
             output.hint(f"make room on (or remount read-write) the file system of {status.spool.path}; "
                         "the endpoint takes tasks again by itself")
         raise typer.Exit(LSB_DEGRADED)

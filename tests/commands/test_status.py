@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 
 import pytest
@@ -176,3 +175,141 @@ def test_a_newer_managers_extra_fields_are_shown_by_json_and_ignored_by_people(g
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["blocks_by_state"] == {"RUNNING": 1}
     assert for_people.exit_code == 0 and "blocks_by_state" not in for_people.stdout
     assert "  gce version  9.0.0\n" in for_people.stdout
+
+
+# -- gce status --format openmetrics ---------------------------------------------------------
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """TEXT read by prometheus_client's OpenMetrics parser (a real one, which refuses what the spec
+    does): {(sample name, its labels): value}."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    assert text.endswith("\n# EOF\n"), text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def families(text: str) -> dict[str, tuple[str, str, str]]:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    return {f.name: (f.type, f.unit, f.documentation) for f in text_string_to_metric_families(text)}
+
+
+def ep(**labels: str) -> frozenset:
+    return frozenset({"endpoint": "demo", **labels}.items())
+
+
+def test_openmetrics_of_a_running_endpoint(gce, configured):
+    paths = configured("demo")
+    with running(paths), control_server(paths, FULL) as requests:
+        result = gce("status", "demo", "--format", "openmetrics")
+    assert requests == [{"command": "status", "args": {}}]
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    states = ("starting", "running", "backoff", "fatal", "stopping", "stopped", "compromised")
+    expected = {
+        ("gce_up", ep()): 1, ("gce_degraded", ep()): 0, ("gce_broker_connected", ep()): 1,
+        ("gce_spool_unwritable", ep()): 0, ("gce_uptime_seconds", ep()): 3725.4,
+        ("gce_build_info", ep(version="0.1.0")): 1,
+        ("gce_tasks_received_total", ep()): 12, ("gce_tasks_completed_total", ep()): 9,
+        ("gce_tasks_failed_total", ep()): 1, ("gce_tasks_malformed_total", ep()): 0,
+        ("gce_tasks_duplicates_total", ep()): 0, ("gce_tasks_violations_total", ep()): 0,
+        ("gce_tasks_in_flight", ep()): 2, ("gce_results_unconfirmed", ep()): 0,
+        **{("gce_user_endpoint_state", ep(uep=key, state=s)): int(s == state)
+           for key, state in (("default", "running"), ("alice-1", "fatal")) for s in states},
+        ("gce_user_endpoint_workers", ep(uep="default")): 4, ("gce_user_endpoint_workers_idle", ep(uep="default")): 2,
+        ("gce_user_endpoint_blocks", ep(uep="default")): 1,
+    }
+    assert samples(result.stdout) == expected
+    described = families(result.stdout)
+    assert described["gce_tasks_received"][0] == "counter"
+    assert described["gce_uptime_seconds"][:2] == ("gauge", "seconds")
+    assert all(doc for _type, _unit, doc in described.values())
+    # node_exporter's textfile collector reads the older Prometheus text format: the same text must
+    # parse there, with the same samples (counters' _total ones untyped) and no type it does not know
+    from prometheus_client.parser import text_string_to_metric_families
+
+    older = list(text_string_to_metric_families(result.stdout))
+    assert {(s.name, frozenset(s.labels.items())): s.value for f in older for s in f.samples} == expected
+    assert {f.type for f in older} == {"gauge", "counter", "unknown"}
+
+
+def test_openmetrics_label_values_are_escaped(gce, configured):
+    paths = configured("demo")
+    hostile = 'al"ice\\x\n} 1\ngce_up 0'  # a user endpoint key that tries to end its label and add a line
+    reply = {**FULL, "gce_version": 'v"\\', "user_endpoints": [{"key": hostile, "state": "wedged",
+                                                                 "engine": {"workers_total": 3}}]}
+    with running(paths), control_server(paths, reply):
+        result = gce("status", "demo", "--format", "openmetrics")
+    assert result.exit_code == 0, result.stderr
+    found = samples(result.stdout)
+    assert found[("gce_user_endpoint_workers", ep(uep=hostile))] == 3
+    assert found[("gce_user_endpoint_state", ep(uep=hostile, state="wedged"))] == 1
+    assert found[("gce_build_info", ep(version='v"\\'))] == 1
+    assert found[("gce_up", ep())] == 1
+
+
+def test_openmetrics_of_a_degraded_endpoint_exits_150_with_no_hint(gce, configured):
+    from tests.commands.test_degraded import DEGRADED
+
+    paths = configured("demo")
+    with running(paths), control_server(paths, DEGRADED):
+        result = gce("status", "demo", "--format", "openmetrics")
+    assert result.exit_code == 150
+    assert result.stderr == ""
+    found = samples(result.stdout)
+    assert (found[("gce_up", ep())], found[("gce_degraded", ep())], found[("gce_spool_unwritable", ep())]) == (1, 1, 1)
+
+
+def test_openmetrics_of_a_stopped_endpoint_says_it_is_down_and_exits_3(gce, configured):
+    configured("demo")
+    result = gce("status", "demo", "--format", "openmetrics")
+    assert result.exit_code == 3
+    assert result.stderr == ""
+    assert samples(result.stdout) == {("gce_up", ep()): 0}
+
+
+def test_openmetrics_of_an_unknown_endpoint_prints_nothing_and_exits_78(gce, home):
+    result = gce("status", "nope", "--format", "openmetrics")
+    assert result.exit_code == 78
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: no endpoint named 'nope'")
+
+
+def test_format_json_is_json_and_a_bad_format_is_a_usage_error(gce, configured):
+    paths = configured("demo")
+    with running(paths), control_server(paths, FULL):
+        as_json = gce("status", "demo", "--format", "json")
+        text = gce("status", "demo", "--format", "text")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == {k: v for k, v in FULL.items() if k != "ok"}
+    assert text.exit_code == 0 and text.stdout.startswith("endpoint demo (GPU [lab]) is running\n")
+    bad = gce("status", "demo", "--format", "yaml")
+    assert bad.exit_code == 2
+    assert "'yaml' is not one of" in bad.stderr
+
+
+@pytest.mark.broker
+def test_openmetrics_of_a_real_endpoint(broker, home, gce_bin):
+    from tests.endpoint import Endpoint, wait_until
+
+    endpoint = Endpoint(broker, home, name="om", engine="thread")
+    endpoint.start()
+    try:
+        with endpoint.executor() as ex:
+            assert ex.submit(pow, 3, 2).result(timeout=60) == 9
+
+        def completed() -> dict | None:
+            result = gce_bin("status", "om", "--format", "openmetrics")
+            assert result.returncode == 0, result.stderr
+            found = samples(result.stdout)
+            return found if found[("gce_tasks_completed_total", frozenset({"endpoint": "om"}.items()))] == 1 else None
+
+        found = wait_until(completed, timeout=30, interval=0.5)
+    finally:
+        endpoint.stop()
+    om = {"endpoint": "om"}
+    assert found[("gce_up", frozenset(om.items()))] == 1
+    assert found[("gce_broker_connected", frozenset(om.items()))] == 1
+    assert found[("gce_tasks_received_total", frozenset(om.items()))] == 1
+    assert found[("gce_user_endpoint_state",
+                  frozenset({**om, "uep": "default", "state": "running"}.items()))] == 1
+    assert found[("gce_user_endpoint_workers", frozenset({**om, "uep": "default"}.items()))] == 4
