@@ -1,0 +1,77 @@
+"""What the monitor's keys do to endpoints, through gce.daemon.client: each returns what to say,
+or raises a GceError whose sentence the screen shows (a refusal included). No textual here: the
+screens run these in a thread worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gce.errors import GceError
+
+RESTART_TIMEOUT = 90.0
+TAIL_BYTES = 16 * 1024
+
+
+def _client(name: str) -> Any:
+    from gce.config.paths import endpoint_paths
+    from gce.daemon.client import EndpointClient
+
+    return EndpointClient(endpoint_paths(name))
+
+
+def stop_endpoint(name: str) -> str:
+    _client(name).stop()
+    return f"endpoint {name} is stopping"
+
+
+def restart_endpoint(name: str) -> str:
+    client = _client(name)
+    client.stop_all(timeout=RESTART_TIMEOUT)
+    started = client.start_detached(timeout=RESTART_TIMEOUT)
+    return f"endpoint {name} runs again (pid {started.get('pid')})"
+
+
+def stop_uep(name: str, key: str) -> str:
+    _client(name).stop_uep(key)
+    return f"user endpoint {key} of {name} is stopping"
+
+
+def cancel_block(name: str, uep: str, block_id: str) -> str:
+    _client(name).cancel_block(uep, block_id)
+    return f"block {block_id} of {uep} is being cancelled"
+
+
+def task_sections(name: str, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """A task's error sentence and remote traceback, as the manager tells them; what the monitor
+    already knows of it when the manager cannot say more."""
+    known = [("task", f"{row.get('task_id')}: {row.get('state') or '?'}"
+                      + (f" ({row['function_name']})" if row.get("function_name") else ""))]
+    try:
+        detail = _client(name).task(str(row.get("task_id")))
+    except GceError as e:
+        why = f"{row.get('code')}: {row.get('message')}" if row.get("code") else str(row.get("message") or "")
+        return known + [("error", why or "-"), ("traceback", f"(not available: {e})")]
+    return known + [("error", detail.error or f"{detail.event.code}: {detail.event.message}"),
+                    ("traceback", detail.traceback or "(the user endpoint sent none)")]
+
+
+def block_sections(block: dict[str, Any]) -> list[tuple[str, str]]:
+    """A block's transitions, its submit script and the tail of its stdout and stderr."""
+    moves = "\n".join(f"{t.get('at')}: {t.get('state')} {t.get('raw_state') or ''} {t.get('reason') or ''}"
+                       for t in block.get("transitions") or []) or "-"
+    sections = [("transitions", moves)]
+    for what in ("submit_script", "stdout", "stderr"):
+        path = block.get(what)
+        sections.append((f"{what.replace('_', ' ')}: {path or '-'}", _tail(path) if path else "-"))
+    return sections
+
+
+def _tail(path: str) -> str:
+    try:
+        with Path(path).open("rb") as f:
+            end = f.seek(0, 2)
+            f.seek(max(0, end - TAIL_BYTES))
+            return f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return f"cannot read it: {e.strerror or e}"

@@ -1,0 +1,150 @@
+"""gce monitor's screens driven by textual's Pilot against a real endpoint: navigation, drill-down,
+filter, pause, a failed task's error, and an action confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from gce.tui.app import MonitorApp
+from gce.tui.detail import Detail
+from gce.tui.table import LiveTable
+from tests.endpoint import Endpoint
+
+SIZE = (120, 36)
+
+
+async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError("the screen did not get there")
+
+
+def table(app: MonitorApp, screen: str) -> LiveTable:
+    return app.query_one(f"#{screen}-table", LiveTable)
+
+
+def keys(app: MonitorApp, screen: str) -> list[str]:
+    return [str(k.value) for k in table(app, screen).rows]
+
+
+def cells(app: MonitorApp, screen: str, key: str) -> list[str]:
+    return [str(c) for c in table(app, screen).get_row(key)]
+
+
+def run(test: Callable[[MonitorApp, Any], Any], names=("ep",), refresh: float = 0.3) -> None:
+    async def main() -> None:
+        app = MonitorApp(list(names), refresh)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.snapshot is not None and keys(app, "endpoints"))
+            await test(app, pilot)
+
+    asyncio.run(main())
+
+
+def test_every_screen_shows_the_endpoint_and_keys_move_between_them(live):
+    async def test(app, pilot):
+        row = cells(app, "endpoints", "ep")
+        assert row[:2] == ["ep", "running"] and "connected" in row
+        await pilot.press("2")
+        assert app.active == "ueps" and app.focused is table(app, "ueps")
+        assert keys(app, "ueps") == ["ep/default"] and cells(app, "ueps", "ep/default")[5] == "running"
+        await pilot.press("4")
+        assert app.active == "workers" and keys(app, "workers")
+        await pilot.press("5")
+        await until(pilot, lambda: len(keys(app, "tasks")) == 2)
+        assert sorted(cells(app, "tasks", k)[3] for k in keys(app, "tasks")) == ["failed", "success"]
+        tasks = table(app, "tasks")
+        first = tasks.cursor_row
+        await pilot.press("j")
+        assert tasks.cursor_row == first + 1
+        await pilot.press("k")
+        assert tasks.cursor_row == first
+        await pilot.press("6")
+        await until(pilot, lambda: app.query_one("#log-view").lines)
+        await pilot.press("question_mark")
+        assert type(app.screen).__name__ == "Help"
+        await pilot.press("escape")
+        assert app.active == "log"
+
+    run(test)
+
+
+def test_enter_opens_an_endpoint_and_esc_comes_back(live):
+    async def test(app, pilot):
+        await pilot.press("enter")
+        assert app.active == "ueps" and app.opened == "ep" and "ep" in app.sub_title
+        await pilot.press("escape")
+        assert app.active == "endpoints" and app.opened is None
+
+    run(test)
+
+
+def test_the_filter_keeps_the_rows_with_its_text_and_esc_clears_it(live):
+    async def test(app, pilot):
+        await pilot.press("5")
+        await until(pilot, lambda: len(keys(app, "tasks")) == 2)
+        await pilot.press("slash", *"TASK_EXC", "enter")
+        assert len(keys(app, "tasks")) == 1 and cells(app, "tasks", keys(app, "tasks")[0])[3] == "failed"
+        await pilot.pause(1.0)  # refreshes keep the filter
+        assert len(keys(app, "tasks")) == 1
+        await pilot.press("slash", "escape")
+        assert len(keys(app, "tasks")) == 2
+
+    run(test)
+
+
+def test_pause_stops_the_refresh_until_resumed(live):
+    async def test(app, pilot):
+        await pilot.press("p")
+        await pilot.pause(0.4)  # a refresh under way when p was pressed lands
+        taken = app.snapshot.taken_at
+        await pilot.pause(1.0)
+        assert app.snapshot.taken_at == taken and "paused" in app.sub_title
+        await pilot.press("p")
+        await until(pilot, lambda: app.snapshot.taken_at > taken)
+
+    run(test)
+
+
+def test_a_failed_tasks_error_opens_and_shows_its_text_literally(live):
+    async def test(app, pilot):
+        await pilot.press("5")
+        await until(pilot, lambda: len(keys(app, "tasks")) == 2)
+        await pilot.press("slash", *"failed", "enter", "enter")
+        detail = await until(pilot, lambda: isinstance(app.screen, Detail) and app.screen)
+        text = "\n".join(line.text for line in detail.query_one("#body").lines)
+        assert "ValueError" in text and "[bold red]x[/]" in text and "\x1b" not in text and "pwned" not in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, Detail)
+
+    run(test)
+
+
+def test_stopping_an_endpoint_asks_first_then_shows_it_stopped(live):
+    other = Endpoint(live.broker, live.home, name="other")
+    other.start()
+    try:
+        async def test(app, pilot):
+            await until(pilot, lambda: cells(app, "endpoints", "other")[1] == "running")
+            table(app, "endpoints").move_cursor(row=table(app, "endpoints").get_row_index("other"))
+            await pilot.press("x")
+            assert type(app.screen).__name__ == "Confirm"
+            await pilot.press("n")
+            await pilot.pause(0.5)
+            assert cells(app, "endpoints", "other")[1] == "running"
+            await pilot.press("x", "y")
+            await until(pilot, lambda: cells(app, "endpoints", "other")[1] == "stopped", timeout=30)
+            assert cells(app, "endpoints", "ep")[1] == "running"
+
+        run(test, names=("ep", "other"))
+    finally:
+        other.stop()
+        import shutil
+
+        shutil.rmtree(other.paths.config_dir)
