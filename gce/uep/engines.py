@@ -3,130 +3,27 @@
 Every engine takes opaque task payloads and returns result payloads (bytes), running
 ``gce.uep.execute.run_task`` on its workers: the UEP itself never unpickles what a
 submitter sent, it only passes bytes through. A worker that dies mid-task yields a
-WORKER_LOST result naming the cause instead of a task that hangs.
+WORKER_LOST result naming the cause instead of a task that hangs. The base engine and the
+local pools are in gce.uep.pools; parsl's HighThroughputExecutor is here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+import platform
+from concurrent.futures import Future
 from typing import Any
 
 from gce.uep import blocks, parsl_compat, worker_pool
+from gce.uep.accounting import BlockBook
 from gce.uep.execute import run_batch, run_task
+from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, WorkerLost
+
+__all__ = ["Engine", "ENGINES", "HighThroughputEngine", "ProcessPoolEngine", "ThreadPoolEngine", "WorkerLost",
+           "make_engine"]
 
 log = logging.getLogger(__name__)
-
-
-class WorkerLost(Exception):
-    """The worker running a task died; str() says how."""
-
-
-class Engine:
-    type = "Engine"
-
-    def __init__(self, options: dict, run_dir: str, max_result_bytes: int) -> None:
-        self.options = options
-        self.run_dir = run_dir
-        self.max_result_bytes = max_result_bytes
-        self.done = 0
-        self.failed = 0
-        self._lock = threading.Lock()
-        self._outstanding = 0
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
-        raise NotImplementedError
-
-    def submit(self, payload: bytes, resource_spec: dict) -> Future:
-        with self._lock:
-            self._outstanding += 1
-        fut = self._submit(payload, resource_spec)
-        fut.add_done_callback(self._count)
-        return fut
-
-    def _count(self, fut: Future) -> None:
-        with self._lock:
-            self._outstanding -= 1
-            if fut.exception() is None:
-                self.done += 1
-            else:
-                self.failed += 1
-
-    def status(self) -> dict[str, Any]:
-        return {"type": self.type, "outstanding": self._outstanding, "done": self.done, "failed": self.failed}
-
-    def shutdown(self) -> None:
-        raise NotImplementedError
-
-
-class _LocalPoolEngine(Engine):
-    """A pool of ``max_workers`` (default: one per CPU) on this host: one block, one manager."""
-
-    pool: Any
-
-    @property
-    def workers(self) -> int:
-        return int(self.options.get("max_workers") or os.cpu_count() or 1)
-
-    def status(self) -> dict[str, Any]:
-        s = super().status()
-        s.update(blocks=1, managers=1, workers_total=self.workers,
-                 workers_idle=max(0, self.workers - s["outstanding"]), running=min(self.workers, s["outstanding"]))
-        return s
-
-    def shutdown(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-class ThreadPoolEngine(_LocalPoolEngine):
-    type = "ThreadPoolEngine"
-
-    def start(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gce-worker")
-
-    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
-        return self.pool.submit(run_task, payload, self.max_result_bytes)
-
-
-class ProcessPoolEngine(_LocalPoolEngine):
-    """A local process pool; a pool broken by a dying worker is replaced, its tasks fail."""
-
-    type = "ProcessPoolEngine"
-
-    def start(self) -> None:
-        import multiprocessing
-
-        self._ctx = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
-
-    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
-        from concurrent.futures.process import BrokenProcessPool
-
-        outer: Future = Future()
-        pool = self.pool
-        inner = pool.submit(run_task, payload, self.max_result_bytes)
-
-        def relay(f: Future) -> None:
-            exc = f.exception()
-            if isinstance(exc, BrokenProcessPool):
-                with self._lock:
-                    if self.pool is pool:  # replace it once, not once per failed task
-                        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
-                outer.set_exception(WorkerLost("a worker process of the process pool died abruptly "
-                                               "(killed by a signal or out of memory)"))
-            elif exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(f.result())
-
-        inner.add_done_callback(relay)
-        return outer
-
 
 # Small tasks that arrive faster than the workers take them go to parsl in batches: each
 # parsl task costs the interchange and the UEP far more than a no-op function costs the
@@ -163,6 +60,9 @@ class HighThroughputEngine(Engine):
         strategy_period = float(opts.pop("strategy_period", 5.0))
         max_idletime = float(opts.pop("max_idletime", 120.0))
         provider = parsl_compat.build("provider", provider_spec, "parsl.providers")
+        self.provider = provider
+        self.book = BlockBook(type(provider).__name__, getattr(provider, "walltime", None))
+        self.scheduler_words = parsl_compat.watch_scheduler(provider)
         local = provider_spec.get("type", "LocalProvider") == "LocalProvider"
         opts = {**worker_pool.htex_options(local_workers=local), **opts}  # the config's own win
         opts.setdefault("heartbeat_period", 2)
@@ -268,7 +168,44 @@ class HighThroughputEngine(Engine):
             block_states={bid: b.state.name for bid, b in blocks.items()},
             managers=len(managers), workers_total=total, workers_idle=max(0, total - running), running=running,
         )
+        jobs = parsl_compat.block_jobs(self.htex)
+        workers: dict[str, int] = {}
+        for m in managers:
+            workers[str(m["block_id"])] = workers.get(str(m["block_id"]), 0) + int(m["worker_count"])
+        for bid, b in blocks.items():
+            job = jobs.get(bid)
+            raw, reason = self.scheduler_words.get(str(job), (None, None))
+            self.book.observe(str(bid), job, b.state.name, b.message, raw, reason,
+                              parsl_compat.job_files(self.provider, job))
+        s["block_list"] = self.book.to_list(workers)
+        s["nodes"] = self._nodes(managers)
         return s
+
+    def _nodes(self, managers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One per connected worker pool. parsl does not say which pool runs which task, nor the
+        pool's host: a lone pool runs the oldest outstanding tasks, and LocalProvider's are here."""
+        host = platform.node() if type(self.provider).__name__ == "LocalProvider" else None
+        nodes = []
+        for m in managers:
+            count = int(m["worker_count"])
+            busy = min(count, int(m["tasks"]))
+            nodes.append({"manager": str(m["manager"]), "host": host,
+                          "block_id": None if m["block_id"] is None else str(m["block_id"]),
+                          "workers": count, "busy": busy, "idle": count - busy, "last_heartbeat": None,
+                          "python": m["python_version"], "parsl": m["parsl_version"],
+                          "tasks": self.oldest_tasks(busy) if len(managers) == 1 else []})
+        return nodes
+
+    def cancel_block(self, block_id: str) -> bool:
+        """Cancel BLOCK_ID's job through the provider, as parsl's scale-in does."""
+        job = parsl_compat.block_jobs(self.htex).get(block_id)
+        if job is None:
+            return False
+        done = self.provider.cancel([job])
+        if not (done and done[0]):
+            raise RuntimeError(f"the {type(self.provider).__name__} could not cancel job {job}")
+        self.book.cancelled(block_id, "cancelled on request")
+        return True
 
     def shutdown(self) -> None:
         with self._lock:

@@ -37,6 +37,8 @@ from gce.uep.engines import Engine, WorkerLost, make_engine
 from gce.uep.startup import Refusal, check_identity, die_with_parent, prepare_directories
 
 log = logging.getLogger("gce.uep")
+# Until the manager's side names it in gce.transport.frames: the frame kind both sides agreed on.
+CANCEL_BLOCK: bytes = getattr(frames, "CANCEL_BLOCK", b"C")
 STATUS_PERIOD = 2.0
 
 
@@ -102,7 +104,7 @@ class UserEndpoint:
         started = time.time()
         assert self.engine is not None
         try:
-            fut = self.engine.submit(payload, th.resource_specification)
+            fut = self.engine.submit(payload, th.resource_specification, th.task_id)
         except Exception as e:
             self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
                                 f"the engine refused the task: {type(e).__name__}: {e}"))
@@ -136,14 +138,30 @@ class UserEndpoint:
             rh.timings = timings
         self.send_result(rh, payload)
 
+    def on_cancel_block(self, header: dict) -> None:
+        """Cancel the block the manager names; what became of it shows in the next STATUS frame."""
+        block_id = str(header.get("block_id", ""))[:64]
+        assert self.engine is not None
+        try:
+            if self.engine.cancel_block(block_id):
+                log.info("block %s cancelled at the manager's request", block_id)
+            else:
+                log.warning("not cancelling block %r: the %s has no such block", block_id, self.engine.type)
+        except Exception as e:
+            log.error("cancelling block %s failed: %s: %s", block_id, type(e).__name__, e)
+        self.send_status()  # the block's state, changed or not, at once rather than in STATUS_PERIOD
+
     # -- status ----------------------------------------------------------------------
+    def send_status(self) -> None:
+        try:
+            assert self.engine is not None
+            self.send_frame(frames.STATUS, {"engine": self.engine.status(), "pid": os.getpid()})
+        except Exception:
+            log.exception("engine status failed")
+
     def _reporter(self) -> None:
         while not self.stopping.wait(STATUS_PERIOD):
-            try:
-                assert self.engine is not None
-                self.send_frame(frames.STATUS, {"engine": self.engine.status(), "pid": os.getpid()})
-            except Exception:
-                log.exception("engine status failed")
+            self.send_status()
 
     # -- main ------------------------------------------------------------------------
     def run(self) -> int:
@@ -167,6 +185,8 @@ class UserEndpoint:
                         self.on_task(header, body)
                     elif kind == frames.STOP:
                         self.stopping.set()
+                    elif kind == CANCEL_BLOCK:
+                        self.on_cancel_block(header)
         except (EOFError, OSError):
             log.info("the manager closed the channel: shutting down")
         self.stopping.set()

@@ -11,6 +11,7 @@ against real parsl objects, so a parsl upgrade that breaks one fails there first
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 from gce.errors import EX_SOFTWARE, GceError
@@ -19,7 +20,7 @@ from gce.errors import EX_SOFTWARE, GceError
 INTERCHANGE = "parsl.executors.high_throughput.interchange"
 WORKER_POOL = "parsl.executors.high_throughput.process_worker_pool"
 # The keys of parsl's connected_managers() entries that the engine's status reads.
-MANAGER_KEYS = ("worker_count", "tasks", "active")
+MANAGER_KEYS = ("worker_count", "tasks", "active", "manager", "block_id", "python_version", "parsl_version")
 
 
 def parsl_version() -> str:
@@ -100,6 +101,62 @@ def block_states(htex: Any) -> dict[str, Any]:
             raise ParslChanged(f"a block's status in {type(htex).__name__}.status_facade is {status!r}: it has "
                                "no boolean .terminal or no .state.name")
     return blocks
+
+
+def block_jobs(htex: Any) -> dict[str, Any]:
+    """HTEX's job id of each block it submitted, by block id."""
+    jobs = getattr(htex, "blocks_to_job_id", None)
+    if not isinstance(jobs, dict):
+        raise ParslChanged(f"{type(htex).__name__}.blocks_to_job_id, the job id of each block, is "
+                           f"{type(jobs).__name__}, not a dict")
+    return dict(jobs)
+
+
+def job_files(provider: Any, job_id: Any) -> tuple[str | None, str | None, str | None]:
+    """The submit script, stdout and stderr paths of PROVIDER's job JOB_ID, as far as it keeps them:
+    LocalProvider keeps the script (its output is the script's path + .out/.err), the batch
+    providers keep the output paths (their script is that path without .stdout)."""
+    job = (getattr(provider, "resources", None) or {}).get(job_id)
+    if not isinstance(job, dict):
+        return None, None, None
+    script = job.get("script_path")
+    if isinstance(script, str):
+        return script, script + ".out", script + ".err"
+    out, err = job.get("job_stdout_path"), job.get("job_stderr_path")
+    if isinstance(out, str) and out.endswith(".stdout"):
+        script = out[: -len(".stdout")]
+    return script, out if isinstance(out, str) else None, err if isinstance(err, str) else None
+
+
+def watch_scheduler(provider: Any) -> dict[str, tuple[str, str]]:
+    """The scheduler's own word for each job's state and its reason, by job id, as PROVIDER's own
+    status command last printed them (kept up to date in the dict returned): no command of ours is
+    added. SlurmProvider's squeue is asked for the reason too (``%r``): parsl reads only the first
+    two words of each line. A provider without a status command (LocalProvider) yields nothing."""
+    words: dict[str, tuple[str, str]] = {}
+    cmd = getattr(provider, "_cmd", None)
+    if not isinstance(cmd, str) or not callable(getattr(provider, "execute_wait", None)):
+        return words
+    if "--format='%i %t'" in cmd:
+        provider._cmd = cmd = cmd.replace("--format='%i %t'", "--format='%i %t %r'")
+    program = cmd.split()[0]
+    execute_wait = provider.execute_wait
+
+    def watched(command: str, *args: Any, **kwargs: Any) -> Any:
+        retcode, stdout, stderr = execute_wait(command, *args, **kwargs)
+        if retcode == 0 and command.split()[:1] == [program] and isinstance(stdout, str):
+            asked = re.search(r"--job '([^']*)'", command)
+            for job_id in asked.group(1).split(",") if asked else []:
+                words.pop(job_id, None)  # a job no longer listed has no word of the scheduler now
+            for line in stdout.splitlines():
+                job_id, _, rest = line.strip().partition(" ")
+                raw, _, reason = rest.strip().partition(" ")
+                if job_id and raw:
+                    words[job_id] = (raw, reason.strip())
+        return retcode, stdout, stderr
+
+    provider.execute_wait = watched
+    return words
 
 
 def lost_worker_errors() -> tuple[type[BaseException], ...]:

@@ -15,7 +15,7 @@ import parsl
 import pytest
 from parsl.executors import HighThroughputExecutor
 from parsl.jobs.job_status_poller import JobStatusPoller
-from parsl.jobs.states import JobState
+from parsl.jobs.states import JobState, JobStatus
 from parsl.providers import LocalProvider, SlurmProvider
 from parsl.utils import Timer
 
@@ -84,6 +84,14 @@ def test_a_started_engine_reads_its_blocks_and_worker_pools(engine: HighThroughp
     status = engine.status()
     assert "error" not in status, status
     assert (status["blocks"], status["managers"], status["workers_total"], status["workers_idle"]) == (1, 1, 1, 1)
+    # What the nodes and blocks of the status read: the pool's block and versions, each block's job.
+    assert managers[0]["block_id"] == "0" and isinstance(managers[0]["manager"], str)
+    assert (managers[0]["python_version"], managers[0]["parsl_version"]) == (sys.version.split()[0], parsl.__version__)
+    jobs = parsl_compat.block_jobs(engine.htex)
+    assert list(jobs) == ["0"] and jobs["0"] in engine.provider.resources, VERSION
+    script, out, err = parsl_compat.job_files(engine.provider, jobs["0"])
+    assert script is not None and Path(script).is_file() and Path(script).name.startswith("parsl.htex.block-0.")
+    assert (out, err) == (script + ".out", script + ".err")
 
 
 def test_a_worker_pool_entry_without_what_status_reads_is_named() -> None:
@@ -92,7 +100,8 @@ def test_a_worker_pool_entry_without_what_status_reads_is_named() -> None:
             return [{"manager": "m", "worker_count": 1, "active": True}]
 
     with pytest.raises(ParslChanged, match=rf"^gce cannot drive {VERSION}: an entry of Htex.connected_managers\(\) "
-                                           r"lacks tasks; it has keys \['active', 'manager', 'worker_count'\]$"):
+                                           r"lacks tasks, block_id, python_version, parsl_version; "
+                                           r"it has keys \['active', 'manager', 'worker_count'\]$"):
         parsl_compat.connected_managers(Htex())
 
 
@@ -136,3 +145,47 @@ def test_the_worker_pool_and_interchange_gce_starts_are_parsls() -> None:
     assert "SpawnContext" in Path(spec.origin).read_text(), f"{worker_pool.POOL} no longer uses it in {VERSION}"
     cmd = parsl_compat.launch_cmd_with_pool("gce-worker-pool")
     assert cmd.startswith("gce-worker-pool ") and "process_worker_pool.py" not in cmd
+
+
+def test_an_executor_without_the_job_ids_of_its_blocks_is_named() -> None:
+    assert parsl_compat.block_jobs(HighThroughputExecutor(label="htex", provider=LocalProvider(init_blocks=0))) == {}
+    with pytest.raises(ParslChanged, match=f"^gce cannot drive {VERSION}: HighThroughputExecutor.blocks_to_job_id"):
+        parsl_compat.block_jobs(object.__new__(type("HighThroughputExecutor", (), {})))
+
+
+def test_a_batch_job_s_files_are_named_from_what_slurm_provider_keeps(tmp_path: Path) -> None:
+    provider = SlurmProvider()
+    script = str(tmp_path / "parsl.htex.block-0.17.5")
+    # The record SlurmProvider.submit makes of a job it submitted (parsl/providers/slurm/slurm.py).
+    provider.resources["42"] = {"job_id": "42", "status": None, "job_stdout_path": script + ".stdout",
+                                "job_stderr_path": script + ".stderr"}
+    assert parsl_compat.job_files(provider, "42") == (script, script + ".stdout", script + ".stderr")
+    assert parsl_compat.job_files(provider, "43") == (None, None, None)
+    source = Path(sys.modules[SlurmProvider.__module__].__file__ or "").read_text()
+    assert "'job_stdout_path': job_stdout_path" in source and 'script_path + ".stdout"' in source, VERSION
+
+
+def test_the_scheduler_s_own_words_come_from_the_provider_s_own_status_command() -> None:
+    provider = SlurmProvider()
+    provider._cmd = "squeue --noheader --format='%i %t' --job '{0}'"  # parsl's when sacct is off
+    printed = "7 PD Resources\n8 R None\n"
+    calls: list[str] = []
+
+    def execute_wait(cmd: str, timeout: float | None = None) -> tuple[int, str, str]:
+        calls.append(cmd)
+        return 0, printed, ""
+
+    provider.execute_wait = execute_wait  # type: ignore[method-assign]
+    words = parsl_compat.watch_scheduler(provider)
+    assert provider._cmd == "squeue --noheader --format='%i %t %r' --job '{0}'"
+    provider.resources = {j: {"job_id": j, "status": JobStatus(JobState.PENDING), "job_stdout_path": "o",
+                              "job_stderr_path": "e"} for j in ("7", "8")}
+    provider._status()  # parsl reads the first two words of each line, as before
+    assert calls == ["squeue --noheader --format='%i %t %r' --job '7,8'"]
+    assert {j: r["status"].state for j, r in provider.resources.items()} == {"7": JobState.PENDING,
+                                                                             "8": JobState.RUNNING}
+    assert words == {"7": ("PD", "Resources"), "8": ("R", "None")}
+    printed = "8 CG None\n"  # job 7 is no longer listed: its word goes
+    provider._status()
+    assert words == {"8": ("CG", "None")}
+    assert parsl_compat.watch_scheduler(LocalProvider()) == {}

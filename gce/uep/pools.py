@@ -1,0 +1,160 @@
+"""The engine every user endpoint engine is, and the engines that are a pool on this host.
+
+An engine takes opaque task payloads and returns result payloads (bytes), running
+``gce.uep.execute.run_task`` on its workers: the UEP itself never unpickles what a submitter
+sent, it only passes bytes through. Besides its figures, an engine's status names what it runs
+on (versions), its workers (nodes) and its batch jobs (blocks): see gce/daemon/status.py.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+from gce import __version__ as gce_version
+from gce.uep.execute import run_task
+
+class WorkerLost(Exception):
+    """The worker running a task died; str() says how."""
+
+
+def versions() -> dict[str, str | None]:
+    """What this user endpoint runs: Python, parsl (read from its metadata: importing it costs a
+    local pool half a second) and gce."""
+    from importlib import metadata
+
+    try:
+        parsl: str | None = metadata.version("parsl")
+    except metadata.PackageNotFoundError:
+        parsl = None
+    return {"python": platform.python_version(), "parsl": parsl, "gce": gce_version}
+
+
+class Engine:
+    type = "Engine"
+
+    def __init__(self, options: dict, run_dir: str, max_result_bytes: int) -> None:
+        self.options = options
+        self.run_dir = run_dir
+        self.max_result_bytes = max_result_bytes
+        self.done = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._outstanding = 0
+        # Task id -> when the UEP handed it to the engine, oldest first; workers pick tasks
+        # unseen by the UEP, so this is what the engine knows of what they run.
+        self._tasks: dict[str, float] = {}
+        self._versions = versions()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+        raise NotImplementedError
+
+    def submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
+        with self._lock:
+            self._outstanding += 1
+            if task_id:
+                self._tasks[task_id] = time.time()
+        fut = self._submit(payload, resource_spec)
+        fut.add_done_callback(lambda f: self._count(f, task_id))
+        return fut
+
+    def _count(self, fut: Future, task_id: str = "") -> None:
+        with self._lock:
+            self._outstanding -= 1
+            self._tasks.pop(task_id, None)
+            if fut.exception() is None:
+                self.done += 1
+            else:
+                self.failed += 1
+
+    def status(self) -> dict[str, Any]:
+        return {"type": self.type, "outstanding": self._outstanding, "done": self.done, "failed": self.failed,
+                "versions": dict(self._versions), "block_list": [], "nodes": []}
+
+    def oldest_tasks(self, n: int) -> list[dict[str, Any]]:
+        """The N tasks handed to the engine longest ago and not done: the ones its busy workers run."""
+        with self._lock:
+            tasks = list(self._tasks.items())[:max(0, n)]
+        return [{"task_id": tid, "started_at": at} for tid, at in tasks]
+
+    def cancel_block(self, block_id: str) -> bool:
+        """Cancel block BLOCK_ID; False when this engine has no such block."""
+        return False
+
+    def shutdown(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalPoolEngine(Engine):
+    """A pool of ``max_workers`` (default: one per CPU) on this host: one block, one manager."""
+
+    pool: Any
+
+    @property
+    def workers(self) -> int:
+        return int(self.options.get("max_workers") or os.cpu_count() or 1)
+
+    def status(self) -> dict[str, Any]:
+        s = super().status()
+        busy = min(self.workers, s["outstanding"])
+        s.update(blocks=1, managers=1, workers_total=self.workers,
+                 workers_idle=max(0, self.workers - s["outstanding"]), running=busy)
+        s["nodes"] = [{"manager": "local", "host": platform.node(), "block_id": None, "workers": self.workers,
+                       "busy": busy, "idle": self.workers - busy, "last_heartbeat": None,
+                       "python": self._versions["python"], "parsl": None, "tasks": self.oldest_tasks(busy)}]
+        return s
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class ThreadPoolEngine(_LocalPoolEngine):
+    type = "ThreadPoolEngine"
+
+    def start(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gce-worker")
+
+    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+        return self.pool.submit(run_task, payload, self.max_result_bytes)
+
+
+class ProcessPoolEngine(_LocalPoolEngine):
+    """A local process pool; a pool broken by a dying worker is replaced, its tasks fail."""
+
+    type = "ProcessPoolEngine"
+
+    def start(self) -> None:
+        import multiprocessing
+
+        self._ctx = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
+
+    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+        from concurrent.futures.process import BrokenProcessPool
+
+        outer: Future = Future()
+        pool = self.pool
+        inner = pool.submit(run_task, payload, self.max_result_bytes)
+
+        def relay(f: Future) -> None:
+            exc = f.exception()
+            if isinstance(exc, BrokenProcessPool):
+                with self._lock:
+                    if self.pool is pool:  # replace it once, not once per failed task
+                        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
+                outer.set_exception(WorkerLost("a worker process of the process pool died abruptly "
+                                               "(killed by a signal or out of memory)"))
+            elif exc is not None:
+                outer.set_exception(exc)
+            else:
+                outer.set_result(f.result())
+
+        inner.add_done_callback(relay)
+        return outer

@@ -1,0 +1,108 @@
+"""A real user endpoint tells its manager its versions, its nodes and its blocks in STATUS frames.
+
+The engines are real (a thread pool, parsl HTEX with LocalProvider blocks); the test plays the
+manager on the channel. A task that sleeps keeps a worker busy while the status is read.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Iterator
+
+import parsl
+import pytest
+
+import gce
+from gce.transport import frames
+from tests.uep.uep_process import UepProcess
+
+CANCEL_BLOCK = getattr(frames, "CANCEL_BLOCK", b"C")
+
+SLEEP = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
+HTEX = {"type": "HighThroughputEngine", "max_workers_per_node": 1, "strategy_period": 0.5,
+        "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}}
+VERSIONS = {"python": platform.python_version(), "parsl": parsl.__version__, "gce": gce.__version__}
+
+
+@pytest.fixture()
+def uep(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UepProcess]:
+    u = UepProcess(request.param, tmp_path)
+    try:
+        yield u
+    finally:
+        u.close()
+
+
+@pytest.mark.parametrize("uep", [{"type": "ThreadPoolEngine", "max_workers": 2}], indirect=True)
+def test_a_local_pool_reports_one_node_with_the_task_it_runs(uep: UepProcess) -> None:
+    before = time.time()
+    task_id = uep.submit(SLEEP, "nap", 3)
+    s = uep.status(lambda e: e["outstanding"] == 1)
+    assert s["versions"] == VERSIONS and s["block_list"] == []
+    [node] = s["nodes"]
+    assert {k: node[k] for k in ("manager", "host", "block_id", "workers", "busy", "idle")} == {
+        "manager": "local", "host": platform.node(), "block_id": None, "workers": 2, "busy": 1, "idle": 1}
+    assert node["python"] == platform.python_version()
+    [task] = node["tasks"]
+    assert task["task_id"] == task_id and before <= task["started_at"] <= time.time()
+    uep.wait_for(lambda k, h: k == frames.RESULT, 30)
+    assert uep.status(lambda e: e["outstanding"] == 0)["nodes"][0]["tasks"] == []
+
+
+@pytest.mark.parametrize("uep", [HTEX], indirect=True)
+def test_htex_reports_its_worker_pool_and_its_block(uep: UepProcess) -> None:
+    task_id = uep.submit(SLEEP, "nap", 3)
+    s = uep.status(lambda e: e.get("nodes") and e["nodes"][0]["busy"] == 1, timeout=60)
+    assert "error" not in s and s["versions"] == VERSIONS
+    [node] = s["nodes"]
+    assert (node["host"], node["block_id"], node["workers"], node["idle"]) == (platform.node(), "0", 1, 0)
+    assert (node["python"], node["parsl"]) == (platform.python_version(), parsl.__version__)
+    assert [t["task_id"] for t in node["tasks"]] == [task_id]
+    [block] = s["block_list"]
+    assert (block["block_id"], block["provider"], block["state"], block["workers"]) == ("0", "LocalProvider",
+                                                                                         "running", 1)
+    assert block["job_id"] and block["raw_state"] is None and block["walltime"] is None
+    assert [t["state"] for t in block["transitions"]] == ["pending", "running"]
+    assert block["submitted_at"] <= block["transitions"][-1]["at"] == block["updated_at"] <= time.time()
+    run_dir = str(Path(uep.log).parent)
+    assert block["submit_script"].startswith(os.path.join(run_dir, "submit_scripts", "parsl.htex.block-0."))
+    assert os.path.exists(block["submit_script"])
+    assert (block["stdout"], block["stderr"]) == (block["submit_script"] + ".out", block["submit_script"] + ".err")
+    uep.wait_for(lambda k, h: k == frames.RESULT, 30)
+    log = uep.log.read_text()
+    assert log.count("block 0 (job ") == 2 and "LocalProvider): running" in log, log
+
+
+@pytest.mark.parametrize("uep", [HTEX], indirect=True)
+def test_cancel_block_cancels_that_block_through_its_provider_and_an_unknown_one_changes_nothing(
+        uep: UepProcess) -> None:
+    running = uep.status(lambda e: any(b["state"] == "running" for b in e.get("block_list", [])), timeout=60)
+    job = running["block_list"][0]["job_id"]
+    uep.send(CANCEL_BLOCK, {"block_id": "7"})
+    after = uep.status(lambda e: True, timeout=5)  # sent at once, not after STATUS_PERIOD
+    assert [(b["block_id"], b["state"]) for b in after["block_list"]] == [("0", "running")]
+    uep.send(CANCEL_BLOCK, {"block_id": "0"})
+    cancelled = uep.status(lambda e: e["block_list"][0]["state"] == "cancelled", timeout=5)
+    block = cancelled["block_list"][0]
+    assert (block["job_id"], block["reason"]) == (job, "cancelled on request")
+    assert [t["state"] for t in block["transitions"]] == ["pending", "running", "cancelled"]
+    # LocalProvider's job is the block's process group: it is gone.
+    pid = int(job)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), f"block 0's process {pid} outlived its cancellation"
+    log = uep.log.read_text()
+    assert "not cancelling block '7': the HighThroughputEngine has no such block" in log, log
+    assert "block 0 cancelled at the manager's request" in log
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
