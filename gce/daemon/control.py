@@ -1,9 +1,12 @@
 """The manager's local control socket: one JSON request line, one JSON reply line, both typed.
 
 Peers are identified with SO_PEERCRED: root and the manager's own uid may use every
-command; anyone else is refused with PERMISSION_DENIED (multi-user views arrive with the
-multi-user manager). A failed reply carries a code (ControlCode) for programs and a sentence
-for people: a client decides by the code, never by the words.
+command and see everything. On a multi-user endpoint any other local user may connect and
+sees only what is theirs: their user endpoints, blocks, nodes and task events, and of the
+endpoint as a whole counts only (gce.daemon.public_status.peer_view); they may stop and cancel
+only their own. A personal endpoint refuses everyone else with PERMISSION_DENIED. A failed
+reply carries a code (ControlCode) for programs and a sentence for people: a client decides by
+the code, never by the words.
 
 On the wire a reply is ``{"ok": true, "protocol": N, "gce_version": V, ...fields}`` or
 ``{"ok": false, "protocol": N, "gce_version": V, "code": CODE, "error": TEXT}``; the status
@@ -21,13 +24,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from gce import __version__
 from gce.config.paths import EndpointPaths
-from gce.daemon.status import PROTOCOL, EndpointStatus
+from gce.daemon.public_status import peer_view
+from gce.daemon.status import PROTOCOL, EndpointStatus, Snapshot
 from gce.errors import NotRunning, PermissionDenied
 from gce.transport import limits
+
+if TYPE_CHECKING:  # the client imports this module: it need not load the manager's spool
+    from gce.daemon.snapshot import TaskEvents
 
 MAX_REQUEST = 64 * 1024
 
@@ -36,6 +43,7 @@ class ControlCode(str, Enum):
     PERMISSION_DENIED = "PERMISSION_DENIED"  # the peer may not use this endpoint
     UNKNOWN_COMMAND = "UNKNOWN_COMMAND"  # a command this manager does not know (it may be older)
     BAD_REQUEST = "BAD_REQUEST"  # the request line is not a request
+    NOT_FOUND = "NOT_FOUND"  # no such task or user endpoint (or none the peer may see)
     INTERNAL = "INTERNAL"  # the manager failed to answer; its log says why
 
     @classmethod
@@ -124,20 +132,102 @@ class Reply:
 Handler = Callable[[Request, int], Awaitable[Reply]]
 
 
-class Commands:
-    """What the manager answers on its control socket: ``status`` and ``stop``."""
+class Endpoint(Protocol):
+    """What the commands read and do of the manager (gce.daemon.manager.Manager)."""
 
-    def __init__(self, status: Callable[[], EndpointStatus], stop: Callable[[], None]) -> None:
+    events: TaskEvents
+
+    def owner_of(self, key: str) -> int | None: ...  # the uid of user endpoint KEY's account; None: no such
+
+    def stop_uep(self, key: str) -> bool: ...  # False: no such user endpoint
+
+    def cancel_block(self, key: str, block_id: str) -> bool: ...  # False: the user endpoint is not running
+
+
+def _arg(request: Request, name: str, kind: type, default: Any = None) -> Any:
+    value = request.args.get(name, default)
+    if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, str) and not 0 < len(value) <= 200):
+        raise ControlError(ControlCode.BAD_REQUEST, f"{request.command} needs {name!r}: "
+                           f"{'a non-negative integer' if kind is int else 'a short string'}")
+    return value
+
+
+class Commands:
+    """What the manager answers on its control socket: ``status``, ``snapshot``, ``task``, ``stop``,
+    ``stop_uep`` and ``cancel_block``, each for the peer UID as it may see and act (see above).
+    Without ENDPOINT (a manager's user endpoints and events), only the status is known."""
+
+    def __init__(self, status: Callable[[], EndpointStatus], stop: Callable[[], None],
+                 endpoint: Endpoint | None = None, own_uid: int | None = None) -> None:
         self._status = status
         self._stop = stop
+        self._endpoint = endpoint
+        self._own_uid = os.geteuid() if own_uid is None else own_uid
+
+    def _sees_all(self, uid: int) -> bool:
+        return uid in (0, self._own_uid)
+
+    def _status_for(self, uid: int) -> EndpointStatus:
+        status, ep = self._status(), self._endpoint
+        if self._sees_all(uid):
+            return status
+        if ep is None:  # nothing to tell whose a user endpoint is: none of them
+            return peer_view(status, uid, lambda key: None, lambda task_id: None)
+
+        def task_uid(task_id: str) -> int | None:
+            found = ep.events.detail(task_id)
+            return None if found is None else found[0]
+
+        return peer_view(status, uid, ep.owner_of, task_uid)
+
+    def _own_uep(self, request: Request, uid: int, key: str) -> Endpoint:
+        """The endpoint, once the peer UID may act on its user endpoint KEY."""
+        ep = self._endpoint
+        owner = None if ep is None else ep.owner_of(key)
+        if ep is None or owner is None:
+            raise ControlError(ControlCode.NOT_FOUND, f"no user endpoint {key!r} here")
+        if not self._sees_all(uid) and owner != uid:
+            raise ControlError(ControlCode.PERMISSION_DENIED,
+                               f"permission denied: user endpoint {key!r} belongs to another user")
+        return ep
 
     async def __call__(self, request: Request, uid: int) -> Reply:
-        if request.command == "status":
-            return Reply.success(self._status().to_dict())
-        if request.command == "stop":
+        command = request.command
+        if command == "status":
+            return Reply.success(self._status_for(uid).to_dict())
+        if command == "snapshot":
+            since = _arg(request, "since", int, 0)
+            if since < 0:
+                raise ControlError(ControlCode.BAD_REQUEST, "snapshot needs 'since': a non-negative integer")
+            status = self._status_for(uid)
+            if self._endpoint is None:
+                return Reply.success(Snapshot(status).to_dict())
+            events, cursor, dropped = self._endpoint.events.since(
+                since, None if self._sees_all(uid) else (lambda owner: owner == uid))
+            return Reply.success(Snapshot(status, tuple(events), cursor, dropped).to_dict())
+        if command == "task":
+            task_id = _arg(request, "task_id", str)
+            found = None if self._endpoint is None else self._endpoint.events.detail(task_id)
+            if found is None or not (self._sees_all(uid) or found[0] == uid):  # another's is not even named
+                raise ControlError(ControlCode.NOT_FOUND, f"no task {task_id!r} among the endpoint's recent tasks")
+            return Reply.success(found[1].to_dict())
+        if command == "stop":
+            if not self._sees_all(uid):
+                raise ControlError(ControlCode.PERMISSION_DENIED,
+                                   "permission denied: only root and the endpoint's owner may stop it")
             self._stop()
             return Reply.success()
-        return Reply.failure(ControlCode.UNKNOWN_COMMAND, f"unknown command {request.command!r}")
+        if command == "stop_uep":
+            key = _arg(request, "key", str)
+            if not self._own_uep(request, uid, key).stop_uep(key):
+                raise ControlError(ControlCode.NOT_FOUND, f"no user endpoint {key!r} here")
+            return Reply.success()
+        if command == "cancel_block":
+            key, block_id = _arg(request, "uep", str), _arg(request, "block_id", str)
+            if not self._own_uep(request, uid, key).cancel_block(key, block_id):
+                raise ControlError(ControlCode.NOT_FOUND, f"user endpoint {key!r} is not running: it has no blocks")
+            return Reply.success()
+        return Reply.failure(ControlCode.UNKNOWN_COMMAND, f"unknown command {command!r}")
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -146,12 +236,12 @@ def peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
-async def _answer(reader: asyncio.StreamReader, uid: int, own_uid: int, handler: Handler) -> Reply:
+async def _answer(reader: asyncio.StreamReader, uid: int, own_uid: int, handler: Handler, others: bool) -> Reply:
     try:
         # Read before refusing: closing on an unread request would reset the connection, and
         # the refused peer would never see why.
         line = await asyncio.wait_for(reader.readline(), timeout=10)
-        if uid not in (0, own_uid):
+        if uid not in (0, own_uid) and not others:
             return Reply.failure(ControlCode.PERMISSION_DENIED,
                                  "permission denied: this endpoint belongs to another user")
         data = limits.loads(line or b"{}")  # depth-checked: see gce.daemon.main
@@ -160,7 +250,10 @@ async def _answer(reader: asyncio.StreamReader, uid: int, own_uid: int, handler:
     return await handler(Request.from_dict(data), uid)
 
 
-async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
+async def serve(path: Path, handler: Handler, *, others: bool = False) -> asyncio.AbstractServer:
+    """Answer requests on the unix socket PATH with HANDLER. Only root and this process's uid
+    may connect, unless OTHERS (a multi-user endpoint): then every local user may, and HANDLER
+    answers each for their uid."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         path.unlink()
@@ -170,7 +263,7 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            reply = await _answer(reader, peer_uid(writer.get_extra_info("socket")), own_uid, handler)
+            reply = await _answer(reader, peer_uid(writer.get_extra_info("socket")), own_uid, handler, others)
         except ControlError as e:
             reply = Reply.failure(e.code, e.text)
         except Exception as e:  # a bad client must never hurt the manager
@@ -186,6 +279,11 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
         server = await asyncio.start_unix_server(on_client, path=str(path), limit=MAX_REQUEST)
     finally:
         os.umask(old)
+    if others:  # SO_PEERCRED decides who sees what; the file's mode would only keep users out
+        path.chmod(0o666)
+        parent = path.parent.stat()
+        if parent.st_uid == own_uid and not parent.st_mode & 0o001:
+            path.parent.chmod(parent.st_mode & 0o7777 | 0o011)  # reachable by name, not listed
     return server
 
 

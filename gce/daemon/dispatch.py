@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pwd
 import time
 from typing import Any, Callable
 
@@ -18,12 +20,22 @@ from gce.daemon.children import UepChild
 from gce.daemon.osproc import Os
 from gce.daemon.privileges import LocalUser
 from gce.daemon.routing import Refused, Router, UepSpec
+from gce.daemon.snapshot import TaskEvents
 from gce.daemon.spool import Spool
 from gce.daemon.states import UepState
 from gce.transport import frames
 from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, TaskHeaders, failure
 
 log = logging.getLogger(__name__)
+
+
+def own_account() -> tuple[str, int]:
+    """The manager's own account (a personal endpoint's tasks run as it): (name, uid)."""
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name, uid
+    except KeyError:  # a uid without a passwd entry (a container's, say)
+        return str(uid), uid
 
 
 def _stopped_for(violation: str) -> str:
@@ -33,7 +45,7 @@ def _stopped_for(violation: str) -> str:
 class Dispatcher:
     def __init__(self, config: EndpointConfig, router: Router, spool: Spool, stop_event: asyncio.Event,
                  answer: Callable[[ResultHeaders, bytes], None], counts: dict[str, int], *,
-                 os_: Os | None = None) -> None:
+                 os_: Os | None = None, events: TaskEvents | None = None) -> None:
         self.config = config
         self.router = router
         self.spool = spool
@@ -45,6 +57,8 @@ class Dispatcher:
         self.ueps: dict[tuple[int, str], UepChild] = {}  # multi_user: (uid, canonical user config) -> UEP
         self.unrouted: list[str] = []  # tasks recovered from the spool, routed once the endpoint is ready
         self._mapping: dict[str, list[str]] = {}  # identity -> its tasks waiting for it to be mapped
+        self.events = TaskEvents() if events is None else events  # what happened to tasks, for gce monitor
+        self.own_account = own_account()
 
     def personal_uep(self) -> UepChild:
         """Make the one UEP of a personal endpoint (not started yet)."""
@@ -93,6 +107,10 @@ class Dispatcher:
         uep.in_flight[task_id] = uep.in_flight.get(task_id, 0) + 1
         uep.active_at = time.monotonic()
         uep.send_frame(frames.TASK, {"task": entry.header["task"]}, body)
+        task = entry.header["task"]
+        name, uid = (uep.target.name, uep.target.uid) if uep.target is not None else self.own_account
+        self.events.dispatched(task_id, uep.key, name, uid, function_name=str(task.get("function_name") or ""),
+                               submitter=str(task.get("user_id") or ""))
 
     def _uep_for(self, task_id: str) -> UepChild | None:
         """The UEP that runs TASK_ID; None when there is none to give it to now: before a
@@ -155,6 +173,36 @@ class Dispatcher:
                 log.info("stopping user endpoint %s: idle for %.0f s", uep.key, uep.idle_for())
                 asyncio.ensure_future(uep.stop())
 
+    def find(self, key: str) -> UepChild | None:
+        """The user endpoint named KEY (a status's user_endpoints[i].key)."""
+        return next((u for u in (self.uep, *self.ueps.values()) if u is not None and u.key == key), None)
+
+    def owner_of(self, key: str) -> int | None:
+        """The uid of the account user endpoint KEY runs as; None when there is no such one."""
+        uep = self.find(key)
+        if uep is None:
+            return None
+        return uep.target.uid if uep.target is not None else self.own_account[1]
+
+    def stop_uep(self, key: str) -> bool:
+        """Stop user endpoint KEY (its tasks in flight are retried or answered as on any exit); a
+        multi-user one is forgotten, so its user's next task starts a fresh one. False: no such one."""
+        uep = self.find(key)
+        if uep is None:
+            return False
+        for k, u in list(self.ueps.items()):
+            if u is uep:
+                del self.ueps[k]
+        log.info("stopping user endpoint %s on request", key)
+        asyncio.ensure_future(uep.stop())
+        return True
+
+    def cancel_block(self, key: str, block_id: str) -> bool:
+        """Ask user endpoint KEY to cancel its block BLOCK_ID; False when it is not running."""
+        uep = self.find(key)
+        return uep is not None and uep.state is UepState.RUNNING and \
+            uep.send_frame(frames.CANCEL_BLOCK, {"block_id": block_id})
+
     async def stop_all(self, timeout: float) -> None:
         """Stop every user endpoint (and all below them) at once."""
         children = [u for u in (self.uep, *self.ueps.values()) if u is not None]
@@ -170,6 +218,10 @@ class Dispatcher:
         result is taken only for a task sent to this very UEP and still in flight there. Anything
         else is a protocol violation: the UEP is treated as compromised and stopped."""
         if kind == frames.RESULT:
+            # The worker's traceback, as text, for `gce monitor` (the submitter has it in the result)
+            traceback = header.pop("traceback", "")
+            if not isinstance(traceback, str):
+                return self._violation(uep, "a RESULT frame whose traceback is not text")
             try:
                 rh = ResultHeaders.from_uep(header, self.config.endpoint_id)
             except BadMessage as e:
@@ -180,6 +232,8 @@ class Dispatcher:
                 return self._violation(uep, f"a result of {len(body):,} bytes, over the endpoint's limit")
             uep.in_flight.pop(rh.task_id)
             uep.active_at = time.monotonic()
+            if traceback and rh.status == "failed":
+                self.events.traceback(rh.task_id, traceback)
             self.answer(rh, body)
         elif kind == frames.READY:
             queued, uep.queued = uep.queued, []

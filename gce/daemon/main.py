@@ -21,7 +21,7 @@ import sys
 from gce.config import model
 from gce.config.paths import EndpointPaths, system_mode
 from gce.daemon import pidfile
-from gce.daemon.control import Commands, serve
+from gce.daemon.control import serve
 from gce.daemon.housekeeping import housekeeping
 from gce.daemon.manager import Manager
 from gce.daemon.notify import Notifier, journal_stderr, status_text
@@ -103,7 +103,7 @@ async def _serve(m: Manager, ready: ReadyPipe, notifier: Notifier) -> int:
         loop.add_signal_handler(sig, m.stop_event.set)
     recovered = m.spool.recover()
     m.commit.check_disk()  # a spool that cannot be written: start paused, tasks wait on the broker
-    control = await serve(m.paths.control_socket, Commands(status=lambda: snapshot(m), stop=m.stop_event.set))
+    control = await serve(m.paths.control_socket, m.commands(), others=m.config.multi_user)
     if not m.config.multi_user:  # a multi-user endpoint starts a UEP per user and config, on demand
         m.dispatcher.personal_uep()
     m.dispatcher.unrouted.extend(tid for tid, _header in recovered.tasks)  # routed once the endpoint is ready

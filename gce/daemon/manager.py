@@ -18,11 +18,13 @@ from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
 from gce.daemon.children import UepChild
 from gce.daemon.commit import GroupCommit
+from gce.daemon.control import Commands
 from gce.daemon.dispatch import Dispatcher
 from gce.daemon.outbox import Outbox
+from gce.daemon.privileges import LocalUser
 from gce.daemon.public_status import public_view
 from gce.daemon.routing import Router
-from gce.daemon.snapshot import snapshot
+from gce.daemon.snapshot import TaskEvents, snapshot
 from gce.daemon.status import EndpointStatus
 from gce.daemon.spool import Spool
 from gce.transport import names
@@ -49,7 +51,9 @@ class Manager:
         self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0, "violations": 0}
         self.commit = GroupCommit(self.spool, self.link)  # pauses the link while the spool is unwritable
         self.outbox = Outbox(self.spool, self.link, self.commit.schedule)
-        self.dispatcher = Dispatcher(config, self.router, self.spool, self.stop_event, self._on_result, self.counts)
+        self.events = TaskEvents()  # what happened to the last tasks, for gce monitor (the `snapshot` command)
+        self.dispatcher = Dispatcher(config, self.router, self.spool, self.stop_event, self._on_result, self.counts,
+                                     events=self.events)
 
     # -- intake ----------------------------------------------------------------------
     def on_delivery(self, d: Delivery) -> None:
@@ -88,6 +92,7 @@ class Manager:
             return
         self.counts["received"] += 1
         self.spool.add_task({"task_id": th.task_id, "task": th.to_dict()}, d.body)
+        self.events.received(th.task_id, th.function_name, th.user_id, *self._account_of(th.user_id))
         self.dispatcher.dispatch(th.task_id, body=d.body)
 
     def _answer_refused(self, p: Any, code: str, sentence: str) -> None:
@@ -99,6 +104,14 @@ class Manager:
                 self.outbox.send_result(rh, p.reply_to, b"", spooled=False)
         except Exception:
             log.exception("could not answer a refused task message")
+
+    def _account_of(self, identity: str) -> tuple[str, int | None]:
+        """The local account IDENTITY's tasks run as, when known yet: ("", None) while a multi-user
+        endpoint has not mapped it (its task's later events say whose it is)."""
+        if not self.config.multi_user:
+            return self.dispatcher.own_account
+        target = self.router.known_target(identity)
+        return (target.name, target.uid) if isinstance(target, LocalUser) else ("", None)
 
     # -- user endpoints (gce.daemon.dispatch) ---------------------------------------
     @property
@@ -120,10 +133,29 @@ class Manager:
     async def stop_ueps(self, timeout: float) -> None:
         await self.dispatcher.stop_all(timeout)
 
+    # -- what the control socket asks (gce.daemon.control.Endpoint) ------------------
+    def owner_of(self, key: str) -> int | None:
+        return self.dispatcher.owner_of(key)
+
+    def stop_uep(self, key: str) -> bool:
+        return self.dispatcher.stop_uep(key)
+
+    def cancel_block(self, key: str, block_id: str) -> bool:
+        return self.dispatcher.cancel_block(key, block_id)
+
+    def commands(self) -> Commands:
+        """The control socket's commands, answered from this manager."""
+        return Commands(self.status, self.stop_event.set, self)
+
     # -- results ---------------------------------------------------------------------
     def _on_result(self, rh: ResultHeaders, body: bytes) -> None:
+        entry = self.spool.entries.get(rh.task_id)
+        task = entry.header.get("task", {}) if entry is not None else {}
         if self.outbox.put(rh, body):
             self.counts["completed" if rh.status == "success" else "failed"] += 1
+            self.events.finished(rh.task_id, rh.status, rh.error_code, rh.error_message,
+                                 function_name=str(task.get("function_name") or ""),
+                                 submitter=str(task.get("user_id") or ""))
 
     def on_connected(self) -> None:
         self.commit.forget_acks()  # tags of the previous channel are void; the broker requeued them

@@ -5,13 +5,16 @@ SO_PEERCRED decides who sees what. The copy on the broker is read by every user 
 submit to the endpoint, so it is built from a list of fields, never by removing the secret
 ones: user-endpoint keys (they hold local account names), pids, uids, failure reasons of
 other users, the host name, the broker URL and its errors all stay local.
+
+A local user of a multi-user endpoint who asks its control socket sees `peer_view`: their own
+user endpoints and tasks, and of the endpoint what concerns all its users.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from gce.daemon.status import EndpointStatus
+from gce.daemon.status import EndpointStatus, LinkStatus, SpoolStatus
 
 
 def public_view(status: EndpointStatus) -> dict[str, Any]:
@@ -31,3 +34,28 @@ def public_view(status: EndpointStatus) -> dict[str, Any]:
         # A count over all users, so a submitter can judge the load; whose tasks stays local.
         "tasks_in_flight": status.tasks.in_flight,
     }
+
+
+def peer_view(status: EndpointStatus, uid: int, owner_of: Callable[[str], int | None],
+              task_uid: Callable[[str], int | None]) -> EndpointStatus:
+    """STATUS as the local user UID sees it on a multi-user endpoint's control socket: their own
+    user endpoints (OWNER_OF a key gives its account's uid) and recent tasks (TASK_UID), and of the
+    endpoint as a whole what any of its users may know. Built from a list of fields, like
+    public_view: the spool's path, the manager's local reason and other users' lines stay out;
+    the task counts are over all users (counts only, nobody's names)."""
+    reason = status.public_reason or ("not taking tasks: the endpoint cannot write its spool"
+                                      if status.spool.error else "")
+    return EndpointStatus(
+        name=status.name, endpoint_id=status.endpoint_id, display_name=status.display_name, state=status.state,
+        reason=reason, public_reason=status.public_reason, accepting_tasks=status.accepting_tasks,
+        spool=SpoolStatus(error="the spool cannot be written" if status.spool.error else None,
+                          since=status.spool.since),
+        pid=status.pid, host=status.host, started_at=status.started_at, uptime=status.uptime,
+        gce_version=status.gce_version, engine_type=status.engine_type,
+        broker=LinkStatus(status.broker.url, status.broker.connected, status.broker.last_error,
+                          dict(status.broker.refused)),
+        tasks=status.tasks,
+        user_endpoints=tuple(u for u in status.user_endpoints if owner_of(u.key) == uid),
+        recent_tasks=tuple(t for t in status.recent_tasks if task_uid(t.task_id) == uid),
+        protocol=status.protocol,
+    )

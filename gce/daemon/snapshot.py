@@ -3,7 +3,8 @@ status (gce.daemon.status) its control socket, `gce status`, `gce list`, the dia
 systemd's STATUS= line read (and, filtered by gce.daemon.public_status, the broker's status queue).
 
 It reads the manager through the small Protocol below, so that this module does not import the
-manager (which imports it).
+manager (which imports it). It also keeps the manager's history of tasks (TaskEvents), which a
+snapshot sends along.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from itertools import islice
+from typing import Any, Callable, Protocol
 
 from gce import __version__
+from gce.daemon.activity import TaskDetail, TaskEvent
 from gce.daemon.spool import RESULT, TASK
 from gce.daemon.status import (EndpointStatus, EngineStatus, LinkStatus, SpoolStatus, StatusError, TaskCounts,
                                UepStatus)
@@ -98,3 +103,120 @@ def snapshot(m: _Manager) -> EndpointStatus:
         user_endpoints=tuple(uep_status(u) for u in ueps),
         recent_tasks=tuple(m.outbox.recent),
     )
+
+
+RING = 10_000  # task events the manager keeps
+FAILURES_KEPT = 200  # failed tasks whose sentence and traceback it keeps for the `task` command
+TRACEBACK_MAX = 16 * 1024  # characters of a remote traceback kept
+ERROR_MAX = 4 * 1024  # characters of a failure's sentence kept
+
+
+@dataclass
+class _Task:
+    """What the events know of a task between its intake and its result."""
+
+    function_name: str = ""
+    submitter: str = ""
+    local_user: str = ""
+    uid: int | None = None  # the mapped account's, when known: who may see the task's events
+    uep: str = ""
+    received_at: float | None = None
+    dispatched_at: float | None = None
+
+
+def _line(text: str, limit: int = 200) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:limit] if lines else ""
+
+
+class TaskEvents:
+    """The manager's bounded ring of task events, and the last failures' sentences and tracebacks.
+
+    Each event gets the next ``seq``; readers ask for the events after a cursor, which is a slice of
+    the ring's newest end (never a scan of all of it), so being polled every second costs the
+    manager only what changed. Each event remembers the uid of its task's account, so a reply
+    can hold only the events a peer may see.
+    """
+
+    def __init__(self, size: int = RING, failures: int = FAILURES_KEPT) -> None:
+        self._ring: deque[tuple[int | None, TaskEvent]] = deque(maxlen=size)
+        self._size = size
+        self._failures_kept = failures
+        self.seq = 0  # the last event's
+        self._tasks: dict[str, _Task] = {}  # received, not answered yet
+        self._last: OrderedDict[str, tuple[int | None, TaskEvent]] = OrderedDict()  # task id -> its last event
+        self._failures: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task id -> (sentence, traceback)
+        self._tracebacks: OrderedDict[str, str] = OrderedDict()  # a result's traceback, until the result is taken
+
+    def _add(self, task_id: str, event: str, task: _Task, now: float, code: str = "", message: str = "",
+             ran_for: float | None = None) -> TaskEvent:
+        self.seq += 1
+        queued_for = None
+        if task.received_at is not None and task.dispatched_at is not None:
+            queued_for = max(0.0, task.dispatched_at - task.received_at)
+        ev = TaskEvent(self.seq, now, task_id, event, task.function_name, task.submitter, task.local_user, task.uep,
+                       code, message, queued_for, ran_for)
+        self._ring.append((task.uid, ev))
+        self._last[task_id] = (task.uid, ev)
+        self._last.move_to_end(task_id)
+        if len(self._last) > self._size:
+            self._last.popitem(last=False)
+        return ev
+
+    def received(self, task_id: str, function_name: str, submitter: str, local_user: str = "",
+                 uid: int | None = None, now: float | None = None) -> TaskEvent:
+        now = time.time() if now is None else now
+        task = self._tasks[task_id] = _Task(function_name, submitter, local_user, uid, received_at=now)
+        return self._add(task_id, "received", task, now)
+
+    def dispatched(self, task_id: str, uep: str, local_user: str, uid: int | None, *, function_name: str = "",
+                   submitter: str = "", now: float | None = None) -> TaskEvent:
+        """TASK_ID went to the user endpoint UEP; FUNCTION_NAME and SUBMITTER name a task the
+        events did not see arrive (one recovered from the spool at start)."""
+        now = time.time() if now is None else now
+        task = self._tasks.setdefault(task_id, _Task(function_name, submitter))
+        task.uep, task.local_user, task.uid, task.dispatched_at = uep, local_user, uid, now
+        return self._add(task_id, "dispatched", task, now)
+
+    def traceback(self, task_id: str, text: str) -> None:
+        """The remote traceback a user endpoint sent with TASK_ID's result, kept for finished()."""
+        self._tracebacks[task_id] = text[:TRACEBACK_MAX]
+        if len(self._tracebacks) > self._failures_kept:
+            self._tracebacks.popitem(last=False)
+
+    def finished(self, task_id: str, status: str, code: str, message: str, *, function_name: str = "",
+                 submitter: str = "", now: float | None = None) -> TaskEvent:
+        now = time.time() if now is None else now
+        task = self._tasks.pop(task_id, None) or _Task(function_name, submitter)
+        tb = self._tracebacks.pop(task_id, "")
+        ran_for = None if task.dispatched_at is None else max(0.0, now - task.dispatched_at)
+        failed = status != "success"
+        ev = self._add(task_id, "failed" if failed else "success", task, now, code, _line(message), ran_for)
+        if failed:
+            self._failures[task_id] = (message[:ERROR_MAX], tb)
+            if len(self._failures) > self._failures_kept:
+                self._failures.popitem(last=False)
+        return ev
+
+    def since(self, cursor: int, visible: Callable[[int | None], bool] | None = None,
+              ) -> tuple[list[TaskEvent], int, int]:
+        """(the events after CURSOR that VISIBLE allows by their task's uid, oldest first; the cursor
+        to ask from next; how many events after CURSOR the ring no longer holds). A cursor beyond
+        the last event is one of an earlier run of the manager: it reads as 0."""
+        if cursor > self.seq or cursor < 0:
+            cursor = 0
+        first = self._ring[0][1].seq if self._ring else self.seq + 1
+        dropped = max(0, first - 1 - cursor)
+        newest = list(islice(reversed(self._ring), self.seq - max(cursor, first - 1)))
+        newest.reverse()
+        return [ev for uid, ev in newest if visible is None or visible(uid)], self.seq, dropped
+
+    def detail(self, task_id: str) -> tuple[int | None, TaskDetail] | None:
+        """(the uid of its account, TASK_ID's last event with its failure's sentence and traceback),
+        or None when the events hold nothing of it any more."""
+        last = self._last.get(task_id)
+        if last is None:
+            return None
+        uid, ev = last
+        error, tb = self._failures.get(task_id, ("", ""))
+        return uid, TaskDetail(ev, error, tb)

@@ -3,7 +3,11 @@
   frame = !I total length | 1 byte kind | !I header length | header (JSON) | body (bytes)
 
 Kinds: TASK (manager -> UEP), RESULT (UEP -> manager), STATUS (UEP -> manager, engine
-figures), READY / FATAL (UEP -> manager, once at start), STOP (manager -> UEP).
+figures), READY / FATAL (UEP -> manager, once at start), STOP (manager -> UEP), CANCEL_BLOCK
+(manager -> UEP, header {"block_id": "0"}: cancel that block of its engine).
+
+A RESULT frame's header may carry "traceback": the worker's traceback of a failed task as plain
+text (at most 16 KiB are kept), which root shows without unpickling anything.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ STATUS = b"S"
 READY = b"Y"
 FATAL = b"F"
 STOP = b"Q"
+CANCEL_BLOCK = b"C"
 
 _PREFIX = struct.Struct("!IcI")
 MAX_FRAME = 1 << 31

@@ -174,3 +174,106 @@ def test_requests_and_replies_round_trip():
 def test_a_code_from_a_newer_manager_reads_as_internal():
     reply = Reply.from_dict({"ok": False, "code": "RATE_LIMITED", "error": "slow down", "protocol": PROTOCOL + 1})
     assert reply.code is ControlCode.INTERNAL and reply.error == "slow down" and reply.protocol == PROTOCOL + 1
+
+
+class _Endpoint:
+    """The manager's side of the commands (control.Endpoint): two users' UEPs and task events."""
+
+    def __init__(self) -> None:
+        from gce.daemon.snapshot import TaskEvents
+
+        self.events = TaskEvents()
+        self.owners = {"gcetest-alice/3f2a": 1000, "nobody/9c1d": NOBODY}
+        self.stopped: list = []
+        self.cancelled: list = []
+        for task_id, key, user, uid in (("t-alice", "gcetest-alice/3f2a", "gcetest-alice", 1000),
+                                        ("t-nobody", "nobody/9c1d", "nobody", NOBODY)):
+            self.events.received(task_id, "f", f"{user}@uni.edu")
+            self.events.dispatched(task_id, key, user, uid)
+            self.events.finished(task_id, "failed", "TASK_EXCEPTION", f"{user}'s error in /home/{user}/x.py")
+
+    def owner_of(self, key):
+        return self.owners.get(key)
+
+    def stop_uep(self, key):
+        self.stopped.append(key)
+        return True
+
+    def cancel_block(self, key, block_id):
+        self.cancelled.append((key, block_id))
+        return True
+
+
+def _multi_user_status() -> EndpointStatus:
+    from gce.daemon.status import RecentTask, SpoolStatus, UepStatus
+
+    return EndpointStatus(
+        name="mu", state="degraded", reason="not taking tasks: /var/lib/gce/mu/spool is full", pid=os.getpid(),
+        spool=SpoolStatus("/var/lib/gce/mu/spool", "disk full", 5.0), tasks=TaskCounts(received=2, failed=2),
+        user_endpoints=(UepStatus("gcetest-alice/3f2a", 11, "fatal", "cannot read /home/gcetest-alice/.bashrc"),
+                        UepStatus("nobody/9c1d", 12, "running")),
+        recent_tasks=(RecentTask("t-alice", "failed", "TASK_EXCEPTION", "gcetest-alice's error"),
+                      RecentTask("t-nobody", "failed", "TASK_EXCEPTION", "nobody's error")))
+
+
+def _serve_multi_user(socket_dir: Path, endpoint: _Endpoint, *lines: str, uid: int | None = None,
+                      stopped: list | None = None) -> list[dict]:
+    path = socket_dir / "control.sock"
+
+    async def main() -> list[dict]:
+        commands = Commands(_multi_user_status, lambda: (stopped if stopped is not None else []).append(True),
+                            endpoint)
+        server = await control.serve(path, commands, others=True)
+        try:
+            assert path.stat().st_mode & 0o777 == 0o666  # every local user may connect: SO_PEERCRED decides
+            return [await _peer(path, line, uid) for line in lines]
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    return asyncio.run(main())
+
+
+def test_a_local_user_of_a_multi_user_endpoint_sees_only_their_own(socket_dir):
+    ep, stopped = _Endpoint(), []
+    lines = [Request("status"), Request("snapshot", {"since": 0}), Request("task", {"task_id": "t-nobody"}),
+             Request("task", {"task_id": "t-alice"}), Request("stop")]
+    status, snap, mine, theirs, stop = _serve_multi_user(socket_dir, ep, *(json.dumps(r.to_dict()) for r in lines),
+                                                         uid=NOBODY, stopped=stopped)
+    assert [u["key"] for u in status["user_endpoints"]] == ["nobody/9c1d"]
+    assert [t["task_id"] for t in status["recent_tasks"]] == ["t-nobody"]
+    assert status["tasks"]["received"] == 2 and status["state"] == "degraded"  # counts over all users
+    assert status["reason"] == "not taking tasks: the endpoint cannot write its spool"
+    assert [u["key"] for u in snap["status"]["user_endpoints"]] == ["nobody/9c1d"]
+    assert {e["task_id"] for e in snap["events"]} == {"t-nobody"} and snap["cursor"] == 6
+    assert mine["ok"] is True and mine["traceback"] == "" and "nobody's error" in mine["error"]
+    assert theirs["ok"] is False and theirs["code"] == "NOT_FOUND"
+    assert stop["code"] == "PERMISSION_DENIED" and stopped == []
+    for reply in (status, snap, mine, theirs, stop):  # nothing of the other user: account, uid, paths
+        text = json.dumps(reply)
+        assert "gcetest-alice" not in text and "1000" not in text and "/var/lib/gce" not in text
+
+
+def test_root_sees_every_user_and_acts_on_any_user_endpoint(socket_dir):
+    ep = _Endpoint()
+    lines = [Request("snapshot", {"since": 0}), Request("task", {"task_id": "t-alice"}),
+             Request("stop_uep", {"key": "gcetest-alice/3f2a"}),
+             Request("cancel_block", {"uep": "nobody/9c1d", "block_id": "0"})]
+    snap, task, stopped, cancelled = _serve_multi_user(socket_dir, ep, *(json.dumps(r.to_dict()) for r in lines))
+    assert [u["key"] for u in snap["status"]["user_endpoints"]] == ["gcetest-alice/3f2a", "nobody/9c1d"]
+    assert len(snap["events"]) == 6 and snap["status"]["spool"]["path"] == "/var/lib/gce/mu/spool"
+    assert task["local_user"] == "gcetest-alice" and stopped["ok"] and cancelled["ok"]
+    assert ep.stopped == ["gcetest-alice/3f2a"] and ep.cancelled == [("nobody/9c1d", "0")]
+
+
+def test_a_local_user_acts_only_on_their_own_user_endpoints(socket_dir):
+    ep = _Endpoint()
+    lines = [Request("stop_uep", {"key": "gcetest-alice/3f2a"}),
+             Request("cancel_block", {"uep": "gcetest-alice/3f2a", "block_id": "0"}),
+             Request("stop_uep", {"key": "ghost/1"}), Request("stop_uep", {"key": 7}),
+             Request("snapshot", {"since": -1}),
+             Request("cancel_block", {"uep": "nobody/9c1d", "block_id": "0"}), Request("stop_uep", {"key": "nobody/9c1d"})]
+    replies = _serve_multi_user(socket_dir, ep, *(json.dumps(r.to_dict()) for r in lines), uid=NOBODY)
+    assert [r.get("code") for r in replies] == ["PERMISSION_DENIED", "PERMISSION_DENIED", "NOT_FOUND", "BAD_REQUEST",
+                                                "BAD_REQUEST", None, None]
+    assert ep.stopped == ["nobody/9c1d"] and ep.cancelled == [("nobody/9c1d", "0")]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import time
 
 import pytest
 
 from gce import __version__
-from gce.daemon.client import EndpointClient
+from gce.daemon.client import EndpointClient, ManagerError
 from gce.daemon.status import PROTOCOL
 from tests.endpoint import wait_until
 
@@ -41,5 +43,37 @@ def test_a_running_manager_reports_its_user_endpoint_and_recent_tasks(make_endpo
         assert (uep.key, uep.state, uep.in_flight, uep.queued) == ("default", "running", 0, 0)
         assert uep.pid and uep.started_at >= started and uep.idle_for >= 0
         assert uep.engine.type == "ThreadPoolEngine" and uep.engine.workers_total  # as its engine last reported
+    finally:
+        ep.stop()
+
+
+def test_a_snapshot_holds_the_task_events_since_a_cursor_and_a_failed_task_its_sentence(make_endpoint):
+    ep = make_endpoint(engine="thread")
+    ep.start()
+    try:
+        client = EndpointClient(ep.paths)
+        with ep.executor() as ex:
+            assert ex.submit(divide, 6, 3).result(timeout=60) == 2
+            wait_until(lambda: client.snapshot().cursor == 3, timeout=10)
+            first = client.snapshot()
+            with pytest.raises(ZeroDivisionError):
+                bad = ex.submit(divide, 1, 0)
+                bad.result(timeout=60)
+        wait_until(lambda: client.snapshot(first.cursor).cursor == 6, timeout=10)
+        assert [(e.event, e.function_name) for e in first.events] == [
+            ("received", "divide"), ("dispatched", "divide"), ("success", "divide")]
+        assert first.dropped == 0 and first.status.user_endpoints[0].key == "default"
+        later = client.snapshot(first.cursor)
+        assert [(e.seq, e.event) for e in later.events] == [(4, "received"), (5, "dispatched"), (6, "failed")]
+        failed = later.events[-1]
+        assert (failed.task_id, failed.code, failed.uep, failed.local_user) == \
+            (bad.task_id, "TASK_EXCEPTION", "default", pwd.getpwuid(os.geteuid()).pw_name)
+        assert failed.submitter and failed.message.startswith("ZeroDivisionError") and failed.ran_for >= 0
+        assert failed.queued_for is not None and failed.queued_for >= 0
+        detail = client.task(bad.task_id)
+        assert detail.event == failed and "ZeroDivisionError" in detail.error
+        with pytest.raises(ManagerError) as e:
+            client.task("5f0e0b7c-0000-4000-8000-000000000001")
+        assert e.value.code == "NOT_FOUND"
     finally:
         ep.stop()

@@ -56,3 +56,10 @@ def test_a_task_header_holding_a_config_at_the_depth_limit_still_decodes():
         c = c["a"]
     msg = (frames.TASK, {"task": {"user_endpoint_config": config}}, b"x")
     assert list(frames.Decoder().feed(frames.encode(*msg))) == [msg]
+
+
+def test_cancel_block_is_a_kind_of_its_own_and_round_trips():
+    assert frames.CANCEL_BLOCK not in (frames.TASK, frames.RESULT, frames.STATUS, frames.READY, frames.FATAL,
+                                       frames.STOP)
+    data = frames.encode(frames.CANCEL_BLOCK, {"block_id": "0"})
+    assert list(frames.Decoder().feed(data)) == [(frames.CANCEL_BLOCK, {"block_id": "0"}, b"")]
