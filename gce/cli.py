@@ -24,6 +24,8 @@ from gce.commands import render_user_config
 from gce.commands import enable_on_boot
 from gce.commands import diagnostic
 from gce.commands import logs
+from gce.commands import blocks, tasks
+from gce.commands import monitor
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
 # Exceptions that typer itself turns into the right exit code and message.
@@ -115,8 +117,11 @@ app.command("start")(start.command)
 app.command("stop")(stop.command)
 app.command("restart")(restart.command)
 app.command("status")(status.command)
+app.command("blocks")(blocks.command)
+app.command("tasks")(tasks.command)
 app.command("logs")(logs.command)
 app.command("list")(list_.command)
+app.command("monitor")(monitor.command)
 app.command("delete")(delete.command)
 app.command("render-user-config")(render_user_config.command)
 app.command("diagnostic")(diagnostic.command)

@@ -32,6 +32,18 @@ setup_file() {
         --port "$BROKER_PORT" --rabbitmqctl "$BROKER_DIR/rabbitmqctl" >/dev/null
     gce configure idle --engine thread --max-workers 1 --no-input >/dev/null
     gce start watched --detach >/dev/null
+    # one task that succeeds and one that fails, submitted as alice through the SDK
+    python - "$BATS_FILE_TMPDIR/users.yaml" "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["endpoint_id"])' "$GCE_HOME/watched/endpoint.json")" <<'PY'
+import sys, yaml
+from gce.sdk import Executor
+def square(x):
+    return x * x
+def boom():
+    return 1 / 0
+with Executor(endpoint_id=sys.argv[2], broker_url=yaml.safe_load(open(sys.argv[1]))["alice"]) as ex:
+    assert ex.submit(square, 4).result(timeout=60) == 16
+    assert isinstance(ex.submit(boom).exception(timeout=60), ZeroDivisionError)
+PY
 }
 
 teardown_file() {
@@ -66,4 +78,52 @@ setup() {
     run --separate-stderr gce status nope --format openmetrics
     assert_failure 78
     assert_output ""
+}
+
+@test "gce tasks: the latest tasks, the failed ones, one task's traceback; exit 3 stopped, 78 unknown" {
+    run --separate-stderr gce tasks watched
+    assert_success
+    [ -z "$stderr" ]
+    assert_line --index 0 --regexp '^TIME +TASK +FUNCTION +SUBMITTER +USER +STATE +QUEUED FOR +RAN FOR +CODE +MESSAGE$'
+    assert_line --regexp '^[0-9:]{8} +[0-9a-f-]{36} +square +alice +[^ ]+ +success '
+    assert_line --regexp '^[0-9:]{8} +[0-9a-f-]{36} +boom +alice +[^ ]+ +failed .* TASK_EXCEPTION +ZeroDivisionError'
+
+    run --separate-stderr gce tasks watched --failed --json
+    assert_success
+    [ "$(json_get '[(e["function_name"], e["event"]) for e in d]')" = "[('boom', 'failed')]" ]
+    id=$(json_get 'd[0]["task_id"]')
+
+    run --separate-stderr gce tasks watched --task "$id"
+    assert_success
+    assert_line --index 0 "task $id"
+    assert_line "  function       boom"
+    assert_line "  code           TASK_EXCEPTION"
+    assert_line "error:"
+    assert_line "  ZeroDivisionError: division by zero"
+
+    run --separate-stderr gce tasks idle
+    assert_failure 3
+    assert_output ""
+    [ "$stderr" = $'error: endpoint \'idle\' is not running: it is stopped\nhint: gce start idle --detach' ]
+    run --separate-stderr gce tasks nope
+    assert_failure 78
+}
+
+@test "gce blocks: a table (or that there is none) and a JSON list; exit 3 stopped, 78 unknown" {
+    run --separate-stderr gce blocks watched
+    assert_success
+    [ "$output" = "endpoint watched has no blocks" ] || assert_line --index 0 --regexp '^USER ENDPOINT +BLOCK +JOB +PROVIDER +STATE '
+    run --separate-stderr gce blocks watched --json
+    assert_success
+    [ "$(json_get 'type(d).__name__')" = list ]
+    run --separate-stderr gce blocks idle
+    assert_failure 3
+    assert_output ""
+    run --separate-stderr gce blocks nope --user alice
+    assert_failure 78
+}
+
+# json_get EXPRESSION: evaluate a Python expression over the JSON document in $output as `d`.
+json_get() {
+    python3 -c 'import json, sys; d = json.loads(sys.stdin.read()); print(eval(sys.argv[1]))' "$1" <<<"$output"
 }
