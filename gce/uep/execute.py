@@ -27,6 +27,29 @@ def _remote_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+# The traceback a failed task's RESULT frame carries as text for its manager to show: the end of
+# it, where the exception is, in whole lines.
+TRACEBACK_LIMIT = 16 * 1024
+
+
+def traceback_tail(text: str, limit: int = TRACEBACK_LIMIT) -> str:
+    """TEXT when it is at most LIMIT bytes of UTF-8; else its last lines that fit, after a line
+    saying how many earlier ones were cut."""
+    if len(text.encode()) <= limit:
+        return text
+    lines = text.splitlines(keepends=True)
+    room = limit - 64  # for the line that says what was cut
+    kept: list[str] = []
+    for line in reversed(lines):
+        room -= len(line.encode())
+        if room < 0:
+            break
+        kept.append(line)
+    if not kept:  # one line longer than the limit: its end
+        kept = [text.encode()[-(limit - 64):].decode(errors="ignore")]
+    return f"(... {len(lines) - len(kept)} earlier lines cut)\n" + "".join(reversed(kept))
+
+
 def _pickle_exception(exc: BaseException) -> bytes:
     import cloudpickle
 

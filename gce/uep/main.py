@@ -34,11 +34,10 @@ from gce.transport import frames
 from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
 from gce.transport.payload import PayloadError, task_function_id, unpack_result
 from gce.uep.engines import Engine, WorkerLost, make_engine
+from gce.uep.execute import traceback_tail
 from gce.uep.startup import Refusal, check_identity, die_with_parent, prepare_directories
 
 log = logging.getLogger("gce.uep")
-# Until the manager's side names it in gce.transport.frames: the frame kind both sides agreed on.
-CANCEL_BLOCK: bytes = getattr(frames, "CANCEL_BLOCK", b"C")
 STATUS_PERIOD = 2.0
 
 
@@ -132,11 +131,14 @@ class UserEndpoint:
         payload = fut.result()
         outcome = unpack_result(payload)
         if outcome.ok:
-            rh = ResultHeaders(th.task_id, self.endpoint_id, "success", timings=timings)
-        else:
-            rh = failure(th.task_id, self.endpoint_id, outcome.code, outcome.message)
-            rh.timings = timings
-        self.send_result(rh, payload)
+            self.send_result(ResultHeaders(th.task_id, self.endpoint_id, "success", timings=timings), payload)
+            return
+        rh = failure(th.task_id, self.endpoint_id, outcome.code, outcome.message)
+        rh.timings = timings
+        header = rh.to_dict()
+        if outcome.traceback:  # as text, so its manager shows it without unpickling the result
+            header["traceback"] = traceback_tail(outcome.traceback)
+        self.send_frame(frames.RESULT, header, payload)
 
     def on_cancel_block(self, header: dict) -> None:
         """Cancel the block the manager names; what became of it shows in the next STATUS frame."""
@@ -185,7 +187,7 @@ class UserEndpoint:
                         self.on_task(header, body)
                     elif kind == frames.STOP:
                         self.stopping.set()
-                    elif kind == CANCEL_BLOCK:
+                    elif kind == frames.CANCEL_BLOCK:
                         self.on_cancel_block(header)
         except (EOFError, OSError):
             log.info("the manager closed the channel: shutting down")

@@ -56,3 +56,16 @@ def test_source_functions_run_and_hash_consistently():
 def test_garbage_payloads_fail_cleanly(payload):
     parts = serialize.unpack(run_task(payload))
     assert parts[:2] == [b"err", b"DESERIALIZATION_FAILED"]
+
+
+def test_a_traceback_over_the_limit_keeps_its_last_whole_lines() -> None:
+    from gce.uep.execute import traceback_tail
+
+    assert traceback_tail("a\nb\n", limit=100) == "a\nb\n"
+    text = "".join(f"line {i}\n" for i in range(100))
+    tail = traceback_tail(text, limit=164)
+    assert tail == "(... 88 earlier lines cut)\n" + "".join(f"line {i}\n" for i in range(88, 100))
+    assert len(tail.encode()) <= 164
+    huge = "é" * 200  # one line longer than the limit: its end, cut on a character
+    tail = traceback_tail(huge, limit=100)
+    assert tail.startswith("(... 0 earlier lines cut)\n") and tail.endswith("é" * 18) and len(tail.encode()) <= 100

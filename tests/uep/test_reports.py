@@ -19,8 +19,6 @@ import gce
 from gce.transport import frames
 from tests.uep.uep_process import UepProcess
 
-CANCEL_BLOCK = getattr(frames, "CANCEL_BLOCK", b"C")
-
 SLEEP = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
 HTEX = {"type": "HighThroughputEngine", "max_workers_per_node": 1, "strategy_period": 0.5,
         "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}}
@@ -81,10 +79,10 @@ def test_cancel_block_cancels_that_block_through_its_provider_and_an_unknown_one
         uep: UepProcess) -> None:
     running = uep.status(lambda e: any(b["state"] == "running" for b in e.get("block_list", [])), timeout=60)
     job = running["block_list"][0]["job_id"]
-    uep.send(CANCEL_BLOCK, {"block_id": "7"})
+    uep.send(frames.CANCEL_BLOCK, {"block_id": "7"})
     after = uep.status(lambda e: True, timeout=5)  # sent at once, not after STATUS_PERIOD
     assert [(b["block_id"], b["state"]) for b in after["block_list"]] == [("0", "running")]
-    uep.send(CANCEL_BLOCK, {"block_id": "0"})
+    uep.send(frames.CANCEL_BLOCK, {"block_id": "0"})
     cancelled = uep.status(lambda e: e["block_list"][0]["state"] == "cancelled", timeout=5)
     block = cancelled["block_list"][0]
     assert (block["job_id"], block["reason"]) == (job, "cancelled on request")
@@ -106,3 +104,24 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+FAIL = "def fail(lines):\n    raise ValueError('\\n'.join(f'line {i}' for i in range(lines)))\n"
+
+
+@pytest.mark.parametrize("uep", [{"type": "ThreadPoolEngine", "max_workers": 1}], indirect=True)
+def test_a_failed_task_s_result_header_carries_its_traceback_as_bounded_text(uep: UepProcess) -> None:
+    short = uep.submit(FAIL, "fail", 3)
+    _, header, _ = uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == short, 30)
+    assert header["status"] == "failed" and header["error_code"] == "TASK_EXCEPTION"
+    assert header["traceback"].startswith("Traceback (most recent call last):\n")
+    assert "in fail\n" in header["traceback"] and header["traceback"].endswith("line 1\nline 2\n")
+    long = uep.submit(FAIL, "fail", 5000)
+    _, header, _ = uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == long, 30)
+    text = header["traceback"]
+    assert len(text.encode()) <= 16 * 1024 and text.endswith("line 4998\nline 4999\n")
+    cut = int(text.split()[1])
+    assert text.startswith(f"(... {cut} earlier lines cut)\n") and f"\nline {4999 - len(text.splitlines()) + 2}\n" in text
+    ok = uep.submit(SLEEP, "nap", 0)
+    _, header, _ = uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == ok, 30)
+    assert header["status"] == "success" and "traceback" not in header
