@@ -51,7 +51,7 @@ def task_sections(name: str, row: dict[str, Any]) -> list[tuple[str, str]]:
         detail = _client(name).task(str(row.get("task_id")))
     except GceError as e:
         why = f"{row.get('code')}: {row.get('message')}" if row.get("code") else str(row.get("message") or "")
-        return known + [("error", why or "-"), ("traceback", f"(not available: {e})")]
+        return known + [("error", why or "-"), ("traceback", f"(not available: {e.what})")]
     return known + [("error", detail.error or f"{detail.event.code}: {detail.event.message}"),
                     ("traceback", detail.traceback or "(the user endpoint sent none)")]
 

@@ -106,7 +106,10 @@ class MonitorApp(App[None]):
         if self.active == "log" and self.snapshot is not None and self.snapshot.endpoints:
             view = self.snapshot.endpoint(self.opened or "") or self.snapshot.endpoints[0]
             follow = log.start(view.log_file)
-        self.refresh_data(follow)
+        if self.fixed is None:
+            self.refresh_data(follow)
+        elif follow is not None:
+            log.write_new(follow[0], read_new(*follow))
 
     @work(thread=True, exclusive=True, group="collect")
     def refresh_data(self, follow: Any) -> None:
