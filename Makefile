@@ -65,10 +65,13 @@ broker: rabbitmq
 SYSTEMD_TEST_DEBS := debootstrap systemd-container zstd libsystemd-dev pkg-config gcc python3-dev
 # tests/slurm runs its own one-node cluster (munged, slurmctld, slurmd on private paths and ports).
 SLURM_TEST_DEBS := slurm-wlm munge
+# tests/tui runs the real gce monitor in a terminal that tmux provides.
+TUI_TEST_DEBS := tmux
 
 test: venv rabbitmq
 	@if ! dpkg -s $(SYSTEMD_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SYSTEMD_TEST_DEBS)); fi
 	@if ! dpkg -s $(SLURM_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SLURM_TEST_DEBS)); fi
+	@if ! dpkg -s $(TUI_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(TUI_TEST_DEBS)); fi
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 	@if compgen -G 'tests/bats/*.bats' >/dev/null; then \
