@@ -134,17 +134,18 @@ class TaskEvents:
 
     Each event gets the next ``seq``; readers ask for the events after a cursor, which is a slice of
     the ring's newest end (never a scan of all of it), so being polled every second costs the
-    manager only what changed. Each event remembers the uid of its task's account, so a reply
-    can hold only the events a peer may see.
+    manager only what changed. Each event refers to its task's record, whose account (uid) may be
+    learnt after the task arrived (a multi-user endpoint maps its submitter meanwhile): so a reply
+    holds the events a peer may see, the earlier ones of their task too.
     """
 
     def __init__(self, size: int = RING, failures: int = FAILURES_KEPT) -> None:
-        self._ring: deque[tuple[int | None, TaskEvent]] = deque(maxlen=size)
+        self._ring: deque[tuple[_Task, TaskEvent]] = deque(maxlen=size)
         self._size = size
         self._failures_kept = failures
         self.seq = 0  # the last event's
         self._tasks: dict[str, _Task] = {}  # received, not answered yet
-        self._last: OrderedDict[str, tuple[int | None, TaskEvent]] = OrderedDict()  # task id -> its last event
+        self._last: OrderedDict[str, tuple[_Task, TaskEvent]] = OrderedDict()  # task id -> its last event
         self._failures: OrderedDict[str, tuple[str, str]] = OrderedDict()  # task id -> (sentence, traceback)
         self._tracebacks: OrderedDict[str, str] = OrderedDict()  # a result's traceback, until the result is taken
 
@@ -156,8 +157,8 @@ class TaskEvents:
             queued_for = max(0.0, task.dispatched_at - task.received_at)
         ev = TaskEvent(self.seq, now, task_id, event, task.function_name, task.submitter, task.local_user, task.uep,
                        code, message, queued_for, ran_for)
-        self._ring.append((task.uid, ev))
-        self._last[task_id] = (task.uid, ev)
+        self._ring.append((task, ev))
+        self._last[task_id] = (task, ev)
         self._last.move_to_end(task_id)
         if len(self._last) > self._size:
             self._last.popitem(last=False)
@@ -209,7 +210,7 @@ class TaskEvents:
         dropped = max(0, first - 1 - cursor)
         newest = list(islice(reversed(self._ring), self.seq - max(cursor, first - 1)))
         newest.reverse()
-        return [ev for uid, ev in newest if visible is None or visible(uid)], self.seq, dropped
+        return [ev for task, ev in newest if visible is None or visible(task.uid)], self.seq, dropped
 
     def detail(self, task_id: str) -> tuple[int | None, TaskDetail] | None:
         """(the uid of its account, TASK_ID's last event with its failure's sentence and traceback),
@@ -217,6 +218,6 @@ class TaskEvents:
         last = self._last.get(task_id)
         if last is None:
             return None
-        uid, ev = last
+        task, ev = last
         error, tb = self._failures.get(task_id, ("", ""))
-        return uid, TaskDetail(ev, error, tb)
+        return task.uid, TaskDetail(ev, error, tb)

@@ -60,8 +60,11 @@ def test_events_are_filtered_by_their_tasks_account():
     _run(events, "t-b", uid=1001)
     got, cursor, _ = events.since(0, lambda uid: uid == 1001)
     assert {e.task_id for e in got} == {"t-b"} and cursor == 6
-    # received before the account was known: seen only by whoever sees everything
-    assert [e.event for e in got] == ["dispatched", "success"]
+    # received before the account was known, seen once it is: the task is theirs from the start
+    assert [e.event for e in got] == ["received", "dispatched", "success"]
+    events.received("t-c", "f", "carol@example.org")
+    assert events.since(6, lambda uid: uid == 1001)[0] == []  # whose it is not known yet: nobody's but root's
+    assert [e.task_id for e in events.since(6)[0]] == ["t-c"]
 
 
 def test_a_failure_keeps_its_sentence_and_a_bounded_traceback():
