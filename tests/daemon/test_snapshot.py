@@ -72,6 +72,8 @@ def test_a_snapshot_holds_the_task_events_since_a_cursor_and_a_failed_task_its_s
         assert failed.queued_for is not None and failed.queued_for >= 0
         detail = client.task(bad.task_id)
         assert detail.event == failed and "ZeroDivisionError" in detail.error
+        # the worker's traceback, as the user endpoint sent it in text: root unpickled nothing
+        assert detail.traceback.startswith("Traceback") and "in divide" in detail.traceback
         with pytest.raises(ManagerError) as e:
             client.task("5f0e0b7c-0000-4000-8000-000000000001")
         assert e.value.code == "NOT_FOUND"
