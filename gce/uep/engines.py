@@ -175,7 +175,11 @@ class HighThroughputEngine(Engine):
         for bid, b in blocks.items():
             job = jobs.get(bid)
             raw, reason = self.scheduler_words.get(str(job), (None, None))
-            self.book.observe(str(bid), job, b.state.name, b.message, raw, reason,
+            state, message = b.state.name, b.message
+            if workers.get(str(bid)) and state in ("UNKNOWN", "PENDING", "HELD"):
+                # Known before parsl's next poll of the scheduler (once a minute for Slurm), at no cost.
+                state, message, raw, reason = "RUNNING", "its worker pool connected", None, None
+            self.book.observe(str(bid), job, state, message, raw, reason,
                               parsl_compat.job_files(self.provider, job))
         s["block_list"] = self.book.to_list(workers)
         s["nodes"] = self._nodes(managers)
