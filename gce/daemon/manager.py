@@ -18,7 +18,7 @@ from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
 from gce.daemon.children import UepChild
 from gce.daemon.commit import GroupCommit
-from gce.daemon.control import Commands
+from gce.daemon.control_commands import Commands
 from gce.daemon.dispatch import Dispatcher
 from gce.daemon.outbox import Outbox
 from gce.daemon.privileges import LocalUser

@@ -12,7 +12,8 @@ from gce import __version__
 from gce.config.paths import endpoint_paths
 from gce.daemon import control
 from gce.daemon.client import EndpointClient, ManagerError
-from gce.daemon.control import Commands, ControlCode, Reply, Request
+from gce.daemon.control import ControlCode, Reply, Request
+from gce.daemon.control_commands import Commands
 from gce.daemon.status import EndpointStatus, TaskCounts
 from gce.errors import GceError
 

@@ -17,7 +17,8 @@ import pytest
 from gce import __version__
 from gce.config.paths import endpoint_paths
 from gce.daemon import control
-from gce.daemon.control import Commands, ControlCode, ControlError, Reply, Request
+from gce.daemon.control import ControlCode, ControlError, Reply, Request
+from gce.daemon.control_commands import Commands
 from gce.daemon.status import PROTOCOL, EndpointStatus, TaskCounts
 from gce.errors import NotRunning, PermissionDenied
 
