@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
@@ -232,10 +233,11 @@ class MonitorApp(App[None]):
         if row is not None:
             self.load_task(name, row)
 
-    @work(thread=True, group="task")
+    @work(thread=True, exclusive=True, group="task")
     def load_task(self, name: str, row: dict[str, Any]) -> None:
         sections = actions.task_sections(name, row)
-        self.call_from_thread(self.push_screen, Detail(f"task {row.get('task_id')} of {name}", sections))
+        if not get_current_worker().is_cancelled:  # Enter pressed again meanwhile: that one opens
+            self.call_from_thread(self.push_screen, Detail(f"task {row.get('task_id')} of {name}", sections))
 
     def action_stop(self) -> None:
         """x: stop what the cursor is on (an endpoint, a user endpoint), or cancel its block."""
