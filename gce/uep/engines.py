@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 from concurrent.futures import Future
 from typing import Any
 
@@ -50,6 +49,8 @@ class HighThroughputEngine(Engine):
         self._waiting: list[tuple[bytes, Future]] = []  # small tasks waiting for a slot, oldest first
         self._in_parsl = 0
         self.slots = 1
+        self._ids: dict[Future, str] = {}  # a task's future -> its task id
+        self._by_htex_id: dict[Any, list[str]] = {}  # a parsl task's id -> the task ids it runs
 
     def start(self) -> None:
         from parsl.executors import HighThroughputExecutor
@@ -90,8 +91,10 @@ class HighThroughputEngine(Engine):
         self.poller.add_executors([self.htex])
         parsl_compat.skip_first_scale_out(self.poller, self.htex.label)  # its first pass would start them again
 
-    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+    def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
         outer: Future = Future()
+        with self._lock:
+            self._ids[outer] = task_id
         if resource_spec or len(payload) > BATCHABLE_BYTES:
             self._send([(payload, outer)], resource_spec)
             return outer
@@ -126,13 +129,22 @@ class HighThroughputEngine(Engine):
         except Exception as e:
             with self._lock:
                 self._in_parsl -= 1
+                for _, outer in tasks:
+                    self._ids.pop(outer, None)
             for _, outer in tasks:
                 outer.set_exception(e)
             return
+        htex_id = getattr(inner, "parsl_executor_task_id", None)
+        with self._lock:
+            self._by_htex_id[htex_id] = [self._ids.get(outer, "") for _, outer in tasks]
 
         def relay(f: Future) -> None:
             with self._lock:
                 self._in_parsl -= 1
+                self._by_htex_id.pop(htex_id, None)
+                if not isinstance(f.exception(), lost) or len(tasks) == 1:  # else each is sent again
+                    for _, outer in tasks:
+                        self._ids.pop(outer, None)
             exc = f.exception()
             if isinstance(exc, lost) and len(tasks) > 1:
                 log.warning("the worker running a batch of %d tasks died (%s): sending them again one by one",
@@ -186,18 +198,27 @@ class HighThroughputEngine(Engine):
         return s
 
     def _nodes(self, managers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One per connected worker pool. parsl does not say which pool runs which task, nor the
-        pool's host: a lone pool runs the oldest outstanding tasks, and LocalProvider's are here."""
-        host = platform.node() if type(self.provider).__name__ == "LocalProvider" else None
+        """One per connected worker pool, with the tasks the interchange gave it (held by its
+        workers or queued in the pool: parsl does not tell them apart) when gce's interchange runs;
+        else a lone pool is said to run the oldest outstanding tasks."""
+        detail = parsl_compat.manager_detail(self.htex)
+        with self._lock:
+            started, by_htex_id = dict(self._tasks), dict(self._by_htex_id)
         nodes = []
         for m in managers:
             count = int(m["worker_count"])
             busy = min(count, int(m["tasks"]))
-            nodes.append({"manager": str(m["manager"]), "host": host,
+            more = detail.get(str(m["manager"]))
+            if more is not None:
+                ids = [t for htex_id in more["tasks"] for t in by_htex_id.get(htex_id, []) if t]
+                tasks = [{"task_id": t, "started_at": started.get(t)} for t in ids]
+            else:
+                tasks = self.oldest_tasks(busy) if len(managers) == 1 else []
+            nodes.append({"manager": str(m["manager"]), "host": (more or {}).get("hostname"),
                           "block_id": None if m["block_id"] is None else str(m["block_id"]),
-                          "workers": count, "busy": busy, "idle": count - busy, "last_heartbeat": None,
-                          "python": m["python_version"], "parsl": m["parsl_version"],
-                          "tasks": self.oldest_tasks(busy) if len(managers) == 1 else []})
+                          "workers": count, "busy": busy, "idle": count - busy,
+                          "last_heartbeat": (more or {}).get("last_heartbeat"),
+                          "python": m["python_version"], "parsl": m["parsl_version"], "tasks": tasks})
         return nodes
 
     def cancel_block(self, block_id: str) -> bool:

@@ -159,6 +159,71 @@ def watch_scheduler(provider: Any) -> dict[str, tuple[str, str]]:
     return words
 
 
+# A command gce's interchange answers besides parsl's: per connected worker pool, what parsl's
+# MANAGERS leaves out (its host, its last heartbeat, the ids of the tasks it was given).
+MANAGER_DETAIL = "GCE_MANAGER_DETAIL"
+# The lines of parsl's interchange module that run it as a program; gce.uep.interchange does the
+# same after teaching it MANAGER_DETAIL, and runs the module as parsl wrote it when they differ.
+INTERCHANGE_MAIN = ("config = pickle.load(sys.stdin.buffer)", "ic = Interchange(**config)", "ic.start()")
+
+
+def teach_manager_detail(module: Any) -> bool:
+    """Make the Interchange of MODULE (parsl's interchange module, imported) answer MANAGER_DETAIL.
+    False, with nothing changed, when what this relies on is not there: the command then gets
+    parsl's answer to an unknown command, None."""
+    import inspect
+
+    cls = getattr(module, "Interchange", None)
+    original = getattr(cls, "process_command", None)
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError):
+        return False
+    if original is None or not all(line in source for line in INTERCHANGE_MAIN) \
+            or "self.socks.get(self.command_channel)" not in inspect.getsource(original):
+        return False
+    import zmq
+
+    class Replay:
+        """The command channel, with the request already read handed back to parsl's code."""
+
+        def __init__(self, channel: Any, request: Any) -> None:
+            self.channel, self.request = channel, request
+
+        def recv_pyobj(self, *args: Any, **kwargs: Any) -> Any:
+            return self.request
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.channel, name)
+
+    def process_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        channel = self.command_channel
+        if self.socks.get(channel) != zmq.POLLIN:
+            return original(self, *args, **kwargs)
+        request = channel.recv_pyobj()
+        if request == MANAGER_DETAIL:
+            channel.send_pyobj({key.decode(errors="replace"): {
+                "hostname": m.get("hostname"), "last_heartbeat": m.get("last_heartbeat"),
+                "tasks": list(m.get("tasks") or [])} for key, m in self._ready_managers.items()})
+            return None
+        socks, replay = self.socks, Replay(channel, request)
+        self.command_channel, self.socks = replay, {**socks, replay: zmq.POLLIN}
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            self.command_channel, self.socks = channel, socks
+
+    setattr(cls, "process_command", process_command)
+    return True
+
+
+def manager_detail(htex: Any) -> dict[str, dict[str, Any]]:
+    """By manager id: its hostname, last heartbeat (epoch seconds) and the HTEX task ids it was
+    given, from gce's interchange; {} from an interchange that does not know the command."""
+    reply = htex.command_client.run(MANAGER_DETAIL)
+    return reply if isinstance(reply, dict) else {}
+
+
 def lost_worker_errors() -> tuple[type[BaseException], ...]:
     """The exceptions a HTEX task fails with when its worker or its whole worker pool died."""
     module = "parsl.executors.high_throughput.errors"

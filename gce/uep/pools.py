@@ -53,7 +53,7 @@ class Engine:
     def start(self) -> None:
         raise NotImplementedError
 
-    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+    def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
         raise NotImplementedError
 
     def submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
@@ -61,7 +61,7 @@ class Engine:
             self._outstanding += 1
             if task_id:
                 self._tasks[task_id] = time.time()
-        fut = self._submit(payload, resource_spec)
+        fut = self._submit(payload, resource_spec, task_id)
         fut.add_done_callback(lambda f: self._count(f, task_id))
         return fut
 
@@ -121,7 +121,7 @@ class ThreadPoolEngine(_LocalPoolEngine):
     def start(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gce-worker")
 
-    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+    def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
         return self.pool.submit(run_task, payload, self.max_result_bytes)
 
 
@@ -136,7 +136,7 @@ class ProcessPoolEngine(_LocalPoolEngine):
         self._ctx = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
 
-    def _submit(self, payload: bytes, resource_spec: dict) -> Future:
+    def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
         from concurrent.futures.process import BrokenProcessPool
 
         outer: Future = Future()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
+import types
 import sys
 import time
 from pathlib import Path
@@ -89,6 +91,12 @@ def test_a_started_engine_reads_its_blocks_and_worker_pools(engine: HighThroughp
     assert (managers[0]["python_version"], managers[0]["parsl_version"]) == (sys.version.split()[0], parsl.__version__)
     jobs = parsl_compat.block_jobs(engine.htex)
     assert list(jobs) == ["0"] and jobs["0"] in engine.provider.resources, VERSION
+    # gce's interchange answers what MANAGERS leaves out.
+    detail = parsl_compat.manager_detail(engine.htex)
+    assert list(detail) == [managers[0]["manager"]], f"gce's interchange did not answer the detail ({VERSION})"
+    assert detail[managers[0]["manager"]]["hostname"] == platform.node()
+    assert detail[managers[0]["manager"]]["tasks"] == []
+    assert time.time() - 30 < detail[managers[0]["manager"]]["last_heartbeat"] <= time.time()
     script, out, err = parsl_compat.job_files(engine.provider, jobs["0"])
     assert script is not None and Path(script).is_file() and Path(script).name.startswith("parsl.htex.block-0.")
     assert (out, err) == (script + ".out", script + ".err")
@@ -189,3 +197,24 @@ def test_the_scheduler_s_own_words_come_from_the_provider_s_own_status_command()
     provider._status()
     assert words == {"8": ("CG", "None")}
     assert parsl_compat.watch_scheduler(LocalProvider()) == {}
+
+
+def test_an_interchange_module_unlike_parsl_s_is_run_as_it_is() -> None:
+    import parsl.executors.high_throughput.interchange as module
+
+    # What teach_manager_detail relies on is in the installed parsl's module...
+    source = Path(module.__file__ or "").read_text()
+    assert all(line in source for line in parsl_compat.INTERCHANGE_MAIN), VERSION
+    # ...and a module without it is left alone (gce.uep.interchange then runs parsl's as it is).
+    other = types.ModuleType("interchange")
+    assert parsl_compat.teach_manager_detail(other) is False
+    other.Interchange = type("Interchange", (), {"process_command": lambda self: None})  # type: ignore[attr-defined]
+    assert parsl_compat.teach_manager_detail(other) is False
+
+
+def test_an_interchange_without_the_detail_command_yields_no_detail() -> None:
+    class Client:
+        def run(self, message: object) -> None:  # parsl's answer to a command it does not know
+            return None
+
+    assert parsl_compat.manager_detail(types.SimpleNamespace(command_client=Client())) == {}

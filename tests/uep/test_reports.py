@@ -58,6 +58,7 @@ def test_htex_reports_its_worker_pool_and_its_block(uep: UepProcess) -> None:
     [node] = s["nodes"]
     assert (node["host"], node["block_id"], node["workers"], node["idle"]) == (platform.node(), "0", 1, 0)
     assert (node["python"], node["parsl"]) == (platform.python_version(), parsl.__version__)
+    assert time.time() - 15 < node["last_heartbeat"] <= time.time()  # the heartbeat period is 2 s
     assert [t["task_id"] for t in node["tasks"]] == [task_id]
     [block] = s["block_list"]
     assert (block["block_id"], block["provider"], block["state"], block["workers"]) == ("0", "LocalProvider",
@@ -125,3 +126,19 @@ def test_a_failed_task_s_result_header_carries_its_traceback_as_bounded_text(uep
     ok = uep.submit(SLEEP, "nap", 0)
     _, header, _ = uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == ok, 30)
     assert header["status"] == "success" and "traceback" not in header
+
+
+TWO_BLOCKS = {**HTEX, "provider": {**HTEX["provider"], "init_blocks": 2, "max_blocks": 2}}
+
+
+@pytest.mark.parametrize("uep", [TWO_BLOCKS], indirect=True)
+def test_each_worker_pool_names_the_task_the_interchange_gave_it(uep: UepProcess) -> None:
+    uep.status(lambda e: len(e.get("nodes", [])) == 2, timeout=60)
+    ids = {uep.submit(SLEEP, "nap", 3), uep.submit(SLEEP, "nap", 3)}
+    s = uep.status(lambda e: [n["busy"] for n in e["nodes"]] == [1, 1], timeout=30)
+    assert sorted(n["block_id"] for n in s["nodes"]) == ["0", "1"]
+    held = [[t["task_id"] for t in n["tasks"]] for n in s["nodes"]]
+    assert sorted(map(len, held)) == [1, 1] and {t for h in held for t in h} == ids
+    assert all(n["host"] == platform.node() for n in s["nodes"])
+    assert sorted((b["block_id"], b["state"], b["workers"]) for b in s["block_list"]) == [("0", "running", 1),
+                                                                                           ("1", "running", 1)]
