@@ -61,3 +61,20 @@ def test_a_stopped_endpoint_shows_as_stopped_without_a_traceback(live, tmp_path)
 def test_an_unknown_endpoint_is_exit_78(live):
     done = _gce("monitor", "nosuch", "--once")
     assert done.returncode == 78 and done.stderr.startswith("error: no endpoint named 'nosuch'")
+
+
+def test_plain_prints_a_line_per_row_when_piped(live):
+    done = _gce("monitor", "ep", "--plain")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(ln.startswith("Endpoints ep: NAME ep, STATE running, BROKER connected") for ln in lines), lines
+    assert any(ln.startswith("User endpoints ep/default: ") for ln in lines)
+    assert sum(ln.startswith("Tasks ep/") for ln in lines) == 2
+
+
+def test_gce_help_does_not_load_textual():
+    code = ("import sys; from gce.cli import app; from typer.main import get_command; get_command(app); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'gce') and "
+            "(m.startswith('textual') or m.startswith('gce.tui'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
