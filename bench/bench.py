@@ -8,6 +8,7 @@ and raw parsl HighThroughputExecutor with the same LocalProvider workers. The sc
 its own private RabbitMQ broker and endpoint under a temporary directory and removes them.
 Prints a table of medians, the ratio gce/peer, the target and whether it is met.
 The multi-user rows (mu-cold, mu-rtt, mu-idle, mu-concurrent: bench/multiuser.py) need root.
+The rows of watching endpoints (monitor-once, watching, monitor-live) are in bench/watching.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import multiuser  # noqa: E402 - bench/ is the script's directory
+import watching  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / ".peers"
 WORKERS = 2
@@ -220,7 +222,8 @@ def idle_manager(s: Setup, seconds: float = 10.0) -> tuple[float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload," + ",".join(multiuser.NAMES))
+    ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload,"
+                    + ",".join(watching.NAMES + multiuser.NAMES))
     args = ap.parse_args()
     only = set(args.only.split(","))
     rows: list[tuple[str, str, str, str, str, bool]] = []
@@ -259,6 +262,7 @@ def main() -> int:
             if "cold" in only:
                 ratio_row("start --detach to first result (vs raw HTEX, parsl defaults)", "s",
                           *bench_cold(max(1, args.rounds // 2), s), 0.4, False)
+            watching.run(only, args.rounds, s, ratio_row, rows)
             multiuser.run(only, args.rounds, s, peer_gc_endpoint, ratio_row, rows)
         finally:
             if raw is not None:
