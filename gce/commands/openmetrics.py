@@ -84,7 +84,7 @@ def exposition(name: str, status: EndpointStatus) -> str:
               status.state == "degraded")
     out.gauge("gce_broker_connected", "1 while the manager is connected to its broker.", status.broker.connected)
     out.gauge("gce_spool_unwritable", "1 while the task spool cannot be written (no tasks are taken then).",
-              status.spool.error is not None)
+              bool(status.spool.error))
     out.gauge("gce_uptime_seconds", "How long the manager has run.", status.uptime, unit="seconds")
     if status.gce_version:
         out.family("gce_build_info", "gauge", "1, labelled with the gce version the manager runs.")

@@ -66,6 +66,7 @@ setup() {
     [ -z "$stderr" ]
     assert_line 'gce_up{endpoint="watched"} 1'
     assert_line 'gce_broker_connected{endpoint="watched"} 1'
+    assert_line 'gce_spool_unwritable{endpoint="watched"} 0'
     assert_line '# TYPE gce_tasks_received counter'
     assert_line --regexp '^gce_tasks_received_total\{endpoint="watched"\} [0-9]+$'
     [ "${lines[-1]}" = "# EOF" ]
@@ -100,6 +101,8 @@ setup() {
     assert_line "  code           TASK_EXCEPTION"
     assert_line "error:"
     assert_line "  ZeroDivisionError: division by zero"
+    assert_line "remote traceback:"
+    assert_line --regexp '^ +File .*, in boom$'
 
     run --separate-stderr gce tasks idle
     assert_failure 3

@@ -233,6 +233,15 @@ def test_openmetrics_of_a_running_endpoint(gce, configured):
     assert {f.type for f in older} == {"gauge", "counter", "unknown"}
 
 
+def test_openmetrics_spool_unwritable_only_with_an_error(gce, configured):
+    paths = configured("demo")
+    healthy = {**FULL, "spool": {"path": "/var/lib/gce/demo/spool", "error": "", "since": None}}
+    with running(paths), control_server(paths, healthy):
+        result = gce("status", "demo", "--format", "openmetrics")
+    assert result.exit_code == 0, result.stderr
+    assert samples(result.stdout)[("gce_spool_unwritable", ep())] == 0
+
+
 def test_openmetrics_label_values_are_escaped(gce, configured):
     paths = configured("demo")
     hostile = 'al"ice\\x\n} 1\ngce_up 0'  # a user endpoint key that tries to end its label and add a line
@@ -309,6 +318,7 @@ def test_openmetrics_of_a_real_endpoint(broker, home, gce_bin):
     om = {"endpoint": "om"}
     assert found[("gce_up", frozenset(om.items()))] == 1
     assert found[("gce_broker_connected", frozenset(om.items()))] == 1
+    assert found[("gce_degraded", frozenset(om.items()))] == found[("gce_spool_unwritable", frozenset(om.items()))] == 0
     assert found[("gce_tasks_received_total", frozenset(om.items()))] == 1
     assert found[("gce_user_endpoint_state",
                   frozenset({**om, "uep": "default", "state": "running"}.items()))] == 1

@@ -180,4 +180,6 @@ def test_gce_tasks_of_a_real_endpoint(broker, home, gce_bin):
     assert failed.returncode == 0 and len(failed.stdout.splitlines()) == 2 and " boom " in failed.stdout
     assert one.returncode == 0, one.stderr
     assert "  function       boom\n" in one.stdout
-    assert "ZeroDivisionError" in one.stdout
+    assert "error:\n" in one.stdout and "ZeroDivisionError" in one.stdout
+    assert "remote traceback:\n" in one.stdout, one.stdout
+    assert ", in boom\n" in one.stdout  # the worker's own frame, as the worker wrote it
