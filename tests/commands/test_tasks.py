@@ -183,3 +183,13 @@ def test_gce_tasks_of_a_real_endpoint(broker, home, gce_bin):
     assert "error:\n" in one.stdout and "ZeroDivisionError" in one.stdout
     assert "remote traceback:\n" in one.stdout, one.stdout
     assert ", in boom\n" in one.stdout  # the worker's own frame, as the worker wrote it
+
+
+def test_a_manager_that_holds_its_lock_but_does_not_answer_is_not_running(gce, configured):
+    paths = configured("demo")
+    with running(paths):
+        for args in (["tasks", "demo"], ["blocks", "demo"]):
+            result = gce(*args)
+            assert (result.exit_code, result.stdout) == (3, "")
+            assert result.stderr == (f"error: endpoint 'demo' is not running: no manager answers on "
+                                     f"{paths.control_socket}\nhint: gce start demo\n")
