@@ -14,7 +14,8 @@ import pytest
 
 from tests.endpoint import Endpoint, environ, processes_under, wait_until
 
-HOSTILE = "[bold red]x[/] \x1b]0;pwned\x07"
+HOSTILE = "[bold red]x[/] \x1b]0;pwned\x07"  # what the failing task's error says
+HOSTILE_NAME = "[bold red]x[/]"  # what the failing function is called
 
 
 def square(x):
@@ -23,6 +24,9 @@ def square(x):
 
 def fails(why):
     raise ValueError(why)
+
+
+fails.__name__ = HOSTILE_NAME
 
 
 def sleeps(seconds):

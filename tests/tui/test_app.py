@@ -11,6 +11,7 @@ from gce.tui.app import MonitorApp
 from gce.tui.detail import Detail
 from gce.tui.table import LiveTable
 from tests.endpoint import Endpoint
+from tests.tui.conftest import HOSTILE_NAME
 
 SIZE = (120, 36)
 
@@ -58,7 +59,8 @@ def test_every_screen_shows_the_endpoint_and_keys_move_between_them(live):
         assert app.active == "workers" and keys(app, "workers")
         await pilot.press("5")
         await until(pilot, lambda: len(keys(app, "tasks")) == 2)
-        assert sorted(cells(app, "tasks", k)[3] for k in keys(app, "tasks")) == ["failed", "success"]
+        shown = sorted((cells(app, "tasks", k)[3], cells(app, "tasks", k)[1]) for k in keys(app, "tasks"))
+        assert shown == [("failed", HOSTILE_NAME), ("success", "square")]
         tasks = table(app, "tasks")
         first = tasks.cursor_row
         await pilot.press("j")
@@ -120,6 +122,7 @@ def test_a_failed_tasks_error_opens_and_shows_its_text_literally(live):
         detail = await until(pilot, lambda: isinstance(app.screen, Detail) and app.screen)
         text = "\n".join(line.text for line in detail.query_one("#body").lines)
         assert "ValueError" in text and "[bold red]x[/]" in text and "\x1b" not in text and "pwned" not in text
+        assert f"failed ({HOSTILE_NAME})" in text  # the function's name, as the SDK sent it
         await pilot.press("escape")
         assert not isinstance(app.screen, Detail)
 
@@ -148,3 +151,33 @@ def test_stopping_an_endpoint_asks_first_then_shows_it_stopped(live):
         import shutil
 
         shutil.rmtree(other.paths.config_dir)
+
+
+def toasts(app: MonitorApp) -> str:
+    """What the app told the user in notifications (textual 8 keeps them in App._notifications)."""
+    return "\n".join(n.message for n in app._notifications)
+
+
+def test_a_refused_action_shows_the_managers_sentence(live):
+    from gce.tui import actions
+
+    async def test(app, pilot):
+        app.act(actions.cancel_block, "ep", "nobody", "7")
+        said = await until(pilot, lambda: "error:" in toasts(app) and toasts(app))
+        assert "error: endpoint 'ep' did not cancel block 7 of nobody: " in said, said
+
+    run(test)
+
+
+def test_stopping_a_user_endpoint_asks_first_then_it_goes(live):
+    async def test(app, pilot):
+        await pilot.press("2")
+        await until(pilot, lambda: keys(app, "ueps") == ["ep/default"])
+        await pilot.press("x")
+        assert type(app.screen).__name__ == "Confirm"
+        await pilot.press("y")
+        said = await until(pilot, lambda: "stopping" in toasts(app) and toasts(app))
+        assert "user endpoint default of ep is stopping" in said
+        await until(pilot, lambda: not keys(app, "ueps") or cells(app, "ueps", "ep/default")[5] != "running", 30)
+
+    run(test)

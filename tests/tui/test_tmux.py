@@ -50,7 +50,8 @@ def test_gce_monitor_in_a_terminal(live, tmux):
     screen = wait_until(lambda: tmux.shows("connected"), timeout=30)
     assert "1 Endpoints" in screen and "running" in screen and "ep" in screen
     tmux("send-keys", "-t", "monitor", "5")
-    wait_until(lambda: tmux.shows("failed"), timeout=10)
+    screen = wait_until(lambda: tmux.shows("failed"), timeout=10)
+    assert "[bold red]x[/]" in screen  # the failing function's name, as text
     tmux("send-keys", "-t", "monitor", "/")
     wait_until(lambda: tmux.shows("filter:"), timeout=10)
     tmux("send-keys", "-t", "monitor", "failed", "Enter")  # keep the filter
