@@ -10,6 +10,7 @@ import typer
 
 from gce import output
 from gce.commands import complete_name, configured_paths, resolve_name
+from gce.config.paths import EndpointPaths
 
 
 def _resolve(name: Optional[str]) -> Optional[str]:
@@ -32,12 +33,13 @@ def command(
     / filters, s sorts, p pauses, ? helps, q quits. When stdout is not a terminal, or with
     --once, one snapshot is printed as tables.
     """
-    from gce.tui.collect import collect, endpoint_names
+    from gce.tui.collect import collect
     from gce.tui.report import print_tables
+    from gce.tui.where import targets
 
     if name:
         configured_paths(name)  # "no such endpoint" before anything else
-    names = endpoint_names(name)
+    names = targets(name)
     if as_json:
         output.json(collect(names, timeout=refresh).to_dict())
         return
@@ -52,7 +54,7 @@ def command(
     MonitorApp(names, refresh).run()
 
 
-def _plain(names: list[str], refresh: float, once: bool) -> None:
+def _plain(names: dict[str, EndpointPaths], refresh: float, once: bool) -> None:
     """Print what changed, every REFRESH seconds, until interrupted (once: the first snapshot)."""
     from gce.tui.collect import collect
     from gce.tui.report import plain_lines

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Sparkline, Static, TabbedContent, TabPane
 
+from gce.config.paths import EndpointPaths
 from gce.errors import GceError
 from gce.tui import actions
 from gce.tui.blocks import BlocksTable
@@ -59,10 +60,10 @@ class MonitorApp(App[None]):
     ]
     SCREENS = {"help": Help}
 
-    def __init__(self, names: list[str], refresh: float = 2.0, fixed: Snapshot | None = None,
+    def __init__(self, targets: dict[str, EndpointPaths], refresh: float = 2.0, fixed: Snapshot | None = None,
                  collector: Callable[..., Snapshot] = collect) -> None:
         super().__init__()
-        self.names = names
+        self.targets = targets  # {label: paths} (gce.tui.where)
         self.interval = refresh
         self.fixed = fixed  # a given snapshot, shown and never refreshed
         self.collector = collector
@@ -114,7 +115,7 @@ class MonitorApp(App[None]):
 
     @work(thread=True, exclusive=True, group="collect")
     def refresh_data(self, follow: Any) -> None:
-        snap = self.collector(self.names, self.snapshot, timeout=self.interval)
+        snap = self.collector(self.targets, self.snapshot, timeout=self.interval)
         found = read_new(*follow) if follow else None
         self.call_from_thread(self.show, snap, follow[0] if follow else None, found)
 
@@ -230,12 +231,12 @@ class MonitorApp(App[None]):
         name, _, task_id = key.partition("/")
         view = self.snapshot.endpoint(name) if self.snapshot else None
         row = next((t for t in view.tasks if t.get("task_id") == task_id), None) if view else None
-        if row is not None:
+        if row is not None and name in self.targets:
             self.load_task(name, row)
 
     @work(thread=True, exclusive=True, group="task")
     def load_task(self, name: str, row: dict[str, Any]) -> None:
-        sections = actions.task_sections(name, row)
+        sections = actions.task_sections(self.targets[name], row)
         if not get_current_worker().is_cancelled:  # Enter pressed again meanwhile: that one opens
             self.call_from_thread(self.push_screen, Detail(f"task {row.get('task_id')} of {name}", sections))
 
@@ -245,22 +246,24 @@ class MonitorApp(App[None]):
         if key is None:
             self.notify("x acts on a row of Endpoints, User endpoints or Blocks", severity="warning")
             return
+        name, _, rest = key.partition("/")
+        if name not in self.targets:
+            return
+        paths = self.targets[name]
         if self.active == "endpoints":
-            self.ask(f"Stop endpoint {key}?", actions.stop_endpoint, key)
+            self.ask(f"Stop endpoint {key}?", actions.stop_endpoint, paths)
         elif self.active == "ueps":
-            name, _, uep = key.partition("/")
-            self.ask(f"Stop user endpoint {uep} of {name}?", actions.stop_uep, name, uep)
+            self.ask(f"Stop user endpoint {rest} of {name}?", actions.stop_uep, paths, rest)
         else:
-            name, _, rest = key.partition("/")
             uep, _, block_id = rest.rpartition("/")
-            self.ask(f"Cancel block {block_id} of {uep} ({name})?", actions.cancel_block, name, uep, block_id)
+            self.ask(f"Cancel block {block_id} of {uep} ({name})?", actions.cancel_block, paths, uep, block_id)
 
     def action_restart(self) -> None:
         key = self.selected("endpoints") if self.active == "endpoints" else None
-        if key is not None:
-            self.ask(f"Restart endpoint {key}?", actions.restart_endpoint, key)
+        if key is not None and key in self.targets:
+            self.ask(f"Restart endpoint {key}?", actions.restart_endpoint, self.targets[key])
 
-    def ask(self, question: str, act: Callable[..., str], *args: str) -> None:
+    def ask(self, question: str, act: Callable[..., str], *args: Any) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self.act(act, *args)
@@ -268,7 +271,7 @@ class MonitorApp(App[None]):
         self.push_screen(Confirm(question), answered)
 
     @work(thread=True, group="act")
-    def act(self, act: Callable[..., str], *args: str) -> None:
+    def act(self, act: Callable[..., str], *args: Any) -> None:
         try:
             said, severity = act(*args), "information"
         except (GceError, OSError) as e:

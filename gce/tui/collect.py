@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from gce.errors import GceError, PermissionDenied
+
+if TYPE_CHECKING:
+    from gce.config.paths import EndpointPaths
 
 RATE_SAMPLES = 60  # the sparkline's points (one per refresh)
 TASK_ROWS = 500  # the tasks kept per endpoint: the screen pages them, memory stays bounded
@@ -58,35 +61,29 @@ class Snapshot:
         return {"taken_at": self.taken_at, "endpoints": [e.to_dict() for e in self.endpoints]}
 
 
-def endpoint_names(name: str | None) -> list[str]:
-    """NAME alone, or every endpoint this account can see (root: the system's)."""
-    from gce.config.paths import list_endpoint_names
-
-    return [name] if name else list_endpoint_names()
-
-
-def collect(names: Iterable[str], previous: Snapshot | None = None, timeout: float = 2.0,
+def collect(targets: Mapping[str, EndpointPaths], previous: Snapshot | None = None, timeout: float = 2.0,
             now: float | None = None) -> Snapshot:
-    """Ask every endpoint in NAMES, each within TIMEOUT seconds, and fold in PREVIOUS."""
+    """Ask every endpoint of TARGETS ({label: paths}, gce.tui.where), each within TIMEOUT
+    seconds, and fold in PREVIOUS."""
     now = time.time() if now is None else now
     views = []
-    for name in names:
-        before = previous.endpoint(name) if previous else None
-        views.append(_one(name, before, timeout, now))
+    for label, paths in targets.items():
+        before = previous.endpoint(label) if previous else None
+        views.append(_one(label, paths, before, timeout, now))
     return Snapshot(now, tuple(views))
 
 
-def _one(name: str, before: EndpointView | None, timeout: float, now: float) -> EndpointView:
-    from gce.config.paths import endpoint_paths
+def _one(label: str, paths: EndpointPaths, before: EndpointView | None, timeout: float, now: float) -> EndpointView:
     from gce.daemon.client import EndpointClient
 
-    paths = endpoint_paths(name)
-    view = before or EndpointView(name, "", log_file=str(paths.log_file))
+    view = before or EndpointView(label, "", log_file=str(paths.log_file))
     client = EndpointClient(paths, timeout=timeout)
     try:
         live = client.liveness()
     except PermissionDenied as e:
         return replace(view, state="unreadable", reason=e.why)
+    except OSError as e:
+        return replace(view, state="unreadable", reason=e.strerror or str(e))
     if live.state != "running":
         # a stopped endpoint says so: no figures of its last run pass for today's
         return replace(view, state=live.state, reason=live.reason or "", status=None, silent_since=None, rates=())

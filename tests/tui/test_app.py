@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any, Callable
 
+from gce.config.paths import endpoint_paths
 from gce.tui.app import MonitorApp
 from gce.tui.detail import Detail
 from gce.tui.table import LiveTable
@@ -40,7 +41,7 @@ def cells(app: MonitorApp, screen: str, key: str) -> list[str]:
 
 def run(test: Callable[[MonitorApp, Any], Any], names=("ep",), refresh: float = 0.3) -> None:
     async def main() -> None:
-        app = MonitorApp(list(names), refresh)
+        app = MonitorApp({n: endpoint_paths(n) for n in names}, refresh)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.snapshot is not None and keys(app, "endpoints"))
             await test(app, pilot)
@@ -162,7 +163,7 @@ def test_a_refused_action_shows_the_managers_sentence(live):
     from gce.tui import actions
 
     async def test(app, pilot):
-        app.act(actions.cancel_block, "ep", "nobody", "7")
+        app.act(actions.cancel_block, live.paths, "nobody", "7")
         said = await until(pilot, lambda: "error:" in toasts(app) and toasts(app))
         assert "error: endpoint 'ep' did not cancel block 7 of nobody: " in said, said
 

@@ -26,9 +26,9 @@ def test_a_manager_that_does_not_answer_is_not_answering_since_it_first_did_not(
     try:
         with running(paths):
             began = time.monotonic()
-            first = collect(["hung"], timeout=0.3, now=1_800_000_000.0)
+            first = collect({"hung": paths}, timeout=0.3, now=1_800_000_000.0)
             assert time.monotonic() - began < 2  # bounded by the refresh, never frozen
-            second = collect(["hung"], first, timeout=0.3, now=1_800_000_005.0)
+            second = collect({"hung": paths}, first, timeout=0.3, now=1_800_000_005.0)
     finally:
         hung.close()
     (view,) = second.endpoints
@@ -41,7 +41,7 @@ def test_a_stopped_endpoint_is_stopped_and_forgets_its_last_figures(gce_home):
     paths.config_dir.mkdir(parents=True)
     was_running = replace(fixed.snapshot(gce_home / "log").endpoints[0], name="gone")
     assert was_running.status and was_running.rates
-    snap = collect(["gone"], Snapshot(0.0, (was_running,)), timeout=0.3)
+    snap = collect({"gone": paths}, Snapshot(0.0, (was_running,)), timeout=0.3)
     (view,) = snap.endpoints
     assert view.state == "stopped" and view.status is None and view.rates == ()
     assert rows.endpoint_rows(snap) == [("gone", ("gone", "stopped") + ("-",) * 9)]

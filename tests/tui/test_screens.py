@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from gce.config.paths import endpoint_paths
 from gce.tui.app import MonitorApp
 from tests.tui import fixed
+
+def targets():
+    """The fixed snapshot's endpoints, configured nowhere (under the test's GCE_HOME): asked, they do not run."""
+    return {name: endpoint_paths(name) for name in ("cluster", "laptop")}
+
 
 SCREENS = {"endpoints": "1", "ueps": "2", "blocks": "3", "workers": "4", "tasks": "5", "log": "6"}
 
@@ -17,7 +23,7 @@ def app(tmp_path, monkeypatch):
     monkeypatch.setenv("GCE_HOME", str(tmp_path))  # no endpoint of this machine answers for "cluster"
     log = tmp_path / "endpoint.log"
     log.write_text(fixed.LOG)
-    return MonitorApp([], fixed=fixed.snapshot(log))
+    return MonitorApp(targets(), fixed=fixed.snapshot(log))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
@@ -58,6 +64,6 @@ def test_no_color_shows_the_screens_without_colours(snap_compare, tmp_path, monk
     monkeypatch.setenv("GCE_HOME", str(tmp_path))
     log = tmp_path / "endpoint.log"
     log.write_text(fixed.LOG)
-    app = MonitorApp([], fixed=fixed.snapshot(log))
+    app = MonitorApp(targets(), fixed=fixed.snapshot(log))
     assert app.no_color
     assert snap_compare(app, press=["1"], terminal_size=(80, 24))
