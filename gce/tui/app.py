@@ -107,7 +107,8 @@ class MonitorApp(App[None]):
         follow = None
         if self.active == "log" and self.snapshot is not None and self.snapshot.endpoints:
             view = self.snapshot.endpoint(self.opened or "") or self.snapshot.endpoints[0]
-            follow = log.start(view.log_file)
+            if view.name in self.targets:
+                follow = log.start(self.targets[view.name])
         if self.fixed is None:
             self.refresh_data(follow)
         elif follow is not None:
@@ -119,7 +120,7 @@ class MonitorApp(App[None]):
         found = read_new(*follow) if follow else None
         self.call_from_thread(self.show, snap, follow[0] if follow else None, found)
 
-    def show(self, snap: Snapshot, log_path: Any = None, found: tuple[int, str] | None = None) -> None:
+    def show(self, snap: Snapshot, log_path: Any = None, found: Any = None) -> None:
         self.snapshot = snap
         for table in self.query(LiveTable):
             table.show(snap, None if isinstance(table, EndpointsTable) else self.opened, self.text)

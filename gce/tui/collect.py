@@ -41,7 +41,6 @@ class EndpointView:
     rss: dict[str, int] = field(default_factory=dict)  # user endpoint key -> resident bytes
     silent_since: float | None = None
     seen_at: float | None = None
-    log_file: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state, "reason": self.reason, "status": self.status,
@@ -76,7 +75,7 @@ def collect(targets: Mapping[str, EndpointPaths], previous: Snapshot | None = No
 def _one(label: str, paths: EndpointPaths, before: EndpointView | None, timeout: float, now: float) -> EndpointView:
     from gce.daemon.client import EndpointClient
 
-    view = before or EndpointView(label, "", log_file=str(paths.log_file))
+    view = before or EndpointView(label, "")
     client = EndpointClient(paths, timeout=timeout)
     try:
         live = client.liveness()

@@ -1,4 +1,5 @@
-"""The Log screen: the endpoint's log, following, as tail -f would (lines shown literally)."""
+"""The Log screen: an endpoint's logs merged in time order and followed, as `gce logs -f` prints
+them: the manager's, and the user endpoints' (root sees every user's), each line shown literally."""
 
 from __future__ import annotations
 
@@ -7,47 +8,59 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import RichLog
 
+from gce import logview
+from gce.config.paths import EndpointPaths
 from gce.tui.text import lines
 
-TAIL_BYTES = 64 * 1024  # what the first look reads of a long log
+FIRST_LINES = 500  # what the first look shows of long logs
 
 
 class LogView(RichLog):
     def __init__(self, **kw: object) -> None:
         super().__init__(markup=False, highlight=False, wrap=False, max_lines=5000, **kw)  # type: ignore[arg-type]
-        self.path: Path | None = None
-        self.read_at = 0
+        self.paths: EndpointPaths | None = None
+        self.sources: dict[Path, logview.Source] = {}
 
-    def start(self, path: str) -> tuple[Path, int]:
-        """The file to read and where from: PATH's last TAIL_BYTES when it is new to this view."""
-        if self.path != Path(path):
+    def start(self, paths: EndpointPaths) -> tuple[EndpointPaths, list[logview.Source], bool]:
+        """What the next look reads: PATHS's log files; the first look (True) shows only their end."""
+        first = self.paths != paths
+        if first:
             self.clear()
-            self.path, self.read_at = Path(path), -1
-        return self.path, self.read_at
+            self.paths, self.sources = paths, {}
+        return paths, list(self.sources.values()), first
 
-    def write_new(self, path: Path, found: tuple[int, str]) -> None:
-        """Append what read_new found (unless the view follows another file by now)."""
-        if path != self.path:
+    def write_new(self, paths: EndpointPaths, found: tuple[list[logview.Source], list[str]]) -> None:
+        """Show what read_new found (unless the view follows another endpoint by now)."""
+        if paths != self.paths:
             return
-        self.read_at, text = found
-        for ln in lines(text):
+        sources, new = found
+        self.sources = {s.path: s for s in sources}
+        for ln in new:
             self.write(Text(ln))
 
 
-def read_new(path: Path, offset: int) -> tuple[int, str]:
-    """(the new offset, the complete lines of PATH after OFFSET); OFFSET -1: the file's tail.
-    A file that shrank was rotated: it is read again from its start."""
-    try:
-        with path.open("rb") as f:
-            end = f.seek(0, 2)
-            if offset < 0:
-                offset = max(0, end - TAIL_BYTES)
-            elif offset > end:
-                offset = 0
-            f.seek(offset)
-            data = f.read(end - offset)
-    except OSError as e:
-        # said once (offset -2 marks it said); looked at again on every refresh
-        return -2, "" if offset == -2 else f"cannot read {path}: {e.strerror or e}\n"
-    complete = data.rfind(b"\n") + 1  # a half-written last line waits for the next look
-    return offset + complete, data[:complete].decode("utf-8", "replace")
+def read_new(paths: EndpointPaths, known: list[logview.Source], first: bool) -> tuple[list[logview.Source], list[str]]:
+    """(the sources with their new offsets, the lines written since the last look). Log files that
+    appeared since (a new user endpoint's) are read from their start; unreadable ones are said once."""
+    sources = {s.path: s for s in known}
+    said: list[str] = []
+    multi_user = True  # every user endpoint's log is looked for; a personal endpoint has none elsewhere
+    for found in logview.sources(paths, multi_user):
+        if found.path not in sources:
+            why = logview.unreadable(found)
+            if why:
+                said.append(f"cannot read {found.path}: {why}")
+                found.offset = -1  # never read
+            sources[found.path] = found
+    batches = []
+    for s in sources.values():
+        if s.offset >= 0:
+            try:
+                batches.append(logview.read(s))
+            except OSError as e:
+                said.append(f"cannot read {s.path}: {e.strerror or e}")
+                s.offset = -1
+    merged = [logview.render(ln) for ln in logview.merge(batches)]
+    if first:
+        merged = merged[-FIRST_LINES:]
+    return list(sources.values()), said + [ln for text in merged for ln in lines(text)]

@@ -5,8 +5,6 @@ tasks, one of them failed with hostile text) and a stopped one."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from gce.tui.collect import EndpointView, Snapshot
 
 T = 1_800_000_000.0  # every time is this one, or seconds before it
@@ -35,7 +33,7 @@ def _task(tid, fn, who, state, queued, ran, code="", message="", uep="alice/3f2a
             "queued_for": queued, "ran_for": ran, "code": code, "message": message, "uep": uep, "at": T - age}
 
 
-def snapshot(log_file: Path) -> Snapshot:
+def snapshot() -> Snapshot:
     status = {
         "name": "cluster", "endpoint_id": "0b6e6d3c-1c1e-4b7e-9a51-5f4d2c8e9a10", "state": "running",
         "host": "login01", "uptime": 7384.0, "gce_version": "0.1.0", "engine_type": "HighThroughputEngine",
@@ -59,8 +57,8 @@ def snapshot(log_file: Path) -> Snapshot:
     )
     running = EndpointView("cluster", "running", status=status, tasks=tasks, cursor=17,
                            rates=tuple((i % 5 * 0.4, i % 4 * 0.5) for i in range(30)), rss={"alice/3f2a": 95_000_000},
-                           seen_at=T, log_file=str(log_file))
-    stopped = EndpointView("laptop", "stopped", log_file=str(log_file))
+                           seen_at=T)
+    stopped = EndpointView("laptop", "stopped")
     return Snapshot(T, (running, stopped))
 
 

@@ -69,7 +69,14 @@ def test_every_screen_shows_the_endpoint_and_keys_move_between_them(live):
         await pilot.press("k")
         assert tasks.cursor_row == first
         await pilot.press("6")
-        await until(pilot, lambda: app.query_one("#log-view").lines)
+        log = app.query_one("#log-view")
+
+        def texts() -> list[str]:
+            return [line.text for line in log.lines]
+
+        await until(pilot, lambda: any(t.startswith("manager: ") for t in texts()))
+        # the user endpoint's own log, merged in time order with the manager's
+        await until(pilot, lambda: any(t.startswith("uep ") for t in texts()))
         await pilot.press("question_mark")
         assert type(app.screen).__name__ == "Help"
         await pilot.press("escape")

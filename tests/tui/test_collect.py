@@ -39,7 +39,7 @@ def test_a_manager_that_does_not_answer_is_not_answering_since_it_first_did_not(
 def test_a_stopped_endpoint_is_stopped_and_forgets_its_last_figures(gce_home):
     paths = endpoint_paths("gone")
     paths.config_dir.mkdir(parents=True)
-    was_running = replace(fixed.snapshot(gce_home / "log").endpoints[0], name="gone")
+    was_running = replace(fixed.snapshot().endpoints[0], name="gone")
     assert was_running.status and was_running.rates
     snap = collect({"gone": paths}, Snapshot(0.0, (was_running,)), timeout=0.3)
     (view,) = snap.endpoints
@@ -56,7 +56,7 @@ def test_events_fold_into_one_row_per_task_newest_first():
 
 
 def test_plain_lines_say_each_row_once_then_only_changes(tmp_path):
-    snap = fixed.snapshot(tmp_path / "log")
+    snap = fixed.snapshot()
     lines = plain_lines(snap, None)
     assert "Endpoints cluster: NAME cluster, STATE running, BROKER connected, HOST login01, ENGINE htex, " \
            "UPTIME 2h03m, GCE 0.1.0, IN/s 1.6, OUT/s 0.5, OUTSTANDING 1, FAILED 5m 1" in lines

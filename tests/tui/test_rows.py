@@ -20,7 +20,7 @@ def _with_status(snap: Snapshot, **changes) -> Snapshot:
 
 
 def test_the_banner_names_a_broker_link_down_and_version_skew(tmp_path):
-    snap = fixed.snapshot(tmp_path / "log")
+    snap = fixed.snapshot()
     assert rows.banner(snap) == []
     ueps = snap.endpoints[0].status["user_endpoints"]
     old = {**ueps[0], "engine": {**ueps[0]["engine"], "versions": {"gce": "0.0.9"}}}
@@ -31,7 +31,7 @@ def test_the_banner_names_a_broker_link_down_and_version_skew(tmp_path):
 
 
 def test_blocks_and_workers_rows(tmp_path):
-    snap = fixed.snapshot(tmp_path / "log")
+    snap = fixed.snapshot()
     assert rows.block_rows(snap)[1] == ("cluster/alice/3f2a/1", (
         "cluster", "alice/3f2a", "1", "81240", "SlurmProvider", "pending", "PENDING", "1m00s", "-", "0", "Priority"))
     assert rows.worker_rows(snap) == [("cluster/alice/3f2a/a1b2c3", (
@@ -52,7 +52,7 @@ def test_enter_on_a_block_opens_its_script_and_output_literally(tmp_path, monkey
     script, out = tmp_path / "block-0.submit", tmp_path / "block-0.stdout"
     script.write_text("#!/bin/bash\n#SBATCH --time=01:00:00\nprocess_worker_pool.py\n")
     out.write_text("".join(f"line {i}\n" for i in range(5000)) + "[bold]done[/] \x1b]0;pwned\x07\n")
-    snap = fixed.snapshot(tmp_path / "log")
+    snap = fixed.snapshot()
     alice = snap.endpoints[0].status["user_endpoints"][0]
     block = {**alice["engine"]["block_list"][0], "submit_script": str(script), "stdout": str(out)}
     alice = {**alice, "engine": {**alice["engine"], "block_list": [block]}}
@@ -73,7 +73,7 @@ def test_enter_on_a_block_opens_its_script_and_output_literally(tmp_path, monkey
 
 def test_s_sorts_by_the_next_column_and_keeps_the_sort_on_refresh(tmp_path, monkeypatch):
     monkeypatch.setenv("GCE_HOME", str(tmp_path))
-    snap = fixed.snapshot(tmp_path / "log")
+    snap = fixed.snapshot()
     app = MonitorApp({}, fixed=snap)
 
     async def test(app, pilot):

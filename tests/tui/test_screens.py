@@ -21,9 +21,10 @@ SCREENS = {"endpoints": "1", "ueps": "2", "blocks": "3", "workers": "4", "tasks"
 def app(tmp_path, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("GCE_HOME", str(tmp_path))  # no endpoint of this machine answers for "cluster"
-    log = tmp_path / "endpoint.log"
+    log = endpoint_paths("cluster").log_file
+    log.parent.mkdir(parents=True)
     log.write_text(fixed.LOG)
-    return MonitorApp(targets(), fixed=fixed.snapshot(log))
+    return MonitorApp(targets(), fixed=fixed.snapshot())
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
@@ -62,8 +63,9 @@ def test_the_readmes_screenshot_is_this_gces(app, tmp_path):
 def test_no_color_shows_the_screens_without_colours(snap_compare, tmp_path, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("GCE_HOME", str(tmp_path))
-    log = tmp_path / "endpoint.log"
+    log = endpoint_paths("cluster").log_file
+    log.parent.mkdir(parents=True)
     log.write_text(fixed.LOG)
-    app = MonitorApp(targets(), fixed=fixed.snapshot(log))
+    app = MonitorApp(targets(), fixed=fixed.snapshot())
     assert app.no_color
     assert snap_compare(app, press=["1"], terminal_size=(80, 24))
