@@ -122,7 +122,8 @@ class MonitorApp(App[None]):
 
     def show(self, snap: Snapshot, log_path: Any = None, found: Any = None) -> None:
         self.snapshot = snap
-        for table in self.query(LiveTable):
+        if self.active != "log":  # the hidden screens' tables catch up when shown (their rows cost)
+            table = self.query_one(f"#{self.active}-table", LiveTable)
             table.show(snap, None if isinstance(table, EndpointsTable) else self.opened, self.text)
         notes = banner(snap)
         shown = self.query_one("#banner", Static)
@@ -152,6 +153,8 @@ class MonitorApp(App[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id or ""
         self.query_one(f"#{pane}-table" if pane != "log" else "#log-view").focus()
+        if self.snapshot is not None:
+            self.show(self.snapshot)
 
     def on_data_table_row_selected(self, event: Any) -> None:
         """Enter: an endpoint opens its user endpoints, a user endpoint its blocks, a block its
