@@ -4,6 +4,7 @@ filter, pause, a failed task's error, and an action confirmed."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from typing import Any, Callable
 
@@ -156,8 +157,6 @@ def test_stopping_an_endpoint_asks_first_then_shows_it_stopped(live):
         run(test, names=("ep", "other"))
     finally:
         other.stop()
-        import shutil
-
         shutil.rmtree(other.paths.config_dir)
 
 
@@ -189,3 +188,22 @@ def test_stopping_a_user_endpoint_asks_first_then_it_goes(live):
         await until(pilot, lambda: not keys(app, "ueps") or cells(app, "ueps", "ep/default")[5] != "running", 30)
 
     run(test)
+
+
+def test_restarting_an_endpoint_asks_first_then_it_runs_again(live):
+    other = Endpoint(live.broker, live.home, name="again")
+    first = other.start()["pid"]
+    try:
+        async def test(app, pilot):
+            await until(pilot, lambda: cells(app, "endpoints", "again")[1] == "running")
+            table(app, "endpoints").move_cursor(row=table(app, "endpoints").get_row_index("again"))
+            await pilot.press("R")
+            assert type(app.screen).__name__ == "Confirm"
+            await pilot.press("y")
+            said = await until(pilot, lambda: "runs again" in toasts(app) and toasts(app), timeout=60)
+            assert f"endpoint again runs again (pid {other.manager_pid()})" in said and other.manager_pid() != first
+
+        run(test, names=("ep", "again"))
+    finally:
+        other.stop()
+        shutil.rmtree(other.paths.config_dir)
