@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from textual import work
-from textual.worker import get_current_worker
+from textual.worker import WorkerState, get_current_worker
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
@@ -103,6 +103,8 @@ class MonitorApp(App[None]):
     def tick(self) -> None:
         if self.paused or isinstance(self.screen, ModalScreen):
             return  # nothing on screen would change: the managers are not asked
+        if any(w.group == "collect" and w.state is WorkerState.RUNNING for w in self.workers):
+            return  # a manager slow to answer: the look under way ends within the refresh, and shows
         log = self.query_one(LogView)
         follow = None
         if self.active == "log" and self.snapshot is not None and self.snapshot.endpoints:

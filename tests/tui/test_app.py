@@ -207,3 +207,30 @@ def test_restarting_an_endpoint_asks_first_then_it_runs_again(live):
     finally:
         other.stop()
         shutil.rmtree(other.paths.config_dir)
+
+
+def test_a_manager_that_does_not_answer_never_freezes_the_screen(live):
+    import socket
+
+    from tests.commands.helpers import running
+
+    hung = endpoint_paths("hung")
+    hung.config_dir.mkdir()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(hung.control_socket))
+    listener.listen(16)  # takes connections, never answers
+
+    async def test(app, pilot):
+        await until(pilot, lambda: cells(app, "endpoints", "hung")[1].startswith("not answering since "))
+        seen = app.snapshot.taken_at
+        await until(pilot, lambda: app.snapshot.taken_at > seen)  # refreshes go on
+        assert cells(app, "endpoints", "ep")[1] == "running"
+        await pilot.press("5")
+        assert keys(app, "tasks")  # and the screen answers keys
+
+    try:
+        with running(hung):
+            run(test, names=("ep", "hung"))
+    finally:
+        listener.close()
+        shutil.rmtree(hung.config_dir)
