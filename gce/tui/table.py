@@ -47,8 +47,15 @@ class LiveTable(DataTable[object]):
             for name, value, was in zip(self.COLUMNS, cells, old):
                 if str(was) != value:
                     self.update_cell(key, name, cell(value))
-        if added and self.sorted_by is not None:
-            self._sort()
+        if added:  # new rows land at the bottom: put them where they belong, the cursor on its row
+            was = self.selected_key()
+            if self.sorted_by is not None:
+                self._sort()
+            else:
+                place = {tuple(cells): i for i, (_, cells) in enumerate(rows)}
+                self.sort(key=lambda values: place.get(tuple(str(v) for v in values), len(place)))
+            if was is not None and was in self.rows:
+                self.move_cursor(row=self.get_row_index(was), animate=False)
 
     def cycle_sort(self) -> str:
         """Sort by the next column (none after the last); the column's name, or "" when unsorted."""

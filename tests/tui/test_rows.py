@@ -87,3 +87,26 @@ def test_s_sorts_by_the_next_column_and_keeps_the_sort_on_refresh(tmp_path, monk
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["3a9f", "5b2e", "7d1c"]
 
     _run(app, test)
+
+
+def test_a_refresh_updates_cells_in_place_and_new_rows_land_where_they_belong(tmp_path, monkeypatch):
+    monkeypatch.setenv("GCE_HOME", str(tmp_path))
+    snap = fixed.snapshot()
+    app = MonitorApp({}, fixed=snap)
+
+    def order(table: LiveTable) -> list[str]:
+        return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+    async def test(app, pilot):
+        await pilot.press("5", "j")
+        table = app.query_one("#tasks-table", LiveTable)
+        assert table.selected_key() == "cluster/5b2e"
+        view = snap.endpoints[0]
+        first = {**view.tasks[0], "state": "success", "ran_for": 3.0}
+        newer = {**view.tasks[2], "task_id": "9c0d", "state": "received"}
+        app.show(replace(snap, endpoints=(replace(view, tasks=(newer, first) + view.tasks[1:]),)))
+        assert order(table) == ["9c0d", "7d1c", "5b2e", "3a9f"]  # the newest on top, as collected
+        assert str(table.get_row("cluster/7d1c")[3]) == "success"
+        assert table.selected_key() == "cluster/5b2e"  # the cursor stays on its task
+
+    _run(app, test)
