@@ -11,6 +11,7 @@ import typer
 from gce import output
 from gce.commands import complete_name, configured_paths, resolve_name
 from gce.config.paths import EndpointPaths
+from gce.errors import PermissionDenied
 
 
 def _resolve(name: Optional[str]) -> Optional[str]:
@@ -38,7 +39,10 @@ def command(
     from gce.tui.where import targets
 
     if name:
-        configured_paths(name)  # "no such endpoint" before anything else
+        try:
+            configured_paths(name)  # "no such endpoint" before anything else
+        except PermissionDenied:
+            pass  # another account's (multi-user) endpoint: its control socket says what this user may see
     names = targets(name)
     if as_json:
         output.json(collect(names, timeout=refresh).to_dict())

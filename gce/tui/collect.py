@@ -77,12 +77,21 @@ def _one(label: str, paths: EndpointPaths, before: EndpointView | None, timeout:
 
     view = before or EndpointView(label, "")
     client = EndpointClient(paths, timeout=timeout)
+    why = ""
     try:
         live = client.liveness()
-    except PermissionDenied as e:
-        return replace(view, state="unreadable", reason=e.why)
-    except OSError as e:
-        return replace(view, state="unreadable", reason=e.strerror or str(e))
+    except (PermissionDenied, OSError) as e:
+        live, why = None, getattr(e, "why", "") or getattr(e, "strerror", "") or str(e)
+    if (live is None or live.state != "running") and not os.access(paths.state_dir, os.R_OK | os.X_OK):
+        # Another account's endpoint (a multi-user one, which answers each user about their own
+        # work): its files do not say whether it runs, its control socket does.
+        try:
+            status, events, cursor = _ask(client, view.cursor)
+        except (GceError, OSError):
+            return replace(view, state="unreadable", reason=why if live is None else live.reason, status=None)
+        return _answered(view, status, events, cursor, now)
+    if live is None:
+        return replace(view, state="unreadable", reason=why)
     if live.state != "running":
         # a stopped endpoint says so: no figures of its last run pass for today's
         return replace(view, state=live.state, reason=live.reason or "", status=None, silent_since=None, rates=())
@@ -91,6 +100,11 @@ def _one(label: str, paths: EndpointPaths, before: EndpointView | None, timeout:
     except (GceError, OSError) as e:
         return replace(view, state="not answering", reason=str(e),
                        silent_since=view.silent_since or now)
+    return _answered(view, status, events, cursor, now)
+
+
+def _answered(view: EndpointView, status: dict[str, Any], events: list[dict[str, Any]], cursor: int,
+              now: float) -> EndpointView:
     rates = view.rates
     if view.status is not None and view.seen_at is not None and now > view.seen_at:
         rates = (rates + (_rate(view.status, status, now - view.seen_at),))[-RATE_SAMPLES:]
