@@ -41,6 +41,9 @@ def tmux():
         yield t
     finally:
         subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True, timeout=10)
+        # tmux leaves its socket file behind when its server is killed
+        tmpdir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmpdir / t.socket).unlink(missing_ok=True)
 
 
 def test_gce_monitor_in_a_terminal(live, tmux):
