@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json as _json
 import os
+import re
 import sys
 import threading
 from contextlib import contextmanager
@@ -25,6 +26,38 @@ if TYPE_CHECKING:
 # Output that is not a terminal is not wrapped at 80 columns: a table piped into grep or a
 # log file keeps one line per row (rich otherwise assumes 80 columns).
 _PIPE_WIDTH = 200
+
+
+# Terminal escape sequences in text users control could retitle the terminal, move the cursor or
+# hide what follows (ECMA-48: CSI, OSC, DCS, SOS, PM and APC strings, two-byte escapes, and the C0
+# and C1 control characters but tab and line ends): rich's Text drops some control characters,
+# not ESC, so they are taken out before printing.
+_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears
+    r"|\x1b[\]PX^_].*?(?:\x07|\x1b\\|$)"  # OSC, DCS, SOS, PM, APC up to their terminator (or the end)
+    r"|\x1b[ -/]*[0-~]?"  # two-byte escapes (and a lone ESC)
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # the 8-bit CSI
+    r"|[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]",  # the other control characters
+    re.DOTALL,
+)
+_BLANKS = re.compile(r"[\t\n\v\f\r]")
+
+
+def literal(value: Any, missing: str = "-") -> str:
+    """VALUE as one line of plain text (MISSING when None or empty)."""
+    if value is None or value == "":
+        return missing
+    return _BLANKS.sub(" ", _SEQUENCE.sub("", str(value)))
+
+
+def lines(value: str) -> list[str]:
+    """Several lines of user text (a traceback, a block's stdout), each made literal."""
+    return [_SEQUENCE.sub("", ln).replace("\t", "    ") for ln in value.splitlines()]
+
+
+def plain(text: str) -> str:
+    """TEXT without escape sequences and control characters; tabs and line ends are kept."""
+    return _SEQUENCE.sub("", text)
 
 
 def console(stderr: bool = False) -> Console:
@@ -52,7 +85,7 @@ def _styled(prefix: str, style: str, text: str) -> Any:
 
     line = Text()
     line.append(prefix, style=style)
-    line.append(text)  # appended as plain text: no markup is interpreted
+    line.append(plain(text))  # appended as plain text: no markup is interpreted
     return line
 
 
@@ -61,7 +94,7 @@ def line(text: str, style: str = "") -> None:
     _hush()
     from rich.text import Text
 
-    console().print(Text(text, style=style), soft_wrap=True)
+    console().print(Text(plain(text), style=style), soft_wrap=True)
 
 
 def success(text: str) -> None:
@@ -127,7 +160,7 @@ def make_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], no_wrap: S
     for col in columns:
         t.add_column(col, no_wrap=col in no_wrap, overflow="fold")
     for row in rows:
-        t.add_row(*(Text("-" if cell is None or cell == "" else str(cell)) for cell in row))
+        t.add_row(*(Text("-" if cell is None or cell == "" else plain(str(cell))) for cell in row))
     return t
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from gce import output
+
 GCE = str(Path(sys.executable).parent / "gce")
 STEP = "reading the broker's accounts and grants"
 
@@ -120,3 +122,18 @@ def test_start_detach_names_its_step_while_the_manager_comes_up(env):
         child.expect(pexpect.EOF)
         child.close()
     assert child.exitstatus != 0 and "error: " in child.before
+
+
+def test_tables_lines_and_errors_print_user_text_without_escape_sequences(capsys):
+    """A reason, a name or a log line a user controls cannot retitle the terminal or hide text:
+    rich drops some control characters, not ESC, so gce.output takes the sequences out."""
+    from gce.errors import GceError
+
+    hostile = "a\x1b]0;pwned\x07b\x1b[2Jc[bold red]x[/]"
+    output.table(["NAME"], [[hostile]])
+    output.line(hostile)
+    output.error(GceError(hostile, hostile))
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert "\x1b" not in text and "\x07" not in text and "pwned" not in text
+        assert "abc[bold red]x[/]" in text
