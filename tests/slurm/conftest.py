@@ -158,6 +158,17 @@ class SlurmCluster:
             raise RuntimeError(f"{' '.join(args)} failed with status {r.returncode}: {r.stderr.strip()}")
         return r
 
+    def hold_node(self, seconds: int = 120) -> str:
+        """Submit a job that takes the whole node, so the next job waits (pending, reason Resources);
+        return its id once it runs. Its output goes to the cluster's directory, not the cwd."""
+        r = self.run("sbatch", "--parsable", "--exclusive", "--job-name=blocker",
+                     f"--output={self.dir / 'blocker-%j.out'}", f"--wrap=sleep {seconds}")
+        job_id = r.stdout.strip().split(";")[0]
+        deadline = time.monotonic() + 15
+        while self.active_jobs().get(job_id) != "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return job_id
+
     def job_state(self, job_id: str) -> str:
         """JobState of JOB_ID as scontrol reports it (accounting is off, so no sacct)."""
         for field in self.run("scontrol", "--oneliner", "show", "job", job_id).stdout.split():

@@ -25,12 +25,7 @@ def _block(status: dict) -> dict | None:
 
 
 def test_a_block_s_job_goes_from_pending_to_running_and_cancel_block_cancels_it(slurm, tmp_path: Path) -> None:
-    blocker = slurm.run("sbatch", "--parsable", "--exclusive", "--job-name=blocker", f"--output={tmp_path}/blocker.out",
-                        "--wrap=sleep 120")  # its output: not slurm-N.out in the current directory
-    blocker_id = blocker.stdout.strip().split(";")[0]
-    deadline = time.monotonic() + 15
-    while slurm.active_jobs().get(blocker_id) != "RUNNING" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    blocker_id = slurm.hold_node()
     uep = UepProcess(slurm_engine(), tmp_path, env={"SLURM_CONF": str(slurm.conf)})
     try:
         pending = uep.status(lambda e: (_block(e) or {}).get("raw_state") == "PD", timeout=30)

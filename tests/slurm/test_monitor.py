@@ -26,11 +26,7 @@ def where_am_i():
 
 
 def test_the_blocks_screen_follows_a_real_job_from_pending_to_running_and_cancels_it(slurm, endpoint):
-    blocker = slurm.run("sbatch", "--parsable", "--exclusive", "--job-name=blocker", "--wrap=sleep 120")
-    blocker_id = blocker.stdout.strip().split(";")[0]
-    deadline = time.monotonic() + 15
-    while slurm.active_jobs().get(blocker_id) != "RUNNING" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    blocker_id = slurm.hold_node()
     endpoint.start(timeout=90)
     try:
         with endpoint.executor() as ex:
