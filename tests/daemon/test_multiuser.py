@@ -35,6 +35,15 @@ def endpoint(broker, users):
     wait_until(lambda: not processes_of(["gcetest-mu-a", "gcetest-mu-b"]), timeout=20)
 
 
+@pytest.fixture
+def scratch():
+    """A sticky, world-writable directory for the files the users' tasks write, removed after."""
+    d = Path(tempfile.mkdtemp(prefix="gce-mu-scratch-"))
+    d.chmod(0o1777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 # In the manager's environment: a UEP must not inherit it (test_multiuser_isolation.py tries harder).
 SITE_QUEUE = f"amqp://site:{uuid.uuid4().hex}@queue.example.org/"
 
@@ -58,13 +67,13 @@ def _expect(user) -> dict:
     return {"uid": user.pw_uid, "gid": user.pw_gid, "groups": sorted(os.getgrouplist(user.pw_name, user.pw_gid))}
 
 
-def test_each_user_runs_as_their_mapped_account(endpoint, users):
+def test_each_user_runs_as_their_mapped_account(endpoint, users, scratch):
     assert os.stat("/root").st_mode & 0o777 == 0o700
     assert SITE_QUEUE.encode() in Path(f"/proc/{endpoint.pid}/environ").read_bytes()
     with endpoint.executor("alice@uni.edu", user_endpoint_config={"workers": 2}) as ea, \
             endpoint.executor("bob@uni.edu", user_endpoint_config={"workers": 2}) as eb:
-        fa = ea.submit(whoami, "/tmp/gce-mu-alice-" + uuid.uuid4().hex)
-        fb = eb.submit(whoami, "/tmp/gce-mu-bob-" + uuid.uuid4().hex)
+        fa = ea.submit(whoami, f"{scratch}/alice-{uuid.uuid4().hex}")
+        fb = eb.submit(whoami, f"{scratch}/bob-{uuid.uuid4().hex}")
         a, b = fa.result(timeout=60), fb.result(timeout=60)
     for got, user in ((a, users["alice@uni.edu"]), (b, users["bob@uni.edu"])):
         assert {k: got[k] for k in ("uid", "gid", "groups")} == _expect(user)
@@ -150,11 +159,11 @@ def _alive_as(p, uid: int) -> bool:
         return False
 
 
-def test_idle_user_endpoint_stops(broker, users):
+def test_idle_user_endpoint_stops(broker, users, scratch):
     ep = MultiUserEndpoint(broker, idle_timeout=2)
     try:
         with ep.executor("bob@uni.edu") as ex:
-            assert ex.submit(whoami, "/tmp/gce-mu-idle-" + uuid.uuid4().hex).result(timeout=60)["uid"] == \
+            assert ex.submit(whoami, f"{scratch}/idle-{uuid.uuid4().hex}").result(timeout=60)["uid"] == \
                 users["bob@uni.edu"].pw_uid
         assert _user_children(ep.pid, "gcetest-mu-b")
         wait_until(lambda: not _user_children(ep.pid, "gcetest-mu-b"), timeout=15)
@@ -170,7 +179,7 @@ HTEX_TEMPLATE = """engine:
 """
 
 
-def test_sigkill_of_the_manager_leaves_no_user_process(broker, users):
+def test_sigkill_of_the_manager_leaves_no_user_process(broker, users, scratch):
     """Not the UEP, nor the parsl interchange, worker pool or workers it started as the user."""
     def alices() -> set[str]:  # "pid cmdline" of each: a pid reused by another program differs
         return set(processes_of(["gcetest-mu-a"]))
@@ -179,7 +188,7 @@ def test_sigkill_of_the_manager_leaves_no_user_process(broker, users):
     ep = MultiUserEndpoint(broker, template=HTEX_TEMPLATE)
     try:
         with ep.executor("alice@uni.edu") as ex:
-            ex.submit(whoami, "/tmp/gce-mu-kill-" + uuid.uuid4().hex).result(timeout=120)
+            ex.submit(whoami, f"{scratch}/kill-{uuid.uuid4().hex}").result(timeout=120)
         assert _user_children(ep.pid, "gcetest-mu-a")
         mine = alices() - before
         # The UEP, its interchange, and the worker pool with its worker (started by the
