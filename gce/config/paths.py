@@ -88,16 +88,24 @@ class EndpointPaths:
         return Path(f"/tmp/gce-{os.geteuid()}") / f"{digest}.sock"
 
 
+SYSTEM_CONFIG_DIR = Path("/etc/gce")  # root's endpoints, whoever asks (GCE_HOME does not move them for others)
+
+
+def system_endpoint_paths(name: str) -> EndpointPaths:
+    """Where root's endpoint NAME lives."""
+    return EndpointPaths(
+        name=name,
+        config_dir=SYSTEM_CONFIG_DIR / name,
+        state_dir=Path("/var/lib/gce") / name,
+        runtime_dir=Path("/run/gce"),
+        log_file=Path("/var/log/gce") / f"{name}.log",
+    )
+
+
 def endpoint_paths(name: str) -> EndpointPaths:
     validate_name(name)
     if system_mode():
-        return EndpointPaths(
-            name=name,
-            config_dir=Path("/etc/gce") / name,
-            state_dir=Path("/var/lib/gce") / name,
-            runtime_dir=Path("/run/gce"),
-            log_file=Path("/var/log/gce") / f"{name}.log",
-        )
+        return system_endpoint_paths(name)
     home = gce_home()
     runtime = home / name
     xdg = os.environ.get("XDG_RUNTIME_DIR")
@@ -158,7 +166,7 @@ def require_readable(paths: EndpointPaths) -> None:
 
 
 def config_root() -> Path:
-    return Path("/etc/gce") if system_mode() else gce_home()
+    return SYSTEM_CONFIG_DIR if system_mode() else gce_home()
 
 
 def list_endpoint_names() -> list[str]:

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from gce.config.paths import EndpointPaths, endpoint_paths, list_endpoint_names, system_mode, validate_name
+from gce.config.paths import (SYSTEM_CONFIG_DIR, EndpointPaths, endpoint_paths, list_endpoint_names, system_endpoint_paths,
+                              system_mode, validate_name)
 from gce.errors import GceError
 
 Account = tuple[str, int, Path]  # user name, uid, home
@@ -20,13 +21,13 @@ def targets(name: str | None, accounts: Iterable[Account] | None = None) -> dict
     """{label: paths} of the endpoints to watch."""
     if name:
         own = endpoint_paths(name)
-        if not own.config_dir.exists() and not system_mode() and _system(name).config_dir.exists():
-            return {name: _system(name)}  # a multi-user endpoint of this host, which this user may use
+        if not own.config_dir.exists() and not system_mode() and system_endpoint_paths(name).config_dir.exists():
+            return {name: system_endpoint_paths(name)}  # a multi-user endpoint of this host, which this user may use
         return {name: own}
     found = {n: endpoint_paths(n) for n in list_endpoint_names()}
     if not system_mode() and not os.environ.get("GCE_HOME"):
         for n in _system_names():
-            found.setdefault(n, _system(n))
+            found.setdefault(n, system_endpoint_paths(n))
     if system_mode() or accounts is not None:
         for user, uid, home in _accounts() if accounts is None else accounts:
             for n, paths in personal(uid, home):
@@ -68,17 +69,11 @@ def is_personal(label: str) -> bool:
     return ":" in label and os.geteuid() == 0
 
 
-def _system(name: str) -> EndpointPaths:
-    """Where root's endpoint NAME lives (gce.config.paths.endpoint_paths, as root sees it)."""
-    return EndpointPaths(name, Path("/etc/gce") / name, Path("/var/lib/gce") / name, Path("/run/gce"),
-                         Path("/var/log/gce") / f"{name}.log")
-
-
 def _system_names() -> list[str]:
     """Root's endpoints that this user may ask: those whose control socket is there to connect to
     (a multi-user endpoint answers each local user about their own work)."""
     try:
-        names = sorted(d.name for d in Path("/etc/gce").iterdir() if d.is_dir())
+        names = sorted(d.name for d in SYSTEM_CONFIG_DIR.iterdir() if d.is_dir())
     except OSError:
         return []
-    return [n for n in names if _system(n).control_socket.exists()]
+    return [n for n in names if system_endpoint_paths(n).control_socket.exists()]
