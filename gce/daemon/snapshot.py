@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from itertools import islice
@@ -75,17 +75,22 @@ def _engine(uep: _Uep) -> EngineStatus:
         return EngineStatus(error=f"the user endpoint reported an unreadable engine status: {e}")
 
 
-def uep_status(uep: _Uep) -> UepStatus:
+def uep_status(uep: _Uep, idle_timeout: float | None = None) -> UepStatus:
+    """UEP's status; IDLE_TIMEOUT when the endpoint stops it after that long without work (the
+    UEPs of a multi-user endpoint: gce.daemon.dispatch.Dispatcher.stop_idle)."""
+    idle = uep.idle_for()
     return UepStatus(
         key=uep.key, pid=uep.pid, state=_word(uep.state), reason=uep.reason, python=uep.python,
         in_flight=len(uep.in_flight), queued=len(uep.queued), started_at=uep.started_at or None,
-        idle_for=uep.idle_for(), engine=_engine(uep),
+        idle_for=idle, stops_in=max(0.0, idle_timeout - idle) if idle_timeout is not None and idle > 0 else None,
+        engine=_engine(uep),
     )
 
 
 def snapshot(m: _Manager) -> EndpointStatus:
     """The manager's status now: what it is and does, with its user endpoints."""
-    ueps: Iterable[_Uep] = (u for u in (m.uep, *m.ueps.values()) if u is not None)
+    personal = () if m.uep is None else (uep_status(m.uep),)
+    idle_timeout = float(m.config.idle_timeout)
     refused = m.link.problems()  # fixed words: the broker's copy of the status shows them to submitters
     problems = ([f"not taking tasks: {m.commit.error}"] if m.commit.error else []) + refused
     entries = m.spool.entries.values()
@@ -100,7 +105,7 @@ def snapshot(m: _Manager) -> EndpointStatus:
         tasks=TaskCounts(**{k: v for k, v in m.counts.items() if k in TaskCounts.__dataclass_fields__},
                          in_flight=sum(1 for e in entries if e.kind == TASK),
                          unconfirmed_results=sum(1 for e in entries if e.kind == RESULT)),
-        user_endpoints=tuple(uep_status(u) for u in ueps),
+        user_endpoints=personal + tuple(uep_status(u, idle_timeout) for u in m.ueps.values()),
         recent_tasks=tuple(m.outbox.recent),
     )
 

@@ -138,18 +138,20 @@ class UepStatus:
     started_at: float | None = None
     idle_for: float | None = None
     engine: EngineStatus = field(default_factory=EngineStatus)
+    stops_in: float | None = None  # a multi-user endpoint's idle UEP: seconds until it is stopped for idleness
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "pid": self.pid, "state": self.state, "reason": self.reason,
                 "python": self.python, "engine": self.engine.to_dict(), "in_flight": self.in_flight,
-                "queued": self.queued, "started_at": self.started_at, "idle_for": self.idle_for}
+                "queued": self.queued, "started_at": self.started_at, "idle_for": self.idle_for,
+                "stops_in": self.stops_in}
 
     @classmethod
     def from_dict(cls, data: object, where: str = "user_endpoint") -> UepStatus:
         r = Reader(data, where)
         return cls(r.text("key"), r.opt_integer("pid"), r.text("state"), r.text("reason"), r.text("python"),
                    r.integer("in_flight"), r.integer("queued"), r.opt_number("started_at"), r.opt_number("idle_for"),
-                   EngineStatus.from_dict(r.obj("engine").data, r.name("engine")))
+                   EngineStatus.from_dict(r.obj("engine").data, r.name("engine")), r.opt_number("stops_in"))
 
 
 @dataclass(frozen=True)

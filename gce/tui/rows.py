@@ -16,7 +16,7 @@ Row = tuple[str, tuple[str, ...]]
 
 ENDPOINTS = ("NAME", "STATE", "BROKER", "HOST", "ENGINE", "UPTIME", "GCE", "IN/s", "OUT/s", "OUTSTANDING",
              "FAILED 5m")
-USER_ENDPOINTS = ("ENDPOINT", "USER ENDPOINT", "LOCAL USER", "IDENTITY", "PID", "STATE", "IDLE FOR", "DONE",
+USER_ENDPOINTS = ("ENDPOINT", "USER ENDPOINT", "LOCAL USER", "IDENTITY", "PID", "STATE", "IDLE / STOPS IN", "DONE",
                   "FAILED", "RSS")
 BLOCKS = ("ENDPOINT", "USER ENDPOINT", "BLOCK", "JOB", "PROVIDER", "STATE", "SCHEDULER", "AGE", "WALLTIME LEFT",
           "WORKERS", "REASON")
@@ -102,7 +102,10 @@ def uep_rows(snap: Snapshot, endpoint: str | None = None) -> list[Row]:
         if uep.get("reason") and state != "running":
             state = f"{state}: {uep['reason']}"
         user = key.split("/", 1)[0] if "/" in key else "-"
-        cells = [view.name, key, user, _identity(view, key), uep.get("pid"), state, duration(uep.get("idle_for")),
+        idle = duration(uep.get("idle_for"))
+        if uep.get("stops_in") is not None:  # a multi-user endpoint stops an idle one after its idle_timeout
+            idle = f"{idle} / {duration(uep['stops_in'])}"
+        cells = [view.name, key, user, _identity(view, key), uep.get("pid"), state, idle,
                  engine.get("done"), engine.get("failed"), size(view.rss.get(key))]
         rows.append((f"{view.name}/{key}", tuple(literal(c) for c in cells)))
     return rows

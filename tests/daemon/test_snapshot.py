@@ -79,3 +79,23 @@ def test_a_snapshot_holds_the_task_events_since_a_cursor_and_a_failed_task_its_s
         assert e.value.code == "NOT_FOUND"
     finally:
         ep.stop()
+
+
+def test_an_idle_user_endpoint_says_when_it_will_be_stopped_and_a_busy_one_does_not():
+    """stops_in is what is left of the idle timeout of a multi-user endpoint's UEP without work;
+    None while it has work, and for a personal endpoint's UEP (never stopped for idleness)."""
+    from types import SimpleNamespace
+
+    from gce.daemon.snapshot import uep_status
+    from gce.daemon.states import UepState
+
+    def uep(idle: float, in_flight: dict) -> SimpleNamespace:
+        return SimpleNamespace(key="alice/3f2a", pid=42, state=UepState.RUNNING, reason="", python="3.11",
+                               in_flight=in_flight, queued=[], started_at=1.0, engine_status={},
+                               idle_for=lambda: idle)
+
+    assert uep_status(uep(100.0, {}), idle_timeout=1800.0).stops_in == 1700.0
+    assert uep_status(uep(2000.0, {}), idle_timeout=1800.0).stops_in == 0.0
+    assert uep_status(uep(0.0, {"t": 1}), idle_timeout=1800.0).stops_in is None
+    assert uep_status(uep(100.0, {}), idle_timeout=None).stops_in is None
+    assert uep_status(uep(100.0, {}), idle_timeout=1800.0).to_dict()["stops_in"] == 1700.0

@@ -19,9 +19,9 @@ def _block(block_id, job, state, raw, age, left, workers, reason=""):
             "submit_script": None, "stdout": None, "stderr": None}
 
 
-def _uep(key, pid, state, done, failed, blocks=(), nodes=(), reason="", idle=3.0):
+def _uep(key, pid, state, done, failed, blocks=(), nodes=(), reason="", idle=3.0, stops_in=None):
     return {"key": key, "pid": pid, "state": state, "reason": reason, "python": "3.11.2", "in_flight": 1,
-            "queued": 0, "started_at": T - 600, "idle_for": idle,
+            "queued": 0, "started_at": T - 600, "idle_for": idle, "stops_in": stops_in,
             "engine": {"type": "HighThroughputEngine", "outstanding": 1, "done": done, "failed": failed,
                        "blocks": len(blocks), "managers": len(nodes), "workers_total": 4, "workers_idle": 3,
                        "versions": {"python": "3.11.2", "parsl": "2025.1.6", "gce": "0.1.0"},
@@ -40,7 +40,7 @@ def snapshot() -> Snapshot:
         "broker": {"url": "amqps://broker.example.org/gce", "connected": True, "last_error": None},
         "tasks": {"received": 42, "completed": 38, "failed": 3, "in_flight": 1},
         "user_endpoints": [
-            _uep("alice/3f2a", 4242, "running", 30, 2,
+            _uep("alice/3f2a", 4242, "running", 30, 2, stops_in=1797.0,
                  blocks=[_block("0", "81234", "running", "RUNNING", 1500, 2100.0, 2),
                          _block("1", "81240", "pending", "PENDING", 60, None, 0, "Priority")],
                  nodes=[{"manager": "a1b2c3", "host": "node01", "block_id": "0", "workers": 4, "busy": 1, "idle": 3,

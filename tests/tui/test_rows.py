@@ -110,3 +110,13 @@ def test_a_refresh_updates_cells_in_place_and_new_rows_land_where_they_belong(tm
         assert table.selected_key() == "cluster/5b2e"  # the cursor stays on its task
 
     _run(app, test)
+
+
+def test_a_multi_user_endpoint_s_idle_user_endpoint_says_when_it_stops():
+    from gce.tui.rows import USER_ENDPOINTS, uep_rows
+    from tests.tui.fixed import snapshot
+
+    rows = dict(uep_rows(snapshot()))
+    column = USER_ENDPOINTS.index("IDLE / STOPS IN")
+    assert rows["cluster/alice/3f2a"][column] == "3.0s / 29m57s"
+    assert rows["cluster/bob/9e01"][column] == "-"  # a UEP at work (idle_for unknown) has no stop coming
