@@ -26,7 +26,7 @@ from gce.tui.detail import Detail
 from gce.tui.endpoints import EndpointsTable
 from gce.tui.help import Help
 from gce.tui.log import LogView, read_new
-from gce.tui.rows import banner
+from gce.tui.rows import activity, banner
 from gce.tui.table import LiveTable
 from gce.tui.tasks import TasksTable
 from gce.tui.text import cell
@@ -132,7 +132,7 @@ class MonitorApp(App[None]):
         shown.update(cell(" | ".join(notes)))
         shown.set_class(bool(notes), "shown")
         view = snap.endpoint(self.selected("endpoints") or "") or (snap.endpoints[0] if snap.endpoints else None)
-        self.query_one(Sparkline).data = [a + b for a, b in view.rates] if view else []
+        self.query_one(Sparkline).data = activity(view.rates if view else ())
         if found is not None:
             self.query_one(LogView).write_new(log_path, found)
         self.sub_title = " ".join(filter(None, [self.opened or "every endpoint", "(paused)" if self.paused else ""]))

@@ -7,7 +7,7 @@ cell that a user controls goes through gce.tui.text.literal.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from gce.tui.collect import EndpointView, Snapshot, failed_lately
 from gce.tui.text import literal
@@ -23,6 +23,13 @@ BLOCKS = ("ENDPOINT", "USER ENDPOINT", "BLOCK", "JOB", "PROVIDER", "STATE", "SCH
 WORKERS = ("ENDPOINT", "USER ENDPOINT", "HOST", "BLOCK", "BUSY", "IDLE", "RUNNING", "HEARTBEAT")
 TASKS = ("TASK", "FUNCTION", "SUBMITTER", "STATE", "QUEUED FOR", "RAN FOR", "CODE", "ENDPOINT", "MESSAGE")
 SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", "ThreadPoolEngine": "thread"}
+
+
+def activity(rates: Sequence[tuple[float, float]]) -> list[float]:
+    """The sparkline of tasks in and out per second; empty while nothing moves, since textual
+    draws a flat series as full bars and an idle endpoint must not look fully loaded."""
+    total = [a + b for a, b in rates]
+    return total if any(total) else []
 
 
 def duration(seconds: Any) -> str:

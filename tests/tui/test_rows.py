@@ -120,3 +120,11 @@ def test_a_multi_user_endpoint_s_idle_user_endpoint_says_when_it_stops():
     column = USER_ENDPOINTS.index("IDLE / STOPS IN")
     assert rows["cluster/alice/3f2a"][column] == "3.0s / 29m57s"
     assert rows["cluster/bob/9e01"][column] == "-"  # a UEP at work (idle_for unknown) has no stop coming
+
+
+def test_the_sparkline_of_an_idle_endpoint_is_empty_not_a_full_bar():
+    from gce.tui.rows import activity
+
+    assert activity([(0.0, 0.0), (0.0, 0.0)]) == []
+    assert activity([(3.0, 1.0), (0.0, 0.0)]) == [4.0, 0.0]
+    assert activity(()) == []
