@@ -67,6 +67,30 @@ def configured_paths(name: str, exit_code: int = EX_CONFIG) -> EndpointPaths:
     return paths
 
 
+def shared_endpoint(name: str) -> EndpointPaths | None:
+    """A running multi-user endpoint NAME of this host that this (non-root) user may ask about
+    their own work, when it is not one of their own: its files are root's, but its control
+    socket answers every local user about what is theirs (gce.daemon.control_commands)."""
+    import os
+
+    from gce.config.paths import system_endpoint_paths, validate_name
+    from gce.errors import GceError
+
+    if os.geteuid() == 0:
+        return None
+    try:
+        validate_name(name)
+    except GceError:
+        return None
+    for paths in (endpoint_paths(name), system_endpoint_paths(name)):
+        try:
+            if paths.control_socket.exists():
+                return paths
+        except OSError:
+            continue
+    return None
+
+
 def format_duration(seconds: float | None) -> str:
     """A short human duration: '45s', '12m 03s', '5h 07m', '3d 04h'."""
     if seconds is None or seconds < 0:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths, format_duration
-from gce.errors import NotRunning
+from gce.commands import NameArg, configured_paths, format_duration, shared_endpoint
+from gce.errors import ConfigError, NotRunning, PermissionDenied
 
 if TYPE_CHECKING:
     from gce.config.paths import EndpointPaths
@@ -31,7 +31,13 @@ def running_client(name: str) -> tuple[EndpointPaths, EndpointClient]:
     not run, ConfigError (78) when there is no such endpoint."""
     from gce.daemon.client import EndpointClient
 
-    paths = configured_paths(name)
+    try:
+        paths = configured_paths(name)
+    except (ConfigError, PermissionDenied):
+        shared = shared_endpoint(name)
+        if shared is None:
+            raise
+        return shared, EndpointClient(shared)  # its socket says whether it runs: its files are root's
     client = EndpointClient(paths)
     live = client.liveness()
     if live.state != "running":

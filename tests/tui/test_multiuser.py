@@ -22,11 +22,15 @@ def square(x):
     return x * x
 
 
-def _monitor(*args: str, user: str | None = None) -> subprocess.CompletedProcess:
+def _gce(command: str, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
     env = {"GCE_HOME": os.environ["GCE_HOME"], "PATH": os.environ["PATH"], "LANG": "C.UTF-8", "COLUMNS": "300"}
     runas = ["runuser", "-u", user, "--"] if user else []
-    return subprocess.run([*runas, "env", *(f"{k}={v}" for k, v in env.items()), GCE, "monitor", *args],
+    return subprocess.run([*runas, "env", *(f"{k}={v}" for k, v in env.items()), GCE, command, *args],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, cwd="/")
+
+
+def _monitor(*args: str, user: str | None = None) -> subprocess.CompletedProcess:
+    return _gce("monitor", *args, user=user)
 
 
 def test_each_local_user_sees_only_their_own_and_root_sees_all(broker):
@@ -53,6 +57,14 @@ def test_each_local_user_sees_only_their_own_and_root_sees_all(broker):
             assert [u["key"].split("/")[0] for u in mine["status"]["user_endpoints"]] == [alice]
             assert {t.get("submitter") for t in mine["tasks"]} == {"alice@uni.edu"}
             assert bob not in done.stdout and "bob@uni.edu" not in done.stdout
+
+            # The same for scripts: gce tasks and gce blocks, as alice, through the endpoint's socket
+            # (its files are root's and alice may not read them).
+            for command in ("tasks", "blocks"):
+                hers = _gce(command, "mu", "--json", user=alice)
+                assert hers.returncode == 0, hers.stderr
+                assert bob not in hers.stdout and "bob@uni.edu" not in hers.stdout
+            assert "alice@uni.edu" in _gce("tasks", "mu", "--json", user=alice).stdout
 
             bobs = next(u["key"] for u in root_view["status"]["user_endpoints"] if u["key"].startswith(bob))
             refused = subprocess.run(
