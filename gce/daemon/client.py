@@ -25,7 +25,7 @@ from gce.daemon.status import EndpointStatus as EndpointStatus
 from gce.daemon.status import EngineStatus as EngineStatus
 from gce.daemon.status import Snapshot as Snapshot
 from gce.daemon.status import UepStatus as UepStatus
-from gce.errors import GceError, Unavailable
+from gce.errors import GceError, TemporaryFailure, Unavailable
 
 if TYPE_CHECKING:
     from gce.config.model import EndpointConfig
@@ -95,6 +95,8 @@ class EndpointClient:
             code = (reply.code or control.ControlCode.INTERNAL).value
             if code == control.ControlCode.UNKNOWN_COMMAND.value and reply.gce_version != __version__:
                 raise older_manager(self.paths.name, reply.gce_version, reply.protocol, reply.error)
+            if code == control.ControlCode.BUSY.value:  # this user's other requests hold the socket
+                raise TemporaryFailure(what, reply.error, hint="try again in a few seconds")
             raise ManagerError(what, reply.error, code)
         return data, reply.protocol, reply.gce_version
 

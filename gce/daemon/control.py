@@ -33,6 +33,14 @@ from gce.errors import NotRunning, PermissionDenied
 from gce.transport import limits
 
 MAX_REQUEST = 64 * 1024
+# On a multi-user endpoint every local user may connect. One who opens connections and sends
+# nothing, or asks and never reads, must not tie up the root manager's file descriptors and the
+# memory of its replies: a few connections per user at a time (the rest are told BUSY at once),
+# and a reply not taken within WRITE_TIMEOUT is dropped. Root and the owner are not limited.
+PEER_CONNECTIONS = 4  # per uid, for uids other than root and the manager's own
+OTHERS_CONNECTIONS = 64  # for all of them together
+WRITE_TIMEOUT = 10.0  # seconds a reply may wait for its peer to read it
+READ_TIMEOUT = 10.0  # seconds a peer may take to send its request line
 
 
 class ControlCode(str, Enum):
@@ -40,6 +48,7 @@ class ControlCode(str, Enum):
     UNKNOWN_COMMAND = "UNKNOWN_COMMAND"  # a command this manager does not know (it may be older)
     BAD_REQUEST = "BAD_REQUEST"  # the request line is not a request
     NOT_FOUND = "NOT_FOUND"  # no such task or user endpoint (or none the peer may see)
+    BUSY = "BUSY"  # the peer has as many connections open as it may: try again
     INTERNAL = "INTERNAL"  # the manager failed to answer; its log says why
 
     @classmethod
@@ -138,7 +147,7 @@ async def _answer(reader: asyncio.StreamReader, uid: int, own_uid: int, handler:
     try:
         # Read before refusing: closing on an unread request would reset the connection, and
         # the refused peer would never see why.
-        line = await asyncio.wait_for(reader.readline(), timeout=10)
+        line = await asyncio.wait_for(reader.readline(), timeout=READ_TIMEOUT)
         if uid not in (0, own_uid) and not others:
             return Reply.failure(ControlCode.PERMISSION_DENIED,
                                  "permission denied: this endpoint belongs to another user")
@@ -148,35 +157,71 @@ async def _answer(reader: asyncio.StreamReader, uid: int, own_uid: int, handler:
     return await handler(Request.from_dict(data), uid)
 
 
+def _busy(counts: dict[int, int], uid: int) -> str:
+    """Why a connection of UID is not served now, or "" when it is."""
+    if counts.get(uid, 0) >= PEER_CONNECTIONS:
+        return (f"the endpoint is already answering {PEER_CONNECTIONS} requests of this user; "
+                "try again when they are done")
+    if sum(counts.values()) >= OTHERS_CONNECTIONS:
+        return "the endpoint is answering as many requests of other users as it takes at once; try again shortly"
+    return ""
+
+
+def connections_of(server: asyncio.AbstractServer, uid: int) -> int:
+    """How many connections of UID SERVER (from serve) holds now."""
+    counts: dict[int, int] = getattr(server, "gce_connections", {})
+    return counts.get(uid, 0)
+
+
 async def serve(path: Path, handler: Handler, *, others: bool = False) -> asyncio.AbstractServer:
     """Answer requests on the unix socket PATH with HANDLER. Only root and this process's uid
     may connect, unless OTHERS (a multi-user endpoint): then every local user may, and HANDLER
-    answers each for their uid."""
+    answers each for their uid, a few of their connections at a time (see PEER_CONNECTIONS)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         path.unlink()
     except FileNotFoundError:
         pass
     own_uid = os.geteuid()
+    counts: dict[int, int] = {}  # uid -> connections held now, for uids other than root and the owner
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid, counted = -1, False
         try:
-            reply = await _answer(reader, peer_uid(writer.get_extra_info("socket")), own_uid, handler, others)
+            uid = peer_uid(writer.get_extra_info("socket"))
+            busy = _busy(counts, uid) if uid not in (0, own_uid) else ""
+            if busy:
+                try:  # its request is read (briefly) so that it sees the reply, not a reset
+                    await asyncio.wait_for(reader.readline(), timeout=1.0)
+                except (asyncio.TimeoutError, ValueError, ConnectionError):
+                    pass
+                reply = Reply.failure(ControlCode.BUSY, busy)
+            else:
+                if uid not in (0, own_uid):
+                    counts[uid], counted = counts.get(uid, 0) + 1, True
+                reply = await _answer(reader, uid, own_uid, handler, others)
         except ControlError as e:
             reply = Reply.failure(e.code, e.text)
         except Exception as e:  # a bad client must never hurt the manager
             reply = Reply.failure(ControlCode.INTERNAL, f"{type(e).__name__}: {e}")
         try:
             writer.write(json.dumps(reply.to_dict(), default=str).encode() + b"\n")
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+        except (asyncio.TimeoutError, ConnectionError):
+            writer.transport.abort()  # a peer that does not read its reply loses it
         finally:
             writer.close()
+            if counted:
+                counts[uid] -= 1
+                if not counts[uid]:
+                    del counts[uid]
 
     old = os.umask(0o077)
     try:
         server = await asyncio.start_unix_server(on_client, path=str(path), limit=MAX_REQUEST)
     finally:
         os.umask(old)
+    setattr(server, "gce_connections", counts)
     if others:  # SO_PEERCRED decides who sees what; the file's mode would only keep users out
         path.chmod(0o666)
         parent = path.parent.stat()

@@ -113,3 +113,17 @@ def test_a_refused_action_raises_permission_denied(gce_home):
     with serving(paths, refuse), pytest.raises(GceError) as e:
         EndpointClient(paths).stop_uep("bob/1")
     assert e.value.exit_code == 77 and "not your user endpoint" in str(e.value)
+
+
+def test_a_busy_manager_is_a_temporary_failure_to_try_again(gce_home):
+    """BUSY (the user's other connections hold the socket) exits 75, with a hint to try again."""
+    from gce.errors import TemporaryFailure
+
+    async def busy(request: Request, uid: int) -> Reply:
+        return Reply.failure(ControlCode.BUSY, "the endpoint is already answering 4 requests of this user")
+
+    paths = endpoint_paths("demo")
+    with serving(paths, busy):
+        with pytest.raises(TemporaryFailure) as e:
+            EndpointClient(paths).status()
+    assert e.value.exit_code == 75 and "4 requests" in str(e.value) and "try again" in e.value.hint

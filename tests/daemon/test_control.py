@@ -278,3 +278,74 @@ def test_a_local_user_acts_only_on_their_own_user_endpoints(socket_dir):
     assert [r.get("code") for r in replies] == ["PERMISSION_DENIED", "PERMISSION_DENIED", "NOT_FOUND", "BAD_REQUEST",
                                                 "BAD_REQUEST", None, None]
     assert ep.stopped == ["nobody/9c1d"] and ep.cancelled == [("nobody/9c1d", "0")]
+
+
+HOLDER = """
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+if sys.argv[3] == "read":  # one more, whose reply is read: refused at once while the others are held
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(sys.argv[1])
+    s.sendall(b'{"command": "status"}\\n')
+    print(s.makefile().readline(), flush=True)
+else:  # ask for a large reply on each and never read it
+    for s in held:
+        s.sendall(b'{"command": "status"}\\n')
+    print("sent", flush=True)
+time.sleep(30)
+"""
+
+
+def test_a_local_user_cannot_hold_the_socket_with_idle_or_unread_connections(socket_dir, monkeypatch):
+    """On a multi-user endpoint every local user may connect: one who opens connections and sends
+    nothing, or asks and never reads, must not tie up the root manager (its file descriptors, the
+    memory of the replies): a few connections per user at a time, the rest refused at once with
+    BUSY, and a reply not taken within the write timeout is dropped."""
+    monkeypatch.setattr(control, "WRITE_TIMEOUT", 1.0)
+
+    async def big(request: Request, uid: int) -> Reply:  # a reply far over the socket's buffer
+        return Reply.success({"blob": "x" * 4_000_000})
+
+    async def main() -> tuple[dict, float, dict]:
+        path = socket_dir / "c.sock"
+        server = await control.serve(path, big, others=True)
+        ids = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+        try:
+            holder = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", HOLDER, str(path), str(control.PEER_CONNECTIONS), "read",
+                stdout=asyncio.subprocess.PIPE, cwd="/", **ids)
+            line = await asyncio.wait_for(holder.stdout.readline(), 10)
+            holder.kill()
+            await holder.wait()
+            refused = json.loads(line)
+            # Connections that asked and do not read: their replies go after WRITE_TIMEOUT.
+            loop = asyncio.get_running_loop()
+            reader = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", HOLDER, str(path), str(control.PEER_CONNECTIONS), "write",
+                stdout=asyncio.subprocess.PIPE, cwd="/", **ids)
+            assert await asyncio.wait_for(reader.stdout.readline(), 10) == b"sent\n"
+            start = loop.time()
+            while control.connections_of(server, NOBODY) < control.PEER_CONNECTIONS and loop.time() - start < 5:
+                await asyncio.sleep(0.01)
+            assert control.connections_of(server, NOBODY) == control.PEER_CONNECTIONS  # held, replies unread
+            start = loop.time()
+            while control.connections_of(server, NOBODY) and loop.time() - start < 10:
+                await asyncio.sleep(0.05)
+            held_for = loop.time() - start
+            reader.kill()
+            await reader.wait()
+            after = await _peer(path, json.dumps({"command": "status"}), uid=NOBODY)
+            return refused, held_for, after
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    refused, held_for, after = asyncio.run(main())
+    assert refused["ok"] is False and refused["code"] == "BUSY", refused
+    assert 0.5 < held_for < 5, f"unread replies were held {held_for:.1f} s (WRITE_TIMEOUT is 1 s)"
+    assert after["ok"] is True  # once they went, the user is answered again
