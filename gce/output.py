@@ -60,6 +60,28 @@ def plain(text: str) -> str:
     return _SEQUENCE.sub("", text)
 
 
+# Engine types as tables show them, where a column is narrow.
+SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", "ThreadPoolEngine": "thread"}
+
+
+def duration(seconds: Any, sep: str = " ", tenths_below: float = 0.0) -> str:
+    """A short human duration: '45s', '12m 03s', '5h 07m', '3d 04h' ('-' when unknown). SEP goes
+    between the units ('' where a column is narrow: '12m03s'); below TENTHS_BELOW seconds it
+    counts tenths ('0.3s')."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+        return "-"
+    if seconds < tenths_below:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{sep}{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{sep}{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{sep}{s % 86400 // 3600:02d}h"
+
+
 def console(stderr: bool = False) -> Console:
     """A console on stdout (or stderr) for the current streams and environment."""
     from rich.console import Console

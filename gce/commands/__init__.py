@@ -91,20 +91,6 @@ def shared_endpoint(name: str) -> EndpointPaths | None:
     return None
 
 
-def format_duration(seconds: float | None) -> str:
-    """A short human duration: '45s', '12m 03s', '5h 07m', '3d 04h'."""
-    if seconds is None or seconds < 0:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
-
-
 def read_url_file(path: Path) -> str:
     """The first line of PATH that is neither empty nor a comment."""
     try:

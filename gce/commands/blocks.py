@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths, format_duration, shared_endpoint
+from gce.commands import NameArg, configured_paths, shared_endpoint
 from gce.errors import ConfigError, NotRunning, PermissionDenied
 
 if TYPE_CHECKING:
@@ -78,8 +78,8 @@ def block_rows(ueps: list[UepStatus], now: float) -> list[list[Any]]:
             continue
         for b in engine.block_list:
             state = b.state + (f" ({b.raw_state})" if b.raw_state and b.raw_state.lower() != b.state else "")
-            age = format_duration(now - b.submitted_at) if b.submitted_at else None
-            left = format_duration(b.walltime_left) if b.walltime_left is not None else None
+            age = output.duration(now - b.submitted_at) if b.submitted_at else None
+            left = output.duration(b.walltime_left) if b.walltime_left is not None else None
             rows.append([uep.key, b.block_id, b.job_id, b.provider, state, age, left, b.workers, b.reason])
     return rows
 

@@ -8,13 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from gce import output
-from gce.commands import format_duration
 from gce.config.paths import EndpointPaths, config_root, endpoint_paths, list_endpoint_names
 from gce.errors import GceError, PermissionDenied
 
 COLUMNS = ("NAME", "ENDPOINT ID", "STATE", "PID", "HOST", "ENGINE", "UPTIME")
 CONTROL_TIMEOUT = 2.0
-SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", "ThreadPoolEngine": "thread"}
 
 
 def summarize(paths: EndpointPaths, now: float) -> dict[str, Any]:
@@ -91,7 +89,7 @@ def table_row(row: dict[str, Any]) -> list[Any]:
     engine = row["engine_type"]
     return [
         row["name"], row["endpoint_id"], state_cell(row), row["pid"], row["host"],
-        SHORT_ENGINE.get(engine, engine), format_duration(row["uptime"]) if row["uptime"] is not None else None,
+        output.SHORT_ENGINE.get(engine, engine), output.duration(row["uptime"]) if row["uptime"] is not None else None,
     ]
 
 

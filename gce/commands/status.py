@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths, format_duration
+from gce.commands import NameArg, configured_paths
 from gce.errors import GceError
 
 LSB_NOT_RUNNING = 3
@@ -46,7 +46,7 @@ def status_fields(data: dict[str, Any]) -> list[tuple[str, str]]:
     if data.get("pid"):
         fields.append(("pid", f"{data['pid']} on {data['host']}" if data.get("host") else str(data["pid"])))
     if isinstance(data.get("uptime"), (int, float)):
-        fields.append(("uptime", format_duration(data["uptime"])))
+        fields.append(("uptime", output.duration(data["uptime"])))
     if data.get("gce_version"):
         fields.append(("gce version", str(data["gce_version"])))
     broker = data.get("broker")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from gce import output
-from gce.commands import NameArg, format_duration
+from gce.commands import NameArg
 from gce.commands.blocks import running_client
 from gce.errors import GceError
 
@@ -28,7 +28,7 @@ def seconds(value: float | None) -> str | None:
     """A task's time: tenths of a second while short ('0.3s'), then gce's usual '12m 03s'."""
     if value is None:
         return None
-    return f"{value:.1f}s" if value < 60 else format_duration(value)
+    return output.duration(value, tenths_below=60)
 
 
 def clock(at: float | None) -> str | None:

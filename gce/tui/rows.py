@@ -10,6 +10,7 @@ import time
 from typing import Any, Iterator, Sequence
 
 from gce.tui.collect import EndpointView, Snapshot, failed_lately
+from gce import output
 from gce.tui.text import literal
 
 Row = tuple[str, tuple[str, ...]]
@@ -22,7 +23,6 @@ BLOCKS = ("ENDPOINT", "USER ENDPOINT", "BLOCK", "JOB", "PROVIDER", "STATE", "SCH
           "WORKERS", "REASON")
 WORKERS = ("ENDPOINT", "USER ENDPOINT", "HOST", "BLOCK", "BUSY", "IDLE", "RUNNING", "HEARTBEAT")
 TASKS = ("TASK", "FUNCTION", "SUBMITTER", "STATE", "QUEUED FOR", "RAN FOR", "CODE", "ENDPOINT", "MESSAGE")
-SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", "ThreadPoolEngine": "thread"}
 
 
 def activity(rates: Sequence[tuple[float, float]]) -> list[float]:
@@ -33,17 +33,8 @@ def activity(rates: Sequence[tuple[float, float]]) -> list[float]:
 
 
 def duration(seconds: Any) -> str:
-    """'45s', '12m03s', '5h07m', '3d04h' ('-' when unknown): short enough for 80 columns."""
-    if not isinstance(seconds, (int, float)) or seconds < 0:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    """'4.5s', '45s', '12m03s', '5h07m', '3d04h' ('-' when unknown): short enough for 80 columns."""
+    return output.duration(seconds, sep="", tenths_below=10)
 
 
 def size(n: Any) -> str:
@@ -81,7 +72,7 @@ def endpoint_rows(snap: Snapshot) -> list[Row]:
         else:
             engine = str(s.get("engine_type") or "")
             cells = [view.name, state_of(view, snap.taken_at), _broker(s), s.get("host"),
-                     SHORT_ENGINE.get(engine, engine), duration(s.get("uptime")), s.get("gce_version"),
+                     output.SHORT_ENGINE.get(engine, engine), duration(s.get("uptime")), s.get("gce_version"),
                      "-" if inn is None else f"{inn:.1f}", "-" if out is None else f"{out:.1f}",
                      str((s.get("tasks") or {}).get("in_flight", "-")), str(failed_lately(view, snap.taken_at))]
         rows.append((view.name, tuple(literal(c) for c in cells)))
