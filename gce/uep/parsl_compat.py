@@ -89,12 +89,17 @@ def connected_managers(htex: Any) -> list[dict[str, Any]]:
     return managers
 
 
+def _dict_of(owner: Any, attr: str, what: str) -> dict[Any, Any]:
+    """OWNER's attribute ATTR, which parsl keeps as a dict of WHAT; ParslChanged when it is not."""
+    value = getattr(owner, attr, None)
+    if not isinstance(value, dict):
+        raise ParslChanged(f"{type(owner).__name__}.{attr}, {what}, is {type(value).__name__}, not a dict")
+    return value
+
+
 def block_states(htex: Any) -> dict[str, Any]:
     """HTEX's blocks by id, each a parsl JobStatus: ``.terminal`` and ``.state.name``."""
-    blocks = getattr(htex, "status_facade", None)
-    if not isinstance(blocks, dict):
-        raise ParslChanged(f"{type(htex).__name__}.status_facade, the blocks' states by block id, is "
-                           f"{type(blocks).__name__}, not a dict")
+    blocks = _dict_of(htex, "status_facade", "the blocks' states by block id")
     for status in blocks.values():
         if not isinstance(getattr(status, "terminal", None), bool) or not isinstance(
                 getattr(getattr(status, "state", None), "name", None), str):
@@ -105,11 +110,7 @@ def block_states(htex: Any) -> dict[str, Any]:
 
 def block_jobs(htex: Any) -> dict[str, Any]:
     """HTEX's job id of each block it submitted, by block id."""
-    jobs = getattr(htex, "blocks_to_job_id", None)
-    if not isinstance(jobs, dict):
-        raise ParslChanged(f"{type(htex).__name__}.blocks_to_job_id, the job id of each block, is "
-                           f"{type(jobs).__name__}, not a dict")
-    return dict(jobs)
+    return dict(_dict_of(htex, "blocks_to_job_id", "the job id of each block"))
 
 
 def job_files(provider: Any, job_id: Any) -> tuple[str | None, str | None, str | None]:
@@ -250,10 +251,7 @@ def launch_cmd_with_pool(pool: str) -> str:
 def mark_jobs_known(provider: Any, jobs: list[Any]) -> None:
     """Make a freshly built PROVIDER know JOBS (submitted by a previous provider), so that its
     cancel() cancels them: parsl's providers only cancel the jobs in their ``resources``."""
-    known = getattr(provider, "resources", None)
-    if not isinstance(known, dict):
-        raise ParslChanged(f"{type(provider).__name__}.resources, the jobs a provider knows by job id, is "
-                           f"{type(known).__name__}, not a dict")
+    known = _dict_of(provider, "resources", "the jobs a provider knows by job id")
     from parsl.jobs.states import JobState, JobStatus
 
     for job in jobs:
