@@ -10,29 +10,11 @@ load common
 REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 
 setup_file() {
-    export BROKER_DIR="$BATS_FILE_TMPDIR/broker"
-    mkdir -p "$BROKER_DIR"
-    # fd 3 closed: bats waits for whatever still holds it. The helper also stops when bats dies.
-    (cd "$REPO" && exec python -m tests.broker "$BROKER_DIR") >"$BATS_FILE_TMPDIR/broker.log" 2>&1 3>&- &
-    echo $! >"$BATS_FILE_TMPDIR/broker.pid"
-    for _ in $(seq 900); do  # a boot takes ~5 s, much more on a busy machine
-        [ -f "$BROKER_DIR/port" ] && break
-        if ! kill -0 "$(cat "$BATS_FILE_TMPDIR/broker.pid")" 2>/dev/null; then
-            echo "the private broker exited:" >&3; cat "$BATS_FILE_TMPDIR/broker.log" >&3; return 1
-        fi
-        sleep 0.1
-    done
-    [ -f "$BROKER_DIR/port" ] || { echo "the private broker did not answer within 90 s" >&3; return 1; }
-    export BROKER_PORT=$(cat "$BROKER_DIR/port")
+    start_private_broker
 }
 
 teardown_file() {
-    local pid
-    pid=$(cat "$BATS_FILE_TMPDIR/broker.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    echo "the private broker (pid $pid) did not stop within 60 s" >&3
-    return 1
+    stop_private_broker
 }
 
 setup() {

@@ -8,24 +8,9 @@
 
 load common
 
-REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
-
 setup_file() {
     export GCE_HOME="$BATS_FILE_TMPDIR/gce-home"
-    export BROKER_DIR="$BATS_FILE_TMPDIR/broker"
-    mkdir -p "$BROKER_DIR"
-    # fd 3 closed: bats waits for whatever still holds it. The helper also stops when bats dies.
-    (cd "$REPO" && exec python -m tests.broker "$BROKER_DIR") >"$BATS_FILE_TMPDIR/broker.log" 2>&1 3>&- &
-    echo $! >"$BATS_FILE_TMPDIR/broker.pid"
-    for _ in $(seq 900); do  # a boot takes ~5 s, much more on a busy machine
-        [ -f "$BROKER_DIR/port" ] && break
-        if ! kill -0 "$(cat "$BATS_FILE_TMPDIR/broker.pid")" 2>/dev/null; then
-            echo "the private broker exited:" >&3; cat "$BATS_FILE_TMPDIR/broker.log" >&3; return 1
-        fi
-        sleep 0.1
-    done
-    [ -f "$BROKER_DIR/port" ] || { echo "the private broker did not answer within 90 s" >&3; return 1; }
-    export BROKER_PORT=$(cat "$BROKER_DIR/port")
+    start_private_broker
     unset GCE_ENDPOINT_BROKER_URL GCE_BROKER_URL GCE_DEBUG NO_COLOR FORCE_COLOR COLUMNS
     gce configure watched --engine thread --max-workers 2 --no-input >/dev/null
     gce broker provision --endpoint watched --user alice --credentials "$BATS_FILE_TMPDIR/users.yaml" \
@@ -48,12 +33,7 @@ PY
 
 teardown_file() {
     gce stop watched >/dev/null 2>&1 || true
-    local pid
-    pid=$(cat "$BATS_FILE_TMPDIR/broker.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    echo "the private broker (pid $pid) did not stop within 60 s" >&3
-    return 1
+    stop_private_broker
 }
 
 setup() {
