@@ -11,7 +11,7 @@ from gce import __version__
 from gce.commands import blocks
 from gce.daemon.client import EndpointStatus
 from tests.commands.helpers import running
-from tests.commands.watching import answering
+from tests.commands.helpers import answering
 
 NOW = 1_800_000_000.0
 HOSTILE = "[bold red]x[/] \x1b]0;pwned\x07\x1b[2J"

@@ -11,7 +11,7 @@ from gce import __version__
 from gce.commands import tasks
 from gce.daemon.client import TaskEvent
 from tests.commands.helpers import running
-from tests.commands.watching import answering
+from tests.commands.helpers import answering
 
 AT = 1_800_000_000.0
 STATUS = {"name": "demo", "state": "running", "gce_version": __version__}
