@@ -9,17 +9,14 @@ UEP that skipped its check would come up and say READY instead (the first case s
 from __future__ import annotations
 
 import grp
-import json
 import os
-import socket
-import subprocess
 import uuid
 
 import pytest
 
-from gce.daemon.spawn import python_command, uep_environment
 from gce.transport import frames
 from tests.daemon.multiuser import local_accounts
+from tests.uep.uep_process import first_frame as uep_first_frame
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create users and drop privileges")
 
@@ -37,25 +34,7 @@ def first_frame(identity: dict, prefix: tuple = (), **popen) -> tuple[bytes, dic
     conf = {"endpoint_id": str(uuid.uuid4()), "engine": {"type": "ThreadPoolEngine", "max_workers": 1},
             "run_dir": "/nonexistent", "max_result_bytes": 1 << 20, "allowed_functions": None,
             "debug": False, "identity": identity}
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    proc = subprocess.Popen([*prefix, *python_command("gce.uep", "--fd", str(theirs.fileno()))],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            pass_fds=(theirs.fileno(),), cwd="/", env=uep_environment(),
-                            **{"umask": 0o077, "start_new_session": True, **popen})
-    theirs.close()
-    try:
-        proc.stdin.write(json.dumps(conf).encode())
-        proc.stdin.close()
-        mine.settimeout(60)
-        decoder, frame = frames.Decoder(), None
-        while frame is None:
-            data = mine.recv(1 << 16)
-            assert data, "the user endpoint closed its channel without a word"
-            frame = next(iter(decoder.feed(data)), None)
-    finally:
-        mine.close()  # a UEP that came up sees its manager go, and exits
-        rc = proc.wait(timeout=60)
-    return frame[0], frame[1], rc, proc.stderr.read().decode(errors="replace")
+    return uep_first_frame(conf, prefix, **popen)
 
 
 def _identity(user) -> dict:

@@ -4,38 +4,12 @@ good config and, on a bad one, tells its manager which field is wrong in a FATAL
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-
 from gce.config.uep import UepConfig
-from gce.daemon.spawn import python_command, uep_environment
 from gce.transport import frames
+from tests.uep.uep_process import first_frame
 
 GOOD = UepConfig(endpoint_id="0" * 32, engine={"type": "ThreadPoolEngine", "max_workers": 1},
                  run_dir="/nonexistent", max_result_bytes=1 << 20)
-
-
-def first_frame(conf: object) -> tuple[bytes, dict, int, str]:
-    """(kind, header) of the first frame a UEP given CONF sends, its exit status and stderr."""
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    proc = subprocess.Popen(python_command("gce.uep", "--fd", str(theirs.fileno())), stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(theirs.fileno(),),
-                            cwd="/", env=uep_environment(), start_new_session=True)
-    theirs.close()
-    try:
-        proc.stdin.write(json.dumps(conf).encode())
-        proc.stdin.close()
-        mine.settimeout(60)
-        decoder, frame = frames.Decoder(), None
-        while frame is None:
-            data = mine.recv(1 << 16)
-            assert data, "the user endpoint closed its channel without a word"
-            frame = next(iter(decoder.feed(data)), None)
-    finally:
-        mine.close()  # a UEP that came up sees its manager go, and exits
-        rc = proc.wait(timeout=60)
-    return frame[0], frame[1], rc, proc.stderr.read().decode(errors="replace")
 
 
 def test_a_good_config_brings_it_up():

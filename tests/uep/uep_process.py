@@ -27,6 +27,30 @@ from gce.transport.payload import KIND_SOURCE, function_id_of, pack_task
 VENV_BIN = str(Path(sys.executable).parent)
 
 
+def first_frame(conf: object, prefix: tuple = (), **popen: Any) -> tuple[bytes, dict, int, str]:
+    """(kind, header) of the first frame a UEP given CONF (on its stdin) sends, its exit status and
+    stderr. PREFIX goes before its command (e.g. setpriv), POPEN to subprocess.Popen."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    proc = subprocess.Popen([*prefix, *python_command("gce.uep", "--fd", str(theirs.fileno()))],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            pass_fds=(theirs.fileno(),), cwd="/", env=uep_environment(),
+                            **{"umask": 0o077, "start_new_session": True, **popen})
+    theirs.close()
+    try:
+        proc.stdin.write(json.dumps(conf).encode())
+        proc.stdin.close()
+        mine.settimeout(60)
+        decoder, frame = frames.Decoder(), None
+        while frame is None:
+            data = mine.recv(1 << 16)
+            assert data, "the user endpoint closed its channel without a word"
+            frame = next(iter(decoder.feed(data)), None)
+    finally:
+        mine.close()  # a UEP that came up sees its manager go, and exits
+        rc = proc.wait(timeout=60)
+    return frame[0], frame[1], rc, proc.stderr.read().decode(errors="replace")
+
+
 class UepProcess:
     def __init__(self, engine: dict[str, Any], run_dir: Path, env: dict[str, str] | None = None) -> None:
         conf = UepConfig(endpoint_id="0" * 32, engine=engine, run_dir=str(run_dir), max_result_bytes=1 << 20,
