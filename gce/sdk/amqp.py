@@ -13,17 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from itertools import takewhile
 from typing import Any, Callable
 
 import pika
-from pika.spec import Basic
 
 from gce.sdk.errors import (BrokerUnavailable, ExecutorFailed, connect_error, nacked, no_task_queue, refused_login,
                             refused_routing_key, setup_error, submit_refused)
 from gce.sdk.settings import broker_user, connection_parameters, redact
 from gce.sdk.tasks import Outgoing
 from gce.transport import connect, names
+from gce.transport.confirms import Confirms
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,8 @@ class Link:
         self.ever_connected = False  # once true, connection failures are retried
         # Owned by the I/O thread only:
         self._ch: Any = None
-        self._seq = self._attempt = 0
-        self._unconfirmed: dict[int, Outgoing] = {}  # by publish sequence number, in order
+        self._attempt = 0
+        self._unconfirmed: Confirms[Outgoing] = Confirms()
         self._returned: set[str] = set()
         self._step = ""  # the setup step in progress, for error messages
         self._thread = threading.Thread(target=self._run, name=f"gce-sdk {queue}", daemon=True)
@@ -121,8 +120,8 @@ class Link:
             with self._lock:
                 self._conn, self._ready = None, False
                 # Re-publish, in order, whatever the broker had not confirmed.
-                self._outgoing.extendleft(reversed(list(self._unconfirmed.values())))
-            self._unconfirmed, self._returned, self._ch = {}, set(), None
+                self._outgoing.extendleft(reversed(self._unconfirmed.new_channel()))
+            self._returned, self._ch = set(), None
             conn.ioloop.close()
 
     def _on_open_error(self, conn: Any, exc: BaseException) -> None:
@@ -137,7 +136,7 @@ class Link:
         conn.ioloop.stop()
 
     def _on_channel(self, ch: Any) -> None:
-        self._ch, self._seq = ch, 0
+        self._ch = ch  # its publishes number from 1: the last channel's ended with new_channel()
         ch.add_on_close_callback(self._on_channel_closed)
         ch.add_on_return_callback(lambda _c, _m, props, _b: self._returned.add(props.message_id))
         ch.add_on_cancel_callback(lambda _f: self._close_connection("the broker cancelled the result consumer"))
@@ -178,7 +177,7 @@ class Link:
         if self._step:  # setting up: permissions or provisioning are wrong, retrying will not help
             self.fatal = setup_error(self._step, self.where, self.user, code, text)
             return self._close_connection()
-        unconfirmed, self._unconfirmed = list(self._unconfirmed.values()), {}
+        unconfirmed = self._unconfirmed.new_channel()
         # A refused publish (403 topic permission, 406 user_id) drops everything after it:
         # fail the refused routing key; the rest is re-published after the reconnect.
         refused = refused_routing_key(code, text)
@@ -212,16 +211,12 @@ class Link:
                 self._settle(item)
                 continue
             self._ch.basic_publish(names.TASKS_EXCHANGE, item.routing_key, item.body, item.properties, mandatory=True)
-            self._seq += 1
-            self._unconfirmed[self._seq] = item
+            self._unconfirmed.published(item)
 
     def _on_confirm(self, frame: Any) -> None:
-        m = frame.method
-        # Sequence numbers are in insertion order: a multiple ack takes a prefix of the dict.
-        tags = list(takewhile(lambda t: t <= m.delivery_tag, self._unconfirmed)) if m.multiple else [m.delivery_tag]
-        done = [self._unconfirmed.pop(t) for t in tags if t in self._unconfirmed]
+        done, acked = self._unconfirmed.settle(frame)
         for item in done:
-            if isinstance(m, Basic.Nack):
+            if not acked:
                 self._settle(item, nacked(item.routing_key, item.task_id))
             elif item.task_id in self._returned:  # the broker sends basic.return before the ack
                 self._returned.discard(item.task_id)

@@ -7,6 +7,9 @@ jittered exponential backoff after the broker goes away. Delivery tags belong to
 channel "generation": acks for a previous connection are dropped, since the broker has
 already requeued those messages.
 
+Each new channel sets up the endpoint's queues (gce/transport/topology.py); publisher
+confirms are matched to their publishes by gce/transport/confirms.py, shared with the SDK.
+
 A connection counts as up only once the broker confirmed a publish to each exchange the
 endpoint writes (gce/transport/publish_check.py). A permission refused at start fails the
 start; one lost later leaves the link connected but "refused": it takes no tasks (their
@@ -17,7 +20,6 @@ jittered backoff and logs only when the refusal changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,31 +27,16 @@ from typing import Any, Callable
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from gce.transport import connect, names
-from gce.transport.link_errors import LinkError, explain, refusal_backoff
+from gce.transport import connect, names, topology
+from gce.transport.confirms import Confirms
+from gce.transport.link_errors import LinkError, explain, quiet_pika_logs
 from gce.transport.publish_check import Refusals, refusals
 from gce.transport.urls import broker_user, redact
 
 log = logging.getLogger(__name__)
 
 
-class _AbortedByUs(logging.Filter):
-    """pika logs a connection attempt that close() aborted as an ERROR; it is a normal stop."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Aborted" not in record.getMessage()
-
-
-class _RefusalsWeReport(logging.Filter):
-    """pika logs every channel the broker closes for a permission; the link says it once, with
-    what it means, instead of a line per retry."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Channel.Close (403)" not in record.getMessage()
-
-
-logging.getLogger("pika.adapters.utils.connection_workflow").addFilter(_AbortedByUs())
-logging.getLogger("pika.channel").addFilter(_RefusalsWeReport())
+quiet_pika_logs()
 
 
 @dataclass
@@ -89,11 +76,10 @@ class EndpointLink:
         self.last_error = ""
         self._conn: AsyncioConnection | None = None
         self._ch: Any = None
-        self._ops: set[asyncio.Future] = set()
+        self._op = topology.Pending()  # channel methods whose replies are awaited
         self._lost: asyncio.Event | None = None
         self._closing = False
-        self._seq = 0
-        self._confirms: dict[int, Callable[[bool], None]] = {}
+        self.confirms: Confirms[Callable[[bool], None]] = Confirms()
         self.paused = False  # not consuming: the manager cannot take tasks now (its spool's disk is full)
         self._consumer: str | None = None  # the consumer tag of the task queue on this channel
         self.refusals = Refusals(check=self._check_publishing, on_allowed=self._publishing_allowed)
@@ -102,23 +88,6 @@ class EndpointLink:
         self._up_since = 0.0
 
     # -- connecting ------------------------------------------------------------------
-    def _op(self, fn: Callable, **kw: Any) -> asyncio.Future:
-        fut = asyncio.get_running_loop().create_future()
-        self._ops.add(fut)
-        fut.add_done_callback(self._ops.discard)
-
-        def done(frame: Any) -> None:
-            if not fut.done():  # a failed connection may have failed it already (_fail_ops)
-                fut.set_result(frame)
-
-        fn(callback=done, **kw)
-        return fut
-
-    def _fail_ops(self, exc: BaseException) -> None:
-        for fut in list(self._ops):
-            if not fut.done():
-                fut.set_exception(exc)
-
     def parameters(self) -> pika.URLParameters:
         """pika's parameters for this link; a fatal LinkError when its URL cannot be used."""
         try:
@@ -138,7 +107,7 @@ class EndpointLink:
 
         def on_closed(_c: Any, exc: BaseException) -> None:
             reason = self._refused_close or str(exc) or type(exc).__name__  # not our own abort's words
-            self._fail_ops(LinkError(f"connection closed: {reason}"))
+            self._op.fail(LinkError(f"connection closed: {reason}"))
             if not opened.done():
                 opened.set_exception(explain(exc, self.url))
             self._connection_lost(reason)
@@ -159,19 +128,8 @@ class EndpointLink:
             raise
 
     def _abort(self) -> None:
-        """Close the connection, also one still opening. pika's close() of a connection in its
-        AMQP handshake trips an assertion of its own (tracebacks in the log, and the close
-        callback never runs); a handshake still in progress is aborted through its workflow,
-        which pika reports as a clean 'bring-up aborted'."""
-        conn = self._conn
-        if conn is None or conn.is_closed or conn.is_closing:
-            return
-        workflow = getattr(conn, "_connection_workflow", None)  # pika >= 1.0, while opening
-        if not conn.is_open and workflow is not None:
-            with contextlib.suppress(Exception):  # already completed: fall back to close()
-                workflow.abort()
-                return
-        conn.close()
+        if self._conn is not None:
+            connect.abort(self._conn)
 
     async def _setup_channel(self) -> None:
         assert self._conn is not None
@@ -181,39 +139,14 @@ class EndpointLink:
         ch = await ready
         ch.add_on_close_callback(self._on_channel_closed)
         self._ch = ch
-        eid = self.endpoint_id
-        tq, sq = names.endpoint_task_queue(eid), names.endpoint_status_queue(eid)
-        step, need = "check the exchanges", ""
-        try:
-            for ex in (names.TASKS_EXCHANGE, names.RESULTS_EXCHANGE, names.STATUS_EXCHANGE):
-                step = f"find exchange {ex!r}"
-                await self._op(ch.exchange_declare, exchange=ex, passive=True)
-            step, need = f"declare queue {tq!r}", f"declaring it needs configure permission on {tq!r}"
-            await self._op(ch.queue_declare, queue=tq, durable=True, arguments={"x-queue-type": self.queue_type})
-            step, need = f"bind queue {tq!r}", f"binding needs write permission on {tq!r} and read permission " \
-                f"on exchange {names.TASKS_EXCHANGE!r}"
-            await self._op(ch.queue_bind, queue=tq, exchange=names.TASKS_EXCHANGE, routing_key=eid)
-            step, need = f"declare queue {sq!r}", f"declaring it needs configure permission on {sq!r}"
-            await self._op(ch.queue_declare, queue=sq, durable=True, arguments={"x-max-length": 1})
-            step, need = f"bind queue {sq!r}", f"binding needs write permission on {sq!r} and read permission " \
-                f"on exchange {names.STATUS_EXCHANGE!r}"
-            await self._op(ch.queue_bind, queue=sq, exchange=names.STATUS_EXCHANGE, routing_key=eid)
-            step, need = "enable publisher confirms", ""
-            await self._op(ch.confirm_delivery, ack_nack_callback=self._on_confirm)
-            step = "set the prefetch"
-            await self._op(ch.basic_qos, prefetch_count=self.prefetch)
-        except LinkError as e:
-            # RabbitMQ names the object it refused, not the kind of permission: say what the step needs.
-            needs = f"; {need}" if need and "ACCESS_REFUSED" in str(e) else ""
-            raise LinkError(f"could not {step}: {e}{needs}", fatal=True) from None
+        await topology.set_up(self._op, ch, self.endpoint_id, self.queue_type, self.prefetch, self._on_confirm)
         refused = await refusals(self._conn)
         if refused and not self._ever:  # readiness includes a confirmed publish to each exchange
             ex, why = next(iter(refused.items()))
             raise LinkError(f"could not publish to exchange {ex!r}: {why}; publishing needs write permission "
                             f"on {ex!r} for broker user {self.user!r}", fatal=True)
         self.refusals.update(refused)
-        self._consumer = None if self.paused or self.refused else ch.basic_consume(tq, self._on_message,
-                                                                                     auto_ack=False)
+        self._consumer = None if self.paused or self.refused else self._consume(ch)
 
     # -- publishing refused ------------------------------------------------------------
     @property
@@ -248,7 +181,7 @@ class EndpointLink:
             hint = f" (broker user {self.user!r} lacks a permission)"
             if self.connected and not self._closing:
                 self._refused_close = f"{text}{hint}"
-        self._fail_ops(LinkError(f"{text}{hint}"))
+        self._op.fail(LinkError(f"{text}{hint}"))
         if not self._closing:
             self._abort()
 
@@ -259,8 +192,7 @@ class EndpointLink:
         self._consumer = None
         self.generation += 1
         self.refusals.cancel()
-        pending, self._confirms = self._confirms, {}
-        for cb in pending.values():
+        for cb in self.confirms.new_channel():
             cb(False)
         if self._lost is not None:
             self._lost.set()
@@ -287,7 +219,6 @@ class EndpointLink:
                 continue
             ever, attempt, self._ever = True, 0, True
             self.connected, self.last_error = True, ""
-            self._seq = 0
             self._up_since = asyncio.get_running_loop().time()
             log.info("connected to the broker at %s as %r", redact(self.url), self.user)
             self.on_connected()
@@ -303,8 +234,7 @@ class EndpointLink:
             # refused again, ~30 times a second. Wait, longer each time in a row.
             if asyncio.get_running_loop().time() - self._up_since > 60:
                 self.refusals.in_a_row = 0
-            delay = refusal_backoff(self.refusals.in_a_row)
-            self.refusals.in_a_row += 1
+            delay = self.refusals.next_delay()
             log.debug("refused by the broker (%s); reconnecting in %.1f s", refused, delay)
             await asyncio.sleep(delay)
 
@@ -334,23 +264,20 @@ class EndpointLink:
         if self.refused:
             return  # results could not be sent: tasks wait on the broker until publishing is allowed
         if self._consumer is None and self.connected and self._ch is not None and self._ch.is_open:
-            queue = names.endpoint_task_queue(self.endpoint_id)
-            self._consumer = self._ch.basic_consume(queue, self._on_message, auto_ack=False)
+            self._consumer = self._consume(self._ch)
+
+    def _consume(self, ch: Any) -> str:
+        """Consume the endpoint's task queue on CH (manual acks); the consumer tag."""
+        return str(ch.basic_consume(names.endpoint_task_queue(self.endpoint_id), self._on_message, auto_ack=False))
 
     def reject(self, generation: int, tag: int) -> None:
         if generation == self.generation and self._ch is not None and self._ch.is_open:
             self._ch.basic_reject(tag, requeue=False)
 
     def _on_confirm(self, frame: Any) -> None:
-        method = frame.method
-        ok = isinstance(method, pika.spec.Basic.Ack)
-        tag = method.delivery_tag
-        if method.multiple:
-            done = [s for s in self._confirms if s <= tag]
-        else:
-            done = [tag] if tag in self._confirms else []
-        for s in done:
-            self._confirms.pop(s)(ok)
+        done, ok = self.confirms.settle(frame)
+        for cb in done:
+            cb(ok)
 
     def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict, *, correlation_id: str,
                 content_type: str, on_confirm: Callable[[bool], None] | None = None, persistent: bool = True) -> bool:
@@ -363,9 +290,7 @@ class EndpointLink:
             delivery_mode=2 if persistent else 1,
         )
         self._ch.basic_publish(exchange, routing_key, body, props)
-        self._seq += 1
-        if on_confirm is not None:
-            self._confirms[self._seq] = on_confirm
+        self.confirms.published(on_confirm)
         return True
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""How both broker links connect: the parameters pika is given and the wait before a reconnect.
+"""How both broker links connect: the parameters pika is given, the wait before a reconnect,
+and how a connection is given up.
 
 The SDK (gce.sdk.amqp, gce.sdk.client) and the endpoint (gce.transport.amqp) build their pika
 parameters here, so a submitter and an endpoint on the same network give up on an unanswering
@@ -7,7 +8,8 @@ broker after the same time and retry it at the same pace.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 from gce.backoff import backoff
 from gce.transport import urls
@@ -53,3 +55,18 @@ def parameters(url: str, *, heartbeat: int, name: str) -> pika.URLParameters:
 def reconnect_delay(attempt: int) -> float:
     """Seconds to wait before reconnect ATTEMPT+1 (0: the first reconnect)."""
     return backoff(attempt, RECONNECT_FIRST, RECONNECT_CAP, RECONNECT_SPREAD)
+
+
+def abort(conn: Any) -> None:
+    """Close pika connection CONN, also one still opening. pika's close() of a connection in its
+    AMQP handshake trips an assertion of its own (tracebacks in the log, and the close callback
+    never runs); a handshake still in progress is aborted through its workflow, which pika
+    reports as a clean 'bring-up aborted'."""
+    if conn.is_closed or conn.is_closing:
+        return
+    workflow = getattr(conn, "_connection_workflow", None)  # pika >= 1.0, while opening
+    if not conn.is_open and workflow is not None:
+        with contextlib.suppress(Exception):  # already completed: fall back to close()
+            workflow.abort()
+            return
+    conn.close()

@@ -6,6 +6,8 @@ nothing; these functions find the cause and say it, with the URL's password reda
 
 from __future__ import annotations
 
+import logging
+
 import pika
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
@@ -66,3 +68,27 @@ def refusal_backoff(refusals: int) -> float:
     from gce.backoff import backoff
 
     return backoff(refusals, REFUSAL_FIRST, REFUSAL_CAP)
+
+
+class _AbortedByUs(logging.Filter):
+    """pika logs a connection attempt that close() aborted as an ERROR; it is a normal stop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Aborted" not in record.getMessage()
+
+
+class _RefusalsWeReport(logging.Filter):
+    """pika logs every channel the broker closes for a permission; the link says it once, with
+    what it means, instead of a line per retry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Channel.Close (403)" not in record.getMessage()
+
+
+def quiet_pika_logs() -> None:
+    """Keep pika's log to what the link does not say better itself (once per logger)."""
+    for name, kind in (("pika.adapters.utils.connection_workflow", _AbortedByUs),
+                       ("pika.channel", _RefusalsWeReport)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())

@@ -106,9 +106,14 @@ class Refusals:
         if refused:
             self._schedule()
 
-    def _schedule(self) -> None:
+    def next_delay(self) -> float:
+        """Seconds to wait after one more refusal in a row: longer each time (capped, jittered)."""
         delay = refusal_backoff(self.in_a_row)
         self.in_a_row += 1
+        return delay
+
+    def _schedule(self) -> None:
+        delay = self.next_delay()
         log.debug("publishing refused %d time(s) in a row; checking again in %.1f s", self.in_a_row, delay)
         self.cancel()
         self._timer = asyncio.get_running_loop().call_later(delay, self._start_check)
