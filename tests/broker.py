@@ -213,6 +213,7 @@ class PrivateBroker:
         """A fresh vhost with gce's exchanges, the endpoint's account (``ep-<id>``) and USERS,
         each allowed to submit to ENDPOINT_ID and ALSO_ALLOWED. Returns (endpoint URL, {user: URL})."""
         from gce.transport import provision as p
+        from gce.transport import rabbitmqctl as rmq
 
         vhost = vhost or f"t{next(self._vhosts)}-{secrets.token_hex(3)}"
         ep = p.Account(f"ep-{endpoint_id}", self._password(f"ep-{endpoint_id}"))
@@ -221,7 +222,7 @@ class PrivateBroker:
         defs = p.definitions(vhost, endpoints=[(ep, endpoint_id)], users=[(a, allowed) for a in accounts])
         defs["permissions"].append({"user": self.admin_user, "vhost": vhost, "configure": ".*", "write": ".*",
                                     "read": ".*"})
-        p.import_definitions(defs, rabbitmqctl=self.rabbitmqctl, env=self.env)
+        rmq.import_definitions(defs, rabbitmqctl=self.rabbitmqctl, env=self.env)
         url = lambda a: p.amqp_url(a.name, a.password, "127.0.0.1", self.port, vhost)  # noqa: E731
         return url(ep), {a.name: url(a) for a in accounts}
 

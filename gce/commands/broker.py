@@ -164,6 +164,7 @@ def provision(
     """
     from gce.config.model import read_endpoint_id
     from gce.transport import provision as p
+    from gce.transport import rabbitmqctl as rmq
 
     paths = configured_paths(endpoint)
     endpoint_id = read_endpoint_id(paths)
@@ -178,7 +179,7 @@ def provision(
     if sdk_config and users:
         known[users[0]] = _known_password(_lookup(sdk_file, "broker_url"), users[0])
     with output.spinner("reading the broker's accounts and grants"):
-        have = p.exported_definitions(rabbitmqctl)  # one call (~1 s) for both accounts and grants
+        have = rmq.exported_definitions(rabbitmqctl)  # one call (~1 s) for both accounts and grants
     exists = p.existing_accounts(have)
     password = _passwords([account, *users], exists, known, rotate)
     kept = [a for a in [account, *users] if password[a] is None]
@@ -192,7 +193,7 @@ def provision(
     defs = p.definitions(vhost, endpoints=[(p.Account(account, password[account]), endpoint_id)],
                          users=[(p.Account(u, password[u]), grants[u]) for u in users])
     with output.spinner(f"loading the accounts of endpoint {endpoint} into the broker"):
-        p.import_definitions(defs, rabbitmqctl)
+        rmq.import_definitions(defs, rabbitmqctl)
     url = {a: p.amqp_url(a, pw, host, port, vhost) for a, pw in password.items() if pw is not None}
 
     where = f"{host}:{port}, vhost {vhost}"

@@ -33,20 +33,21 @@ def revoke(
 
     from gce.config.paths import validate_name
     from gce.transport import provision as p
+    from gce.transport import rabbitmqctl as rmq
 
     if not user and not endpoint:
         raise UsageError("nothing to revoke", "name a --user or an --endpoint", hint="gce broker revoke --help")
     accounts = [*map(p.endpoint_account, map(validate_name, endpoint)), *_check_users(user, "")]
     for a in accounts:
         try:
-            p.check_deletable(a)
+            rmq.check_deletable(a)
         except ValueError as e:
             raise UsageError(f"cannot delete broker account {a!r}", str(e)) from None
     if not yes and not sys.stdin.isatty():  # before asking the broker anything
         again = " ".join([*(f"--user {quote(u)}" for u in user), *(f"--endpoint {e}" for e in endpoint)])
         raise UsageError("not revoking without confirmation", "gce cannot ask for it: standard input is not a terminal",
                          hint=f"gce broker revoke {again} --vhost {quote(vhost)} --yes")
-    have = p.exported_definitions(rabbitmqctl)
+    have = rmq.exported_definitions(rabbitmqctl)
     present = {u.get("name") for u in have.get("users") or []}
     for a in accounts:
         if a not in present:
@@ -59,11 +60,11 @@ def revoke(
             output.line("nothing was revoked")
             raise typer.Exit(1)
     if regrants:  # first: a user must never be left granted an endpoint whose account could come back
-        p.import_definitions(p.definitions(vhost, users=[(p.Account(u, None), ids) for u, ids in regrants.items()]),
-                             rabbitmqctl)
+        rmq.import_definitions(p.definitions(vhost, users=[(p.Account(u, None), ids) for u, ids in regrants.items()]),
+                               rabbitmqctl)
     for u, eid in dropped:
         output.success(f"{u} may no longer submit to endpoint {eid}")
-    p.delete_accounts(accounts, rabbitmqctl)
+    rmq.delete_accounts(accounts, rabbitmqctl)
     for a in accounts:
         output.success(f"broker account {a} deleted")
 

@@ -1,7 +1,7 @@
 """Least-privilege broker accounts, as a RabbitMQ definitions document (DESIGN.md, "Broker topology").
 
-Everything here but `import_definitions` and `current_task_endpoints` is a pure function
-over data. An endpoint account may only consume its own queues and publish results and
+Everything here is a pure function over data; gce.transport.rabbitmqctl loads the
+documents into a broker and reads its definitions back. An endpoint account may only consume its own queues and publish results and
 status; a user account may only publish tasks to the endpoints she was given (a topic
 permission on ``gce.tasks``), read the status of those endpoints, and use her own result queues.
 
@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import secrets
-import subprocess
-import time
 from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import quote
 
-from gce.errors import Unavailable
 from gce.transport import names
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
@@ -43,10 +39,6 @@ BROKER_USER_RULE = "use 1-128 characters without spaces, '/', ':', '#', '?', '%'
 _SUFFIX = rf"[^.]{{1,{names.RESULT_QUEUE_SUFFIX_MAX}}}"
 # Endpoint ids become regex alternatives and routing keys: accept what uuid4 gives and nothing odd.
 _ENDPOINT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-# What may be an argument of rabbitmqctl: words no shell expands or splits (see `_run`).
-_SHELL_INERT = re.compile(r"^[A-Za-z0-9_.,:/=+@-]+$")
-# A rabbitmqctl call costs ~1 s; an import is visible well within this (RECIPES.md).
-IMPORT_TIMEOUT = 30.0
 # All three are topic exchanges, even where every binding key is exact: RabbitMQ checks
 # topic permissions (who may bind or publish which routing key) on topic exchanges only.
 EXCHANGES = ((names.TASKS_EXCHANGE, "topic"), (names.RESULTS_EXCHANGE, "topic"), (names.STATUS_EXCHANGE, "topic"))
@@ -189,76 +181,6 @@ def definitions(
     return doc
 
 
-def _run(rabbitmqctl: str, args: list[str], env: dict | None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run RABBITMQCTL with ARGS. Debian's /usr/sbin/rabbitmqctl, run as root, hands its arguments
-    to ``su rabbitmq -c "... \"ARG\" ..."``: a shell then runs any $(...) or `...` in them, and a
-    trailing backslash ends the quoting. So names (vhosts, users) never go into ARGS but into the
-    definitions document on stdin, and ARGS hold only words no shell reads anything into."""
-    for arg in args:
-        if not _SHELL_INERT.match(arg):
-            raise ValueError(f"refusing to pass {arg!r} to rabbitmqctl: Debian's wrapper would run it as shell code")
-    try:
-        return subprocess.run([rabbitmqctl, *args], input=stdin, capture_output=True, text=True, env=env,
-                              timeout=120, cwd="/")
-    except FileNotFoundError:
-        raise Unavailable(f"cannot run {rabbitmqctl}", "not found", hint="install rabbitmq-server on the broker host") from None
-    except subprocess.TimeoutExpired:
-        raise Unavailable(f"{rabbitmqctl} {args[0]} did not finish", "timed out after 120 s") from None
-
-
-def _fail(args: list[str], proc: subprocess.CompletedProcess) -> Unavailable:
-    why = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
-    return Unavailable(f"rabbitmqctl {args[0]} failed", why, hint="is the broker running? try 'rabbitmqctl status'")
-
-
-def _exported(rabbitmqctl: str, env: dict | None) -> dict:
-    """The broker's definitions: every vhost, user, permission and topic permission."""
-    args = ["export_definitions", "-", "--format", "json"]
-    proc = _run(rabbitmqctl, ["-q", *args], env)
-    if proc.returncode != 0:
-        raise _fail(args, proc)
-    return json.loads(proc.stdout or "{}")
-
-
-def exported_definitions(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict:
-    """The broker's definitions, for the pure functions that read them (users, grants)."""
-    return _exported(rabbitmqctl, env)
-
-
-def _in_force(defs: dict, rabbitmqctl: str, env: dict | None) -> bool:
-    """True once the broker holds every user (with her new password), permission and topic permission of DEFS."""
-    have = _exported(rabbitmqctl, env)
-    fields = {"users": ("name", "password_hash"), "permissions": ("user", "vhost", "configure", "write", "read"),
-              "topic_permissions": ("user", "vhost", "exchange", "write", "read")}
-    for kind, keys in fields.items():
-        present = {tuple(x.get(k) for k in keys) for x in have.get(kind) or []}
-        if not {tuple(x[k] for k in keys) for x in defs.get(kind, [])} <= present:
-            return False
-    return True
-
-
-def import_definitions(defs: dict, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None,
-                       timeout: float = IMPORT_TIMEOUT) -> None:
-    """Load DEFS into the broker and wait until its permissions are in force.
-
-    The document goes through stdin, never argv or a file: Debian's rabbitmqctl wrapper
-    runs the CLI as the ``rabbitmq`` user, which could not read a root-owned 0600 file.
-    rabbitmqctl only starts the import ("This process is asynchronous"), hence the
-    bounded poll.
-    """
-    args = ["import_definitions", "--format", "json"]  # no path: the document comes on stdin
-    proc = _run(rabbitmqctl, ["-q", *args], env, stdin=json.dumps(defs))
-    if proc.returncode != 0:
-        raise _fail(args, proc)
-    deadline = time.monotonic() + timeout
-    while not _in_force(defs, rabbitmqctl, env):
-        if time.monotonic() > deadline:
-            raise Unavailable("rabbitmqctl import_definitions failed",
-                              f"the accounts did not appear within {timeout:.0f} s",
-                              hint="look at the broker's log")
-        time.sleep(0.2)
-
-
 def existing_accounts(exported: dict) -> dict[str, dict]:
     """The broker's users in its definitions EXPORTED: name -> record, with the password hash."""
     return {u["name"]: u for u in exported.get("users") or [] if "name" in u}
@@ -275,16 +197,9 @@ def password_matches(record: dict, password: str) -> bool:
     return len(salt) == 4 and secrets.compare_digest(hash_password(password, salt), record["password_hash"])
 
 
-def current_task_endpoints(vhost: str, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict[str, list[str]]:
-    """The endpoint ids each user may submit to now, read back from her topic permission.
-
-    Read from the whole export rather than ``list_topic_permissions -p VHOST``: the vhost, a
-    name, must not be an argument of rabbitmqctl (see `_run`)."""
-    return task_endpoints(_exported(rabbitmqctl, env), vhost)
-
-
 def task_endpoints(exported: dict, vhost: str) -> dict[str, list[str]]:
-    """`current_task_endpoints` over definitions already read."""
+    """The endpoint ids each user of VHOST may submit to, read back from her topic permission in
+    the definitions EXPORTED (gce.transport.rabbitmqctl.current_task_endpoints)."""
     found: dict[str, list[str]] = {}
     for row in exported.get("topic_permissions") or []:
         if row.get("vhost") == vhost and row.get("exchange") == names.TASKS_EXCHANGE:
@@ -320,24 +235,3 @@ def without_endpoint(exported: dict, vhost: str, endpoint_id: str) -> dict[str, 
             if endpoint_id in ids:
                 kept[row["user"]] = [i for i in ids if i != endpoint_id]
     return kept
-
-
-def check_deletable(account: str) -> str:
-    """ACCOUNT if it may be an argument of ``rabbitmqctl delete_user``, else a ValueError.
-
-    RabbitMQ deletes users only by name on rabbitmqctl's command line (a definitions import
-    cannot delete), so the name must be a word no shell reads anything into (see `_run`), and
-    must not start with '-', or rabbitmqctl would take it for an option."""
-    if account.startswith("-") or not _SHELL_INERT.match(account):
-        raise ValueError(f"its name cannot be passed to rabbitmqctl safely (Debian's wrapper would run it as shell "
-                         f"code); use only letters, digits and {'_.,:/=+@-'!r}, not first '-'")
-    return account
-
-
-def delete_accounts(accounts: Iterable[str], rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> None:
-    """Delete broker users (in every vhost: a RabbitMQ user is broker-wide)."""
-    for account in accounts:
-        args = ["delete_user", check_deletable(account)]
-        proc = _run(rabbitmqctl, ["-q", *args], env)
-        if proc.returncode != 0:
-            raise _fail(args, proc)

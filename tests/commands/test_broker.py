@@ -20,6 +20,7 @@ from gce.config.model import read_endpoint_id
 from gce.errors import ConfigError, UsageError
 from gce.transport import names
 from gce.transport import provision as p
+from gce.transport import rabbitmqctl as rmq
 
 pytestmark = pytest.mark.broker
 
@@ -41,10 +42,10 @@ def run(broker, home, monkeypatch):
         return runner.invoke(app, [*args, *common])
 
     invoke.vhost = vhost
-    before = set(p.existing_accounts(p.exported_definitions(broker.rabbitmqctl, broker.env)))
+    before = set(p.existing_accounts(rmq.exported_definitions(broker.rabbitmqctl, broker.env)))
     yield invoke
     # Accounts are broker-wide: one test's ep-demo must not be another's existing account.
-    for name in set(p.existing_accounts(p.exported_definitions(broker.rabbitmqctl, broker.env))) - before:
+    for name in set(p.existing_accounts(rmq.exported_definitions(broker.rabbitmqctl, broker.env))) - before:
         broker.ctl("delete_user", name)
 
 
@@ -289,7 +290,7 @@ def test_revoke_endpoint_deletes_its_account_and_every_users_grant(run, configur
     assert f"fay may no longer submit to endpoint {one_id}" in result.output
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         _login(one_url)
-    assert p.current_task_endpoints(run.vhost, broker.rabbitmqctl, broker.env)["fay"] == [two_id]
+    assert rmq.current_task_endpoints(run.vhost, broker.rabbitmqctl, broker.env)["fay"] == [two_id]
     fay = _login(fay_url)  # her password is untouched
     try:
         ch = fay.channel()

@@ -11,6 +11,7 @@ import pytest
 from gce.sdk import Client
 from gce.transport import names
 from gce.transport import provision as p
+from gce.transport import rabbitmqctl as rmq
 
 pytestmark = pytest.mark.broker
 
@@ -56,7 +57,7 @@ def rogue_endpoint(sdk_broker, broker):
     """A second endpoint account on the SDK's vhost (serving the forbidden endpoint id), and the
     status queue of the unstarted endpoint, as if it had once run; both gone afterwards."""
     rogue = p.Account(f"ep-rogue-{uuid.uuid4().hex[:8]}", p.generate_password())
-    p.import_definitions(p.definitions(sdk_broker.vhost, endpoints=[(rogue, sdk_broker.forbidden_endpoint_id)]),
+    rmq.import_definitions(p.definitions(sdk_broker.vhost, endpoints=[(rogue, sdk_broker.forbidden_endpoint_id)]),
                          rabbitmqctl=broker.rabbitmqctl, env=broker.env)
     ghost = sdk_broker.unstarted_endpoint_id
     admin = pika.BlockingConnection(pika.URLParameters(sdk_broker.admin_url))

@@ -13,6 +13,7 @@ from gce.sdk import serialize
 from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, task_message
 from gce.transport import names
 from gce.transport import provision as p
+from gce.transport import rabbitmqctl as rmq
 from gce.transport.message import ErrorCode, ResultHeaders
 
 pytestmark = pytest.mark.broker
@@ -27,7 +28,7 @@ def mallory(sdk_broker, broker):
     """A user on the SDK's vhost who may submit to the unstarted endpoint only, with a result queue."""
     name = f"mallory.{uuid.uuid4().hex[:8]}"
     account = p.Account(name, p.generate_password())
-    p.import_definitions(p.definitions(sdk_broker.vhost, users=[(account, [sdk_broker.unstarted_endpoint_id])]),
+    rmq.import_definitions(p.definitions(sdk_broker.vhost, users=[(account, [sdk_broker.unstarted_endpoint_id])]),
                          rabbitmqctl=broker.rabbitmqctl, env=broker.env)
     conn = pika.BlockingConnection(pika.URLParameters(
         p.amqp_url(name, account.password, "127.0.0.1", broker.port, sdk_broker.vhost)))

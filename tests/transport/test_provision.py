@@ -14,6 +14,7 @@ import pytest
 from gce.errors import Unavailable
 from gce.transport import names
 from gce.transport import provision as p
+from gce.transport import rabbitmqctl as rmq
 
 # --- pure -----------------------------------------------------------------------------------
 
@@ -284,11 +285,11 @@ def test_import_definitions_reports_rabbitmqctl_errors(broker):
     env = {**broker.env, "RABBITMQ_NODENAME": "nobody-here@localhost"}
     defs = p.definitions("unused", endpoints=[(p.Account("ep-x", "pw"), str(uuid.uuid4()))])
     with pytest.raises(Unavailable) as info:
-        p.import_definitions(defs, rabbitmqctl=broker.rabbitmqctl, env=env)
+        rmq.import_definitions(defs, rabbitmqctl=broker.rabbitmqctl, env=env)
     assert "import_definitions" in info.value.what
     assert "nobody-here" in info.value.why
     with pytest.raises(Unavailable):
-        p.import_definitions(defs, rabbitmqctl="/nonexistent/rabbitmqctl", env=env)
+        rmq.import_definitions(defs, rabbitmqctl="/nonexistent/rabbitmqctl", env=env)
 
 
 @pytest.mark.broker
@@ -297,10 +298,10 @@ def test_current_task_endpoints_reads_back_the_grants(broker):
     url, users = broker.provision(a, users=["carol"])
     vhost = pika.URLParameters(url).virtual_host
     defs = p.definitions(vhost, users=[(p.Account("carol", "pw"), [a, b])])
-    p.import_definitions(defs, rabbitmqctl=broker.rabbitmqctl, env=broker.env)
-    found = p.current_task_endpoints(vhost, rabbitmqctl=broker.rabbitmqctl, env=broker.env)
+    rmq.import_definitions(defs, rabbitmqctl=broker.rabbitmqctl, env=broker.env)
+    found = rmq.current_task_endpoints(vhost, rabbitmqctl=broker.rabbitmqctl, env=broker.env)
     assert sorted(found["carol"]) == sorted([a, b])
-    assert p.current_task_endpoints("no-such-vhost", rabbitmqctl=broker.rabbitmqctl, env=broker.env) == {}
+    assert rmq.current_task_endpoints("no-such-vhost", rabbitmqctl=broker.rabbitmqctl, env=broker.env) == {}
 
 
 @pytest.mark.broker
@@ -428,7 +429,7 @@ def test_status_relayed_by_another_endpoint_shows_where_it_came_from(setup, brok
     _, sq = _endpoint_queues(s)
     vhost = pika.URLParameters(s.ep_url).virtual_host
     rogue = p.Account(f"ep-rogue-{uuid.uuid4().hex[:6]}", "pw-rogue")
-    p.import_definitions(p.definitions(vhost, endpoints=[(rogue, s.other)]), rabbitmqctl=broker.rabbitmqctl,
+    rmq.import_definitions(p.definitions(vhost, endpoints=[(rogue, s.other)]), rabbitmqctl=broker.rabbitmqctl,
                          env=broker.env)
     ch = s.channel(p.amqp_url(rogue.name, rogue.password, "127.0.0.1", broker.port, vhost))
     relay = f"gce.ep.{s.other}.relay"
@@ -489,10 +490,10 @@ def test_debians_wrapper_runs_its_arguments_as_shell_code(wrapper_probe):
 def test_no_vhost_or_user_name_reaches_rabbitmqctl_as_an_argument(wrapper_probe):
     ctl, marker = wrapper_probe
     with pytest.raises(Unavailable):
-        p.current_task_endpoints(f"x$(touch {marker})", rabbitmqctl=ctl)
+        rmq.current_task_endpoints(f"x$(touch {marker})", rabbitmqctl=ctl)
     defs = p.definitions(f"v$(touch {marker})", users=[(p.Account("carol$(id)`id`", "pw"), [str(uuid.uuid4())])])
     with pytest.raises(Unavailable):
-        p.import_definitions(defs, rabbitmqctl=ctl)
+        rmq.import_definitions(defs, rabbitmqctl=ctl)
     assert not marker.exists()
 
 
@@ -500,5 +501,5 @@ def test_no_vhost_or_user_name_reaches_rabbitmqctl_as_an_argument(wrapper_probe)
 def test_an_argument_a_shell_would_read_is_refused_before_rabbitmqctl_runs(wrapper_probe, arg):
     ctl, marker = wrapper_probe
     with pytest.raises(ValueError, match="rabbitmqctl"):
-        p._run(ctl, ["list_users", "-p", arg, f"$(touch {marker})"], None)
+        rmq._run(ctl, ["list_users", "-p", arg, f"$(touch {marker})"], None)
     assert not marker.exists()

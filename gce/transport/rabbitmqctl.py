@@ -1,0 +1,121 @@
+"""Driving a broker with rabbitmqctl: load a definitions document (gce.transport.provision builds
+them), read the broker's definitions back, delete accounts.
+
+Debian's /usr/sbin/rabbitmqctl, run as root, hands its arguments to ``su rabbitmq -c "..."``, a
+shell: so names never go into arguments (see `_run`), and documents go through stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from typing import Iterable
+
+from gce.errors import Unavailable
+from gce.transport.provision import task_endpoints
+
+# What may be an argument of rabbitmqctl: words no shell expands or splits (see `_run`).
+_SHELL_INERT = re.compile(r"^[A-Za-z0-9_.,:/=+@-]+$")
+# A rabbitmqctl call costs ~1 s; an import is visible well within this (RECIPES.md).
+IMPORT_TIMEOUT = 30.0
+
+
+def _run(rabbitmqctl: str, args: list[str], env: dict | None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run RABBITMQCTL with ARGS. Debian's /usr/sbin/rabbitmqctl, run as root, hands its arguments
+    to ``su rabbitmq -c "... \"ARG\" ..."``: a shell then runs any $(...) or `...` in them, and a
+    trailing backslash ends the quoting. So names (vhosts, users) never go into ARGS but into the
+    definitions document on stdin, and ARGS hold only words no shell reads anything into."""
+    for arg in args:
+        if not _SHELL_INERT.match(arg):
+            raise ValueError(f"refusing to pass {arg!r} to rabbitmqctl: Debian's wrapper would run it as shell code")
+    try:
+        return subprocess.run([rabbitmqctl, *args], input=stdin, capture_output=True, text=True, env=env,
+                              timeout=120, cwd="/")
+    except FileNotFoundError:
+        raise Unavailable(f"cannot run {rabbitmqctl}", "not found", hint="install rabbitmq-server on the broker host") from None
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"{rabbitmqctl} {args[0]} did not finish", "timed out after 120 s") from None
+
+
+def _fail(args: list[str], proc: subprocess.CompletedProcess) -> Unavailable:
+    why = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
+    return Unavailable(f"rabbitmqctl {args[0]} failed", why, hint="is the broker running? try 'rabbitmqctl status'")
+
+
+def _exported(rabbitmqctl: str, env: dict | None) -> dict:
+    """The broker's definitions: every vhost, user, permission and topic permission."""
+    args = ["export_definitions", "-", "--format", "json"]
+    proc = _run(rabbitmqctl, ["-q", *args], env)
+    if proc.returncode != 0:
+        raise _fail(args, proc)
+    return json.loads(proc.stdout or "{}")
+
+
+def exported_definitions(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict:
+    """The broker's definitions, for the pure functions that read them (users, grants)."""
+    return _exported(rabbitmqctl, env)
+
+
+def _in_force(defs: dict, rabbitmqctl: str, env: dict | None) -> bool:
+    """True once the broker holds every user (with her new password), permission and topic permission of DEFS."""
+    have = _exported(rabbitmqctl, env)
+    fields = {"users": ("name", "password_hash"), "permissions": ("user", "vhost", "configure", "write", "read"),
+              "topic_permissions": ("user", "vhost", "exchange", "write", "read")}
+    for kind, keys in fields.items():
+        present = {tuple(x.get(k) for k in keys) for x in have.get(kind) or []}
+        if not {tuple(x[k] for k in keys) for x in defs.get(kind, [])} <= present:
+            return False
+    return True
+
+
+def import_definitions(defs: dict, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None,
+                       timeout: float = IMPORT_TIMEOUT) -> None:
+    """Load DEFS into the broker and wait until its permissions are in force.
+
+    The document goes through stdin, never argv or a file: Debian's rabbitmqctl wrapper
+    runs the CLI as the ``rabbitmq`` user, which could not read a root-owned 0600 file.
+    rabbitmqctl only starts the import ("This process is asynchronous"), hence the
+    bounded poll.
+    """
+    args = ["import_definitions", "--format", "json"]  # no path: the document comes on stdin
+    proc = _run(rabbitmqctl, ["-q", *args], env, stdin=json.dumps(defs))
+    if proc.returncode != 0:
+        raise _fail(args, proc)
+    deadline = time.monotonic() + timeout
+    while not _in_force(defs, rabbitmqctl, env):
+        if time.monotonic() > deadline:
+            raise Unavailable("rabbitmqctl import_definitions failed",
+                              f"the accounts did not appear within {timeout:.0f} s",
+                              hint="look at the broker's log")
+        time.sleep(0.2)
+
+
+def current_task_endpoints(vhost: str, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict[str, list[str]]:
+    """The endpoint ids each user may submit to now, read back from her topic permission.
+
+    Read from the whole export rather than ``list_topic_permissions -p VHOST``: the vhost, a
+    name, must not be an argument of rabbitmqctl (see `_run`)."""
+    return task_endpoints(_exported(rabbitmqctl, env), vhost)
+
+
+def check_deletable(account: str) -> str:
+    """ACCOUNT if it may be an argument of ``rabbitmqctl delete_user``, else a ValueError.
+
+    RabbitMQ deletes users only by name on rabbitmqctl's command line (a definitions import
+    cannot delete), so the name must be a word no shell reads anything into (see `_run`), and
+    must not start with '-', or rabbitmqctl would take it for an option."""
+    if account.startswith("-") or not _SHELL_INERT.match(account):
+        raise ValueError(f"its name cannot be passed to rabbitmqctl safely (Debian's wrapper would run it as shell "
+                         f"code); use only letters, digits and {'_.,:/=+@-'!r}, not first '-'")
+    return account
+
+
+def delete_accounts(accounts: Iterable[str], rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> None:
+    """Delete broker users (in every vhost: a RabbitMQ user is broker-wide)."""
+    for account in accounts:
+        args = ["delete_user", check_deletable(account)]
+        proc = _run(rabbitmqctl, ["-q", *args], env)
+        if proc.returncode != 0:
+            raise _fail(args, proc)
