@@ -295,12 +295,14 @@ def test_import_definitions_reports_rabbitmqctl_errors(broker):
 @pytest.mark.broker
 def test_current_task_endpoints_reads_back_the_grants(broker):
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    url, users = broker.provision(a, users=["carol"])
+    # Accounts are broker-wide: a name of its own, so that no other test meets it as an existing user.
+    user = f"reader-{uuid.uuid4().hex[:8]}"
+    url, users = broker.provision(a, users=[user])
     vhost = pika.URLParameters(url).virtual_host
-    defs = p.definitions(vhost, users=[(p.Account("carol", "pw"), [a, b])])
+    defs = p.definitions(vhost, users=[(p.Account(user, "pw"), [a, b])])
     rmq.import_definitions(defs, rabbitmqctl=broker.rabbitmqctl, env=broker.env)
     found = rmq.current_task_endpoints(vhost, rabbitmqctl=broker.rabbitmqctl, env=broker.env)
-    assert sorted(found["carol"]) == sorted([a, b])
+    assert sorted(found[user]) == sorted([a, b])
     assert rmq.current_task_endpoints("no-such-vhost", rabbitmqctl=broker.rabbitmqctl, env=broker.env) == {}
 
 
