@@ -101,6 +101,8 @@ class MonitorApp(App[None]):
 
     # -- refreshing --------------------------------------------------------------------
     def tick(self) -> None:
+        if not self.is_running:  # an action's tick landing as the monitor closes
+            return
         if self.paused or isinstance(self.screen, ModalScreen):
             return  # nothing on screen would change: the managers are not asked
         if any(w.group == "collect" and w.state is WorkerState.RUNNING for w in self.workers):
@@ -123,6 +125,8 @@ class MonitorApp(App[None]):
         self.call_from_thread(self.show, snap, follow[0] if follow else None, found)
 
     def show(self, snap: Snapshot, log_path: Any = None, found: Any = None) -> None:
+        if not self.is_running:  # q was pressed while this look was under way: the screens are going
+            return
         self.snapshot = snap
         if self.active != "log":  # the hidden screens' tables catch up when shown (their rows cost)
             table = self.query_one(f"#{self.active}-table", LiveTable)

@@ -234,3 +234,17 @@ def test_a_manager_that_does_not_answer_never_freezes_the_screen(live):
     finally:
         listener.close()
         shutil.rmtree(hung.config_dir)
+
+
+def test_a_refresh_that_lands_as_the_monitor_closes_is_dropped(live):
+    """A look at the managers still under way when q is pressed hands its snapshot over while the
+    screens are being taken down: it must be dropped, not end the monitor with a traceback."""
+    closed: list[MonitorApp] = []
+
+    async def test(app, pilot):
+        closed.append(app)
+
+    run(test)
+    [app] = closed
+    assert app.snapshot is not None
+    app.show(app.snapshot)  # no widget is left to show it on
