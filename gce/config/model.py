@@ -15,6 +15,7 @@ from gce.errors import ConfigError
 from gce.transport import urls
 
 DEFAULT_LIMIT = 10 * 1024 * 1024
+DEFAULT_OUTPUT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class EndpointConfig:
     max_payload_bytes: int = DEFAULT_LIMIT
     max_result_bytes: int = DEFAULT_LIMIT
     task_attempts: int = 2
+    max_output_bytes: int = DEFAULT_OUTPUT  # of a task's stdout, and of its stderr, sent back with its result
     multi_user: bool = False
     identity_mapping_config_path: str | None = None  # absolute, resolved against config.yaml's directory
     identity_mapping_timeout: float = 5.0  # seconds an external mapping program may take
@@ -216,6 +218,7 @@ def from_data(name: str, endpoint_id: str, data: dict, config_dir: Path | None =
         max_payload_bytes=int(limits.get("max_payload_bytes", DEFAULT_LIMIT)),
         max_result_bytes=int(limits.get("max_result_bytes", DEFAULT_LIMIT)),
         task_attempts=int(limits.get("task_attempts", 2)),
+        max_output_bytes=int(limits.get("max_output_bytes", DEFAULT_OUTPUT)),
         multi_user=templated,
         identity_mapping_config_path=path("identity_mapping_config_path", None),
         identity_mapping_timeout=float(data.get("identity_mapping_timeout", 5.0)),

@@ -115,6 +115,8 @@ CONFIG: dict[str, Any] = {
                 "max_payload_bytes": _positive_int,
                 "max_result_bytes": _positive_int,
                 "task_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
+                # 0 turns capture off; at most 16 MiB of each stream rides on a result.
+                "max_output_bytes": {"type": "integer", "minimum": 0, "maximum": 16 << 20},
             },
         },
         "multi_user": {"type": "boolean"},

@@ -135,6 +135,7 @@ class UepConfig:
     engine: dict[str, Any]
     run_dir: str
     max_result_bytes: int
+    max_output_bytes: int = 64 << 10
     allowed_functions: tuple[str, ...] | None = None  # None: any function; (): none
     log_file: str | None = None  # None: log to stderr
     debug: bool = False
@@ -145,7 +146,7 @@ class UepConfig:
     def to_dict(self) -> dict[str, Any]:
         return {
             "endpoint_id": self.endpoint_id, "engine": self.engine, "run_dir": self.run_dir,
-            "max_result_bytes": self.max_result_bytes,
+            "max_result_bytes": self.max_result_bytes, "max_output_bytes": self.max_output_bytes,
             "allowed_functions": None if self.allowed_functions is None else list(self.allowed_functions),
             "log_file": self.log_file, "debug": self.debug,
             "identity": None if self.identity is None else self.identity.to_dict(), "home": self.home,
@@ -168,6 +169,7 @@ class UepConfig:
         return cls(
             endpoint_id=_str(data, "endpoint_id"), engine=_object(data, "engine"), run_dir=_str(data, "run_dir"),
             max_result_bytes=_int(data, "max_result_bytes"),
+            max_output_bytes=_int(data, "max_output_bytes") if "max_output_bytes" in data else 64 << 10,
             allowed_functions=None if allowed is None else tuple(allowed),
             log_file=_opt_str(data, "log_file"), debug=debug,
             identity=None if identity is None else UepIdentity.from_dict(identity),

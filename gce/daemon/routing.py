@@ -209,6 +209,7 @@ class Router:
         log_file = self.paths.uep_log_dir / "default.log"
         conf = UepConfig(endpoint_id=self.config.endpoint_id, engine=self.config.engine, run_dir=str(run_dir),
                          max_result_bytes=self.config.max_result_bytes,
+                         max_output_bytes=self.config.max_output_bytes,
                          allowed_functions=self.config.allowed_functions, log_file=str(log_file),
                          debug=self.config.debug)
         return UepSpec("default", conf, log_file)
@@ -236,6 +237,7 @@ class Router:
             user_runtime=UserRuntime(th.python_version, th.gce_version, th.platform))
         conf = UepConfig(endpoint_id=self.config.endpoint_id, engine={}, run_dir=str(run_dir),
                          max_result_bytes=self.config.max_result_bytes,
+                         max_output_bytes=self.config.max_output_bytes,
                          allowed_functions=self.config.allowed_functions, log_file=str(log_file),
                          debug=self.config.debug, identity=UepIdentity.from_dict(target.identity()),
                          home=target.home if dropped else None, template=template)

@@ -51,6 +51,9 @@ class ErrorCode:
     IDENTITY_NOT_MAPPED = "IDENTITY_NOT_MAPPED"  # multi-user: no usable local account for the submitter
     IDENTITY_REFUSED = "IDENTITY_REFUSED"  # multi-user: the endpoint's policy refuses the submitter
     INTERNAL = "INTERNAL"
+    TIMEOUT = "TIMEOUT"  # the task ran past its time limit and was stopped
+    WALLTIME = "WALLTIME"  # the task's block reached its walltime, twice
+    BLOCKS_FAILING = "BLOCKS_FAILING"  # the user endpoint's batch jobs keep failing: it submits no more
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any
 from gce.uep import blocks, parsl_compat, worker_pool
 from gce.uep.accounting import BlockBook
 from gce.uep.execute import run_batch, run_task
-from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, WorkerLost
+from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
 
-__all__ = ["Engine", "ENGINES", "HighThroughputEngine", "ProcessPoolEngine", "ThreadPoolEngine", "WorkerLost",
-           "make_engine"]
+__all__ = ["Engine", "ENGINES", "HighThroughputEngine", "ProcessPoolEngine", "TaskRefused", "ThreadPoolEngine",
+           "WorkerLost", "make_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ class HighThroughputEngine(Engine):
 
     type = "HighThroughputEngine"
 
-    def __init__(self, options: dict, run_dir: str, max_result_bytes: int) -> None:
-        super().__init__(options, run_dir, max_result_bytes)
+    def __init__(self, options: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> None:
+        super().__init__(options, run_dir, max_result_bytes, max_output_bytes)
         self._waiting: list[tuple[bytes, Future]] = []  # small tasks waiting for a slot, oldest first
         self._in_parsl = 0
         self.slots = 1
@@ -123,9 +123,12 @@ class HighThroughputEngine(Engine):
             self._in_parsl += 1
         try:
             if len(tasks) == 1:
-                inner = self.htex.submit(run_task, resource_spec or {}, tasks[0][0], self.max_result_bytes)
+                spec, limit = split_spec(resource_spec)
+                inner = self.htex.submit(run_task, spec, tasks[0][0], self.max_result_bytes, self.max_output_bytes,
+                                         limit)
             else:
-                inner = self.htex.submit(run_batch, {}, [p for p, _ in tasks], self.max_result_bytes)
+                inner = self.htex.submit(run_batch, {}, [p for p, _ in tasks], self.max_result_bytes,
+                                         self.max_output_bytes)
         except Exception as e:
             with self._lock:
                 self._in_parsl -= 1
@@ -247,7 +250,7 @@ class HighThroughputEngine(Engine):
 ENGINES = {cls.type: cls for cls in (ThreadPoolEngine, ProcessPoolEngine, HighThroughputEngine)}
 
 
-def make_engine(spec: dict, run_dir: str, max_result_bytes: int) -> Engine:
+def make_engine(spec: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> Engine:
     spec = dict(spec)
     kind = spec.pop("type")
-    return ENGINES[kind](spec, run_dir, max_result_bytes)
+    return ENGINES[kind](spec, run_dir, max_result_bytes, max_output_bytes)

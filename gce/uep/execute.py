@@ -16,6 +16,7 @@ import traceback
 from typing import Any, Callable
 
 from gce.transport.message import ErrorCode
+from gce.uep import timelimit
 from gce.transport.payload import KIND_PICKLE, KIND_SOURCE, PayloadError, pack_err, pack_ok, unpack_task
 
 
@@ -80,8 +81,11 @@ def load_function(kind: bytes, function_blob: bytes) -> Callable[..., Any]:
     raise PayloadError(f"unknown function serializer {kind[:40]!r}")
 
 
-def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024) -> bytes:
-    """Run one task payload; return a result payload. Called on a worker."""
+def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024, max_output_bytes: int = 64 * 1024,
+             time_limit: float | None = None) -> bytes:
+    """Run one task payload; return a result payload. Called on a worker. MAX_OUTPUT_BYTES: of each
+    of the function's stdout and stderr, sent back with the result (0: not captured). TIME_LIMIT:
+    seconds the function may run (None: no limit)."""
     import cloudpickle
 
     try:
@@ -96,7 +100,10 @@ def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024) -> bytes:
             traceback=_remote_traceback(e),
         )
     try:
-        value = fn(*args, **kwargs)
+        with timelimit.time_limit(time_limit):
+            value = fn(*args, **kwargs)
+    except timelimit.TaskTimedOut as e:
+        return pack_err(ErrorCode.TIMEOUT, f"{e} (its walltime, or the Executor's task_timeout)")
     except BaseException as e:  # noqa: B902 - SystemExit in user code is a task failure too
         return pack_err(
             ErrorCode.TASK_EXCEPTION,
@@ -119,6 +126,7 @@ def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024) -> bytes:
     return pack_ok(blob)
 
 
-def run_batch(payloads: list[bytes], max_result_bytes: int = 10 * 1024 * 1024) -> list[bytes]:
+def run_batch(payloads: list[bytes], max_result_bytes: int = 10 * 1024 * 1024,
+              max_output_bytes: int = 64 * 1024) -> list[bytes]:
     """Run several small task payloads one after the other on one worker (see HighThroughputEngine)."""
-    return [run_task(p, max_result_bytes) for p in payloads]
+    return [run_task(p, max_result_bytes, max_output_bytes) for p in payloads]

@@ -33,7 +33,7 @@ from gce.logfiles import rotating_handler
 from gce.transport import frames
 from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
 from gce.transport.payload import PayloadError, task_function_id, unpack_result
-from gce.uep.engines import Engine, WorkerLost, make_engine
+from gce.uep.engines import Engine, TaskRefused, WorkerLost, make_engine
 from gce.uep.execute import traceback_tail
 from gce.uep.startup import Refusal, check_identity, die_with_parent, prepare_directories
 
@@ -124,6 +124,8 @@ class UserEndpoint:
         exc = fut.exception()
         if exc is not None:
             code = ErrorCode.WORKER_LOST if isinstance(exc, WorkerLost) else ErrorCode.ENDPOINT_FAILED
+            if isinstance(exc, TaskRefused):  # the engine's own answer: a time limit, failing blocks...
+                code = exc.code
             rh = failure(th.task_id, self.endpoint_id, code, str(exc) or type(exc).__name__)
             rh.timings = timings
             self.send_result(rh)
@@ -168,7 +170,8 @@ class UserEndpoint:
     # -- main ------------------------------------------------------------------------
     def run(self) -> int:
         try:
-            self.engine = make_engine(self.conf.engine, self.conf.run_dir, self.conf.max_result_bytes)
+            self.engine = make_engine(self.conf.engine, self.conf.run_dir, self.conf.max_result_bytes,
+                                      self.conf.max_output_bytes)
             self.engine.start()
         except Exception as e:
             log.exception("engine failed to start")
@@ -189,6 +192,9 @@ class UserEndpoint:
                         self.stopping.set()
                     elif kind == frames.CANCEL_BLOCK:
                         self.on_cancel_block(header)
+                    elif kind == frames.RESUME:
+                        self.engine.resume()
+                        self.send_status()
         except (EOFError, OSError):
             log.info("the manager closed the channel: shutting down")
         self.stopping.set()

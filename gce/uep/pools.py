@@ -22,6 +22,27 @@ class WorkerLost(Exception):
     """The worker running a task died; str() says how."""
 
 
+class TaskRefused(Exception):
+    """The engine answers a task itself, with an error code of gce.transport.message.ErrorCode
+    (TIMEOUT, WALLTIME, BLOCKS_FAILING...) and a sentence that says why and what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Keys of a task's resource_specification that gce reads itself and never hands to a provider.
+GCE_RESOURCE_KEYS = ("walltime",)
+
+
+def split_spec(resource_spec: dict) -> tuple[dict, float | None]:
+    """(the resource specification without gce's own keys, the task's time limit in seconds or
+    None). The SDK has checked the walltime is a positive number of seconds."""
+    spec = {k: v for k, v in (resource_spec or {}).items() if k not in GCE_RESOURCE_KEYS}
+    walltime = (resource_spec or {}).get("walltime")
+    return spec, float(walltime) if walltime else None
+
+
 def versions() -> dict[str, str | None]:
     """What this user endpoint runs: Python, parsl (read from its metadata: importing it costs a
     local pool half a second) and gce."""
@@ -37,10 +58,11 @@ def versions() -> dict[str, str | None]:
 class Engine:
     type = "Engine"
 
-    def __init__(self, options: dict, run_dir: str, max_result_bytes: int) -> None:
+    def __init__(self, options: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> None:
         self.options = options
         self.run_dir = run_dir
         self.max_result_bytes = max_result_bytes
+        self.max_output_bytes = max_output_bytes  # of each of a task's stdout and stderr; 0: not captured
         self.done = 0
         self.failed = 0
         self._lock = threading.Lock()
@@ -88,6 +110,9 @@ class Engine:
         """Cancel block BLOCK_ID; False when this engine has no such block."""
         return False
 
+    def resume(self) -> None:
+        """Submit blocks again after the failing-block breaker stopped them (engines with blocks)."""
+
     def shutdown(self) -> None:
         raise NotImplementedError
 
@@ -122,7 +147,8 @@ class ThreadPoolEngine(_LocalPoolEngine):
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gce-worker")
 
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
-        return self.pool.submit(run_task, payload, self.max_result_bytes)
+        _, limit = split_spec(resource_spec)
+        return self.pool.submit(run_task, payload, self.max_result_bytes, self.max_output_bytes, limit)
 
 
 class ProcessPoolEngine(_LocalPoolEngine):
@@ -141,7 +167,8 @@ class ProcessPoolEngine(_LocalPoolEngine):
 
         outer: Future = Future()
         pool = self.pool
-        inner = pool.submit(run_task, payload, self.max_result_bytes)
+        _, limit = split_spec(resource_spec)
+        inner = pool.submit(run_task, payload, self.max_result_bytes, self.max_output_bytes, limit)
 
         def relay(f: Future) -> None:
             exc = f.exception()
