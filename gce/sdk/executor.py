@@ -25,7 +25,8 @@ from gce.sdk import serialize
 from gce.sdk.amqp import Link
 from gce.sdk.errors import outcome, resolve, waited_too_long
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
-from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, function_name, task_message
+from gce.sdk.tasks import (DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, check_resource_specification, function_name,
+                           task_message, time_limit)
 from gce.transport import names
 from gce.transport.message import ResultHeaders
 
@@ -71,7 +72,12 @@ class TaskFuture(Future):
 
 
 class Executor(RegistersFunctions, concurrent.futures.Executor):
-    """Run Python functions on a gce endpoint; results come back as futures."""
+    """Run Python functions on a gce endpoint; results come back as futures.
+
+    ``task_timeout`` (seconds) limits how long each task may run on the endpoint: one that runs
+    longer is stopped and fails with ``TaskFailed`` code ``TIMEOUT``. A ``walltime`` in
+    ``resource_specification`` does the same for the tasks submitted while it is set, and wins.
+    """
 
     def __init__(
         self,
@@ -82,8 +88,10 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         amqp_heartbeat: int = 30,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         connect_timeout: float = 30.0,
+        task_timeout: float | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id  # type: ignore[assignment]
+        self.task_timeout = task_timeout
         self.user_endpoint_config = user_endpoint_config  # type: ignore[assignment]
         self.resource_specification = resource_specification  # type: ignore[assignment]
         self.max_payload_bytes = max_payload_bytes
@@ -129,7 +137,22 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
 
     @resource_specification.setter
     def resource_specification(self, value: dict | None) -> None:
-        self._rspec = json_object(value, "resource_specification")
+        self._rspec = check_resource_specification(json_object(value, "resource_specification"))
+
+    @property
+    def task_timeout(self) -> float | None:
+        return self._task_timeout
+
+    @task_timeout.setter
+    def task_timeout(self, value: float | None) -> None:
+        self._task_timeout = None if value is None else time_limit(value, "task_timeout")
+
+    def _task_spec(self) -> dict:
+        """The resource specification a task travels with: task_timeout as its walltime, unless
+        resource_specification names one."""
+        if self._task_timeout is None or "walltime" in self._rspec:
+            return self._rspec
+        return {**self._rspec, "walltime": self._task_timeout}
 
     # -- submitting --------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
@@ -154,7 +177,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         endpoint_id = self._endpoint_id
         task_id, body, props = task_message(
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
-            user_endpoint_config=self._uec, resource_specification=self._rspec,
+            user_endpoint_config=self._uec, resource_specification=self._task_spec(),
             max_payload_bytes=self.max_payload_bytes, function_name=name)
         fut = TaskFuture(task_id, lambda: self._endpoint_status(endpoint_id))
         with self._lock:

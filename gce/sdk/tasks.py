@@ -7,6 +7,7 @@ here, so neither imports the other and the link knows what it publishes without 
 from __future__ import annotations
 
 import functools
+import math
 import platform
 import time
 import uuid
@@ -59,6 +60,24 @@ def _named_by_source(kind: bytes, blob: bytes) -> str:
     return _plain(blob.split(b"\n", 1)[0].decode("utf-8", "replace"))
 
 
+def time_limit(value: Any, what: str) -> float:
+    """VALUE checked as a task's time limit: a positive, finite number of seconds. Checked before a
+    task is sent, so a bad one is a TypeError or ValueError here, not a task that fails on the endpoint."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds (an int or a float, e.g. 60), "
+                        f"not {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a positive, finite number of seconds (e.g. 60), not {value!r}")
+    return value
+
+
+def check_resource_specification(spec: dict[str, Any], what: str = "resource_specification") -> dict[str, Any]:
+    """SPEC, whose ``walltime`` (seconds the endpoint lets the task run), if any, is a good time limit."""
+    if "walltime" in spec:
+        time_limit(spec["walltime"], f"{what}['walltime']")
+    return spec
+
+
 def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                  user: str, reply_to: str, user_endpoint_config: dict[str, Any],
                  resource_specification: dict[str, Any], max_payload_bytes: int, function_name: str = "",
@@ -68,6 +87,7 @@ def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ..
     args_blob = serialize.serialize_args(args, kwargs)
     if len(args_blob) > max_payload_bytes:  # the endpoint would refuse it anyway
         raise PayloadTooLarge(len(args_blob), max_payload_bytes)
+    check_resource_specification(resource_specification)  # it may have been changed in place since it was set
     task_id = str(uuid.uuid4())
     headers = TaskHeaders(
         task_id=task_id, user_id=user, reply_to=reply_to, function_id=function_id, serializer=kind.decode(),
