@@ -14,8 +14,12 @@ from what it actually received, without unpickling anything (DESIGN.md, "Message
                    kind "cloudpickle": function blob = cloudpickle.dumps(fn)
                    kind "source":      function blob = b"<name>\\n<source text>"
                    arguments blob      = cloudpickle.dumps((args, kwargs))
-  result payload = [b"ok", cloudpickle.dumps(value)]
-                 | [b"err", code, message, cloudpickle.dumps(exc) or b"", traceback text]
+  result payload = [b"ok", cloudpickle.dumps(value), stdout, stderr]
+                 | [b"err", code, message, cloudpickle.dumps(exc) or b"", traceback text, stdout, stderr]
+                   stdout, stderr: the end of what the function printed (limits.max_output_bytes of
+                   each; empty when not captured), as the bytes it wrote
+                   Results of endpoints from before output came back have no stdout and stderr parts
+                   ([b"ok", value] and [b"err", code, message, exc, traceback]): they read as empty.
 """
 
 from __future__ import annotations
@@ -109,14 +113,21 @@ class Result:
     message: str = ""
     exception: bytes = b""  # cloudpickle.dumps(exc) of a user exception, or b"" when it could not be
     traceback: str = ""  # the remote traceback of a user exception
+    stdout: str = ""  # the end of what the function printed, decoded with replacement characters
+    stderr: str = ""
 
 
-def pack_ok(value_blob: bytes) -> bytes:
-    return pack([OK, value_blob])
+def pack_ok(value_blob: bytes, stdout: bytes = b"", stderr: bytes = b"") -> bytes:
+    return pack([OK, value_blob, stdout, stderr])
 
 
-def pack_err(code: str, message: str, exception_blob: bytes = b"", traceback: str = "") -> bytes:
-    return pack([ERR, code.encode(), message.encode(), exception_blob, traceback.encode()])
+def pack_err(code: str, message: str, exception_blob: bytes = b"", traceback: str = "", stdout: bytes = b"",
+             stderr: bytes = b"") -> bytes:
+    return pack([ERR, code.encode(), message.encode(), exception_blob, traceback.encode(), stdout, stderr])
+
+
+def _text(data: bytes) -> str:
+    return data.decode(errors="replace")
 
 
 def unpack_result(payload: bytes) -> Result:
@@ -124,10 +135,12 @@ def unpack_result(payload: bytes) -> Result:
     whose code wrote its own bytes) is read with replacement characters rather than refused."""
     parts = unpack(payload)
     tag = parts[0] if parts else b""
-    if tag == OK and len(parts) == 2:
-        return Result(ok=True, value=parts[1])
-    if tag == ERR and len(parts) == 5:
-        code, message, exception, traceback = parts[1:]
-        return Result(ok=False, code=code.decode(errors="replace"), message=message.decode(errors="replace"),
-                      exception=exception, traceback=traceback.decode(errors="replace"))
+    if tag == OK and len(parts) in (2, 4):
+        out, err = parts[2:] or (b"", b"")
+        return Result(ok=True, value=parts[1], stdout=_text(out), stderr=_text(err))
+    if tag == ERR and len(parts) in (5, 7):
+        code, message, exception, traceback = parts[1:5]
+        out, err = parts[5:] or (b"", b"")
+        return Result(ok=False, code=_text(code), message=_text(message), exception=exception,
+                      traceback=_text(traceback), stdout=_text(out), stderr=_text(err))
     raise PayloadError(f"the result payload has an unknown shape ({tag[:20]!r}, {len(parts)} parts)")

@@ -3,7 +3,8 @@
 ``run_task`` never raises for anything the submitted code does: every outcome, including
 an exception, an unpicklable result or a result over the size limit, becomes a result
 payload (see gce.transport.payload). Only the death of the worker itself escapes, and the
-engine turns that into a WORKER_LOST result.
+engine turns that into a WORKER_LOST result. What the function prints comes back in the
+result too (its last ``max_output_bytes`` of stdout and of stderr: gce.uep.capture).
 
 This is the one place where bytes a submitter sent become code (``load_function``): it runs on
 a worker, as the mapped user, never in the manager.
@@ -16,7 +17,7 @@ import traceback
 from typing import Any, Callable
 
 from gce.transport.message import ErrorCode
-from gce.uep import timelimit
+from gce.uep import capture, timelimit
 from gce.transport.payload import KIND_PICKLE, KIND_SOURCE, PayloadError, pack_err, pack_ok, unpack_task
 
 
@@ -84,8 +85,8 @@ def load_function(kind: bytes, function_blob: bytes) -> Callable[..., Any]:
 def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024, max_output_bytes: int = 64 * 1024,
              time_limit: float | None = None) -> bytes:
     """Run one task payload; return a result payload. Called on a worker. MAX_OUTPUT_BYTES: of each
-    of the function's stdout and stderr, sent back with the result (0: not captured). TIME_LIMIT:
-    seconds the function may run (None: no limit)."""
+    of the function's stdout and stderr, the last bytes sent back with the result (0: not captured;
+    see gce.uep.capture). TIME_LIMIT: seconds the function may run (None: no limit)."""
     import cloudpickle
 
     try:
@@ -99,31 +100,38 @@ def run_task(payload: bytes, max_result_bytes: int = 10 * 1024 * 1024, max_outpu
             f"the worker runs Python {sys.version.split()[0]}",
             traceback=_remote_traceback(e),
         )
+    out, err = capture.Tail(max_output_bytes), capture.Tail(max_output_bytes)
     try:
-        with timelimit.time_limit(time_limit):
-            value = fn(*args, **kwargs)
+        with capture.captured(out, err):  # outside the time limit: put back before the result is packed
+            with timelimit.time_limit(time_limit):
+                value = fn(*args, **kwargs)
     except timelimit.TaskTimedOut as e:
-        return pack_err(ErrorCode.TIMEOUT, f"{e} (its walltime, or the Executor's task_timeout)")
+        return pack_err(ErrorCode.TIMEOUT, f"{e} (its walltime, or the Executor's task_timeout)",
+                        stdout=out.value(), stderr=err.value())
     except BaseException as e:  # noqa: B902 - SystemExit in user code is a task failure too
         return pack_err(
             ErrorCode.TASK_EXCEPTION,
             f"{type(e).__name__}: {e}",
             _pickle_exception(e),
             _remote_traceback(e),
+            out.value(),
+            err.value(),
         )
     try:
         blob = cloudpickle.dumps(value)
     except Exception as e:
         return pack_err(
-            ErrorCode.SERIALIZATION_FAILED, f"the function's result could not be serialized ({type(e).__name__}: {e})"
+            ErrorCode.SERIALIZATION_FAILED, f"the function's result could not be serialized ({type(e).__name__}: {e})",
+            stdout=out.value(), stderr=err.value(),
         )
     if len(blob) > max_result_bytes:
         return pack_err(
             ErrorCode.RESULT_TOO_LARGE,
             f"the result is {len(blob):,} bytes serialized, over the endpoint's limit of "
             f"{max_result_bytes:,} bytes (limits.max_result_bytes in the endpoint's config.yaml)",
+            stdout=out.value(), stderr=err.value(),
         )
-    return pack_ok(blob)
+    return pack_ok(blob, out.value(), err.value())
 
 
 def run_batch(payloads: list[bytes], max_result_bytes: int = 10 * 1024 * 1024,

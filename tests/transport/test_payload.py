@@ -48,18 +48,33 @@ def test_a_task_of_other_than_three_parts_is_refused(parts):
         payload.task_function_id(payload.pack(parts))
 
 
-def test_an_ok_result_carries_the_value_bytes():
-    result = payload.unpack_result(payload.pack_ok(b"value"))
-    assert result == payload.Result(ok=True, value=b"value")
+def test_an_ok_result_carries_the_value_bytes_and_the_output():
+    result = payload.unpack_result(payload.pack_ok(b"value", b"printed\n", b"warned\n"))
+    assert result == payload.Result(ok=True, value=b"value", stdout="printed\n", stderr="warned\n")
+    assert payload.unpack(payload.pack_ok(b"value")) == [b"ok", b"value", b"", b""]
 
 
-def test_an_err_result_carries_code_message_exception_and_traceback():
-    data = payload.pack_err("TASK_EXCEPTION", "ValueError: é", b"exc", "Traceback ...\n")
-    assert payload.unpack(data) == [b"err", b"TASK_EXCEPTION", "ValueError: é".encode(), b"exc", b"Traceback ...\n"]
+def test_an_err_result_carries_code_message_exception_traceback_and_output():
+    data = payload.pack_err("TASK_EXCEPTION", "ValueError: é", b"exc", "Traceback ...\n", b"out", b"err")
+    assert payload.unpack(data) == [b"err", b"TASK_EXCEPTION", "ValueError: é".encode(), b"exc", b"Traceback ...\n",
+                                    b"out", b"err"]
     assert payload.unpack_result(data) == payload.Result(ok=False, code="TASK_EXCEPTION", message="ValueError: é",
-                                                         exception=b"exc", traceback="Traceback ...\n")
+                                                         exception=b"exc", traceback="Traceback ...\n",
+                                                         stdout="out", stderr="err")
     assert payload.unpack_result(payload.pack_err("WORKER_LOST", "gone")) == payload.Result(
         ok=False, code="WORKER_LOST", message="gone")
+
+
+def test_results_of_an_endpoint_from_before_output_came_back_still_read():
+    assert payload.unpack_result(payload.pack([b"ok", b"value"])) == payload.Result(ok=True, value=b"value")
+    old_err = payload.pack([b"err", b"TASK_EXCEPTION", b"ValueError: x", b"exc", b"Traceback"])
+    assert payload.unpack_result(old_err) == payload.Result(ok=False, code="TASK_EXCEPTION", message="ValueError: x",
+                                                            exception=b"exc", traceback="Traceback")
+
+
+def test_output_that_is_not_utf8_is_read_with_replacement():
+    result = payload.unpack_result(payload.pack_ok(b"v", b"caf\xe9", b"\xff!"))
+    assert (result.stdout, result.stderr) == ("caf\ufffd", "\ufffd!")
 
 
 def test_text_that_is_not_utf8_is_read_with_replacement_not_an_exception():
@@ -72,6 +87,7 @@ def test_text_that_is_not_utf8_is_read_with_replacement_not_an_exception():
     ([b"ok"], "unknown shape"),
     ([b"ok", b"v", b"extra"], "unknown shape"),
     ([b"err", b"X", b"m"], "unknown shape"),
+    ([b"err", b"X", b"m", b"", b"", b"out"], "unknown shape"),
     ([b"maybe", b"v"], "unknown shape"),
 ])
 def test_a_result_of_unknown_shape_is_refused(parts, why):

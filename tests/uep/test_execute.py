@@ -21,7 +21,7 @@ def test_an_exception_comes_back_with_its_type_and_a_traceback_starting_at_user_
     def boom(x):
         raise KeyError(x)
 
-    status, code, message, exc_blob, tb = _run(boom, "k")
+    status, code, message, exc_blob, tb, _out, _err = _run(boom, "k")
     assert (status, code) == (b"err", b"TASK_EXCEPTION")
     assert message == b"KeyError: 'k'"
     assert isinstance(cloudpickle.loads(exc_blob), KeyError)
@@ -36,7 +36,7 @@ def test_an_unpicklable_exception_still_yields_its_traceback():
     def boom():
         raise Weird(1, 2)
 
-    status, code, message, exc_blob, tb = _run(boom)
+    status, code, message, exc_blob, tb, _out, _err = _run(boom)
     assert code == b"TASK_EXCEPTION" and exc_blob == b"" and b"Weird" in tb
 
 

@@ -1,0 +1,288 @@
+"""What a task prints, kept while it runs and sent back with its result (gce.uep.execute.run_task).
+
+Only the last ``limit`` bytes of each of stdout and stderr are kept: a function may print 50 MB and
+memory stays bounded; nothing is written to disk, so a full disk cannot break a printing task; and
+nothing reaches the worker's own stdout, so a chatty function never blocks its worker on a pipe
+nobody reads.
+
+Where the task runs decides how:
+
+- On a process's main thread (a process pool worker, a parsl HTEX worker) the capture is at the
+  file-descriptor level: for the task's duration fd 1 and fd 2 are pipes, so what C code and child
+  processes write is caught too. One drainer thread per process empties the pipes into the task's
+  tails while it runs. sys.stdout is block-buffered and sys.stderr line-buffered, as Python makes
+  them when its output is no terminal. A background process the task started and left running
+  keeps the pipe: what it writes after the task ended is dropped, or lands in the next task's.
+- On any other thread (ThreadPoolEngine runs tasks as threads of the user endpoint) fd 1 and fd 2
+  are shared by every task, so a capture at that level is impossible: sys.stdout and sys.stderr
+  become dispatchers that send each thread's writes to its own task's tails. What C code or a
+  child process writes to fd 1/2 there goes to the user endpoint's own output, not to the task.
+
+Either way everything is put back after each task, however it ended.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import selectors
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+_CHUNK = 1 << 16
+_PIPE_SIZE = 1 << 20  # fewer wake-ups of the drainer for a chatty task (Linux; best effort)
+
+
+class Tail:
+    """The last LIMIT bytes written to it (LIMIT 0: nothing)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self.seen = 0
+        self._buf = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.seen += len(data)
+        if len(data) >= self.limit:
+            self._buf[:] = data[len(data) - self.limit:]
+            return
+        self._buf += data
+        if len(self._buf) > 2 * self.limit:  # trim now and then, not at every write
+            del self._buf[: len(self._buf) - self.limit]
+
+    def add_text(self, text: str) -> None:
+        if len(text) > self.limit:  # a character is at least one byte: no need to encode more
+            text = text[-self.limit:] if self.limit else ""
+        self.add(text.encode("utf-8", "backslashreplace"))
+
+    def value(self) -> bytes:
+        data = bytes(self._buf[len(self._buf) - self.limit:]) if len(self._buf) > self.limit else bytes(self._buf)
+        if self.seen > len(data):  # cut: start at a whole UTF-8 character
+            skip = 0
+            while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+                skip += 1
+            data = data[skip:]
+        return data
+
+
+@contextmanager
+def captured(out: Tail, err: Tail) -> Iterator[None]:
+    """Keep what the body writes to stdout in OUT and to stderr in ERR (limit 0: leave them alone)."""
+    if not out.limit and not err.limit:
+        yield
+    elif threading.current_thread() is threading.main_thread():
+        with _process_pipes().capture(out, err):
+            yield
+    else:
+        with _per_thread(out, err):
+            yield
+
+
+# -- file-descriptor level (process workers) -----------------------------------------------
+
+
+class _Pipes:
+    """This process's stand-ins for fd 1 and fd 2, and the thread that empties them."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.write_end: dict[int, int] = {}  # 1, 2 -> the write end of its pipe
+        self.tails: dict[int, Tail | None] = {}  # read end -> the running task's tail (None between tasks)
+        self.read_end: dict[int, int] = {}
+        for fd in (1, 2):
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            try:
+                import fcntl
+
+                fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
+            except OSError:
+                pass
+            self.write_end[fd], self.read_end[fd], self.tails[r] = w, r, None
+        self.streams: dict[int, Any] = {}
+        threading.Thread(target=self._drain, name="gce-output", daemon=True).start()
+
+    def _stream(self, fd: int) -> Any:
+        """sys.stdout (fd 1) or sys.stderr (fd 2) for a task: over the pipe, never closed for good."""
+        stream = self.streams.get(fd)
+        if stream is None or stream.closed:  # a task may close its sys.stdout
+            stream = io.TextIOWrapper(open(self.write_end[fd], "wb", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=fd == 2)
+            self.streams[fd] = stream
+        return stream
+
+    def _drain(self) -> None:
+        selector = selectors.DefaultSelector()
+        for r in self.tails:
+            selector.register(r, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                with self.lock:
+                    self._read(key.fd)
+
+    def _read(self, r: int) -> bool:
+        """Move a chunk of pipe R to its task's tail (between tasks: drop it); False when it is empty.
+        Called with the lock held, so a chunk is never read and not yet kept."""
+        try:
+            data = os.read(r, _CHUNK)
+        except BlockingIOError:
+            return False
+        tail = self.tails[r]
+        if tail is not None:
+            tail.add(data)
+        return bool(data)
+
+    @contextmanager
+    def capture(self, out: Tail, err: Tail) -> Iterator[None]:
+        saved_streams = sys.stdout, sys.stderr
+        _flush(saved_streams)  # what was written before the task goes where it was meant to
+        with self.lock:
+            self.tails[self.read_end[1]], self.tails[self.read_end[2]] = out, err
+        saved: dict[int, int] = {}
+        try:
+            for fd in (1, 2):
+                saved[fd] = _dup(fd)
+                os.dup2(self.write_end[fd], fd)
+            sys.stdout, sys.stderr = self._stream(1), self._stream(2)
+            yield
+        finally:
+            _flush((sys.stdout, sys.stderr, self.streams.get(1), self.streams.get(2)))
+            sys.stdout, sys.stderr = saved_streams
+            for fd, copy in saved.items():
+                if copy < 0:  # it was closed before the task
+                    os.close(fd)
+                else:
+                    os.dup2(copy, fd)
+                    os.close(copy)
+            with self.lock:  # nothing of ours writes to the pipes now: what they hold is the task's
+                for r in (self.read_end[1], self.read_end[2]):
+                    # At most what a pipe holds: a child left running may write on and on.
+                    for _ in range(_PIPE_SIZE // _CHUNK + 1):
+                        if not self._read(r):
+                            break
+                    self.tails[r] = None
+
+
+_pipes: _Pipes | None = None
+_pipes_lock = threading.Lock()
+
+
+def _process_pipes() -> _Pipes:
+    global _pipes
+    with _pipes_lock:
+        if _pipes is None or _pipes.pid != os.getpid():  # a forked child has no drainer thread
+            _pipes = _Pipes()
+        return _pipes
+
+
+def _dup(fd: int) -> int:
+    try:
+        return os.dup(fd)
+    except OSError:
+        return -1
+
+
+_libc: Any = None
+
+
+def _flush(streams: tuple[Any, ...]) -> None:
+    """Flush Python streams, then C's stdio buffers, so nothing written is left behind."""
+    for stream in streams:
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):  # None, closed, or a broken stream of the task's
+            pass
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None)
+        _libc.fflush(None)
+    except (OSError, AttributeError):
+        _libc = False
+
+
+# -- per thread (ThreadPoolEngine) ------------------------------------------------------------
+
+
+_local = threading.local()
+_dispatch_lock = threading.Lock()
+_dispatching = 0
+
+
+class _BinaryTail:
+    def __init__(self, tail: Tail) -> None:
+        self._tail = tail
+
+    def write(self, data: bytes) -> int:
+        self._tail.add(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class _PerThread:
+    """sys.stdout or sys.stderr while tasks run as threads: a task thread's writes go to its tail,
+    anyone else's to the stream it replaced."""
+
+    def __init__(self, original: Any, name: str) -> None:
+        self._original = original
+        self._name = name  # "out" or "err"
+
+    def _tail(self) -> Tail | None:
+        return getattr(_local, self._name, None)
+
+    def write(self, text: str) -> int:
+        tail = self._tail()
+        if tail is not None:
+            tail.add_text(text)
+            return len(text)
+        return self._original.write(text) if self._original is not None else len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._tail() is None and self._original is not None:
+            self._original.flush()
+
+    def isatty(self) -> bool:
+        return self._tail() is None and self._original is not None and self._original.isatty()
+
+    @property
+    def buffer(self) -> Any:
+        tail = self._tail()
+        return _BinaryTail(tail) if tail is not None else self._original.buffer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+@contextmanager
+def _per_thread(out: Tail, err: Tail) -> Iterator[None]:
+    global _dispatching
+    with _dispatch_lock:
+        if _dispatching == 0:
+            for name, tail_name in (("stdout", "out"), ("stderr", "err")):
+                current = getattr(sys, name)
+                if not isinstance(current, _PerThread):
+                    setattr(sys, name, _PerThread(current, tail_name))
+        _dispatching += 1
+    _local.out, _local.err = out, err
+    try:
+        yield
+    finally:
+        _local.out = _local.err = None
+        with _dispatch_lock:
+            _dispatching -= 1
+            if _dispatching == 0:  # no task runs: the streams are what they were
+                for name in ("stdout", "stderr"):
+                    current = getattr(sys, name)
+                    if isinstance(current, _PerThread):
+                        setattr(sys, name, current._original)
