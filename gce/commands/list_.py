@@ -57,16 +57,22 @@ def _unreadable(paths: EndpointPaths, e: PermissionDenied) -> dict[str, Any]:
 
 
 def _degraded(paths: EndpointPaths) -> dict[str, Any]:
-    """state and reason of a running endpoint that does not take tasks (a full spool disk), else {}."""
+    """state and reason of a running endpoint that does not take tasks (a full spool disk) or whose one
+    user endpoint's blocks keep failing; and its user endpoints whose blocks keep failing (those this
+    user may see: {"uep", "reason"} each, and how many more of other users)."""
     from gce.daemon.client import EndpointClient
 
     try:
         status = EndpointClient(paths, timeout=CONTROL_TIMEOUT).status()
     except (GceError, OSError):
         return {}  # `gce status NAME` says why it does not answer
-    if status.state != "degraded":
-        return {}
-    return {"state": "degraded", "reason": status.reason}
+    failing = [{"uep": u.key, "reason": u.shown_reason()} for u in status.user_endpoints if u.blocks_failing]
+    row: dict[str, Any] = {"blocks_failing": failing}
+    if status.blocks_failing > len(failing):
+        row["others_blocks_failing"] = status.blocks_failing - len(failing)
+    if status.state == "degraded":
+        row.update(state="degraded", reason=status.reason)
+    return row
 
 
 def state_cell(row: dict[str, Any]) -> str:
@@ -83,6 +89,16 @@ def note(row: dict[str, Any]) -> str | None:
     if row["state"] in ("failed", "degraded", "unreadable") and row["reason"]:
         return f"{row['name']}: {row['state']}: {row['reason']}"
     return None
+
+
+def failing_notes(row: dict[str, Any]) -> list[str]:
+    """A line per user endpoint whose blocks keep failing, unless the endpoint's own note says it."""
+    said = row["reason"] if row["state"] == "degraded" else ""
+    lines = [f"{row['name']}: user endpoint {f['uep']}: blocks failing: {f['reason']}"
+             for f in row.get("blocks_failing") or [] if f["reason"] not in said]
+    if row.get("others_blocks_failing"):
+        lines.append(f"{row['name']}: {row['others_blocks_failing']} user endpoint(s) of other users: blocks failing")
+    return lines
 
 
 def table_row(row: dict[str, Any]) -> list[Any]:
@@ -111,8 +127,11 @@ def command(
         output.hint("gce configure NAME creates one")
         return
     output.table(COLUMNS, (table_row(r) for r in rows), no_wrap=("ENDPOINT ID",))
-    notes = [n for n in map(note, rows) if n]
+    notes = [n for n in map(note, rows) if n] + [n for r in rows for n in failing_notes(r)]
     if notes:
         output.line("")
         for n in notes:
             output.line(n)
+    if any(r.get("blocks_failing") for r in rows):
+        output.hint("fix the engine's worker_init or provider (gce status NAME shows the last block's output), "
+                    "then: gce resume NAME")

@@ -108,6 +108,10 @@ def _user_endpoints(out: Exposition, status: EndpointStatus) -> None:
     for uep in ueps:
         for state in UEP_STATES + ((uep.state,) if uep.state and uep.state not in UEP_STATES else ()):
             out.sample("gce_user_endpoint_state", int(state == uep.state), uep=uep.key, state=state)
+    out.family("gce_user_endpoint_blocks_failing", "gauge", "1 while the user endpoint's engine submits no blocks "
+               "because its last ones failed one after the other (gce resume NAME after fixing its config).")
+    for uep in ueps:
+        out.sample("gce_user_endpoint_blocks_failing", int(uep.blocks_failing), uep=uep.key)
     for name, field, help_ in (("workers", "workers_total", "Workers of the user endpoint's engine."),
                                ("workers_idle", "workers_idle", "Workers with no task."),
                                ("blocks", "blocks", "Blocks (batch jobs or local pools) of the engine that are not over.")):

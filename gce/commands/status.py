@@ -69,13 +69,40 @@ def status_fields(data: dict[str, Any]) -> list[tuple[str, str]]:
     return fields
 
 
+def _breaker(uep: Any) -> dict[str, Any] | None:
+    """A user endpoint's open breaker (its blocks kept failing), or None."""
+    breaker = _get(_get(uep, "engine"), "breaker")
+    return breaker if isinstance(breaker, dict) else None
+
+
+def breaker_lines(key: str, breaker: dict[str, Any]) -> list[str]:
+    """What people read of a user endpoint whose blocks kept failing: why, the last block, its output."""
+    from gce.daemon.client import BreakerStatus
+
+    b = BreakerStatus.from_dict(breaker) or BreakerStatus()
+    lines = [f"user endpoint {key}: blocks failing: {b.short_reason()}"]
+    job = f" (job {b.job_id})" if b.job_id else ""
+    facts = [f"exit code {b.exit_code}" if b.exit_code is not None else "",
+             f"scheduler state {b.raw_state}" + (f" ({b.scheduler_reason})" if b.scheduler_reason else "")
+             if b.raw_state else "",
+             f"{b.failures} failed in a row" + (f" (limit {b.limit})" if b.limit else "") if b.failures else ""]
+    lines.append(f"  last block {b.block_id or '?'}{job}: " + (", ".join(f for f in facts if f) or "no details"))
+    for name, text in (("stdout", b.stdout_tail), ("stderr", b.stderr_tail)):
+        tail = text.strip().splitlines()[-5:]
+        if tail:
+            lines.append(f"  its {name} ended with:")
+            lines.extend("    " + t for t in tail)
+    return lines
+
+
 def uep_rows(data: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for uep in data.get("user_endpoints") or []:
         if not isinstance(uep, dict):
             continue
         engine = uep.get("engine") or {}
-        rows.append([uep.get("key"), uep.get("pid"), uep.get("state")]
+        state = "blocks failing" if _breaker(uep) else uep.get("state")
+        rows.append([uep.get("key"), uep.get("pid"), state]
                     + [_get(engine, k) for k in ("blocks", "managers", "workers_total", "workers_idle",
                                                  "outstanding", "running", "done", "failed")])
     return rows
@@ -104,8 +131,17 @@ def render_status(data: dict[str, Any]) -> None:
         output.line("")
         output.table(UEP_COLUMNS, rows)
     for uep in data.get("user_endpoints") or []:
-        if isinstance(uep, dict) and uep.get("reason") and uep.get("state") != "running":
+        breaker = _breaker(uep)
+        if breaker is not None:
+            for line in breaker_lines(str(uep.get("key")), breaker):
+                output.line(line, style="yellow")
+        elif isinstance(uep, dict) and uep.get("reason") and uep.get("state") != "running":
             output.line(f"user endpoint {uep.get('key')}: {uep.get('state')}: {uep['reason']}", style="yellow")
+    shown = sum(1 for uep in data.get("user_endpoints") or [] if _breaker(uep))
+    counted = data.get("blocks_failing")
+    others = counted if isinstance(counted, int) else 0
+    if others > shown:  # a local user of a multi-user endpoint sees only a count of the others'
+        output.line(f"{others - shown} user endpoint(s) of other users have failing blocks too")
 
 
 def _write(text: str) -> None:
@@ -177,6 +213,9 @@ def command(
         output.json(reply.data)  # the manager's own words, with any field this gce does not know
     else:
         render_status(status.to_dict())
+    if form is Format.text and any(u.blocks_failing for u in status.user_endpoints):
+        output.hint(f"fix the engine's worker_init or provider (the block's output above says why), then: "
+                    f"gce resume {name}")
     if status.state == "degraded":
         if form is Format.text and status.spool.error:
             output.hint(f"make room on (or remount read-write) the file system of {status.spool.path}; "

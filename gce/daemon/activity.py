@@ -190,6 +190,66 @@ class NodeStatus:
                    r.opt_text("parsl"), tuple(NodeTask.from_dict(t.data, t.where) for t in r.objects("tasks")))
 
 
+SHORT_REASON = 160  # characters of a breaker's reason that a one-line view shows
+
+
+@dataclass(frozen=True)
+class BreakerStatus:
+    """Why a user endpoint's engine stopped submitting blocks: its last ones failed one after the
+    other (gce/uep/breaker.py). While it is open, the user endpoint answers every task itself with
+    BLOCKS_FAILING and REASON; `gce resume` or a change of its config closes it.
+
+    Read leniently, unlike the other classes: it comes from the user's own process and matters
+    most when things go wrong, so a field of the wrong type takes its default rather than hiding
+    that the breaker is open."""
+
+    state: str = "blocks failing"
+    since: float | None = None
+    reason: str = ""  # the whole sentence the tasks are answered with
+    failures: int | None = None  # failed blocks in a row
+    limit: int | None = None  # engine.block_failure_limit
+    block_id: str = ""
+    job_id: str | None = None
+    exit_code: int | None = None
+    raw_state: str | None = None  # the scheduler's own word for the last block
+    scheduler_reason: str | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+    def short_reason(self, limit: int = SHORT_REASON) -> str:
+        """The reason's first line, cut to LIMIT characters, for a table's cell or a status line."""
+        lines = self.reason.strip().splitlines()
+        first = lines[0] if lines else f"{self.failures or 'several'} blocks in a row failed"
+        if first.lower().startswith(self.state + ":"):  # the views say the state before it
+            first = first[len(self.state) + 1:].strip()
+        return first if len(first) <= limit else first[:limit - 1] + "…"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "since": self.since, "reason": self.reason, "failures": self.failures,
+                "limit": self.limit, "block_id": self.block_id, "job_id": self.job_id, "exit_code": self.exit_code,
+                "raw_state": self.raw_state, "scheduler_reason": self.scheduler_reason,
+                "stdout_tail": self.stdout_tail, "stderr_tail": self.stderr_tail}
+
+    @classmethod
+    def from_dict(cls, data: object) -> BreakerStatus | None:
+        """The open breaker DATA describes; None for a closed one (null) or anything not an object."""
+        if not isinstance(data, Mapping):
+            return None
+
+        def pick(key: str, types: tuple[type, ...], default: Any) -> Any:
+            value = data.get(key)
+            return value if isinstance(value, types) and not isinstance(value, bool) else default
+
+        since = pick("since", (int, float), None)
+        return cls(pick("state", (str,), "blocks failing") or "blocks failing",
+                   None if since is None else float(since), pick("reason", (str,), ""),
+                   pick("failures", (int,), None), pick("limit", (int,), None),
+                   str(pick("block_id", (str, int), "")), pick("job_id", (str,), None),
+                   pick("exit_code", (int,), None), pick("raw_state", (str,), None),
+                   pick("scheduler_reason", (str,), None), pick("stdout_tail", (str,), ""),
+                   pick("stderr_tail", (str,), ""))
+
+
 @dataclass(frozen=True)
 class TaskEvent:
     """One step of a task through the manager; SEQ grows by one per event (a reader's cursor)."""

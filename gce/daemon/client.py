@@ -15,6 +15,7 @@ from gce import __version__
 from gce.config.paths import EndpointPaths
 from gce.daemon.activity import BlockStatus as BlockStatus
 from gce.daemon.activity import BlockTransition as BlockTransition
+from gce.daemon.activity import BreakerStatus as BreakerStatus
 from gce.daemon.activity import NodeStatus as NodeStatus
 from gce.daemon.activity import NodeTask as NodeTask
 from gce.daemon.activity import TaskDetail as TaskDetail
@@ -206,6 +207,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CONTROL_TIMEOUT", "BlockStatus", "BlockTransition", "EndpointClient", "EndpointStatus", "EngineStatus",
+__all__ = ["CONTROL_TIMEOUT", "BlockStatus", "BlockTransition", "BreakerStatus", "EndpointClient", "EndpointStatus", "EngineStatus",
            "Liveness", "ManagerError", "MappingRefused", "NodeStatus", "NodeTask", "Snapshot", "StatusReply",
            "TaskDetail", "TaskEvent", "UepStatus", "map_identity", "mapper_for", "mapping_rules", "older_manager"]

@@ -58,4 +58,5 @@ def peer_view(status: EndpointStatus, uid: int, owner_of: Callable[[str], int | 
         user_endpoints=tuple(u for u in status.user_endpoints if owner_of(u.key) == uid),
         recent_tasks=tuple(t for t in status.recent_tasks if task_uid(t.task_id) == uid),
         protocol=status.protocol,
+        blocks_failing=status.blocks_failing,  # over all users: a count tells whose it is to none
     )

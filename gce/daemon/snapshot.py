@@ -91,12 +91,18 @@ def snapshot(m: _Manager) -> EndpointStatus:
     """The manager's status now: what it is and does, with its user endpoints."""
     personal = () if m.uep is None else (uep_status(m.uep),)
     idle_timeout = float(m.config.idle_timeout)
+    ueps = personal + tuple(uep_status(u, idle_timeout) for u in m.ueps.values())
     refused = m.link.problems()  # fixed words: the broker's copy of the status shows them to submitters
     problems = ([f"not taking tasks: {m.commit.error}"] if m.commit.error else []) + refused
+    # A personal endpoint whose one user endpoint answers every task BLOCKS_FAILING does nothing
+    # useful: it is degraded (it still takes tasks, and answers them at once). A multi-user one
+    # still serves its other users; its failing user endpoints show on their own lines.
+    failing = [u.shown_reason() for u in personal if u.blocks_failing]
     entries = m.spool.entries.values()
     return EndpointStatus(
         name=m.paths.name, endpoint_id=m.config.endpoint_id, display_name=m.config.display_name,
-        state="degraded" if problems else "running", reason="; ".join(problems), public_reason="; ".join(refused),
+        state="degraded" if problems or failing else "running",
+        reason="; ".join(problems + [f"blocks failing: {r}" for r in failing]), public_reason="; ".join(refused),
         accepting_tasks=not problems and m.link.connected,
         spool=SpoolStatus(str(m.spool.dir), m.commit.error, m.commit.error_since),
         pid=os.getpid(), host=socket.gethostname(), started_at=m.started_at, uptime=time.time() - m.started_at,
@@ -105,8 +111,8 @@ def snapshot(m: _Manager) -> EndpointStatus:
         tasks=TaskCounts(**{k: v for k, v in m.counts.items() if k in TaskCounts.__dataclass_fields__},
                          in_flight=sum(1 for e in entries if e.kind == TASK),
                          unconfirmed_results=sum(1 for e in entries if e.kind == RESULT)),
-        user_endpoints=personal + tuple(uep_status(u, idle_timeout) for u in m.ueps.values()),
-        recent_tasks=tuple(m.outbox.recent),
+        user_endpoints=ueps, recent_tasks=tuple(m.outbox.recent),
+        blocks_failing=sum(1 for u in ueps if u.blocks_failing),
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gce.daemon.activity import BlockStatus, NodeStatus, Reader, TaskEvent, present
+from gce.daemon.activity import BlockStatus, BreakerStatus, NodeStatus, Reader, TaskEvent, present
 from gce.daemon.activity import StatusError as StatusError  # where readers have always found it
 
 # The version of the status and control messages. Raise it when a field changes meaning or type
@@ -102,6 +102,7 @@ class EngineStatus:
     versions: dict[str, str] | None = None  # python, parsl, gce of the user endpoint
     block_list: tuple[BlockStatus, ...] = ()  # its blocks that are not long gone
     nodes: tuple[NodeStatus, ...] = ()  # its connected parsl managers (or its local pool)
+    breaker: BreakerStatus | None = None  # open: its blocks kept failing, it submits no more
 
     def to_dict(self) -> dict[str, Any]:
         return present({"type": self.type, "outstanding": self.outstanding, "done": self.done,
@@ -111,7 +112,8 @@ class EngineStatus:
                         "block_states": None if self.block_states is None else dict(self.block_states),
                         "error": self.error, "versions": None if self.versions is None else dict(self.versions),
                         "block_list": [b.to_dict() for b in self.block_list] if self.block_list else None,
-                        "nodes": [n.to_dict() for n in self.nodes] if self.nodes else None})
+                        "nodes": [n.to_dict() for n in self.nodes] if self.nodes else None,
+                        "breaker": None if self.breaker is None else self.breaker.to_dict()})
 
     @classmethod
     def from_dict(cls, data: object, where: str = "engine") -> EngineStatus:
@@ -121,7 +123,8 @@ class EngineStatus:
                    r.opt_integer("workers_idle"), r.opt_integer("running"), r.words("block_states"), r.opt_text("error"),
                    r.words("versions"),
                    tuple(BlockStatus.from_dict(b.data, b.where) for b in r.objects("block_list")),
-                   tuple(NodeStatus.from_dict(n.data, n.where) for n in r.objects("nodes")))
+                   tuple(NodeStatus.from_dict(n.data, n.where) for n in r.objects("nodes")),
+                   BreakerStatus.from_dict(r.data.get("breaker")))
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,21 @@ class UepStatus:
     idle_for: float | None = None
     engine: EngineStatus = field(default_factory=EngineStatus)
     stops_in: float | None = None  # a multi-user endpoint's idle UEP: seconds until it is stopped for idleness
+
+    @property
+    def blocks_failing(self) -> bool:
+        return self.engine.breaker is not None
+
+    def shown_state(self) -> str:
+        """The state people see: "blocks failing" while its breaker is open (the process runs, but
+        its tasks are all answered with BLOCKS_FAILING), else the process's state."""
+        return self.engine.breaker.state if self.engine.breaker is not None else self.state
+
+    def shown_reason(self) -> str:
+        """Why it is in its shown state, in one line; "" for a running one."""
+        if self.engine.breaker is not None:
+            return self.engine.breaker.short_reason()
+        return self.reason if self.state != "running" else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "pid": self.pid, "state": self.state, "reason": self.reason,
@@ -197,6 +215,7 @@ class EndpointStatus:
     user_endpoints: tuple[UepStatus, ...] = ()
     recent_tasks: tuple[RecentTask, ...] = ()
     protocol: int = PROTOCOL
+    blocks_failing: int = 0  # user endpoints (of every user) whose breaker is open: a count, no names
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -207,6 +226,7 @@ class EndpointStatus:
             "gce_version": self.gce_version, "engine_type": self.engine_type, "broker": self.broker.to_dict(),
             "tasks": self.tasks.to_dict(), "user_endpoints": [u.to_dict() for u in self.user_endpoints],
             "recent_tasks": [t.to_dict() for t in self.recent_tasks], "protocol": self.protocol,
+            "blocks_failing": self.blocks_failing,
         }
 
     @classmethod
@@ -224,6 +244,7 @@ class EndpointStatus:
             user_endpoints=tuple(UepStatus.from_dict(u.data, u.where) for u in r.objects("user_endpoints")),
             recent_tasks=tuple(RecentTask.from_dict(t.data, t.where) for t in r.objects("recent_tasks")),
             protocol=r.integer("protocol", 0),  # none: a manager from before the protocol had a number
+            blocks_failing=r.integer("blocks_failing"),
         )
 
 
@@ -250,5 +271,5 @@ class Snapshot:
                    r.integer("cursor"), r.integer("dropped"))
 
 
-__all__ = ["PROTOCOL", "RECENT_TASKS", "EndpointStatus", "EngineStatus", "LinkStatus", "RecentTask", "Snapshot",
+__all__ = ["PROTOCOL", "RECENT_TASKS", "BreakerStatus", "EndpointStatus", "EngineStatus", "LinkStatus", "RecentTask", "Snapshot",
            "SpoolStatus", "StatusError", "TaskCounts", "UepStatus"]

@@ -91,13 +91,22 @@ def _identity(view: EndpointView, key: str) -> str:
     return next((t.get("submitter", "") for t in view.tasks if t.get("uep") == key and t.get("submitter")), "")
 
 
+def _short(breaker: dict[str, Any]) -> str:
+    from gce.daemon.client import BreakerStatus
+
+    return (BreakerStatus.from_dict(breaker) or BreakerStatus()).short_reason()
+
+
 def uep_rows(snap: Snapshot, endpoint: str | None = None) -> list[Row]:
     rows = []
     for view, uep in ueps(snap, endpoint):
         key = str(uep.get("key") or "")
         engine = uep.get("engine") or {}
         state = uep.get("state") or ""
-        if uep.get("reason") and state != "running":
+        breaker = engine.get("breaker")
+        if isinstance(breaker, dict):  # the process runs, but its engine gave up on its failing blocks
+            state = f"blocks failing: {_short(breaker)}"
+        elif uep.get("reason") and state != "running":
             state = f"{state}: {uep['reason']}"
         user = key.split("/", 1)[0] if "/" in key else "-"
         idle = duration(uep.get("idle_for"))

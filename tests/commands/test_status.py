@@ -218,6 +218,8 @@ def test_openmetrics_of_a_running_endpoint(gce, configured):
            for key, state in (("default", "running"), ("alice-1", "fatal")) for s in states},
         ("gce_user_endpoint_workers", ep(uep="default")): 4, ("gce_user_endpoint_workers_idle", ep(uep="default")): 2,
         ("gce_user_endpoint_blocks", ep(uep="default")): 1,
+        ("gce_user_endpoint_blocks_failing", ep(uep="default")): 0,
+        ("gce_user_endpoint_blocks_failing", ep(uep="alice-1")): 0,
     }
     assert samples(result.stdout) == expected
     described = families(result.stdout)
