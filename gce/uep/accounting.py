@@ -54,6 +54,8 @@ class Block:
     reason: str = ""
     updated_at: float = 0.0
     running_since: float | None = None
+    connected_at: float | None = None  # when a worker pool of it was first seen connected
+    exit_code: int | None = None
     submit_script: str | None = None
     stdout: str | None = None
     stderr: str | None = None
@@ -82,8 +84,9 @@ class BlockBook:
 
     def observe(self, block_id: str, job_id: Any, parsl_state: str, message: str | None = None,
                 raw_state: str | None = None, reason: str | None = None, files: tuple | None = None,
-                now: float | None = None) -> None:
-        """Block BLOCK_ID is in PARSL_STATE (a JobState name) now: record it once if it changed."""
+                now: float | None = None, workers: int = 0, exit_code: int | None = None) -> None:
+        """Block BLOCK_ID is in PARSL_STATE (a JobState name) now, with WORKERS connected: record it
+        once if it changed."""
         now = time.time() if now is None else now
         state = STATES.get(parsl_state, "submitted")
         why = reason or message or REASONS.get(parsl_state, "")
@@ -95,6 +98,10 @@ class BlockBook:
                 self._forget_old()
             if files is not None:
                 block.submit_script, block.stdout, block.stderr = files
+            if workers and block.connected_at is None:
+                block.connected_at = now
+            if exit_code is not None:
+                block.exit_code = exit_code
             if block.transitions and (state, raw_state) == (block.state, block.raw_state):
                 return
             if block.state in TERMINAL and block.transitions:  # a final word is not taken back
@@ -111,6 +118,11 @@ class BlockBook:
             if block.state not in TERMINAL:
                 self._move(block, "cancelled", block.raw_state, reason, now)
             return True
+
+    def blocks_now(self) -> list[Block]:
+        """The blocks as they are now (the objects themselves: read, do not change them)."""
+        with self._lock:
+            return list(self.blocks.values())
 
     def to_list(self, workers_by_block: dict[str, int], now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now

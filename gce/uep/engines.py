@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from gce.uep import blocks, parsl_compat, worker_pool
 from gce.uep.accounting import BlockBook
+from gce.uep.breaker import BlockGuard
 from gce.uep.execute import run_batch, run_task
 from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
 
@@ -43,6 +44,7 @@ class HighThroughputEngine(Engine):
     """
 
     type = "HighThroughputEngine"
+    guard: BlockGuard  # the blocks' accounting and the failing-block breaker, made in start()
 
     def __init__(self, options: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> None:
         super().__init__(options, run_dir, max_result_bytes, max_output_bytes)
@@ -60,7 +62,11 @@ class HighThroughputEngine(Engine):
         provider_spec = opts.pop("provider", None) or {"type": "LocalProvider"}
         strategy_period = float(opts.pop("strategy_period", 5.0))
         max_idletime = float(opts.pop("max_idletime", 120.0))
+        limit, grace = int(opts.pop("block_failure_limit", 3)), float(opts.pop("block_grace_period", 60.0))
+        scheduler_timeout = opts.pop("scheduler_timeout", None)
         provider = parsl_compat.build("provider", provider_spec, "parsl.providers")
+        if scheduler_timeout is not None and hasattr(provider, "cmd_timeout"):
+            provider.cmd_timeout = float(scheduler_timeout)
         self.provider = provider
         self.book = BlockBook(type(provider).__name__, getattr(provider, "walltime", None))
         self.scheduler_words = parsl_compat.watch_scheduler(provider)
@@ -68,7 +74,11 @@ class HighThroughputEngine(Engine):
         opts = {**worker_pool.htex_options(local_workers=local), **opts}  # the config's own win
         opts.setdefault("heartbeat_period", 2)
         opts.setdefault("heartbeat_threshold", 10)
+        # The breaker judges failed blocks in place of parsl's handler, which fails every task for good.
+        opts["block_error_handler"] = lambda executor, status: self.guard.on_poll(executor, status)
         self.htex = HighThroughputExecutor(label="htex", provider=provider, **opts)
+        self.guard = BlockGuard(self.htex, provider, self.book, self.scheduler_words, limit, grace, self._refuse_all)
+        parsl_compat.gate_scale_out(self.htex, self.guard.may_scale_out)
         self.htex.run_dir = self.run_dir
         self.htex.run_id = "gce"
         if hasattr(provider, "script_dir"):
@@ -95,6 +105,13 @@ class HighThroughputEngine(Engine):
         outer: Future = Future()
         with self._lock:
             self._ids[outer] = task_id
+        # Asked after the task is known: a breaker opening meanwhile answers it, or this does.
+        refusal = self.guard.refusal()
+        if refusal is not None:
+            with self._lock:
+                self._ids.pop(outer, None)
+            _settle(outer, exc=refusal)
+            return outer
         if resource_spec or len(payload) > BATCHABLE_BYTES:
             self._send([(payload, outer)], resource_spec)
             return outer
@@ -135,7 +152,7 @@ class HighThroughputEngine(Engine):
                 for _, outer in tasks:
                     self._ids.pop(outer, None)
             for _, outer in tasks:
-                outer.set_exception(e)
+                _settle(outer, exc=e)
             return
         htex_id = getattr(inner, "parsl_executor_task_id", None)
         with self._lock:
@@ -153,25 +170,42 @@ class HighThroughputEngine(Engine):
                 log.warning("the worker running a batch of %d tasks died (%s): sending them again one by one",
                             len(tasks), exc)
                 for task in tasks:
-                    self._send([task], {})
+                    if not task[1].done():  # else answered meanwhile (the breaker opened)
+                        self._send([task], {})
             elif isinstance(exc, lost):
-                tasks[0][1].set_exception(WorkerLost(
+                _settle(tasks[0][1], exc=WorkerLost(
                     f"{exc} (the worker died: killed by a signal, out of memory, or its batch job ended)"))
             elif exc is not None:
                 for _, outer in tasks:
-                    outer.set_exception(exc)
+                    _settle(outer, exc=exc)
             else:
                 results = f.result()
                 for (_, outer), result in zip(tasks, results if len(tasks) > 1 else [results]):
-                    outer.set_result(result)
+                    _settle(outer, result)
             self._drain()
 
         inner.add_done_callback(relay)
 
+    def _refuse_all(self, refusal: TaskRefused) -> None:
+        """The breaker opened: answer every task not answered yet with REFUSAL. A task parsl
+        still holds is answered here; its own outcome, should it come, is dropped by _settle."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+            for _, outer in waiting:  # never sent: nothing else will forget them
+                self._ids.pop(outer, None)
+            outers = [o for o in self._ids if not o.done()] + [o for _, o in waiting]
+        for outer in outers:
+            _settle(outer, exc=refusal)
+        log.info("answered %d tasks with BLOCKS_FAILING (%d were waiting for a slot)", len(outers), len(waiting))
+
+    def resume(self) -> None:
+        self.guard.resume()
+
     def status(self) -> dict[str, Any]:
         s = super().status()
+        s["breaker"] = self.guard.status()
         try:
-            managers = parsl_compat.connected_managers(self.htex)
+            managers, workers = self.guard.observe()
             blocks = parsl_compat.block_states(self.htex)
         except Exception as e:  # the interchange may be busy or gone; report, don't die
             s["error"] = str(e)
@@ -183,19 +217,7 @@ class HighThroughputEngine(Engine):
             block_states={bid: b.state.name for bid, b in blocks.items()},
             managers=len(managers), workers_total=total, workers_idle=max(0, total - running), running=running,
         )
-        jobs = parsl_compat.block_jobs(self.htex)
-        workers: dict[str, int] = {}
-        for m in managers:
-            workers[str(m["block_id"])] = workers.get(str(m["block_id"]), 0) + int(m["worker_count"])
-        for bid, b in blocks.items():
-            job = jobs.get(bid)
-            raw, reason = self.scheduler_words.get(str(job), (None, None))
-            state, message = b.state.name, b.message
-            if workers.get(str(bid)) and state in ("UNKNOWN", "PENDING", "HELD"):
-                # Known before parsl's next poll of the scheduler (once a minute for Slurm), at no cost.
-                state, message, raw, reason = "RUNNING", "its worker pool connected", None, None
-            self.book.observe(str(bid), job, state, message, raw, reason,
-                              parsl_compat.job_files(self.provider, job))
+        s["breaker"] = self.guard.status()
         s["block_list"] = self.book.to_list(workers)
         s["nodes"] = self._nodes(managers)
         return s
@@ -245,6 +267,17 @@ class HighThroughputEngine(Engine):
         except Exception:
             log.exception("closing the scaling strategy failed")
         self.htex.shutdown()
+
+
+def _settle(outer: Future, result: Any = None, exc: BaseException | None = None) -> None:
+    """Answer OUTER once: a task the breaker answered already keeps that answer."""
+    try:
+        if exc is not None:
+            outer.set_exception(exc)
+        else:
+            outer.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 ENGINES = {cls.type: cls for cls in (ThreadPoolEngine, ProcessPoolEngine, HighThroughputEngine)}

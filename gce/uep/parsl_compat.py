@@ -75,6 +75,19 @@ def scale_out(htex: Any, blocks: int) -> list[str]:
     return list(method(blocks))
 
 
+def gate_scale_out(htex: Any, allowed: Any) -> None:
+    """Make HTEX start no block while ALLOWED() is false: parsl's scaling strategy (and the engine)
+    start blocks only through ``scale_out_facade``, which then starts none."""
+    method = getattr(htex, "scale_out_facade", None)
+    if not callable(method):
+        raise ParslChanged(f"{type(htex).__name__}.scale_out_facade(n), which starts n blocks, is gone")
+
+    def gated(blocks: int) -> list[str]:
+        return list(method(blocks)) if allowed() else []
+
+    htex.scale_out_facade = gated
+
+
 def connected_managers(htex: Any) -> list[dict[str, Any]]:
     """HTEX's connected worker pools, each with at least MANAGER_KEYS."""
     managers = htex.connected_managers()

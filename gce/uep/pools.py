@@ -98,7 +98,7 @@ class Engine:
 
     def status(self) -> dict[str, Any]:
         return {"type": self.type, "outstanding": self._outstanding, "done": self.done, "failed": self.failed,
-                "versions": dict(self._versions), "block_list": [], "nodes": []}
+                "versions": dict(self._versions), "block_list": [], "nodes": [], "breaker": None}
 
     def oldest_tasks(self, n: int) -> list[dict[str, Any]]:
         """The N tasks handed to the engine longest ago and not done: the ones its busy workers run."""

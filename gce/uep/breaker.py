@@ -1,0 +1,236 @@
+"""The failing-block breaker: a user endpoint whose batch jobs keep failing stops submitting them.
+
+A block counts as failed when it ends (failed, completed, vanished: not cancelled, which someone
+chose) without a worker pool of it ever connecting, or within ``block_grace_period`` seconds of
+running. After ``block_failure_limit`` such blocks in a row the breaker opens: the engine submits
+no more blocks (parsl's scaling strategy is refused, so there is never one job more than the
+limit), cancels the ones still pending and answers every task, waiting or new, with
+BLOCKS_FAILING and one sentence naming the last block's job, exit code, the scheduler's word and
+the tail of its output. A block whose worker connected and that ran past the grace period resets
+the count. ``resume()`` (the manager's RESUME frame, from ``gce resume``) closes the breaker.
+
+The blocks are judged where parsl polls the scheduler, in the executor's block error handler,
+which parsl calls after each poll and before its strategy decides to scale out: a failure seen
+there stops the very next submission.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+from gce.transport.message import ErrorCode
+from gce.uep import parsl_compat
+from gce.uep.accounting import BlockBook
+from gce.uep.pools import TaskRefused
+
+log = logging.getLogger("gce.uep.breaker")
+
+TAIL_LINES = 20
+COUNTED = ("failed", "completed", "vanished")  # a cancelled block was ended on purpose
+
+
+class Breaker:
+    """The count of failed blocks in a row and, once it reaches LIMIT, the open state."""
+
+    def __init__(self, limit: int = 3, grace: float = 60.0) -> None:
+        self.limit = limit
+        self.grace = grace
+        self.failures = 0
+        self.opened: dict[str, Any] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened is not None
+
+    def ended(self, block: Any, now: float) -> bool:
+        """BLOCK ended by itself at NOW; True when this failure opens the breaker."""
+        if self._ran_well(block, now):
+            self.failures = 0
+            return False
+        self.failures += 1
+        if self.failures >= self.limit and not self.is_open:
+            self.opened = {"since": now}
+            return True
+        return False
+
+    def healthy(self, block: Any, now: float) -> bool:
+        """BLOCK still runs at NOW; True (and the count reset) when it has proven itself."""
+        if not self._ran_well(block, now):
+            return False
+        if not self.is_open:
+            self.failures = 0
+        return True
+
+    def close(self) -> None:
+        self.failures, self.opened = 0, None
+
+    def _ran_well(self, block: Any, now: float) -> bool:
+        start = block.running_since if block.running_since is not None else block.connected_at
+        return block.connected_at is not None and start is not None and now - start >= self.grace
+
+
+def tail(path: str | None, lines: int = TAIL_LINES) -> str:
+    """The last LINES lines of the file at PATH; "" when there is none (yet)."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - (64 << 10)))
+            return "\n".join(deque(f.read().decode(errors="replace").splitlines(), maxlen=lines))
+    except OSError:
+        return ""
+
+
+def scheduler_detail(provider: Any, job_id: str | None) -> dict[str, Any]:
+    """What the scheduler still knows of a finished job: Slurm's ``scontrol show job`` keeps it
+    for MinJobAge (300 s by default) and, unlike squeue, gives its exit code. Run with the
+    provider's own command runner and timeout; {} for other providers or when it cannot tell."""
+    if type(provider).__name__ != "SlurmProvider" or not job_id:
+        return {}
+    try:
+        rc, out, _ = provider.execute_wait(f"scontrol --oneliner show job {job_id}")
+    except Exception as e:
+        log.warning("scontrol show job %s failed: %s", job_id, e)
+        return {}
+    if rc != 0 or not isinstance(out, str):
+        return {}
+    fields = dict(w.split("=", 1) for w in out.split() if "=" in w)
+    detail: dict[str, Any] = {"raw_state": fields.get("JobState"), "scheduler_reason": fields.get("Reason")}
+    code = fields.get("ExitCode", "").partition(":")[0]
+    if code.isdigit():
+        detail["exit_code"] = int(code)
+    return {k: v for k, v in detail.items() if v is not None}
+
+
+def sentence(d: dict[str, Any], provider: str) -> str:
+    """The one sentence answered to every task while the breaker is open."""
+    job = f"{provider} job {d['job_id']}" if d["job_id"] else f"{provider}, no job id"
+    word = ", ".join(w for w in (d["raw_state"], d["scheduler_reason"]) if w and w != "None")
+    how = d["state"] + (f" [{word}]" if word else "")
+    how += f" with exit code {d['exit_code']}" if d["exit_code"] is not None else " (exit code not known)"
+    how += "; its worker pool never connected" if not d["connected"] else ", soon after its worker pool connected"
+    text = (f"{d['failures']} blocks in a row failed (engine.block_failure_limit is {d['limit']}); the last, "
+            f"block {d['block_id']} ({job}), {how}.")
+    for name in ("stdout", "stderr"):
+        shown = d[f"{name}_tail"]
+        text += f"\nThe last lines of its {name}" + (f" ({d[name]}):\n{shown}" if shown else
+                                                      f": (empty or not readable: {d[name] or 'no file'})")
+    return (text + "\nThe endpoint submits no more blocks and answers every task with BLOCKS_FAILING. Fix "
+            "worker_init or the provider settings in the engine's config (the worker pool must start and reach "
+            "this host), or run `gce resume NAME` once the cause is gone.")
+
+
+class BlockGuard:
+    """Feeds an engine's BlockBook from parsl's polls and the engine's status, and runs the breaker
+    on what it records. ON_OPEN(refusal) answers the engine's tasks when it opens."""
+
+    def __init__(self, htex: Any, provider: Any, book: BlockBook, words: dict[str, tuple[str, str]],
+                 limit: int, grace: float, on_open: Callable[[TaskRefused], None]) -> None:
+        self.htex, self.provider, self.book, self.words = htex, provider, book, words
+        self.breaker = Breaker(limit, grace)
+        self.on_open = on_open
+        self._judged: set[str] = set()
+        self._lock = threading.Lock()
+        self._refusal: TaskRefused | None = None
+
+    def on_poll(self, executor: Any, status: dict) -> None:
+        """parsl's block error handler: called after each poll of the scheduler, before scaling."""
+        try:
+            self.observe()
+        except Exception:
+            log.exception("judging the blocks after parsl's poll failed")
+
+    def observe(self) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """Record every block's state now; (connected worker pools, workers by block id)."""
+        managers = parsl_compat.connected_managers(self.htex)
+        states = parsl_compat.block_states(self.htex)
+        jobs = parsl_compat.block_jobs(self.htex)
+        workers: dict[str, int] = {}
+        for m in managers:
+            workers[str(m["block_id"])] = workers.get(str(m["block_id"]), 0) + int(m["worker_count"])
+        for bid, b in states.items():
+            job = jobs.get(bid)
+            raw, reason = self.words.get(str(job), (None, None))
+            state, message = b.state.name, b.message
+            if workers.get(str(bid)) and state in ("UNKNOWN", "PENDING", "HELD"):
+                # Known before parsl's next poll of the scheduler (once a minute for Slurm), at no cost.
+                state, message, raw, reason = "RUNNING", "its worker pool connected", None, None
+            code = getattr(b, "exit_code", None)
+            if state == "MISSING" and code is not None:  # parsl's word for "ended, no worker connected"
+                state, message = ("FAILED" if code else "COMPLETED"), "its worker pool never connected"
+            self.book.observe(str(bid), job, state, message, raw, reason,
+                              parsl_compat.job_files(self.provider, job), workers=workers.get(str(bid), 0),
+                              exit_code=code)
+        self._judge()
+        return managers, workers
+
+    def _judge(self) -> None:
+        opened = None
+        with self._lock:
+            now = time.time()
+            for block in self.book.blocks_now():
+                if block.block_id in self._judged:
+                    continue
+                if block.state in COUNTED:
+                    self._judged.add(block.block_id)
+                    if self.breaker.ended(block, block.updated_at):
+                        opened = block
+                elif block.state == "cancelled":
+                    self._judged.add(block.block_id)
+                elif block.state == "running":
+                    self.breaker.healthy(block, now)
+            if opened is not None:
+                self._open(opened)
+        if opened is not None and self._refusal is not None:
+            self._cancel_pending()
+            self.on_open(self._refusal)
+
+    def _open(self, block: Any) -> None:
+        d: dict[str, Any] = {
+            "state": block.state, "failures": self.breaker.failures, "limit": self.breaker.limit,
+            "block_id": block.block_id, "job_id": block.job_id, "exit_code": block.exit_code,
+            "raw_state": block.raw_state, "scheduler_reason": (block.reason or None) if block.raw_state else None, "connected": block.connected_at,
+            "stdout": block.stdout, "stderr": block.stderr,
+            "stdout_tail": tail(block.stdout), "stderr_tail": tail(block.stderr)}
+        d.update(scheduler_detail(self.provider, block.job_id))
+        reason = sentence(d, self.book.provider)
+        assert self.breaker.opened is not None
+        self.breaker.opened.update({k: d[k] for k in ("failures", "limit", "block_id", "job_id", "exit_code",
+                                                      "raw_state", "scheduler_reason", "stdout_tail",
+                                                      "stderr_tail")}, state="blocks failing", reason=reason)
+        self._refusal = TaskRefused(ErrorCode.BLOCKS_FAILING, reason)
+        log.error("blocks failing: no more blocks are submitted and every task is refused until `gce resume`: %s",
+                  reason)
+
+    def _cancel_pending(self) -> None:
+        for block in self.book.blocks_now():
+            if block.state in ("submitted", "pending") and block.job_id is not None:
+                try:
+                    self.provider.cancel([block.job_id])
+                    self.book.cancelled(block.block_id, "the failing-block breaker opened")
+                except Exception as e:
+                    log.warning("cancelling pending block %s failed: %s", block.block_id, e)
+
+    def refusal(self) -> TaskRefused | None:
+        """The answer to a task while the breaker is open; None while it is closed."""
+        return self._refusal
+
+    def may_scale_out(self) -> bool:
+        return self._refusal is None
+
+    def resume(self) -> None:
+        with self._lock:
+            was_open = self.breaker.is_open
+            self.breaker.close()
+            self._refusal = None
+        if was_open:
+            log.info("blocks failing: resumed; blocks are submitted again")
+
+    def status(self) -> dict[str, Any] | None:
+        with self._lock:
+            return dict(self.breaker.opened) if self.breaker.opened and self._refusal else None
