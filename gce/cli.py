@@ -25,6 +25,7 @@ from gce.commands import enable_on_boot
 from gce.commands import diagnostic
 from gce.commands import logs
 from gce.commands import blocks, tasks
+from gce.commands import resume
 from gce.commands import monitor
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
@@ -118,6 +119,7 @@ app.command("stop")(stop.command)
 app.command("restart")(restart.command)
 app.command("status")(status.command)
 app.command("blocks")(blocks.command)
+app.command("resume")(resume.command)
 app.command("tasks")(tasks.command)
 app.command("logs")(logs.command)
 app.command("list")(list_.command)

@@ -18,7 +18,8 @@ from gce.cli import GceGroup, app
 from gce.errors import ConfigError, GceError
 
 GCE_BIN = Path(sys.executable).parent / "gce"
-COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "blocks", "tasks", "logs", "list", "monitor",
+COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "blocks", "resume", "tasks", "logs", "list",
+            "monitor",
             "delete",
             "render-user-config",
             "diagnostic", "enable-on-boot", "disable-on-boot", "broker", "idmap")

@@ -153,6 +153,16 @@ class EndpointClient:
         self._ask("cancel_block", f"endpoint {self.paths.name!r} did not cancel block {block_id} of {uep}",
                   uep=uep, block_id=block_id)
 
+    def resume(self, user: str | None = None) -> list[dict[str, str]]:
+        """Let the user endpoints whose blocks kept failing submit blocks again (those of local user
+        USER only, when given): [{"uep": key, "reason": why they had stopped}], empty when none had.
+        ManagerError NOT_FOUND for an unknown USER, PERMISSION_DENIED for another user's."""
+        args = {} if user is None else {"user": user}
+        data, _protocol, _version = self._ask("resume", f"endpoint {self.paths.name!r} did not resume its user "
+                                              "endpoints", **args)
+        resumed = data.get("resumed")
+        return [r for r in resumed if isinstance(r, dict)] if isinstance(resumed, list) else []
+
     # -- starting and stopping (gce start, stop, restart) ----------------------------
     def start_detached(self, timeout: float) -> dict[str, Any]:
         """Start the manager in the background; return once it works ({pid, endpoint_id,

@@ -5,7 +5,9 @@ is theirs (gce.daemon.public_status.peer_view)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from gce.daemon.control import ControlCode, ControlError, Reply, Request
@@ -14,6 +16,8 @@ from gce.daemon.status import EndpointStatus, Snapshot
 
 if TYPE_CHECKING:  # the type only: the spool's module need not load for it
     from gce.daemon.snapshot import TaskEvents
+
+log = logging.getLogger(__name__)
 
 
 class Endpoint(Protocol):
@@ -27,6 +31,8 @@ class Endpoint(Protocol):
 
     def cancel_block(self, key: str, block_id: str) -> bool: ...  # False: the user endpoint is not running
 
+    def resume(self, key: str) -> bool: ...  # False: the user endpoint is not running
+
 
 def _arg(request: Request, name: str, kind: type, default: Any = None) -> Any:
     value = request.args.get(name, default)
@@ -38,7 +44,7 @@ def _arg(request: Request, name: str, kind: type, default: Any = None) -> Any:
 
 class Commands:
     """What the manager answers on its control socket: ``status``, ``snapshot``, ``task``, ``stop``,
-    ``stop_uep`` and ``cancel_block``, each for the peer UID as it may see and act (see above).
+    ``stop_uep``, ``cancel_block`` and ``resume``, each for the peer UID as it may see and act (see above).
     Without ENDPOINT (a manager's user endpoints and events), only the status is known."""
 
     def __init__(self, status: Callable[[], EndpointStatus], stop: Callable[[], None],
@@ -74,6 +80,34 @@ class Commands:
             raise ControlError(ControlCode.PERMISSION_DENIED,
                                f"permission denied: user endpoint {key!r} belongs to another user")
         return ep
+
+    def _resume(self, request: Request, uid: int) -> Reply:
+        """Close the breaker of the user endpoints whose blocks kept failing: all of them the peer
+        may act on, or those of local user USER. A local user may resume only their own."""
+        user = request.args.get("user")
+        wanted: int | None = None
+        if user is not None:
+            name = _arg(request, "user", str)
+            try:
+                wanted = pwd.getpwnam(name).pw_uid
+            except KeyError:
+                raise ControlError(ControlCode.NOT_FOUND, f"no local user {name!r} on this host") from None
+            if not self._sees_all(uid) and wanted != uid:
+                raise ControlError(ControlCode.PERMISSION_DENIED, f"permission denied: the user endpoints of "
+                                   f"{name!r} are not yours to resume")
+        ep = self._endpoint
+        resumed = []
+        for uep in self._status().user_endpoints:
+            if not uep.blocks_failing or ep is None:
+                continue
+            owner = ep.owner_of(uep.key)
+            if owner is None or (wanted is not None and owner != wanted) or not (self._sees_all(uid) or owner == uid):
+                continue
+            if ep.resume(uep.key):
+                log.info("user endpoint %s: resuming its blocks on request of uid %d (they failed: %s)",
+                         uep.key, uid, uep.shown_reason())
+                resumed.append({"uep": uep.key, "reason": uep.shown_reason()})
+        return Reply.success({"resumed": resumed})
 
     async def __call__(self, request: Request, uid: int) -> Reply:
         command = request.command
@@ -111,4 +145,6 @@ class Commands:
             if not self._own_uep(request, uid, key).cancel_block(key, block_id):
                 raise ControlError(ControlCode.NOT_FOUND, f"user endpoint {key!r} is not running: it has no blocks")
             return Reply.success()
+        if command == "resume":
+            return self._resume(request, uid)
         return Reply.failure(ControlCode.UNKNOWN_COMMAND, f"unknown command {command!r}")

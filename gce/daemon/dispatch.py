@@ -203,6 +203,12 @@ class Dispatcher:
         return uep is not None and uep.state is UepState.RUNNING and \
             uep.send_frame(frames.CANCEL_BLOCK, {"block_id": block_id})
 
+    def resume(self, key: str) -> bool:
+        """Tell user endpoint KEY to submit blocks again after they kept failing (its engine closes
+        its breaker and reports its status); False when it is not running."""
+        uep = self.find(key)
+        return uep is not None and uep.state is UepState.RUNNING and uep.send_frame(frames.RESUME, {})
+
     async def stop_all(self, timeout: float) -> None:
         """Stop every user endpoint (and all below them) at once."""
         children = [u for u in (self.uep, *self.ueps.values()) if u is not None]

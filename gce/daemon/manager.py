@@ -143,6 +143,9 @@ class Manager:
     def cancel_block(self, key: str, block_id: str) -> bool:
         return self.dispatcher.cancel_block(key, block_id)
 
+    def resume(self, key: str) -> bool:
+        return self.dispatcher.resume(key)
+
     def commands(self) -> Commands:
         """The control socket's commands, answered from this manager."""
         return Commands(self.status, self.stop_event.set, self)
