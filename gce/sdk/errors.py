@@ -2,7 +2,8 @@
 
 Every error has a machine-readable ``code`` and reads as a sentence. They survive pickling
 (a future's exception is often shipped on, e.g. by parsl), so each keeps its constructor
-arguments in ``args``.
+arguments in ``args``. A failed task's error ends with the last lines its function wrote to
+stderr and stdout; all that came back of them is in its ``stdout`` and ``stderr``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import re
 import sys
 from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass
 from typing import Any
 
 from gce.transport.message import ErrorCode, ResultHeaders
@@ -73,28 +75,65 @@ class TaskPending(SdkError):
         return f"task {self.task_id} has no result yet (it may still be queued or running); try again later"
 
 
+@dataclass(frozen=True)
+class TaskOutput:
+    """What a task's function printed: the end of its stdout and of its stderr (the endpoint keeps
+    the last ``limits.max_output_bytes`` of each, 64 KiB by default). Empty when it printed nothing,
+    the endpoint does not capture output, or the task was answered before its function ran."""
+
+    stdout: str = ""
+    stderr: str = ""
+
+
+# Of each of stdout and stderr, at most this much ends a failed task's error message.
+MESSAGE_OUTPUT_CHARS = 2000
+
+
+def output_note(stdout: str, stderr: str) -> str:
+    """The end of a failed task's stderr and stdout, for its error message ("" when it printed nothing)."""
+    note = []
+    for name, text in (("stderr", stderr), ("stdout", stdout)):
+        if not text.strip():
+            continue
+        tail = text[-MESSAGE_OUTPUT_CHARS:]
+        if len(tail) < len(text):
+            start = tail.find("\n") + 1  # from a whole line, when there is one
+            tail = tail[start:] if 0 < start < len(tail) else tail
+            head = f"The end of its {name} (all {len(text):,} characters that came back are in .{name}):"
+        else:
+            head = f"Its {name}:"
+        note.append(f"\n{head}\n{tail.rstrip()}")
+    return "".join(note)
+
+
 class TaskFailed(SdkError):
-    """The task did not produce a value: ``code`` says why, the message says it in words."""
+    """The task did not produce a value: ``code`` says why, the message says it in words and ends
+    with the end of what the function printed (all of it that came back: ``stdout``, ``stderr``)."""
 
     def __init__(self, code: str, message: str, task_id: str = "", endpoint_id: str = "",
-                 remote_traceback: str = "") -> None:
-        super().__init__(code, message, task_id, endpoint_id, remote_traceback)
+                 remote_traceback: str = "", stdout: str = "", stderr: str = "") -> None:
+        super().__init__(code, message, task_id, endpoint_id, remote_traceback, stdout, stderr)
         self.code = code
         self.message = message
         self.task_id = task_id
         self.endpoint_id = endpoint_id
         self.remote_traceback = remote_traceback
+        self.stdout = stdout
+        self.stderr = stderr
 
-    def __str__(self) -> str:
+    def _sentence(self) -> str:
         where = f" (task {self.task_id})" if self.task_id else ""
         return f"{self.code}: {self.message}{where}"
+
+    def __str__(self) -> str:
+        return self._sentence() + output_note(self.stdout, self.stderr)
 
 
 class RemoteExecutionError(TaskFailed):
     """The function raised on the endpoint, but its exception could not be rebuilt here."""
 
-    def __str__(self) -> str:
-        text = super().__str__()
+    def _sentence(self) -> str:
+        text = super()._sentence()
         if self.remote_traceback:
             text += f"\nRemote traceback (endpoint {self.endpoint_id}):\n{self.remote_traceback.rstrip()}"
         return text
@@ -185,8 +224,9 @@ class ExecutorFailed(SdkError):
     code = "EXECUTOR_FAILED"
 
 
-def _rebuild_exception(blob: bytes, tb: str, rh: ResultHeaders) -> BaseException | None:
-    """The user's own exception, unpickled, with the remote traceback attached; None if impossible."""
+def _rebuild_exception(blob: bytes, tb: str, rh: ResultHeaders, output: str = "") -> BaseException | None:
+    """The user's own exception, unpickled, with the remote traceback attached and OUTPUT (the end of
+    what the function printed) in a note; None if impossible."""
     import cloudpickle
 
     try:
@@ -203,37 +243,47 @@ def _rebuild_exception(blob: bytes, tb: str, rh: ResultHeaders) -> BaseException
             pass
         if hasattr(exc, "add_note"):  # Python >= 3.11; the note is printed with the local traceback
             exc.add_note(f"Remote traceback (endpoint {rh.endpoint_id}):\n{tb.rstrip()}")
+    if output and hasattr(exc, "add_note"):  # its own attributes are the user's: none are set
+        exc.add_note(output.lstrip("\n"))
     return exc
 
 
 def outcome(rh: ResultHeaders, body: bytes) -> tuple[bool, Any]:
     """(True, value) or (False, exception) for one result message; never raises."""
+    ok, value, _output = outcome_and_output(rh, body)
+    return ok, value
+
+
+def outcome_and_output(rh: ResultHeaders, body: bytes) -> tuple[bool, Any, TaskOutput]:
+    """(True, value, output) or (False, exception, output) for one result message; never raises."""
     tid, eid = rh.task_id, rh.endpoint_id
     if not body:
         # Failures before any user code ran travel in the headers only (DESIGN.md, "Messages").
         code = rh.error_code or ("BAD_RESULT" if rh.status == "success" else ErrorCode.INTERNAL)
         message = rh.error_message or f"the endpoint reported status {rh.status!r} without a result"
-        return False, TaskFailed(code, message, tid, eid)
+        return False, TaskFailed(code, message, tid, eid), TaskOutput()
     try:
         result = unpack_result(body)
     except PayloadError as e:
-        return False, TaskFailed("BAD_RESULT", f"the result message could not be read ({e})", tid, eid)
+        return False, TaskFailed("BAD_RESULT", f"the result message could not be read ({e})", tid, eid), TaskOutput()
+    output = TaskOutput(result.stdout, result.stderr)
     if result.ok:
         import cloudpickle
 
         try:
-            return True, cloudpickle.loads(result.value)
+            return True, cloudpickle.loads(result.value), output
         except Exception as e:
             return False, TaskFailed(
                 ErrorCode.DESERIALIZATION_FAILED,
                 f"the result could not be deserialized here ({type(e).__name__}: {e}); this process runs "
                 f"Python {sys.version.split()[0]}: are the same packages installed here and on the endpoint?",
-                tid, eid)
+                tid, eid, "", output.stdout, output.stderr), output
     code, message, tb = result.code, result.message, result.traceback
     if code == ErrorCode.TASK_EXCEPTION:
-        exc = _rebuild_exception(result.exception, tb, rh) if result.exception else None
-        return False, exc or RemoteExecutionError(code, message, tid, eid, tb)
-    return False, TaskFailed(code, message, tid, eid, tb)
+        note = output_note(output.stdout, output.stderr)
+        exc = _rebuild_exception(result.exception, tb, rh, note) if result.exception else None
+        return False, exc or RemoteExecutionError(code, message, tid, eid, tb, output.stdout, output.stderr), output
+    return False, TaskFailed(code, message, tid, eid, tb, output.stdout, output.stderr), output
 
 
 def resolve(fut: Future, ok: bool, value: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from gce.sdk import serialize
 from gce.sdk.amqp import Link
-from gce.sdk.errors import outcome, resolve, waited_too_long
+from gce.sdk.errors import TaskOutput, outcome_and_output, resolve, waited_too_long
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
 from gce.sdk.tasks import (DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, check_resource_specification, function_name,
                            task_message, time_limit)
@@ -43,12 +43,23 @@ class TaskFuture(Future):
 
     A ``result`` or ``exception`` that times out says why, as far as the endpoint's last
     status on the broker tells: it is read then, never for a result that arrives.
+    ``task_output()`` is what the function printed.
     """
 
     def __init__(self, task_id: str, endpoint_status: Callable[[], dict] | None = None) -> None:
         super().__init__()
         self.task_id = task_id
         self._endpoint_status = endpoint_status
+        self._output = TaskOutput()  # set before the result, from the same message
+
+    def task_output(self, timeout: float | None = None) -> TaskOutput:
+        """What the function printed: ``.stdout`` and ``.stderr``, the end of each (see TaskOutput).
+
+        Waits for the task like ``result()`` and ``exception()`` do: TimeoutError after TIMEOUT
+        seconds, CancelledError for a cancelled task; it never raises the task's own exception.
+        """
+        self.exception(timeout)
+        return self._output
 
     def _timed_out(self, timeout: float | None) -> TimeoutError:
         status = self._endpoint_status() if self._endpoint_status is not None else {}
@@ -223,7 +234,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
                 why = "an already completed" if rh.task_id in self._completed else "an unknown"
                 return log.debug("dropping a result for %s task %s", why, rh.task_id)
             self._remember(rh.task_id)
-        ok, value = outcome(rh, body)
+        ok, value, fut._output = outcome_and_output(rh, body)
         resolve(fut, ok, value)
 
     def _on_publish_failed(self, item: Outgoing, exc: Exception) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 
 import pytest
 
@@ -85,3 +86,61 @@ def test_a_timed_out_wait_names_what_the_endpoints_status_says():
     assert "is unknown: the endpoint has not reported yet" in str(waited_too_long("t1", None, unknown))
     running = {"status": "online", "endpoint_id": eid, "details": {"state": "running", "accepting_tasks": True}}
     assert "is running: the task may still be waiting or running" in str(waited_too_long("t1", 1, running))
+
+
+def _result_printing(fn):
+    """The result payload of FN run on a worker that captures output (this test's main thread)."""
+    kind, blob = serialize.serialize_function(fn)
+    return run_task(serialize.pack_task(kind, blob, serialize.serialize_args((), {})), 10 << 20, 64 << 10)
+
+
+def test_a_value_comes_with_what_the_function_printed():
+    from gce.sdk.errors import TaskOutput, outcome_and_output
+
+    def hello():
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+        return 1
+
+    assert outcome_and_output(RH, _result_printing(hello)) == (True, 1, TaskOutput("to stdout\n", "to stderr\n"))
+    assert outcome_and_output(RH, b"")[2] == TaskOutput("", "")  # answered before any code ran
+
+
+def test_a_failed_tasks_message_ends_with_the_tail_of_its_stderr_and_stdout():
+    class Odd(Exception):
+        def __init__(self, a, b):
+            super().__init__(a)
+
+    def chatty_then_boom():
+        for i in range(10_000):
+            print(f"step {i}")
+        print("warning: about to fail", file=sys.stderr)
+        raise Odd(1, 2)
+
+    ok, exc = outcome(RH, _result_printing(chatty_then_boom))
+    assert isinstance(exc, RemoteExecutionError)
+    assert len(exc.stdout) >= 60_000 and exc.stdout.endswith("step 9999\n")  # the whole tail kept
+    assert exc.stderr == "warning: about to fail\n"
+    text = str(exc)
+    assert text.index("Remote traceback") < text.index("warning: about to fail") < text.index("step 9999")
+    assert text.endswith("step 9998\nstep 9999")
+    assert len(text) < 8 * 1024  # a few KiB of output at most in the message
+    back = pickle.loads(pickle.dumps(exc))
+    assert (back.stdout, back.stderr, str(back)) == (exc.stdout, exc.stderr, text)
+
+
+def test_a_rebuilt_exception_carries_the_output_tail_in_a_note():
+    def boom():
+        print("the state before it broke")
+        raise ZeroDivisionError("nope")
+
+    ok, exc = outcome(RH, _result_printing(boom))
+    assert type(exc) is ZeroDivisionError
+    if hasattr(exc, "__notes__"):
+        assert "the state before it broke" in exc.__notes__[-1]
+
+
+def test_a_task_failed_without_output_reads_as_before():
+    exc = TaskFailed("TIMEOUT", "the task ran past its time limit", "t1", "e", "", "", "")
+    assert str(exc) == "TIMEOUT: the task ran past its time limit (task t1)"
+    assert str(TaskFailed("TIMEOUT", "over", "t1", "e", "", "", "last words\n")).endswith("\nlast words")
