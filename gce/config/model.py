@@ -10,7 +10,7 @@ from typing import Any
 
 from gce.config import redaction
 from gce.config.paths import EndpointPaths, unreadable
-from gce.config.schema import CONFIG
+from gce.config.schema import CONFIG, allowed
 from gce.errors import ConfigError
 from gce.transport import urls
 
@@ -98,6 +98,8 @@ def validate(data: Any, source: str) -> None:
         return
     error = jsonschema.exceptions.best_match(errors)
     where, message = explain(error, data)
+    if error.validator in ("type", "minimum", "maximum", "exclusiveMinimum") and allowed(error.schema):
+        message = f"{message} (allowed: {allowed(error.schema)})"
     if error.validator is None or error.validator == "not":
         message = "this key is not allowed for this engine type"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""

@@ -25,6 +25,17 @@ _positive_int = {"type": "integer", "minimum": 1}
 _nonneg_int = {"type": "integer", "minimum": 0}
 _positive_number = {"type": "number", "exclusiveMinimum": 0}
 
+
+def allowed(schema: dict[str, Any]) -> str | None:
+    """The range a bounded numeric SCHEMA allows, in words ("an integer from 1 to 100"); None for
+    any other schema (a bare lower bound is said well enough by the schema's own message)."""
+    kind = {"integer": "an integer", "number": "a number"}.get(str(schema.get("type")))
+    low, above, high = schema.get("minimum"), schema.get("exclusiveMinimum"), schema.get("maximum")
+    if kind is None or high is None or (low is None and above is None):
+        return None
+    return f"{kind} from {low} to {high}" if low is not None else f"{kind} above {above} and at most {high}"
+
+
 PROVIDER: dict[str, Any] = {
     "type": "object",
     "required": ["type"],
@@ -63,6 +74,10 @@ ENGINE: dict[str, Any] = {
         "address": {"type": "string"},
         "worker_debug": {"type": "boolean"},
         "provider": PROVIDER,
+        # The failing-block breaker (gce/uep/breaker.py) and the scheduler's commands: blocks only.
+        "block_failure_limit": {"type": "integer", "minimum": 1, "maximum": 100},
+        "block_grace_period": {"type": "number", "minimum": 0},
+        "scheduler_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
     },
     "allOf": [
         {
@@ -76,6 +91,9 @@ ENGINE: dict[str, Any] = {
                     "provider": False,
                     "max_workers_per_node": False,
                     "strategy_period": False,
+                    "block_failure_limit": False,
+                    "block_grace_period": False,
+                    "scheduler_timeout": False,
                 }
             },
         },
