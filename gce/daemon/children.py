@@ -116,6 +116,7 @@ class UepChild:
         if not self.transition(UepState.STARTING, "starting the user endpoint process"):
             return
         self.reason, self.fatal_code, self.violation = "", "", ""
+        self._engine_reported({})  # a fresh engine: what the last one said no longer holds
         self.ready.clear()
         self.started_at = time.time()
         self.active_at = time.monotonic()
@@ -155,8 +156,9 @@ class UepChild:
             proc.kill()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        # The largest frame an honest UEP sends is a result: a user's code cannot make root buffer more.
-        limit = self.conf.max_result_bytes + frames.MAX_HEADER + (64 << 10) + 9
+        # The largest frame an honest UEP sends is a result (its value, and what the function printed
+        # to stdout and stderr): a user's code cannot make root buffer more.
+        limit = self.conf.max_result_bytes + 2 * self.conf.max_output_bytes + frames.MAX_HEADER + (64 << 10) + 9
         decoder = frames.Decoder(max_frame=min(limit, frames.MAX_FRAME))
         fatal = ""
         while not self.violation:
@@ -181,7 +183,7 @@ class UepChild:
         fatal = ""
         if kind == frames.READY:
             self.python = str(header.get("python", ""))
-            self.engine_status = header.get("status", {})
+            self._engine_reported(header.get("status", {}))
             if self.state is UepState.STARTING:  # told to stop meanwhile: it stays stopping
                 self.transition(UepState.RUNNING, "its engine is up")
             self.ready.set()
@@ -189,9 +191,28 @@ class UepChild:
             fatal = str(header.get("reason", ""))
             self.fatal_code = str(header.get("code") or "")
         elif kind == frames.STATUS:
-            self.engine_status = header.get("engine", {})
+            self._engine_reported(header.get("engine", {}))
         self.on_frame(self, kind, header, body)
         return fatal
+
+    @property
+    def breaker(self) -> dict | None:
+        """Its engine's open breaker (its blocks kept failing: it answers every task itself), or None."""
+        status = self.engine_status if isinstance(self.engine_status, dict) else {}
+        breaker = status.get("breaker")
+        return breaker if isinstance(breaker, dict) else None
+
+    def _engine_reported(self, status: dict) -> None:
+        """Take the engine's STATUS; say in the log once when its breaker opens and once when it closes."""
+        was = self.breaker is not None
+        self.engine_status = status
+        breaker = self.breaker
+        if breaker is not None and not was:
+            reason = breaker.get("reason")
+            log.warning("user endpoint %s: blocks failing, it submits no more and answers its tasks "
+                        "BLOCKS_FAILING: %s", self.key, reason if isinstance(reason, str) else "no reason given")
+        elif breaker is None and was:
+            log.info("user endpoint %s: blocks no longer failing, it submits blocks again", self.key)
 
     def kill_compromised(self, reason: str) -> None:
         """Treat this UEP as compromised: it broke the channel protocol (REASON says how, for the
