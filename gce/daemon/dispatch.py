@@ -234,7 +234,8 @@ class Dispatcher:
                 return self._violation(uep, f"a malformed RESULT frame: {e}")
             if rh.task_id not in uep.in_flight:
                 return self._violation(uep, f"a result for task {rh.task_id!r}, which it is not running")
-            if len(body) > self.config.max_result_bytes + 64 * 1024:
+            # A result payload: the value, what the function printed (stdout and stderr), lengths.
+            if len(body) > self.config.max_result_bytes + 2 * self.config.max_output_bytes + 64 * 1024:
                 return self._violation(uep, f"a result of {len(body):,} bytes, over the endpoint's limit")
             uep.in_flight.pop(rh.task_id)
             uep.active_at = time.monotonic()
