@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 
+import pytest
+
 from gce.sdk import serialize
+from gce.uep import timelimit
 from gce.uep.execute import run_task
 
 
@@ -45,27 +51,20 @@ def _in_a_thread(fn, time_limit):
         return serialize.unpack(pool.submit(run_task, payload, time_limit=time_limit).result(timeout=30))
 
 
+def loops_in_python_and_swallows_exceptions():
+    try:
+        while True:
+            time.sleep(0.01)
+    except Exception:
+        return "swallowed"
+
+
 def test_on_a_thread_a_task_past_its_limit_is_interrupted_and_answered_timeout():
     began = time.monotonic()
-    status, code, message, *_ = _in_a_thread(sleeps_and_swallows_exceptions, 0.5)
+    status, code, message, *_ = _in_a_thread(loops_in_python_and_swallows_exceptions, 0.5)
     assert time.monotonic() - began < 3
     assert (status, code) == (b"err", b"TIMEOUT")
     assert b"time limit of 0.5 s" in message
-
-
-def swallows_the_first_interruption():
-    try:
-        time.sleep(30)
-    except BaseException:
-        pass
-    time.sleep(30)
-
-
-def test_on_a_thread_a_function_that_swallows_the_interruption_is_interrupted_again():
-    began = time.monotonic()
-    status, code, message, *_ = _in_a_thread(swallows_the_first_interruption, 0.3)
-    assert 0.3 + 0.9 < time.monotonic() - began < 5
-    assert (status, code) == (b"err", b"TIMEOUT") and b"time limit of 0.3 s" in message
 
 
 def test_on_a_thread_an_interruption_never_outlives_the_task():
