@@ -184,7 +184,9 @@ def control(ctx: Context) -> Result:
         return fail("control socket", f"cannot connect to {sock}: {e.strerror or e}",
                     "run gce as the endpoint's owner (or root)", socket=str(sock))
     ctx.status = status
-    if status.state == "degraded":  # it runs, but takes no tasks: the reason is the manager's own
+    # Failing blocks degrade a personal endpoint, yet its manager is well: the blocks check says that.
+    blocks_only = status.blocks_failing and not status.spool.error and not status.broker.refused
+    if status.state == "degraded" and not blocks_only:  # it runs, but takes no tasks: the reason is the manager's own
         return fail("control socket", f"the manager runs degraded: {status.reason or 'it gives no reason'}",
                     f"gce status {ctx.paths.name}", socket=str(sock))
     if not status.broker.connected:
@@ -230,6 +232,24 @@ def uep_python(ctx: Context) -> Result:
                     "functions pickled by one Python minor version often fail to load in another: "
                     "submit from the same Python as the user endpoint", user_endpoints=versions)
     return ok("uep python", shown, user_endpoints=versions)
+
+
+def blocks(ctx: Context) -> Result:
+    """User endpoints whose blocks kept failing (each answers its tasks BLOCKS_FAILING until resumed)."""
+    status = _status(ctx)
+    if status is None:
+        return skip("blocks", "no status from a running manager")
+    failing = {u.key: u.engine.breaker for u in status.user_endpoints if u.engine.breaker is not None}
+    if failing:
+        shown = "; ".join(f"user endpoint {key}: {b.short_reason()}" for key, b in failing.items())
+        return fail("blocks", f"blocks failing, tasks are answered BLOCKS_FAILING: {shown}",
+                    f"fix the engine's worker_init or provider (gce status {ctx.paths.name} shows the last "
+                    f"block's output), then: gce resume {ctx.paths.name}",
+                    user_endpoints={key: b.to_dict() for key, b in failing.items()})
+    if status.blocks_failing:  # a local user of a multi-user endpoint: others' are only counted
+        return warn("blocks", f"{status.blocks_failing} user endpoint(s) of other users: blocks failing",
+                    "their owners or root: gce resume NAME", count=status.blocks_failing)
+    return ok("blocks", "no user endpoint's blocks are failing")
 
 
 def _systemctl(*args: str) -> str:

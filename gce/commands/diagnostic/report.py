@@ -34,6 +34,7 @@ def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int, p
         ("control socket", lambda: checks.control(ctx)),
         ("spool", lambda: checks.spool(ctx)),
         ("uep python", lambda: checks.uep_python(ctx)),
+        ("blocks", lambda: checks.blocks(ctx)),
         ("systemd unit", lambda: checks.systemd(ctx)),
         ("broker", lambda: broker(ctx)),
         ("identity mapping", lambda: multiuser.identity_mapping(ctx, identity)),
@@ -41,7 +42,7 @@ def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int, p
         ("log", lambda: logs.log(ctx, log_lines)),
     ]
     if probe:  # after the broker checks, which say why a login fails better than a task can
-        steps.insert(9, (probe_task.CHECK, lambda: probe_task.probe(ctx)))
+        steps.insert([name for name, _ in steps].index("broker") + 1, (probe_task.CHECK, lambda: probe_task.probe(ctx)))
     results: list[Result] = []
     for name, step in steps:
         results += guarded(name, step)
