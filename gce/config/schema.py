@@ -78,6 +78,9 @@ ENGINE: dict[str, Any] = {
         "block_failure_limit": {"type": "integer", "minimum": 1, "maximum": 100},
         "block_grace_period": {"type": "number", "minimum": 0},
         "scheduler_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+        # Seconds between polls of the scheduler (default: parsl's, 60 for Slurm): failed blocks are
+        # seen, and the breaker opens, that much sooner.
+        "scheduler_poll_period": {"type": "number", "minimum": 1, "maximum": 3600},
     },
     "allOf": [
         {
@@ -94,6 +97,7 @@ ENGINE: dict[str, Any] = {
                     "block_failure_limit": False,
                     "block_grace_period": False,
                     "scheduler_timeout": False,
+                    "scheduler_poll_period": False,
                 }
             },
         },

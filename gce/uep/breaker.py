@@ -197,7 +197,10 @@ class BlockGuard:
             "raw_state": block.raw_state, "scheduler_reason": (block.reason or None) if block.raw_state else None, "connected": block.connected_at,
             "stdout": block.stdout, "stderr": block.stderr,
             "stdout_tail": tail(block.stdout), "stderr_tail": tail(block.stderr)}
-        d.update(scheduler_detail(self.provider, block.job_id))
+        detail = scheduler_detail(self.provider, block.job_id)
+        d.update(detail)
+        if d["state"] == "vanished" and "exit_code" in detail:  # gone from squeue; scontrol knows how it ended
+            d["state"] = "failed" if detail["exit_code"] else "completed"
         reason = sentence(d, self.book.provider)
         assert self.breaker.opened is not None
         self.breaker.opened.update({k: d[k] for k in ("failures", "limit", "block_id", "job_id", "exit_code",

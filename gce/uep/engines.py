@@ -64,7 +64,10 @@ class HighThroughputEngine(Engine):
         max_idletime = float(opts.pop("max_idletime", 120.0))
         limit, grace = int(opts.pop("block_failure_limit", 3)), float(opts.pop("block_grace_period", 60.0))
         scheduler_timeout = opts.pop("scheduler_timeout", None)
+        poll_period = opts.pop("scheduler_poll_period", None)
         provider = parsl_compat.build("provider", provider_spec, "parsl.providers")
+        if poll_period is not None:
+            parsl_compat.poll_every(provider, float(poll_period))
         if scheduler_timeout is not None and hasattr(provider, "cmd_timeout"):
             provider.cmd_timeout = float(scheduler_timeout)
         self.provider = provider

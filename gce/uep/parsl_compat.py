@@ -88,6 +88,18 @@ def gate_scale_out(htex: Any, allowed: Any) -> None:
     htex.scale_out_facade = gated
 
 
+def poll_every(provider: Any, seconds: float) -> None:
+    """Make parsl poll PROVIDER's scheduler every SECONDS: parsl reads the interval from the
+    provider class's ``status_polling_interval`` property (60 s for Slurm, 5 s for LocalProvider),
+    which no argument sets; the provider becomes an instance of a subclass of the same name."""
+    cls = type(provider)
+    if not isinstance(getattr(cls, "status_polling_interval", None), property):
+        raise ParslChanged(f"{cls.__name__}.status_polling_interval, how often parsl polls the scheduler, "
+                           "is no longer a property")
+    provider.__class__ = type(cls.__name__, (cls,), {"__module__": cls.__module__, "__doc__": cls.__doc__,
+                                                      "status_polling_interval": property(lambda self: seconds)})
+
+
 def connected_managers(htex: Any) -> list[dict[str, Any]]:
     """HTEX's connected worker pools, each with at least MANAGER_KEYS."""
     managers = htex.connected_managers()

@@ -32,6 +32,8 @@ def why(engine: dict) -> str:
                                 "(allowed: a number above 0 and at most 3600)"),
     ("scheduler_timeout", "soon", "engine.scheduler_timeout: 'soon' is not of type 'number' "
                                   "(allowed: a number above 0 and at most 3600)"),
+    ("scheduler_poll_period", 0.5, "engine.scheduler_poll_period: 0.5 is less than the minimum of 1 "
+                                   "(allowed: a number from 1 to 3600)"),
 ])
 def test_a_bad_value_names_the_key_and_the_allowed_range(key: str, value: object, expected: str) -> None:
     assert why({"type": "HighThroughputEngine", key: value}) == expected
@@ -39,12 +41,13 @@ def test_a_bad_value_names_the_key_and_the_allowed_range(key: str, value: object
 
 def test_good_values_pass_the_schema_and_parsl_s_signature_check() -> None:
     engine = {"type": "HighThroughputEngine", "block_failure_limit": 100, "block_grace_period": 0,
-              "scheduler_timeout": 3600, "provider": {"type": "LocalProvider"}}
+              "scheduler_timeout": 3600, "scheduler_poll_period": 1, "provider": {"type": "LocalProvider"}}
     model.validate({"broker": {"url": URL}, "engine": engine}, "config.yaml")
     engine_options.check(engine, "config.yaml")
 
 
 @pytest.mark.parametrize("kind", ["ThreadPoolEngine", "ProcessPoolEngine"])
-@pytest.mark.parametrize("key", ["block_failure_limit", "block_grace_period", "scheduler_timeout"])
+@pytest.mark.parametrize("key", ["block_failure_limit", "block_grace_period", "scheduler_timeout",
+                                 "scheduler_poll_period"])
 def test_the_local_pools_refuse_the_block_keys(kind: str, key: str) -> None:
     assert why({"type": kind, key: 5}) == f"engine.{key}: this key is not allowed for this engine type"

@@ -218,3 +218,28 @@ def test_an_interchange_without_the_detail_command_yields_no_detail() -> None:
             return None
 
     assert parsl_compat.manager_detail(types.SimpleNamespace(command_client=Client())) == {}
+
+
+def test_a_gated_executor_starts_no_block_while_it_is_closed(tmp_path: Path) -> None:
+    htex = HighThroughputExecutor(label="htex", provider=LocalProvider(init_blocks=0))
+    started: list[int] = []
+    htex.scale_out_facade = lambda n: started.append(n) or ["0"] * n  # type: ignore[method-assign]
+    open_ = [False]
+    parsl_compat.gate_scale_out(htex, lambda: open_[0])
+    assert htex.scale_out_facade(2) == [] and started == []
+    open_[0] = True
+    assert htex.scale_out_facade(2) == ["0", "0"] and started == [2]
+    # What the gate relies on: the strategy (and the engine) start blocks with scale_out_facade only.
+    strategy = Path(sys.modules["parsl.jobs.strategy"].__file__ or "").read_text()
+    assert "executor.scale_out_facade(" in strategy and ".scale_out(" not in strategy, VERSION
+
+
+def test_a_provider_polled_more_often_keeps_its_name_and_everything_else() -> None:
+    provider = SlurmProvider(partition="debug")
+    assert provider.status_polling_interval == 60
+    parsl_compat.poll_every(provider, 2)
+    assert provider.status_polling_interval == 2 and isinstance(provider, SlurmProvider)
+    assert type(provider).__name__ == "SlurmProvider" and provider.partition == "debug"
+    htex = HighThroughputExecutor(label="htex", provider=provider)
+    assert htex.status_polling_interval == 2  # what parsl's poller reads
+    assert SlurmProvider().status_polling_interval == 60  # the class itself is untouched
