@@ -1,0 +1,178 @@
+"""Benchmarks of output capture (a task's stdout and stderr sent back with its result), beside bench.py.
+
+Two endpoints alike in all but limits.max_output_bytes (HTEX, local block, 2 workers, like bench.py's
+"bench"): "capture-on" keeps the default 64 KiB of each stream, "capture-off" sets 0. Their no-op
+throughput and no-op round trip are measured side by side in the same run, the order of the two
+alternating from round to round; the ratio on/off is the row (target: at least 0.95x).
+
+capture-throughput: 10,000 no-op tasks, submitted at once, in tasks/s.
+capture-rtt: one no-op task at a time, submit to result.
+
+bench.py runs these rows with its throughput and rtt rows (or with --only capture-throughput,capture-rtt);
+alone: .venv/bin/python bench/capture.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+NAMES = ("capture-throughput", "capture-rtt")
+SELECTED_BY = {"throughput", "rtt", *NAMES}  # bench.py's own rows of the same figures bring these
+ENDPOINTS = {"capture-on": 64 * 1024, "capture-off": 0}
+WORKERS = 2
+
+
+def noop():
+    return None
+
+
+def says_hello():
+    print("hello")
+    return None
+
+
+class Endpoints:
+    """The two endpoints, configured, provisioned on bench.py's broker and started."""
+
+    def __init__(self, s) -> None:
+        import yaml
+
+        from gce.config.model import read_endpoint_id
+        from gce.config.paths import endpoint_paths
+
+        self.s = s
+        self.ids: dict[str, str] = {}
+        self.user_urls: dict[str, str] = {}
+        for name, output in ENDPOINTS.items():
+            s.gce("configure", name, "--engine", "htex", "--max-workers", str(WORKERS))
+            paths = endpoint_paths(name)
+            self.ids[name] = read_endpoint_id(paths)
+            ep_url, users = s.broker.provision(self.ids[name], users=[f"bencher-{name}"])
+            self.user_urls[name] = users[f"bencher-{name}"]
+            config = yaml.safe_load(paths.config_file.read_text())
+            config["broker"] = dict(config.get("broker") or {}, url=ep_url)
+            config["limits"] = dict(config.get("limits") or {}, max_output_bytes=output)
+            paths.config_file.write_text(yaml.safe_dump(config))
+            paths.config_file.chmod(0o600)  # it holds the endpoint's broker password
+            s.gce("start", name, "--detach")
+
+    def executor(self, name: str):
+        from gce.sdk import Executor
+
+        return Executor(endpoint_id=self.ids[name], broker_url=self.user_urls[name])
+
+    def check(self) -> None:
+        """Both answer, and capture is on where it should be and off where not."""
+        for name, output in ENDPOINTS.items():
+            with self.executor(name) as ex:
+                fut = ex.submit(says_hello)
+                fut.result(timeout=180)
+                got = fut.task_output().stdout
+                assert got == ("hello\n" if output else ""), f"{name}: task_output().stdout is {got!r}"
+
+    def close(self) -> None:
+        for name in ENDPOINTS:
+            self.s.gce("stop", name, check=False)
+
+
+def _orders(rounds: int) -> list[tuple[str, str]]:
+    return [("capture-on", "capture-off") if i % 2 == 0 else ("capture-off", "capture-on") for i in range(rounds)]
+
+
+def bench_throughput(rounds: int, eps: Endpoints, n: int = 10_000) -> dict[str, list[float]]:
+    import concurrent.futures as cf
+
+    rates: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
+    for order in _orders(rounds * 2):
+        for name in order:
+            with eps.executor(name) as ex:
+                t = time.perf_counter()
+                futs = [ex.submit(noop) for _ in range(n)]
+                cf.wait(futs, timeout=600)
+                assert all(f.done() and f.exception() is None for f in futs), f"{name}: some no-op tasks failed"
+                rates[name].append(n / (time.perf_counter() - t))
+    return rates
+
+
+def bench_rtt(rounds: int, eps: Endpoints) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
+    executors = {name: eps.executor(name) for name in ENDPOINTS}
+    try:
+        for ex in executors.values():
+            ex.submit(noop).result(timeout=60)
+        for order in _orders(rounds * 40):
+            for name in order:
+                t = time.perf_counter()
+                executors[name].submit(noop).result(timeout=60)
+                times[name].append(time.perf_counter() - t)
+    finally:
+        for ex in executors.values():
+            ex.shutdown()
+    return times
+
+
+def run(only: set[str], rounds: int, s, ratio_row, rows: list) -> None:
+    """Add the capture rows (ratio capture on / off) when ONLY selects them, beside bench.py's setup S."""
+    if not only & SELECTED_BY:
+        return
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import bench/
+    eps = Endpoints(s)
+    try:
+        eps.check()
+        if only & {"throughput", "capture-throughput"}:
+            rates = bench_throughput(max(1, rounds // 2), eps)
+            ratio_row("10,000 no-op tasks throughput, output capture on (vs off)", "tasks/s",
+                      rates["capture-on"], rates["capture-off"], 0.95, True)
+            print(f"capture-throughput: on {[round(r) for r in rates['capture-on']]} tasks/s, "
+                  f"off {[round(r) for r in rates['capture-off']]} tasks/s", flush=True)
+        if only & {"rtt", "capture-rtt"}:
+            times = bench_rtt(rounds, eps)
+            # a round trip is better when shorter: on/off at most 1/0.95 is on's rate at least 0.95x off's
+            ratio_row("no-op round trip, output capture on (vs off)", "s", times["capture-on"], times["capture-off"],
+                      round(1 / 0.95, 3), False)
+            print(f"capture-rtt: on p90 {statistics.quantiles(times['capture-on'], n=10)[-1] * 1000:.1f} ms, "
+                  f"off p90 {statistics.quantiles(times['capture-off'], n=10)[-1] * 1000:.1f} ms", flush=True)
+    finally:
+        eps.close()
+
+
+def main() -> int:
+    """These rows alone, on a private broker as bench.py sets it up."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    import bench  # noqa: E402 - bench/ is the script's directory
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", default=",".join(NAMES))
+    args = ap.parse_args()
+    rows: list[tuple[str, str, str, str, str, bool]] = []
+
+    def ratio_row(name: str, unit: str, ours: list, peer: list, target: float, higher_is_better: bool) -> None:
+        mo, mp = statistics.median(ours), statistics.median(peer)
+        r = mo / mp
+        ok = r >= target if higher_is_better else r <= target
+        fmt = (lambda v: f"{v:,.0f} {unit}") if unit == "tasks/s" else (lambda v: f"{v * 1000:,.1f} ms")
+        rows.append((name, fmt(mo), fmt(mp), f"{r:.3f}x", ("≥ " if higher_is_better else "≤ ") + f"{target}x", ok))
+
+    with tempfile.TemporaryDirectory(prefix="gce-bench-capture-") as tmp:
+        s = bench.Setup(Path(tmp))
+        try:
+            run(set(args.only.split(",")), args.rounds, s, ratio_row, rows)
+        finally:
+            s.close()
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'benchmark':<{width}}  {'capture on':>14}  {'capture off':>14}  {'ratio':>7}  {'target':>9}  met")
+    for name, o, p, r, t, ok in rows:
+        print(f"{name:<{width}}  {o:>14}  {p:>14}  {r:>7}  {t:>9}  {'yes' if ok else 'NO'}")
+    return 0 if all(r[5] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
