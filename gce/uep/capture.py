@@ -15,8 +15,9 @@ Where the task runs decides how:
   keeps the pipe: what it writes after the task ended is dropped, or lands in the next task's.
 - On any other thread (ThreadPoolEngine runs tasks as threads of the user endpoint) fd 1 and fd 2
   are shared by every task, so a capture at that level is impossible: sys.stdout and sys.stderr
-  become dispatchers that send each thread's writes to its own task's tails. What C code or a
-  child process writes to fd 1/2 there goes to the user endpoint's own output, not to the task.
+  become dispatchers that send each thread's writes to its own task's tails. What C code, a child
+  process or a thread the task started writes there goes to the user endpoint's own output (its
+  log), not to the task.
 
 Either way everything is put back after each task, however it ended.
 """
