@@ -66,6 +66,7 @@ class UepChild:
         self.reason = ""
         self.fatal_code = ""  # the error code a FATAL frame gave for the tasks, if any
         self.engine_status: dict = {}
+        self.config_digest: str | None = None  # of the config it was made from (gce.daemon.freshness)
         self.python = ""
         self.in_flight: dict[str, int] = {}  # task_id -> attempts so far
         self.queued: list[str] = []  # tasks waiting for this UEP to be running

@@ -9,6 +9,7 @@ for its own tasks: anything else it sends stops it as compromised.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import pwd
@@ -16,6 +17,7 @@ import time
 from typing import Any, Callable
 
 from gce.config.model import EndpointConfig
+from gce.daemon import freshness
 from gce.daemon.children import UepChild
 from gce.daemon.osproc import Os
 from gce.daemon.privileges import LocalUser
@@ -59,6 +61,8 @@ class Dispatcher:
         self._mapping: dict[str, list[str]] = {}  # identity -> its tasks waiting for it to be mapped
         self.events = TaskEvents() if events is None else events  # what happened to tasks, for gce monitor
         self.own_account = own_account()
+        self._replacing: set[str] = set()  # keys of UEPs restarting from a changed config
+        self._checked: dict[str, tuple] = {}  # key -> the signature of its config files when last compared
 
     def personal_uep(self) -> UepChild:
         """Make the one UEP of a personal endpoint (not started yet)."""
@@ -66,9 +70,11 @@ class Dispatcher:
         return self.uep
 
     def _new_uep(self, spec: UepSpec, target: LocalUser | None = None) -> UepChild:
-        return UepChild(spec.name, spec.conf, spec.stderr_file, self.on_frame, self.on_exit, target=target,
-                        environment_file=self.config.user_environment_path if target is not None else None,
-                        os_=self.os)
+        uep = UepChild(spec.name, spec.conf, spec.stderr_file, self.on_frame, self.on_exit, target=target,
+                       environment_file=self.config.user_environment_path if target is not None else None,
+                       os_=self.os)
+        uep.config_digest = freshness.started_from(self.config, spec.conf.engine)
+        return uep
 
     # -- tasks to user endpoints -----------------------------------------------------
     def dispatch(self, task_id: str, body: bytes | None = None) -> None:
@@ -88,6 +94,9 @@ class Dispatcher:
             return  # stays in the spool: the next start recovers it
         uep = self._uep_for(task_id)
         if uep is None:
+            return
+        if uep.key in self._replacing or self.replace_if_changed(uep):
+            uep.queued.append(task_id)  # for the fresh one
             return
         if uep.state is not UepState.RUNNING:
             uep.queued.append(task_id)
@@ -172,6 +181,41 @@ class Dispatcher:
                 del self.ueps[key]
                 log.info("stopping user endpoint %s: idle for %.0f s", uep.key, uep.idle_for())
                 asyncio.ensure_future(uep.stop())
+
+    def replace_if_changed(self, uep: UepChild) -> bool:
+        """Restart UEP from its config as it is now if its blocks kept failing and that config
+        changed since it was made (read again only when its files' stat changed); True if it does."""
+        if uep.breaker is None or uep.state is not UepState.RUNNING:
+            return False
+        signature = freshness.signature(self.router.paths, self.config)
+        if self._checked.get(uep.key) == signature:
+            return False
+        self._checked[uep.key] = signature
+        found = freshness.current(self.router.paths, self.config)
+        if found is None or found[0] == uep.config_digest:
+            return False
+        digest, engine = found
+        log.warning("user endpoint %s: its config changed while its blocks were failing: restarting it from the "
+                    "new config", uep.key)
+        uep.config_digest = digest
+        if engine is not None:  # a personal endpoint's: the new engine section
+            uep.conf = dataclasses.replace(uep.conf, engine=engine)
+        self._replacing.add(uep.key)
+        asyncio.ensure_future(self._restart_fresh(uep))
+        return True
+
+    def replace_changed(self) -> None:
+        """On the status tick: every UEP whose blocks kept failing and whose config changed restarts."""
+        for uep in [u for u in (self.uep, *self.ueps.values()) if u is not None]:
+            self.replace_if_changed(uep)
+
+    async def _restart_fresh(self, uep: UepChild) -> None:
+        try:
+            await uep.stop()
+        finally:
+            self._replacing.discard(uep.key)
+        if uep.state is UepState.STOPPED and not self.stop_event.is_set():
+            await uep.start()  # READY hands it the tasks queued meanwhile
 
     def find(self, key: str) -> UepChild | None:
         """The user endpoint named KEY (a status's user_endpoints[i].key)."""

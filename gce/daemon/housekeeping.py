@@ -1,4 +1,5 @@
-"""The manager's periodic chores, on its loop: stop idle user endpoints, publish the status,
+"""The manager's periodic chores, on its loop: stop idle user endpoints, restart those whose blocks
+kept failing once their config changed, publish the status,
 refresh the state file (other hosts sharing the directory see the endpoint is alive), and
 give memory back once the endpoint is idle."""
 
@@ -24,6 +25,7 @@ async def housekeeping(m: Manager) -> None:
     while True:
         await asyncio.sleep(period)
         m.stop_idle()
+        m.replace_changed()
         if time.monotonic() - published >= m.config.status_period - 0.01:
             m.publish_status()
             published = time.monotonic()

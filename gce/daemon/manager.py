@@ -130,6 +130,9 @@ class Manager:
     def stop_idle(self) -> None:
         self.dispatcher.stop_idle()
 
+    def replace_changed(self) -> None:
+        self.dispatcher.replace_changed()
+
     async def stop_ueps(self, timeout: float) -> None:
         await self.dispatcher.stop_all(timeout)
 
