@@ -33,8 +33,10 @@ from gce.logfiles import rotating_handler
 from gce.transport import frames
 from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
 from gce.transport.payload import PayloadError, task_function_id, unpack_result
+from gce.uep.deadlines import Deadlines, Limited
 from gce.uep.engines import Engine, TaskRefused, WorkerLost, make_engine
 from gce.uep.execute import traceback_tail
+from gce.uep.pools import split_spec
 from gce.uep.startup import Refusal, check_identity, die_with_parent, prepare_directories
 
 log = logging.getLogger("gce.uep")
@@ -55,6 +57,7 @@ class UserEndpoint:
         self.closed = False
         self.engine: Engine | None = None
         self.stopping = threading.Event()
+        self.deadlines = Deadlines(self._started_at, self.on_deadline)
 
     # -- output ----------------------------------------------------------------------
     def send_frame(self, kind: bytes, header: dict, body: bytes = b"") -> None:
@@ -103,16 +106,30 @@ class UserEndpoint:
         started = time.time()
         assert self.engine is not None
         try:
+            _, limit = split_spec(th.resource_specification)
+        except ValueError as e:
+            return self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.BAD_MESSAGE, str(e)))
+        if limit:
+            self.deadlines.add(th.task_id, limit)
+        try:
             fut = self.engine.submit(payload, th.resource_specification, th.task_id)
         except Exception as e:
+            self.deadlines.claim(th.task_id)
             self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
                                 f"the engine refused the task: {type(e).__name__}: {e}"))
             return
-        fut.add_done_callback(lambda f: self.on_done(th, started, f))
+        fut.add_done_callback(lambda f: self.on_done(th, started, f, bool(limit)))
 
-    def on_done(self, th: TaskHeaders, started: float, fut: Future) -> None:
+    def on_done(self, th: TaskHeaders, started: float, fut: Future, limited: bool = False) -> None:
         """Answer TH from its engine outcome; whatever the outcome holds, the task is answered."""
         try:
+            if limited:
+                task = self.deadlines.claim(th.task_id)
+                if task is None:  # answered TIMEOUT at its deadline: this late outcome is dropped
+                    return log.info("task %s: its outcome came after its deadline, and is dropped", th.task_id)
+                if isinstance(fut.exception(), WorkerLost) and self.deadlines.past_limit(task):
+                    # The worker kills itself when a function will not stop (gce.uep.timelimit).
+                    return self.send_result(task.answer(self.endpoint_id, f"its worker was killed ({fut.exception()})"))
             self._answer(th, started, fut)
         except Exception as e:  # e.g. a worker whose code replaced the result packing
             log.exception("task %s: its outcome could not be read", th.task_id)
@@ -141,6 +158,16 @@ class UserEndpoint:
         if outcome.traceback:  # as text, so its manager shows it without unpickling the result
             header["traceback"] = traceback_tail(outcome.traceback)
         self.send_frame(frames.RESULT, header, payload)
+
+    # -- time limits -----------------------------------------------------------------
+    def _started_at(self, task_id: str) -> float | None:
+        return self.engine.started_at(task_id) if self.engine is not None else None
+
+    def on_deadline(self, task: Limited) -> None:
+        """TASK had no outcome GRACE seconds past its limit: answer TIMEOUT for it."""
+        log.warning("task %s: no outcome %g s past its time limit of %g s: answered TIMEOUT; %s", task.task_id,
+                    self.deadlines.grace, task.limit, getattr(self.engine, "overrun", ""))
+        self.send_result(task.answer(self.endpoint_id, f"it had no outcome {self.deadlines.grace:g} s later"))
 
     def on_cancel_block(self, header: dict) -> None:
         """Cancel the block the manager names; what became of it shows in the next STATUS frame."""
@@ -182,6 +209,7 @@ class UserEndpoint:
                                  "engine": self.engine.type, "status": self.engine.status()})
         log.info("user endpoint ready: %s engine, Python %s", self.engine.type, platform.python_version())
         threading.Thread(target=self._reporter, name="uep-status", daemon=True).start()
+        threading.Thread(target=self.deadlines.watch, args=(self.stopping,), name="uep-limits", daemon=True).start()
         decoder = frames.Decoder()
         try:
             while not self.stopping.is_set():
@@ -291,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     # closing: the engine is shut down, so the interchange and workers go too.
     signal.signal(signal.SIGTERM, lambda *_: sock.shutdown(socket.SHUT_RDWR))
     try:
-        return UserEndpoint(sock, conf).run()
+        uep = UserEndpoint(sock, conf)
+        rc = uep.run()
+        if uep.deadlines.overdue:  # a thread still running a task past its limit would hold the exit forever
+            logging.shutdown()
+            os._exit(rc)
+        return rc
     except Exception:
         log.error("user endpoint crashed:\n%s", traceback.format_exc())
         return 1

@@ -8,6 +8,7 @@ on (versions), its workers (nodes) and its batch jobs (blocks): see gce/daemon/s
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import threading
@@ -37,10 +38,16 @@ GCE_RESOURCE_KEYS = ("walltime",)
 
 def split_spec(resource_spec: dict) -> tuple[dict, float | None]:
     """(the resource specification without gce's own keys, the task's time limit in seconds or
-    None). The SDK has checked the walltime is a positive number of seconds."""
+    None). ValueError naming a walltime that is not a positive, finite number of seconds (the SDK
+    never sends one, another client might)."""
     spec = {k: v for k, v in (resource_spec or {}).items() if k not in GCE_RESOURCE_KEYS}
     walltime = (resource_spec or {}).get("walltime")
-    return spec, float(walltime) if walltime else None
+    if walltime is None:
+        return spec, None
+    if isinstance(walltime, bool) or not isinstance(walltime, (int, float)) or not 0 < walltime < math.inf:
+        raise ValueError(f"the task's resource_specification['walltime'] must be a positive, finite number "
+                         f"of seconds, not {walltime!r}")
+    return spec, float(walltime)
 
 
 def versions() -> dict[str, str | None]:
@@ -57,6 +64,8 @@ def versions() -> dict[str, str | None]:
 
 class Engine:
     type = "Engine"
+    # What became of a task the user endpoint answered TIMEOUT itself, its worker having said nothing.
+    overrun = "its worker may still be running it"
 
     def __init__(self, options: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> None:
         self.options = options
@@ -70,6 +79,7 @@ class Engine:
         # Task id -> when the UEP handed it to the engine, oldest first; workers pick tasks
         # unseen by the UEP, so this is what the engine knows of what they run.
         self._tasks: dict[str, float] = {}
+        self._started: dict[str, float] = {}  # task id -> when a worker began it, where the engine knows
         self._versions = versions()
 
     def start(self) -> None:
@@ -91,6 +101,7 @@ class Engine:
         with self._lock:
             self._outstanding -= 1
             self._tasks.pop(task_id, None)
+            self._started.pop(task_id, None)
             if fut.exception() is None:
                 self.done += 1
             else:
@@ -99,6 +110,17 @@ class Engine:
     def status(self) -> dict[str, Any]:
         return {"type": self.type, "outstanding": self._outstanding, "done": self.done, "failed": self.failed,
                 "versions": dict(self._versions), "block_list": [], "nodes": [], "breaker": None}
+
+    def started_at(self, task_id: str) -> float | None:
+        """When a worker began TASK_ID; None while it waits, or when this engine cannot tell (the
+        user endpoint's deadline for a time limit counts from it: gce.uep.deadlines)."""
+        with self._lock:
+            return self._started.get(task_id)
+
+    def _begin(self, task_id: str) -> None:
+        with self._lock:
+            if task_id in self._tasks:
+                self._started[task_id] = time.time()
 
     def oldest_tasks(self, n: int) -> list[dict[str, Any]]:
         """The N tasks handed to the engine longest ago and not done: the ones its busy workers run."""
@@ -142,13 +164,18 @@ class _LocalPoolEngine(Engine):
 
 class ThreadPoolEngine(_LocalPoolEngine):
     type = "ThreadPoolEngine"
+    overrun = "a thread cannot be killed: it is left running until the function returns"
 
     def start(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gce-worker")
 
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
         _, limit = split_spec(resource_spec)
-        return self.pool.submit(run_task, payload, self.max_result_bytes, self.max_output_bytes, limit)
+        return self.pool.submit(self._run, task_id, payload, limit)
+
+    def _run(self, task_id: str, payload: bytes, limit: float | None) -> bytes:
+        self._begin(task_id)
+        return run_task(payload, self.max_result_bytes, self.max_output_bytes, limit)
 
 
 class ProcessPoolEngine(_LocalPoolEngine):

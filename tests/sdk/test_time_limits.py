@@ -10,6 +10,7 @@ import time
 import pytest
 
 from gce.sdk import Client, Executor
+from gce.sdk.errors import TaskFailed
 
 pytestmark = pytest.mark.broker
 
@@ -67,3 +68,13 @@ def test_task_timeout_travels_as_each_task_s_walltime_and_a_walltime_of_its_own_
     assert specs == [{"num_nodes": 1, "walltime": 60}, {"walltime": 2.5}]
     assert ex.resource_specification == {"walltime": 2.5}  # task_timeout is not written into it
 
+
+def test_a_task_past_its_timeout_fails_with_timeout_naming_the_limit(sdk_broker, gce_home):
+    with Executor(endpoint_id=sdk_broker.endpoint_id, broker_url=sdk_broker.user_url, task_timeout=1) as ex:
+        began = time.monotonic()
+        slow, quick = ex.submit(time.sleep, 30), ex.submit(pow, 2, 10)
+        with pytest.raises(TaskFailed) as info:
+            slow.result(timeout=30)
+        assert time.monotonic() - began < 10
+        assert quick.result(timeout=30) == 1024
+    assert info.value.code == "TIMEOUT" and "time limit of 1 s" in str(info.value)
