@@ -5,18 +5,22 @@ are the ones parsl's scaling strategy last polled (the engine never asks the sch
 than parsl does), in the words of gce's status: pending, running, completed, failed, cancelled,
 vanished (the scheduler no longer knows the job) and submitted (sent, state not known yet). The
 scheduler's own word for the state (``PD``, ``R``...) and its reason come with them when the
-provider's status command gave them (gce.uep.parsl_compat.watch_scheduler).
+provider's status command gave them (gce.uep.parsl_compat.watch_scheduler runs it through a
+SchedulerWatch: with a timeout, and a job squeue stops listing is asked of scontrol).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger("gce.uep.blocks")
 
@@ -144,3 +148,114 @@ class BlockBook:
             if oldest is None:
                 return
             del self.blocks[oldest]
+
+
+# The scheduler's word for a job that neither squeue nor scontrol lists any more.
+VANISHED = "(vanished)"
+MISSES_TO_VANISH = 2
+# scontrol's JobState -> the squeue code parsl reads for it.
+SQUEUE_CODES = {"PENDING": "PD", "RUNNING": "R", "COMPLETING": "CG", "CONFIGURING": "CF", "SUSPENDED": "S",
+                "COMPLETED": "CD", "FAILED": "F", "CANCELLED": "CA", "TIMEOUT": "TO", "NODE_FAIL": "NF",
+                "OUT_OF_MEMORY": "F", "BOOT_FAIL": "F", "DEADLINE": "TO", "PREEMPTED": "CA", "REVOKED": "RV"}
+# A final word of the scheduler (squeue's code or scontrol's JobState) -> parsl's JobState name.
+FINAL_STATES = {"CD": "COMPLETED", "F": "FAILED", "NF": "FAILED", "RV": "FAILED", "CA": "CANCELLED",
+                "TO": "TIMEOUT", **{k: v for k, v in (("COMPLETED", "COMPLETED"), ("FAILED", "FAILED"),
+                                                       ("CANCELLED", "CANCELLED"), ("TIMEOUT", "TIMEOUT"),
+                                                       ("NODE_FAIL", "FAILED"), ("OUT_OF_MEMORY", "FAILED"),
+                                                       ("BOOT_FAIL", "FAILED"), ("DEADLINE", "TIMEOUT"),
+                                                       ("PREEMPTED", "CANCELLED"), ("REVOKED", "FAILED"))}}
+
+
+def run_command(command: str, timeout: float | None) -> tuple[int, str, str]:
+    """Run the shell COMMAND as parsl does; past TIMEOUT seconds kill it and whatever it started
+    (parsl's own runner leaves a hanging squeue behind) and raise subprocess.TimeoutExpired."""
+    proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace", start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+class SchedulerWatch(dict):
+    """Job id -> (the scheduler's word for its state, its reason), as the provider's status command
+    (PROGRAM) last printed them, run by RUN(command, timeout) for parsl, which reads what it returns.
+
+    A job squeue no longer lists is kept as it was for one poll (parsl would call it completed at
+    once); at the second, scontrol says how it ended, or it is VANISHED. A command that does not
+    answer within its timeout is killed, parsl keeps the states it had, and ``silent_since`` says
+    since when: scaling waits for fresh data."""
+
+    def __init__(self, program: str, run: Callable[[str, float | None], tuple[int, str, str]] = run_command) -> None:
+        super().__init__()
+        self.program = program
+        self.run = run
+        self.silent_since: float | None = None
+        self.silent_why = ""
+        self._misses: dict[str, int] = {}
+
+    def note(self) -> str | None:
+        """"scheduler not answering since HH:MM:SS (why)"; None while it answers."""
+        if self.silent_since is None:
+            return None
+        return (f"scheduler not answering since {time.strftime('%H:%M:%S', time.localtime(self.silent_since))} "
+                f"({self.silent_why})")
+
+    def status_command(self, command: str, timeout: float | None) -> tuple[int, str, str]:
+        try:
+            retcode, stdout, stderr = self.run(command, timeout)
+        except subprocess.TimeoutExpired:
+            self.silent_why = f"{self.program} did not answer within {timeout:g} s"
+            if self.silent_since is None:
+                self.silent_since = time.time()
+                log.warning("%s: no block is started until it answers", self.note())
+            return 1, "", self.silent_why
+        if self.silent_since is not None:
+            log.info("the scheduler answers again (%s did not since %s)", self.program,
+                     time.strftime("%H:%M:%S", time.localtime(self.silent_since)))
+            self.silent_since = None
+        if retcode != 0 or not isinstance(stdout, str):
+            return retcode, stdout, stderr
+        listed = set()
+        for line in stdout.splitlines():
+            job_id, _, rest = line.strip().partition(" ")
+            raw, _, reason = rest.strip().partition(" ")
+            if job_id and raw:
+                self[job_id] = (raw, reason.strip())
+                listed.add(job_id)
+        asked = re.search(r"--job '([^']*)'", command)
+        extra = []
+        for job_id in asked.group(1).split(",") if asked else []:
+            if job_id in listed or not job_id:
+                self._misses.pop(job_id, None)
+            elif self.program != "squeue":  # sacct and the others list a job until its end
+                self.pop(job_id, None)
+            else:
+                extra.extend(self._missing(job_id, timeout))
+        return retcode, stdout + "".join(f"{line}\n" for line in extra), stderr
+
+    def _missing(self, job_id: str, timeout: float | None) -> list[str]:
+        """The line parsl is to read for JOB_ID, which squeue did not list; none to let it go."""
+        misses = self._misses[job_id] = self._misses.get(job_id, 0) + 1
+        last = self.get(job_id, ("PD", ""))[0]
+        kept = [f"{job_id} {SQUEUE_CODES.get(last, last)}"]
+        if misses < MISSES_TO_VANISH:
+            return kept
+        try:
+            retcode, out, _ = self.run(f"scontrol --oneliner show job {job_id}", timeout)
+        except subprocess.TimeoutExpired:
+            return kept  # asked again at the next poll
+        fields = dict(w.split("=", 1) for w in out.split() if "=" in w) if retcode == 0 else {}
+        state = fields.get("JobState", "")
+        if state in SQUEUE_CODES:
+            self[job_id] = (state, fields.get("Reason", ""))
+            if state in FINAL_STATES:
+                self._misses.pop(job_id, None)
+            return [f"{job_id} {SQUEUE_CODES[state]}"]
+        self._misses.pop(job_id, None)
+        self[job_id] = (VANISHED, f"neither squeue nor scontrol has listed the job for {MISSES_TO_VANISH} polls")
+        log.warning("job %s: %s", job_id, self[job_id][1])
+        return []

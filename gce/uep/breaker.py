@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from gce.transport.message import ErrorCode
 from gce.uep import parsl_compat
-from gce.uep.accounting import BlockBook
+from gce.uep.accounting import FINAL_STATES, VANISHED, BlockBook, SchedulerWatch
 from gce.uep.pools import TaskRefused
 
 log = logging.getLogger("gce.uep.breaker")
@@ -129,12 +129,13 @@ class BlockGuard:
     """Feeds an engine's BlockBook from parsl's polls and the engine's status, and runs the breaker
     on what it records. ON_OPEN(refusal) answers the engine's tasks when it opens."""
 
-    def __init__(self, htex: Any, provider: Any, book: BlockBook, words: dict[str, tuple[str, str]],
+    def __init__(self, htex: Any, provider: Any, book: BlockBook, words: SchedulerWatch,
                  limit: int, grace: float, on_open: Callable[[TaskRefused], None]) -> None:
         self.htex, self.provider, self.book, self.words = htex, provider, book, words
         self.breaker = Breaker(limit, grace)
         self.on_open = on_open
         self._judged: set[str] = set()
+        self._let_go_of: set[str] = set()
         self._lock = threading.Lock()
         self._refusal: TaskRefused | None = None
 
@@ -161,13 +162,32 @@ class BlockGuard:
                 # Known before parsl's next poll of the scheduler (once a minute for Slurm), at no cost.
                 state, message, raw, reason = "RUNNING", "its worker pool connected", None, None
             code = getattr(b, "exit_code", None)
-            if state == "MISSING" and code is not None:  # parsl's word for "ended, no worker connected"
-                state, message = ("FAILED" if code else "COMPLETED"), "its worker pool never connected"
+            if b.terminal and state != "SCALED_IN":
+                # parsl says MISSING of any block that ended with no worker connected, and COMPLETED
+                # of a job squeue no longer lists: the scheduler's own final word, when it has one, wins.
+                if raw == VANISHED:
+                    state, message, raw = "MISSING", reason, None
+                    self._let_go(str(bid), job)
+                elif raw in FINAL_STATES:
+                    state = FINAL_STATES[raw]
+                elif state == "MISSING" and code is not None:
+                    state, message = ("FAILED" if code else "COMPLETED"), "its worker pool never connected"
             self.book.observe(str(bid), job, state, message, raw, reason,
                               parsl_compat.job_files(self.provider, job), workers=workers.get(str(bid), 0),
                               exit_code=code)
         self._judge()
         return managers, workers
+
+    def _let_go(self, block_id: str, job: Any) -> None:
+        """A vanished block no longer counts against max_blocks: cancel its job (once), should the
+        scheduler still run it unseen, so that the block started in its place is not one too many."""
+        if block_id in self._let_go_of:
+            return
+        self._let_go_of.add(block_id)
+        try:
+            self.provider.cancel([job])
+        except Exception as e:
+            log.warning("cancelling the vanished job %s of block %s failed: %s", job, block_id, e)
 
     def _judge(self) -> None:
         opened = None
@@ -224,7 +244,8 @@ class BlockGuard:
         return self._refusal
 
     def may_scale_out(self) -> bool:
-        return self._refusal is None
+        """No new block while the breaker is open, nor on stale data (the scheduler not answering)."""
+        return self._refusal is None and self.words.silent_since is None
 
     def resume(self) -> None:
         with self._lock:

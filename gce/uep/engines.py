@@ -15,7 +15,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from gce.uep import blocks, parsl_compat, worker_pool
-from gce.uep.accounting import BlockBook
+from gce.uep.accounting import TERMINAL, BlockBook
 from gce.uep.breaker import BlockGuard
 from gce.uep.execute import run_batch, run_task
 from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
@@ -63,13 +63,13 @@ class HighThroughputEngine(Engine):
         strategy_period = float(opts.pop("strategy_period", 5.0))
         max_idletime = float(opts.pop("max_idletime", 120.0))
         limit, grace = int(opts.pop("block_failure_limit", 3)), float(opts.pop("block_grace_period", 60.0))
-        scheduler_timeout = opts.pop("scheduler_timeout", None)
+        scheduler_timeout = float(opts.pop("scheduler_timeout", 30.0))
         poll_period = opts.pop("scheduler_poll_period", None)
         provider = parsl_compat.build("provider", provider_spec, "parsl.providers")
         if poll_period is not None:
             parsl_compat.poll_every(provider, float(poll_period))
-        if scheduler_timeout is not None and hasattr(provider, "cmd_timeout"):
-            provider.cmd_timeout = float(scheduler_timeout)
+        if hasattr(provider, "cmd_timeout"):
+            provider.cmd_timeout = scheduler_timeout
         self.provider = provider
         self.book = BlockBook(type(provider).__name__, getattr(provider, "walltime", None))
         self.scheduler_words = parsl_compat.watch_scheduler(provider)
@@ -222,6 +222,12 @@ class HighThroughputEngine(Engine):
         )
         s["breaker"] = self.guard.status()
         s["block_list"] = self.book.to_list(workers)
+        silent = self.scheduler_words.note()
+        if silent:  # what the blocks' states are worth now
+            s["scheduler"] = silent
+            for b in s["block_list"]:
+                if b["state"] not in TERMINAL:
+                    b["reason"] = silent
         s["nodes"] = self._nodes(managers)
         return s
 

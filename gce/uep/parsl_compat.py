@@ -11,7 +11,6 @@ against real parsl objects, so a parsl upgrade that breaks one fails there first
 from __future__ import annotations
 
 import importlib
-import re
 from typing import Any
 
 from gce.errors import EX_SOFTWARE, GceError
@@ -154,32 +153,29 @@ def job_files(provider: Any, job_id: Any) -> tuple[str | None, str | None, str |
     return script, out if isinstance(out, str) else None, err if isinstance(err, str) else None
 
 
-def watch_scheduler(provider: Any) -> dict[str, tuple[str, str]]:
+def watch_scheduler(provider: Any, run: Any = None) -> Any:
     """The scheduler's own word for each job's state and its reason, by job id, as PROVIDER's own
-    status command last printed them (kept up to date in the dict returned): no command of ours is
-    added. SlurmProvider's squeue is asked for the reason too (``%r``): parsl reads only the first
-    two words of each line. A provider without a status command (LocalProvider) yields nothing."""
-    words: dict[str, tuple[str, str]] = {}
+    status command last printed them (a gce.uep.accounting.SchedulerWatch, kept up to date): the
+    command is run by RUN (accounting.run_command: killed past the provider's cmd_timeout) instead
+    of parsl's runner, and what parsl reads of it is the SchedulerWatch's. SlurmProvider's squeue is
+    asked for the reason too (``%r``): parsl reads only the first two words of each line. A provider
+    without a status command (LocalProvider) yields an empty one."""
+    from gce.uep.accounting import SchedulerWatch, run_command
+
+    words = SchedulerWatch("", run or run_command)
     cmd = getattr(provider, "_cmd", None)
     if not isinstance(cmd, str) or not callable(getattr(provider, "execute_wait", None)):
         return words
     if "--format='%i %t'" in cmd:
         provider._cmd = cmd = cmd.replace("--format='%i %t'", "--format='%i %t %r'")
-    program = cmd.split()[0]
+    words.program = cmd.split()[0]
     execute_wait = provider.execute_wait
 
     def watched(command: str, *args: Any, **kwargs: Any) -> Any:
-        retcode, stdout, stderr = execute_wait(command, *args, **kwargs)
-        if retcode == 0 and command.split()[:1] == [program] and isinstance(stdout, str):
-            asked = re.search(r"--job '([^']*)'", command)
-            for job_id in asked.group(1).split(",") if asked else []:
-                words.pop(job_id, None)  # a job no longer listed has no word of the scheduler now
-            for line in stdout.splitlines():
-                job_id, _, rest = line.strip().partition(" ")
-                raw, _, reason = rest.strip().partition(" ")
-                if job_id and raw:
-                    words[job_id] = (raw, reason.strip())
-        return retcode, stdout, stderr
+        if command.split()[:1] != [words.program]:
+            return execute_wait(command, *args, **kwargs)
+        timeout = kwargs.get("timeout", args[0] if args else None) or getattr(provider, "cmd_timeout", None)
+        return words.status_command(command, timeout)
 
     provider.execute_wait = watched
     return words

@@ -4,6 +4,7 @@ bounded lists, walltime left."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -61,3 +62,90 @@ def test_only_the_last_transitions_and_the_last_finished_blocks_are_kept() -> No
     ids = [b["block_id"] for b in book.to_list({})]
     # The running-or-waiting block 0 is never dropped; the oldest finished ones are.
     assert len(ids) == KEEP_BLOCKS and ids[0] == "0" and ids[-1] == str(KEEP_BLOCKS + 9)
+
+
+class Squeue:
+    """The scheduler's commands as a SchedulerWatch runs them: canned answers, or no answer."""
+
+    def __init__(self) -> None:
+        self.listed = ""
+        self.scontrol: dict[str, str] = {}
+        self.hang = False
+        self.calls: list[str] = []
+
+    def __call__(self, command: str, timeout: float | None) -> tuple[int, str, str]:
+        import subprocess
+
+        self.calls.append(command)
+        if self.hang:
+            raise subprocess.TimeoutExpired(command, timeout or 0)
+        if command.startswith("scontrol"):
+            job = command.split()[-1]
+            if job not in self.scontrol:
+                return 1, "", "slurm_load_jobs error: Invalid job id specified"
+            return 0, f"JobId={job} JobName=x JobState={self.scontrol[job]} Reason=NonZeroExitCode ExitCode=1:0\n", ""
+        return 0, self.listed, ""
+
+
+ASK = "squeue --noheader --format='%i %t %r' --job '{}'"
+
+
+def test_a_job_squeue_stops_listing_is_kept_one_poll_then_ended_as_scontrol_says_or_vanished() -> None:
+    from gce.uep.accounting import VANISHED, SchedulerWatch
+
+    squeue = Squeue()
+    watch = SchedulerWatch("squeue", squeue)
+    squeue.listed = "7 R None\n8 R None\n"
+    assert watch.status_command(ASK.format("7,8"), 30)[1] == "7 R None\n8 R None\n"
+    squeue.listed = ""
+    squeue.scontrol = {"7": "FAILED"}
+    assert watch.status_command(ASK.format("7,8"), 30)[1] == "7 R\n8 R\n"  # one poll: as they were
+    assert [c.split()[0] for c in squeue.calls] == ["squeue", "squeue"]
+    out = watch.status_command(ASK.format("7,8"), 30)[1]
+    assert out == "7 F\n"  # 8 is in neither: parsl's guess (COMPLETED) is left to it
+    assert watch["7"] == ("FAILED", "NonZeroExitCode")
+    assert watch["8"][0] == VANISHED and "2 polls" in watch["8"][1]
+
+
+def test_a_hanging_status_command_is_reported_and_parsl_keeps_what_it_had() -> None:
+    from gce.uep.accounting import SchedulerWatch
+
+    squeue = Squeue()
+    watch = SchedulerWatch("squeue", squeue)
+    squeue.listed = "7 R None\n"
+    watch.status_command(ASK.format("7"), 30)
+    assert watch.silent_since is None and watch.note() is None
+    squeue.hang = True
+    before = time.time()
+    retcode, out, why = watch.status_command(ASK.format("7"), 30)
+    assert (retcode, out) == (1, "") and why == "squeue did not answer within 30 s"
+    since = watch.silent_since
+    assert since is not None and since >= before
+    assert watch.note() == f"scheduler not answering since {time.strftime('%H:%M:%S', time.localtime(since))} " \
+                           "(squeue did not answer within 30 s)"
+    watch.status_command(ASK.format("7"), 30)
+    assert watch.silent_since == since  # since the first time
+    squeue.hang = False
+    watch.status_command(ASK.format("7"), 30)
+    assert watch.silent_since is None and watch["7"] == ("R", "None")
+
+
+def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path) -> None:
+    import subprocess
+
+    from gce.uep.accounting import run_command
+
+    pidfile = tmp_path / "pid"
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_command(f"sh -c 'echo $$ > {pidfile}; sleep 30'", 0.5)
+    assert time.monotonic() - started < 5
+    import psutil
+
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    try:  # gone, or a zombie its new parent has not reaped yet
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        pass
+    assert run_command("echo hi; echo err >&2; exit 3", 5) == (3, "hi\n", "err\n")

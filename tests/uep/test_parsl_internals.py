@@ -177,25 +177,26 @@ def test_the_scheduler_s_own_words_come_from_the_provider_s_own_status_command()
     provider = SlurmProvider()
     provider._cmd = "squeue --noheader --format='%i %t' --job '{0}'"  # parsl's when sacct is off
     printed = "7 PD Resources\n8 R None\n"
-    calls: list[str] = []
+    calls: list[tuple[str, float | None]] = []
 
-    def execute_wait(cmd: str, timeout: float | None = None) -> tuple[int, str, str]:
-        calls.append(cmd)
+    def run(cmd: str, timeout: float | None) -> tuple[int, str, str]:
+        calls.append((cmd, timeout))
         return 0, printed, ""
 
-    provider.execute_wait = execute_wait  # type: ignore[method-assign]
-    words = parsl_compat.watch_scheduler(provider)
+    provider.cmd_timeout = 30
+    words = parsl_compat.watch_scheduler(provider, run)
     assert provider._cmd == "squeue --noheader --format='%i %t %r' --job '{0}'"
     provider.resources = {j: {"job_id": j, "status": JobStatus(JobState.PENDING), "job_stdout_path": "o",
                               "job_stderr_path": "e"} for j in ("7", "8")}
     provider._status()  # parsl reads the first two words of each line, as before
-    assert calls == ["squeue --noheader --format='%i %t %r' --job '7,8'"]
+    assert calls == [("squeue --noheader --format='%i %t %r' --job '7,8'", 30)]  # with the provider's timeout
     assert {j: r["status"].state for j, r in provider.resources.items()} == {"7": JobState.PENDING,
                                                                              "8": JobState.RUNNING}
     assert words == {"7": ("PD", "Resources"), "8": ("R", "None")}
-    printed = "8 CG None\n"  # job 7 is no longer listed: its word goes
+    printed = "8 CG None\n"  # job 7 is no longer listed: parsl keeps its state for one poll more
     provider._status()
-    assert words == {"8": ("CG", "None")}
+    assert words == {"7": ("PD", "Resources"), "8": ("CG", "None")}
+    assert provider.resources["7"]["status"].state == JobState.PENDING
     assert parsl_compat.watch_scheduler(LocalProvider()) == {}
 
 
