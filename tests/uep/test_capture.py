@@ -131,3 +131,16 @@ def test_a_tail_keeps_the_last_bytes_and_never_starts_inside_a_character():
     text.add_text("xé" * 10)
     assert text.value().decode() == "xé"  # its last 4 bytes start inside an "é"
     assert Tail(5).value() == b""
+
+
+def test_a_task_that_closes_its_streams_harms_neither_the_worker_nor_the_next_task():
+    def closes_everything():
+        print("last words")
+        sys.stdout.close()
+        os.close(1)
+        os.close(2)
+
+    before = (_fd_identity(1), _fd_identity(2), sys.stdout, sys.stderr)
+    assert _run(closes_everything).stdout == "last words\n"
+    assert (_fd_identity(1), _fd_identity(2), sys.stdout, sys.stderr) == before
+    assert _run(prints_everywhere).stderr == "python stderr\nfd stderr\nx\n"
