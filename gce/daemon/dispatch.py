@@ -185,7 +185,7 @@ class Dispatcher:
     def replace_if_changed(self, uep: UepChild) -> bool:
         """Restart UEP from its config as it is now if its blocks kept failing and that config
         changed since it was made (read again only when its files' stat changed); True if it does."""
-        if uep.breaker is None or uep.state is not UepState.RUNNING:
+        if not uep.blocks_failing or uep.state is not UepState.RUNNING:
             return False
         signature = freshness.signature(self.router.paths, self.config)
         if self._checked.get(uep.key) == signature:
