@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths
+from gce.commands import NameArg
+from gce.commands.blocks import running_client
 from gce.errors import PermissionDenied, UsageError
 
 
@@ -34,11 +35,11 @@ def command(
       gce status cluster            # user endpoint alice/3f2a: blocks failing: ...
       gce resume cluster --user alice
     """
-    from gce.daemon.client import EndpointClient, ManagerError
+    from gce.daemon.client import ManagerError
 
-    paths = configured_paths(name)
+    _paths, client = running_client(name)  # a local user's own, on a multi-user endpoint of root's too
     try:
-        resumed = EndpointClient(paths).resume(user)
+        resumed = client.resume(user)
     except PermissionDenied as e:  # another user's user endpoints
         raise PermissionDenied(f"cannot resume endpoint {name}", e.why, hint=f"gce resume {name} resumes your own") \
             from None

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths
-from gce.errors import GceError
+from gce.commands import NameArg, configured_paths, shared_endpoint
+from gce.errors import ConfigError, GceError, PermissionDenied
 
 LSB_NOT_RUNNING = 3
 LSB_UNKNOWN = 4
@@ -191,10 +191,19 @@ def command(
 
     if as_json:
         form = Format.json
-    paths = configured_paths(name)
+    shared = None
+    try:
+        paths = configured_paths(name)
+    except (ConfigError, PermissionDenied):
+        # A local user of a multi-user endpoint of root's: its files are root's, but its socket
+        # answers them about their own user endpoints (and says whether it runs).
+        shared = shared_endpoint(name)
+        if shared is None:
+            raise
+        paths = shared
     client = EndpointClient(paths)
-    live = client.liveness()
-    if live.state != "running":
+    live = client.liveness() if shared is None else None
+    if live is not None and live.state != "running":
         try:
             endpoint_id: str | None = model.read_endpoint_id(paths)
         except GceError:
