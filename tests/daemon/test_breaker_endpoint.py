@@ -19,7 +19,7 @@ from tests.endpoint import wait_until
 
 def failing_engine(flag: Path) -> dict:
     return {"type": "HighThroughputEngine", "max_workers_per_node": 1, "strategy_period": 0.3,
-            "address": "127.0.0.1", "block_failure_limit": 2, "block_grace_period": 5,
+            "address": "127.0.0.1", "block_failure_limit": 2, "block_grace_period": 5, "scheduler_poll_period": 1,
             "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1,
                          "worker_init": f"echo no module named numpi >&2; test -e {flag} || exit 1"}}
 

@@ -30,6 +30,7 @@ TEMPLATE = """engine:
   address: 127.0.0.1
   block_failure_limit: 2
   block_grace_period: 5
+  scheduler_poll_period: 1
   provider:
     type: LocalProvider
     init_blocks: 1
