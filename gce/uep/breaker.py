@@ -24,13 +24,29 @@ from typing import Any, Callable
 
 from gce.transport.message import ErrorCode
 from gce.uep import parsl_compat
-from gce.uep.accounting import FINAL_STATES, VANISHED, BlockBook, SchedulerWatch
+from gce.uep.accounting import FINAL_STATES, TERMINAL, VANISHED, BlockBook, SchedulerWatch
 from gce.uep.pools import TaskRefused
 
 log = logging.getLogger("gce.uep.breaker")
 
 TAIL_LINES = 20
 COUNTED = ("failed", "completed", "vanished")  # a cancelled block was ended on purpose
+
+
+def take_options(opts: dict[str, Any]) -> dict[str, float]:
+    """Take the breaker's and the scheduler's keys out of the engine options OPTS (parsl takes none)."""
+    return {"limit": int(opts.pop("block_failure_limit", 3)), "grace": float(opts.pop("block_grace_period", 60.0)),
+            "timeout": float(opts.pop("scheduler_timeout", 30.0)),
+            "poll": float(opts.pop("scheduler_poll_period", 0) or 0)}
+
+
+def tune_provider(provider: Any, limits: dict[str, float]) -> None:
+    """The provider's scheduler commands time out at scheduler_timeout; it is polled every
+    scheduler_poll_period seconds when one is set (else as often as parsl polls it)."""
+    if hasattr(provider, "cmd_timeout"):
+        provider.cmd_timeout = limits["timeout"]
+    if limits["poll"]:
+        parsl_compat.poll_every(provider, limits["poll"])
 
 
 class Breaker:
@@ -254,6 +270,15 @@ class BlockGuard:
             self._refusal = None
         if was_open:
             log.info("blocks failing: resumed; blocks are submitted again")
+
+    def note_silence(self, status: dict[str, Any]) -> None:
+        """Say in the engine's STATUS what its blocks' states are worth while the scheduler is silent."""
+        silent = self.words.note()
+        if silent:
+            status["scheduler"] = silent
+            for b in status.get("block_list", []):
+                if b["state"] not in TERMINAL:
+                    b["reason"] = silent
 
     def status(self) -> dict[str, Any] | None:
         with self._lock:

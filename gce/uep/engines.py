@@ -15,7 +15,8 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from gce.uep import blocks, parsl_compat, worker_pool
-from gce.uep.accounting import TERMINAL, BlockBook
+from gce.uep import breaker
+from gce.uep.accounting import BlockBook
 from gce.uep.breaker import BlockGuard
 from gce.uep.execute import run_batch, run_task
 from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
@@ -62,14 +63,9 @@ class HighThroughputEngine(Engine):
         provider_spec = opts.pop("provider", None) or {"type": "LocalProvider"}
         strategy_period = float(opts.pop("strategy_period", 5.0))
         max_idletime = float(opts.pop("max_idletime", 120.0))
-        limit, grace = int(opts.pop("block_failure_limit", 3)), float(opts.pop("block_grace_period", 60.0))
-        scheduler_timeout = float(opts.pop("scheduler_timeout", 30.0))
-        poll_period = opts.pop("scheduler_poll_period", None)
+        limits = breaker.take_options(opts)
         provider = parsl_compat.build("provider", provider_spec, "parsl.providers")
-        if poll_period is not None:
-            parsl_compat.poll_every(provider, float(poll_period))
-        if hasattr(provider, "cmd_timeout"):
-            provider.cmd_timeout = scheduler_timeout
+        breaker.tune_provider(provider, limits)
         self.provider = provider
         self.book = BlockBook(type(provider).__name__, getattr(provider, "walltime", None))
         self.scheduler_words = parsl_compat.watch_scheduler(provider)
@@ -80,7 +76,8 @@ class HighThroughputEngine(Engine):
         # The breaker judges failed blocks in place of parsl's handler, which fails every task for good.
         opts["block_error_handler"] = lambda executor, status: self.guard.on_poll(executor, status)
         self.htex = HighThroughputExecutor(label="htex", provider=provider, **opts)
-        self.guard = BlockGuard(self.htex, provider, self.book, self.scheduler_words, limit, grace, self._refuse_all)
+        self.guard = BlockGuard(self.htex, provider, self.book, self.scheduler_words, int(limits["limit"]),
+                                limits["grace"], self._refuse_all)
         parsl_compat.gate_scale_out(self.htex, self.guard.may_scale_out)
         self.htex.run_dir = self.run_dir
         self.htex.run_id = "gce"
@@ -222,12 +219,7 @@ class HighThroughputEngine(Engine):
         )
         s["breaker"] = self.guard.status()
         s["block_list"] = self.book.to_list(workers)
-        silent = self.scheduler_words.note()
-        if silent:  # what the blocks' states are worth now
-            s["scheduler"] = silent
-            for b in s["block_list"]:
-                if b["state"] not in TERMINAL:
-                    b["reason"] = silent
+        self.guard.note_silence(s)
         s["nodes"] = self._nodes(managers)
         return s
 
