@@ -62,7 +62,7 @@ class Dispatcher:
         self.events = TaskEvents() if events is None else events  # what happened to tasks, for gce monitor
         self.own_account = own_account()
         self._replacing: set[str] = set()  # keys of UEPs restarting from a changed config
-        self._checked: dict[str, tuple] = {}  # key -> the signature of its config files when last compared
+        self._watch = freshness.Watch(router.paths, config)
 
     def personal_uep(self) -> UepChild:
         """Make the one UEP of a personal endpoint (not started yet)."""
@@ -187,12 +187,8 @@ class Dispatcher:
         changed since it was made (read again only when its files' stat changed); True if it does."""
         if not uep.blocks_failing or uep.state is not UepState.RUNNING:
             return False
-        signature = freshness.signature(self.router.paths, self.config)
-        if self._checked.get(uep.key) == signature:
-            return False
-        self._checked[uep.key] = signature
-        found = freshness.current(self.router.paths, self.config)
-        if found is None or found[0] == uep.config_digest:
+        found = self._watch.changed(uep.key, uep.config_digest)
+        if found is None:
             return False
         digest, engine = found
         log.warning("user endpoint %s: its config changed while its blocks were failing: restarting it from the "

@@ -76,3 +76,23 @@ def current(paths: EndpointPaths, config: EndpointConfig) -> tuple[str, dict[str
         log.warning("config.yaml changed but cannot be used (the user endpoint keeps its engine): %s", e)
         return None
     return engine_digest(engine), engine
+
+
+class Watch:
+    """The config files of one endpoint, read again only when their stat changed since a user
+    endpoint's last look (each task of a failing user endpoint asks)."""
+
+    def __init__(self, paths: EndpointPaths, config: EndpointConfig) -> None:
+        self.paths = paths
+        self.config = config
+        self._seen: dict[str, tuple] = {}  # user endpoint key -> the stat of the files at its last look
+
+    def changed(self, key: str, digest: str | None) -> tuple[str, dict[str, Any] | None] | None:
+        """(the new digest, a personal endpoint's new engine section) when the config differs from
+        DIGEST, what user endpoint KEY was made from; None when it does not, or cannot be used."""
+        stat = signature(self.paths, self.config)
+        if self._seen.get(key) == stat:
+            return None
+        self._seen[key] = stat
+        found = current(self.paths, self.config)
+        return None if found is None or found[0] == digest else found
