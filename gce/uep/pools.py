@@ -11,13 +11,19 @@ from __future__ import annotations
 import math
 import os
 import platform
+import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from gce import __version__ as gce_version
+from gce.transport.message import ErrorCode
 from gce.uep.execute import run_task
+
+log = logging.getLogger(__name__)
 
 class WorkerLost(Exception):
     """The worker running a task died; str() says how."""
@@ -178,8 +184,30 @@ class ThreadPoolEngine(_LocalPoolEngine):
         return run_task(payload, self.max_result_bytes, self.max_output_bytes, limit)
 
 
+@dataclass(eq=False)
+class _Job:  # a task of a ProcessPoolEngine
+    task_id: str
+    payload: bytes
+    limit: float | None
+    outer: Future
+    pool: Any = None  # the pool running it, once handed over
+    began: float = 0.0
+    resent: bool = False
+
+    def past_limit(self, now: float) -> bool:
+        return self.limit is not None and now >= self.began + self.limit
+
+
 class ProcessPoolEngine(_LocalPoolEngine):
-    """A local process pool; a pool broken by a dying worker is replaced, its tasks fail."""
+    """A local process pool. It is given no more tasks than it has workers, so a task handed to
+    it runs at once: its time limit counts from then, and the tasks a broken pool fails are the
+    ones it was running.
+
+    A worker that dies breaks the whole pool (concurrent.futures), which is replaced. When the
+    death was a time limit's (a worker kills its process when its function will not stop:
+    gce.uep.timelimit), that task is answered TIMEOUT and the others the pool ran are sent once
+    more to the new pool, so the kill costs no other task; otherwise its tasks fail WORKER_LOST.
+    """
 
     type = "ProcessPoolEngine"
 
@@ -188,27 +216,85 @@ class ProcessPoolEngine(_LocalPoolEngine):
 
         self._ctx = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
+        self._waiting: deque[_Job] = deque()
+        self._running: set[_Job] = set()
+        self._killed_for_time: dict[int, bool] = {}  # id of a broken pool -> a task of it ran past its limit
 
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
+        _, limit = split_spec(resource_spec)
+        job = _Job(task_id, payload, limit, Future())
+        with self._lock:
+            self._waiting.append(job)
+        self._feed()
+        return job.outer
+
+    def _feed(self) -> None:
         from concurrent.futures.process import BrokenProcessPool
 
-        outer: Future = Future()
-        pool = self.pool
-        _, limit = split_spec(resource_spec)
-        inner = pool.submit(run_task, payload, self.max_result_bytes, self.max_output_bytes, limit)
+        while True:
+            with self._lock:
+                if not self._waiting or len(self._running) >= self.workers:
+                    return
+                job = self._waiting.popleft()
+                job.pool, job.began = self.pool, time.time()
+                self._running.add(job)
+                if job.task_id in self._tasks:
+                    self._started[job.task_id] = job.began
+            try:
+                inner = job.pool.submit(run_task, job.payload, self.max_result_bytes, self.max_output_bytes,
+                                        job.limit)
+            except BrokenProcessPool as e:  # broken by a task that has not told yet: it will
+                inner = Future()
+                inner.set_exception(e)
+            inner.add_done_callback(lambda f, job=job: self._relay(job, f))
 
-        def relay(f: Future) -> None:
-            exc = f.exception()
-            if isinstance(exc, BrokenProcessPool):
-                with self._lock:
-                    if self.pool is pool:  # replace it once, not once per failed task
-                        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
-                outer.set_exception(WorkerLost("a worker process of the process pool died abruptly "
+    def _relay(self, job: _Job, f: Future) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        exc = f.exception()
+        if isinstance(exc, BrokenProcessPool):
+            self._broken(job)
+        elif exc is not None:
+            self._finish(job, lambda: job.outer.set_exception(exc))
+        else:
+            self._finish(job, lambda: job.outer.set_result(f.result()))
+        self._feed()
+
+    def _finish(self, job: _Job, answer: Any) -> None:
+        with self._lock:
+            self._running.discard(job)
+        answer()
+
+    def _broken(self, job: _Job) -> None:
+        now = time.time()
+        with self._lock:
+            pool = job.pool
+            if self.pool is pool:  # replace it once, not once per failed task
+                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
+                ran = [j for j in self._running if j.pool is pool]
+                self._killed_for_time[id(pool)] = any(j.past_limit(now) for j in ran)
+            self._running.discard(job)
+            for_time = self._killed_for_time.get(id(pool), False)
+            if not any(j.pool is pool for j in self._running):
+                self._killed_for_time.pop(id(pool), None)
+            again = for_time and not job.past_limit(now) and not job.resent
+            if again:
+                job.resent = True
+                self._waiting.appendleft(job)
+        if again:
+            log.info("task %s: sent again to a new process pool: the last one broke when a task's worker was "
+                     "killed for running past its time limit", job.task_id)
+        elif job.past_limit(now):
+            job.outer.set_exception(TaskRefused(ErrorCode.TIMEOUT, (
+                f"the task ran past its time limit of {job.limit:g} s and was stopped: its worker process was "
+                "killed (its walltime, or the Executor's task_timeout)")))
+        else:
+            job.outer.set_exception(WorkerLost("a worker process of the process pool died abruptly "
                                                "(killed by a signal or out of memory)"))
-            elif exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(f.result())
 
-        inner.add_done_callback(relay)
-        return outer
+    def shutdown(self) -> None:
+        with self._lock:
+            waiting, self._waiting = list(self._waiting), deque()
+        for job in waiting:
+            job.outer.cancel()
+        super().shutdown()

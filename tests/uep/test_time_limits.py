@@ -56,13 +56,35 @@ def test_a_task_past_its_limit_is_answered_timeout_and_the_others_are_unharmed(m
 
 
 @pytest.mark.parametrize("engine", ["thread", "process", "htex"])
-def test_a_task_that_swallows_every_exception_still_ends_timeout(make_endpoint, engine):
+def test_a_task_that_swallows_every_exception_still_ends_timeout_and_costs_no_other_task(make_endpoint, engine):
+    """A process pool's worker killed for its task breaks the whole pool: the other tasks it ran are
+    sent once more to the new pool. parsl replaces the killed worker alone."""
     ep = make_endpoint(engine=engine)
     ep.start()
     with ep.executor(task_timeout=1) as ex:
         ex.submit(pow, 2, 2).result(timeout=60)
-        _timed_out(ex.submit(never_gives_up), 1, within=8)
+        stubborn = ex.submit(never_gives_up)
+        ex.task_timeout = None
+        beside = ex.submit(naps_then_answers, 3, "beside")  # running when the stubborn one's worker is killed
+        _timed_out(stubborn, 1, within=8)
+        assert beside.result(timeout=30) == "beside"
         assert ex.submit(naps_then_answers, 0.1, "next").result(timeout=30) == "next"
     if engine == "thread":  # the thread is left to its loop, and the user endpoint says so
         uep_log = (ep.paths.uep_log_dir / "default.log").read_text()
         assert "time limit of 1 s: answered TIMEOUT; a thread cannot be killed" in uep_log
+
+
+def kills_its_worker():
+    import os
+
+    os.kill(os.getpid(), 9)
+
+
+def test_a_process_worker_killed_for_another_reason_is_still_worker_lost(make_endpoint):
+    ep = make_endpoint(engine="process")
+    ep.start()
+    with ep.executor(task_timeout=30) as ex:
+        with pytest.raises(TaskFailed) as info:
+            ex.submit(kills_its_worker).result(timeout=60)
+        assert info.value.code == "WORKER_LOST" and "died abruptly" in str(info.value)
+        assert ex.submit(naps_then_answers, 0.1, "next").result(timeout=30) == "next"
