@@ -34,7 +34,7 @@ class Limited:
     def answer(self, endpoint_id: str, how: str) -> ResultHeaders:
         """The TIMEOUT result the user endpoint sends for this task itself; HOW: what it saw."""
         rh = failure(self.task_id, endpoint_id, ErrorCode.TIMEOUT,
-                     f"the task ran past its time limit of {self.limit:g} s and was stopped: {how} "
+                     f"the task ran past its time limit of {self.limit:g} s: {how} "
                      "(its walltime, or the Executor's task_timeout)")
         rh.timings = {"started": self.handed_at, "finished": time.time()}
         return rh

@@ -129,7 +129,8 @@ class UserEndpoint:
                     return log.info("task %s: its outcome came after its deadline, and is dropped", th.task_id)
                 if isinstance(fut.exception(), WorkerLost) and self.deadlines.past_limit(task):
                     # The worker kills itself when a function will not stop (gce.uep.timelimit).
-                    return self.send_result(task.answer(self.endpoint_id, f"its worker was killed ({fut.exception()})"))
+                    how = f"it was stopped: its worker was killed ({fut.exception()})"
+                    return self.send_result(task.answer(self.endpoint_id, how))
             self._answer(th, started, fut)
         except Exception as e:  # e.g. a worker whose code replaced the result packing
             log.exception("task %s: its outcome could not be read", th.task_id)
@@ -167,7 +168,8 @@ class UserEndpoint:
         """TASK had no outcome GRACE seconds past its limit: answer TIMEOUT for it."""
         log.warning("task %s: no outcome %g s past its time limit of %g s: answered TIMEOUT; %s", task.task_id,
                     self.deadlines.grace, task.limit, getattr(self.engine, "overrun", ""))
-        self.send_result(task.answer(self.endpoint_id, f"it had no outcome {self.deadlines.grace:g} s later"))
+        how = f"the endpoint stopped waiting for it {self.deadlines.grace:g} s later"
+        self.send_result(task.answer(self.endpoint_id, how))
 
     def on_cancel_block(self, header: dict) -> None:
         """Cancel the block the manager names; what became of it shows in the next STATUS frame."""

@@ -39,7 +39,7 @@ def test_past_limit_counts_from_the_hand_over_when_the_engine_cannot_tell():
     assert not d.past_limit(task, now=task.handed_at + 4.9)
     assert d.past_limit(task, now=task.handed_at + 5)
     answer = task.answer("ep", "its worker was killed")
-    assert answer.error_code == "TIMEOUT" and "time limit of 5 s and was stopped: its worker was killed" in \
+    assert answer.error_code == "TIMEOUT" and "time limit of 5 s: its worker was killed (its walltime" in \
         answer.error_message
 
 
