@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +26,7 @@ log = logging.getLogger("gce.uep.blocks")
 
 KEEP_BLOCKS = 50
 KEEP_TRANSITIONS = 20
+TAIL_LINES = 20  # of a failed block's stdout and stderr
 # parsl's JobState names -> gce's block states, and the reason a state says by itself.
 STATES = {"UNKNOWN": "submitted", "PENDING": "pending", "HELD": "pending", "RUNNING": "running",
           "COMPLETED": "completed", "FAILED": "failed", "TIMEOUT": "failed", "CANCELLED": "cancelled",
@@ -60,6 +61,7 @@ class Block:
     running_since: float | None = None
     connected_at: float | None = None  # when a worker pool of it was first seen connected
     exit_code: int | None = None
+    timed_out: bool = False  # it reached its walltime
     submit_script: str | None = None
     stdout: str | None = None
     stderr: str | None = None
@@ -106,6 +108,8 @@ class BlockBook:
                 block.connected_at = now
             if exit_code is not None:
                 block.exit_code = exit_code
+            if parsl_state == "TIMEOUT":
+                block.timed_out = True
             if block.transitions and (state, raw_state) == (block.state, block.raw_state):
                 return
             if block.state in TERMINAL and block.transitions:  # a final word is not taken back
@@ -259,3 +263,37 @@ class SchedulerWatch(dict):
         self[job_id] = (VANISHED, f"neither squeue nor scontrol has listed the job for {MISSES_TO_VANISH} polls")
         log.warning("job %s: %s", job_id, self[job_id][1])
         return []
+
+
+def tail(path: str | None, lines: int = TAIL_LINES) -> str:
+    """The last LINES lines of the file at PATH; "" when there is none (yet)."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - (64 << 10)))
+            return "\n".join(deque(f.read().decode(errors="replace").splitlines(), maxlen=lines))
+    except OSError:
+        return ""
+
+
+def scheduler_detail(provider: Any, job_id: str | None) -> dict[str, Any]:
+    """What the scheduler still knows of a finished job: Slurm's ``scontrol show job`` keeps it
+    for MinJobAge (300 s by default) and, unlike squeue, gives its exit code. Run with the
+    provider's own command runner and timeout; {} for other providers or when it cannot tell."""
+    if type(provider).__name__ != "SlurmProvider" or not job_id:
+        return {}
+    try:
+        rc, out, _ = provider.execute_wait(f"scontrol --oneliner show job {job_id}")
+    except Exception as e:
+        log.warning("scontrol show job %s failed: %s", job_id, e)
+        return {}
+    if rc != 0 or not isinstance(out, str):
+        return {}
+    fields = dict(w.split("=", 1) for w in out.split() if "=" in w)
+    detail: dict[str, Any] = {"raw_state": fields.get("JobState"), "scheduler_reason": fields.get("Reason")}
+    code = fields.get("ExitCode", "").partition(":")[0]
+    if code.isdigit():
+        detail["exit_code"] = int(code)
+    return {k: v for k, v in detail.items() if v is not None}

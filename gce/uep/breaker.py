@@ -19,18 +19,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+import weakref
 from typing import Any, Callable
 
 from gce.transport.message import ErrorCode
 from gce.uep import parsl_compat
-from gce.uep.accounting import FINAL_STATES, TERMINAL, VANISHED, BlockBook, SchedulerWatch
-from gce.uep.pools import TaskRefused
+from gce.uep.accounting import (FINAL_STATES, TERMINAL, VANISHED, BlockBook, SchedulerWatch, scheduler_detail, tail,
+                                walltime_seconds)
+from gce.uep.pools import TaskRefused, WorkerLost
 
 log = logging.getLogger("gce.uep.breaker")
 
-TAIL_LINES = 20
 COUNTED = ("failed", "completed", "vanished")  # a cancelled block was ended on purpose
+WALLTIME_SLACK = 15.0  # seconds before its walltime a block's loss is taken for the walltime's doing
+
+
+def drain_period(walltime: Any) -> int | None:
+    """Seconds after a worker pool starts when it takes no new task: 5% of its block's WALLTIME
+    before it ends (at least 30 s, at most 10 min, at most half of it); None when it is unknown."""
+    limit = walltime_seconds(walltime)
+    if not limit:
+        return None
+    return int(limit - min(max(30.0, limit * 0.05), 600.0, limit / 2))
 
 
 def take_options(opts: dict[str, Any]) -> dict[str, float]:
@@ -64,6 +74,8 @@ class Breaker:
 
     def ended(self, block: Any, now: float) -> bool:
         """BLOCK ended by itself at NOW; True when this failure opens the breaker."""
+        if getattr(block, "timed_out", False):  # it ran its whole walltime: not the config's fault
+            return False
         if self._ran_well(block, now):
             self.failures = 0
             return False
@@ -87,40 +99,6 @@ class Breaker:
     def _ran_well(self, block: Any, now: float) -> bool:
         start = block.running_since if block.running_since is not None else block.connected_at
         return block.connected_at is not None and start is not None and now - start >= self.grace
-
-
-def tail(path: str | None, lines: int = TAIL_LINES) -> str:
-    """The last LINES lines of the file at PATH; "" when there is none (yet)."""
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - (64 << 10)))
-            return "\n".join(deque(f.read().decode(errors="replace").splitlines(), maxlen=lines))
-    except OSError:
-        return ""
-
-
-def scheduler_detail(provider: Any, job_id: str | None) -> dict[str, Any]:
-    """What the scheduler still knows of a finished job: Slurm's ``scontrol show job`` keeps it
-    for MinJobAge (300 s by default) and, unlike squeue, gives its exit code. Run with the
-    provider's own command runner and timeout; {} for other providers or when it cannot tell."""
-    if type(provider).__name__ != "SlurmProvider" or not job_id:
-        return {}
-    try:
-        rc, out, _ = provider.execute_wait(f"scontrol --oneliner show job {job_id}")
-    except Exception as e:
-        log.warning("scontrol show job %s failed: %s", job_id, e)
-        return {}
-    if rc != 0 or not isinstance(out, str):
-        return {}
-    fields = dict(w.split("=", 1) for w in out.split() if "=" in w)
-    detail: dict[str, Any] = {"raw_state": fields.get("JobState"), "scheduler_reason": fields.get("Reason")}
-    code = fields.get("ExitCode", "").partition(":")[0]
-    if code.isdigit():
-        detail["exit_code"] = int(code)
-    return {k: v for k, v in detail.items() if v is not None}
 
 
 def sentence(d: dict[str, Any], provider: str) -> str:
@@ -152,6 +130,8 @@ class BlockGuard:
         self.on_open = on_open
         self._judged: set[str] = set()
         self._let_go_of: set[str] = set()
+        self._managers: dict[str, str] = {}  # a worker pool's manager id -> its block id
+        self._sent_again: weakref.WeakSet = weakref.WeakSet()  # tasks sent again after a walltime
         self._lock = threading.Lock()
         self._refusal: TaskRefused | None = None
 
@@ -170,6 +150,7 @@ class BlockGuard:
         workers: dict[str, int] = {}
         for m in managers:
             workers[str(m["block_id"])] = workers.get(str(m["block_id"]), 0) + int(m["worker_count"])
+            self._managers[str(m["manager"])] = str(m["block_id"])
         for bid, b in states.items():
             job = jobs.get(bid)
             raw, reason = self.words.get(str(job), (None, None))
@@ -230,8 +211,8 @@ class BlockGuard:
         d: dict[str, Any] = {
             "state": block.state, "failures": self.breaker.failures, "limit": self.breaker.limit,
             "block_id": block.block_id, "job_id": block.job_id, "exit_code": block.exit_code,
-            "raw_state": block.raw_state, "scheduler_reason": (block.reason or None) if block.raw_state else None, "connected": block.connected_at,
-            "stdout": block.stdout, "stderr": block.stderr,
+            "raw_state": block.raw_state, "scheduler_reason": (block.reason or None) if block.raw_state else None,
+            "connected": block.connected_at, "stdout": block.stdout, "stderr": block.stderr,
             "stdout_tail": tail(block.stdout), "stderr_tail": tail(block.stderr)}
         detail = scheduler_detail(self.provider, block.job_id)
         d.update(detail)
@@ -254,6 +235,28 @@ class BlockGuard:
                     self.book.cancelled(block.block_id, "the failing-block breaker opened")
                 except Exception as e:
                     log.warning("cancelling pending block %s failed: %s", block.block_id, e)
+
+    def after_loss(self, task: Any, exc: BaseException) -> BaseException | None:
+        """The answer to TASK, whose worker pool was lost (EXC); None to send it once more, when
+        the pool's block reached its walltime (the next block may give it the time it needs)."""
+        manager = getattr(exc, "manager_id", b"")
+        manager = manager.decode(errors="replace") if isinstance(manager, bytes) else str(manager)
+        block = next((b for b in self.book.blocks_now() if b.block_id == self._managers.get(manager)), None)
+        limit = walltime_seconds(block.walltime) if block else None
+        start = block and (block.running_since or block.connected_at)
+        reached = block is not None and (block.timed_out or bool(
+            limit and start and time.time() >= start + limit - WALLTIME_SLACK))
+        if block is None or not reached:
+            return WorkerLost(f"{exc} (the worker died: killed by a signal, out of memory, or its batch job ended)")
+        if task not in self._sent_again:
+            self._sent_again.add(task)
+            log.info("block %s (job %s) reached its walltime (%s) with a task running: sending it once more",
+                     block.block_id, block.job_id, block.walltime)
+            return None
+        return TaskRefused(ErrorCode.WALLTIME, f"the task was still running when block {block.block_id} (job "
+                           f"{block.job_id}) reached its walltime of {block.walltime}, and so it was on the block "
+                           "before: it needs more time than a block has. Raise the provider's walltime, or split "
+                           "the task.")
 
     def refusal(self) -> TaskRefused | None:
         """The answer to a task while the breaker is open; None while it is closed."""

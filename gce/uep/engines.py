@@ -73,6 +73,9 @@ class HighThroughputEngine(Engine):
         opts = {**worker_pool.htex_options(local_workers=local), **opts}  # the config's own win
         opts.setdefault("heartbeat_period", 2)
         opts.setdefault("heartbeat_threshold", 10)
+        drain = None if local else breaker.drain_period(getattr(provider, "walltime", None))
+        if drain is not None:  # a worker pool takes no new task near its block's walltime
+            opts.setdefault("drain_period", drain)
         # The breaker judges failed blocks in place of parsl's handler, which fails every task for good.
         opts["block_error_handler"] = lambda executor, status: self.guard.on_poll(executor, status)
         self.htex = HighThroughputExecutor(label="htex", provider=provider, **opts)
@@ -162,7 +165,7 @@ class HighThroughputEngine(Engine):
             with self._lock:
                 self._in_parsl -= 1
                 self._by_htex_id.pop(htex_id, None)
-                if not isinstance(f.exception(), lost) or len(tasks) == 1:  # else each is sent again
+                if not isinstance(f.exception(), lost):  # else sent again, or answered below
                     for _, outer in tasks:
                         self._ids.pop(outer, None)
             exc = f.exception()
@@ -173,8 +176,13 @@ class HighThroughputEngine(Engine):
                     if not task[1].done():  # else answered meanwhile (the breaker opened)
                         self._send([task], {})
             elif isinstance(exc, lost):
-                _settle(tasks[0][1], exc=WorkerLost(
-                    f"{exc} (the worker died: killed by a signal, out of memory, or its batch job ended)"))
+                answer = self.guard.after_loss(tasks[0][1], exc)  # None: its block reached its walltime
+                if answer is None and not tasks[0][1].done():
+                    self._send(tasks, resource_spec)
+                else:
+                    with self._lock:
+                        self._ids.pop(tasks[0][1], None)
+                    _settle(tasks[0][1], exc=answer)
             elif exc is not None:
                 for _, outer in tasks:
                     _settle(outer, exc=exc)

@@ -104,3 +104,18 @@ def test_a_local_pool_has_no_breaker(kind: str, tmp_path: Path) -> None:
         assert engine.status()["breaker"] is None
     finally:
         engine.shutdown()
+
+
+def test_a_block_that_reached_its_walltime_is_not_a_failure() -> None:
+    breaker = Breaker(limit=1, grace=600)
+    block = FakeBlock("0", 10.0, True)
+    block.timed_out = True  # type: ignore[attr-defined]
+    assert breaker.ended(block, now=70.0) is False and breaker.failures == 0
+
+
+@pytest.mark.parametrize(("walltime", "drain"), [("00:01:00", 30), ("01:00:00", 3420), ("24:00:00", 85800),
+                                                 ("soon", None), (None, None)])
+def test_a_block_drains_before_its_walltime(walltime: str | None, drain: int | None) -> None:
+    from gce.uep.breaker import drain_period
+
+    assert drain_period(walltime) == drain

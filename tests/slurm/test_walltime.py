@@ -1,0 +1,45 @@
+"""Blocks that know their walltime, on a real (private, one-node) Slurm cluster.
+
+A block of one-minute walltime runs a task that needs five: Slurm ends the job at its walltime
+(TIMEOUT), the task is sent once more, to the next block, which ends the same way, and the task is
+answered WALLTIME naming the walltime. A block that reached its walltime is no failure of the
+config: with block_failure_limit 1 and a grace period longer than the walltime, the breaker stays
+closed. Each worker pool drains (takes no new task) 30 s before its block's walltime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gce.transport import frames
+from tests.slurm.test_stop_cancels_jobs import slurm_engine
+from tests.uep.uep_process import UepProcess
+
+pytestmark = [pytest.mark.slow]
+
+NAP = "def nap(s):\n    import time\n    time.sleep(s)\n    return s\n"
+
+
+def test_a_task_longer_than_two_blocks_walltime_is_answered_walltime(slurm, tmp_path: Path) -> None:
+    spec = slurm_engine()
+    spec.update(block_failure_limit=1, block_grace_period=600, scheduler_poll_period=1)
+    spec["provider"]["walltime"] = "00:01:00"
+    uep = UepProcess(spec, tmp_path, env={"SLURM_CONF": str(slurm.conf)})
+    try:
+        task = uep.submit(NAP, "nap", 300)
+        answer = uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == task, timeout=330)[1]
+        assert (answer["status"], answer["error_code"]) == ("failed", "WALLTIME"), answer
+        assert "reached its walltime of 00:01:00" in answer["error_message"]
+        status = uep.status(lambda e: True, timeout=10)
+        assert status["breaker"] is None
+        ended = [b for b in status["block_list"] if b["block_id"] in ("0", "1")]
+        assert [(b["state"], b["raw_state"]) for b in ended] == [("failed", "TIMEOUT")] * 2, ended
+        log = uep.log.read_text()
+        assert "reached its walltime (00:01:00) with a task running: sending it once more" in log
+        assert "blocks failing" not in log
+        script = Path(ended[0]["submit_script"]).read_text()
+        assert "--drain_period=30" in script  # 5% of a minute is less than the 30 s at least
+    finally:
+        uep.close()
