@@ -243,9 +243,12 @@ class ProcessPoolEngine(_LocalPoolEngine):
             try:
                 inner = job.pool.submit(run_task, job.payload, self.max_result_bytes, self.max_output_bytes,
                                         job.limit)
-            except BrokenProcessPool as e:  # broken by a task that has not told yet: it will
-                inner = Future()
-                inner.set_exception(e)
+            except BrokenProcessPool:  # broken, its tasks not told yet: this one never reached it
+                with self._lock:
+                    self._running.discard(job)
+                    self._replace(job.pool, time.time())
+                    self._waiting.appendleft(job)
+                continue
             inner.add_done_callback(lambda f, job=job: self._relay(job, f))
 
     def _relay(self, job: _Job, f: Future) -> None:
@@ -265,14 +268,19 @@ class ProcessPoolEngine(_LocalPoolEngine):
             self._running.discard(job)
         answer()
 
+    def _replace(self, pool: Any, now: float) -> None:
+        # Once per broken pool, not once per task it fails; called holding the lock.
+        if self.pool is pool:
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
+            ran = [j for j in self._running if j.pool is pool]
+            if ran:  # each of them takes it out when it is told
+                self._killed_for_time[id(pool)] = any(j.past_limit(now) for j in ran)
+
     def _broken(self, job: _Job) -> None:
         now = time.time()
         with self._lock:
             pool = job.pool
-            if self.pool is pool:  # replace it once, not once per failed task
-                self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
-                ran = [j for j in self._running if j.pool is pool]
-                self._killed_for_time[id(pool)] = any(j.past_limit(now) for j in ran)
+            self._replace(pool, now)
             self._running.discard(job)
             for_time = self._killed_for_time.get(id(pool), False)
             if not any(j.pool is pool for j in self._running):
