@@ -131,11 +131,11 @@ class BlockGuard:
         self._judged: set[str] = set()
         self._let_go_of: set[str] = set()
         self._managers: dict[str, str] = {}  # a worker pool's manager id -> its block id
-        self._sent_again: weakref.WeakSet = weakref.WeakSet()  # tasks sent again after a walltime
+        self._sent_again: weakref.WeakSet[Any] = weakref.WeakSet()  # tasks sent again after a walltime
         self._lock = threading.Lock()
         self._refusal: TaskRefused | None = None
 
-    def on_poll(self, executor: Any, status: dict) -> None:
+    def on_poll(self, executor: Any, status: dict[str, Any]) -> None:
         """parsl's block error handler: called after each poll of the scheduler, before scaling."""
         try:
             self.observe()
