@@ -27,6 +27,8 @@ from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
 
+# A limit longer than this (over three years) is no limit: the clocks that keep it could not hold it.
+LONGEST = 1e8
 # Seconds a process worker's function has, past its limit, to let TaskTimedOut end it before its
 # process is killed.
 GRACE = 1.0
@@ -44,7 +46,7 @@ class TaskTimedOut(BaseException):
 @contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     """Run the body for at most SECONDS (None: no limit)."""
-    if not seconds:
+    if not seconds or seconds > LONGEST:
         yield
     elif threading.current_thread() is threading.main_thread():
         with _kill_after(seconds + GRACE), _alarm(seconds):
