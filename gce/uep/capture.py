@@ -139,7 +139,9 @@ class _Pipes:
     @contextmanager
     def capture(self, out: Tail, err: Tail) -> Iterator[None]:
         saved_streams = sys.stdout, sys.stderr
-        _flush(saved_streams)  # what was written before the task goes where it was meant to
+        # What was written before the task goes where it was meant to. C's buffers need no flush
+        # here: each task's capture ends with one, and a worker's own code does not use them.
+        _flush(saved_streams, c_too=False)
         with self.lock:
             self.tails[self.read_end[1]], self.tails[self.read_end[2]] = out, err
         saved: dict[int, int] = {}
@@ -173,6 +175,9 @@ _pipes_lock = threading.Lock()
 
 def _process_pipes() -> _Pipes:
     global _pipes
+    pipes = _pipes
+    if pipes is not None and pipes.pid == os.getpid():
+        return pipes
     with _pipes_lock:
         if _pipes is None or _pipes.pid != os.getpid():  # a forked child has no drainer thread
             _pipes = _Pipes()
@@ -189,13 +194,15 @@ def _dup(fd: int) -> int:
 _libc: Any = None
 
 
-def _flush(streams: tuple[Any, ...]) -> None:
+def _flush(streams: tuple[Any, ...], c_too: bool = True) -> None:
     """Flush Python streams, then C's stdio buffers, so nothing written is left behind."""
     for stream in streams:
         try:
             stream.flush()
         except (AttributeError, ValueError, OSError):  # None, closed, or a broken stream of the task's
             pass
+    if not c_too:
+        return
     global _libc
     try:
         if _libc is None:
