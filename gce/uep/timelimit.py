@@ -18,14 +18,11 @@ The limit (a task's ``walltime``, or its Executor's ``task_timeout``) interrupts
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import signal
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
-
-log = logging.getLogger(__name__)
 
 # A limit longer than this (over three years) is no limit: the clocks that keep it could not hold it.
 LONGEST = 1e8
