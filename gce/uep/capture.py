@@ -24,13 +24,15 @@ Either way everything is put back after each task, however it ended.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import select
 import selectors
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 _CHUNK = 1 << 16
 _PIPE_SIZE = 1 << 20  # fewer wake-ups of the drainer for a chatty task (Linux; best effort)
@@ -68,31 +70,32 @@ class Tail:
         return data
 
 
-@contextmanager
-def captured(out: Tail, err: Tail) -> Iterator[None]:
+def captured(out: Tail, err: Tail) -> ContextManager[Any]:
     """Keep what the body writes to stdout in OUT and to stderr in ERR (limit 0: leave them alone)."""
     if not out.limit and not err.limit:
-        yield
-    elif threading.current_thread() is threading.main_thread():
-        with _process_pipes().capture(out, err):
-            yield
-    else:
-        with _per_thread(out, err):
-            yield
+        return contextlib.nullcontext()
+    if threading.current_thread() is threading.main_thread():
+        return _FdCapture(_process_pipes(), out, err)
+    return _per_thread(out, err)
 
 
 # -- file-descriptor level (process workers) -----------------------------------------------
+# Every system call on a task's path counts: each lets the worker's other threads (parsl's result
+# feeder) take the interpreter lock, so the fewest are made: two dup2 each way and one select.
 
 
 class _Pipes:
-    """This process's stand-ins for fd 1 and fd 2, and the thread that empties them."""
+    """This process's stand-ins for fd 1 and fd 2, and the thread that empties them. fd 1 and 2 are
+    put back after each task as they were at the process's first task (a worker's own code does
+    not move them; a task that does is undone)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.write_end: dict[int, int] = {}  # 1, 2 -> the write end of its pipe
-        self.tails: dict[int, Tail | None] = {}  # read end -> the running task's tail (None between tasks)
         self.read_end: dict[int, int] = {}
+        self.tails: dict[int, Tail | None] = {}  # read end -> the running task's tail (None between tasks)
+        self.original = {fd: _dup(fd) for fd in (1, 2)}  # -1: it was closed
         for fd in (1, 2):
             r, w = os.pipe()
             os.set_blocking(r, False)
@@ -106,7 +109,7 @@ class _Pipes:
         self.streams: dict[int, Any] = {}
         threading.Thread(target=self._drain, name="gce-output", daemon=True).start()
 
-    def _stream(self, fd: int) -> Any:
+    def stream(self, fd: int) -> Any:
         """sys.stdout (fd 1) or sys.stderr (fd 2) for a task: over the pipe, never closed for good."""
         stream = self.streams.get(fd)
         if stream is None or stream.closed:  # a task may close its sys.stdout
@@ -122,9 +125,9 @@ class _Pipes:
         while True:
             for key, _ in selector.select():
                 with self.lock:
-                    self._read(key.fd)
+                    self.read(key.fd)
 
-    def _read(self, r: int) -> bool:
+    def read(self, r: int) -> bool:
         """Move a chunk of pipe R to its task's tail (between tasks: drop it); False when it is empty.
         Called with the lock held, so a chunk is never read and not yet kept."""
         try:
@@ -136,37 +139,44 @@ class _Pipes:
             tail.add(data)
         return bool(data)
 
-    @contextmanager
-    def capture(self, out: Tail, err: Tail) -> Iterator[None]:
-        saved_streams = sys.stdout, sys.stderr
+
+class _FdCapture:
+    """One task's capture at the file-descriptor level."""
+
+    def __init__(self, pipes: _Pipes, out: Tail, err: Tail) -> None:
+        self.pipes, self.out, self.err = pipes, out, err
+        self.saved_streams: tuple[Any, Any] = (None, None)
+
+    def __enter__(self) -> None:
+        pipes = self.pipes
+        self.saved_streams = sys.stdout, sys.stderr
         # What was written before the task goes where it was meant to. C's buffers need no flush
         # here: each task's capture ends with one, and a worker's own code does not use them.
-        _flush(saved_streams, c_too=False)
-        with self.lock:
-            self.tails[self.read_end[1]], self.tails[self.read_end[2]] = out, err
-        saved: dict[int, int] = {}
-        try:
-            for fd in (1, 2):
-                saved[fd] = _dup(fd)
-                os.dup2(self.write_end[fd], fd)
-            sys.stdout, sys.stderr = self._stream(1), self._stream(2)
-            yield
-        finally:
-            _flush((sys.stdout, sys.stderr, self.streams.get(1), self.streams.get(2)))
-            sys.stdout, sys.stderr = saved_streams
-            for fd, copy in saved.items():
-                if copy < 0:  # it was closed before the task
-                    os.close(fd)
-                else:
-                    os.dup2(copy, fd)
-                    os.close(copy)
-            with self.lock:  # nothing of ours writes to the pipes now: what they hold is the task's
-                for r in (self.read_end[1], self.read_end[2]):
-                    # At most what a pipe holds: a child left running may write on and on.
-                    for _ in range(_PIPE_SIZE // _CHUNK + 1):
-                        if not self._read(r):
-                            break
-                    self.tails[r] = None
+        _flush(self.saved_streams, c_too=False)
+        with pipes.lock:
+            pipes.tails[pipes.read_end[1]], pipes.tails[pipes.read_end[2]] = self.out, self.err
+        os.dup2(pipes.write_end[1], 1)
+        os.dup2(pipes.write_end[2], 2)
+        sys.stdout, sys.stderr = pipes.stream(1), pipes.stream(2)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        pipes = self.pipes
+        _flush((sys.stdout, sys.stderr, pipes.streams.get(1), pipes.streams.get(2)))
+        sys.stdout, sys.stderr = self.saved_streams
+        for fd, copy in pipes.original.items():
+            if copy < 0:
+                os.close(fd)
+            else:
+                os.dup2(copy, fd)
+        reads = list(pipes.read_end.values())
+        with pipes.lock:  # nothing of ours writes to the pipes now: what they hold is the task's
+            for r in select.select(reads, [], [], 0)[0]:
+                # At most what a pipe holds: a child left running may write on and on.
+                for _ in range(_PIPE_SIZE // _CHUNK + 1):
+                    if not pipes.read(r):
+                        break
+            for r in reads:
+                pipes.tails[r] = None
 
 
 _pipes: _Pipes | None = None
