@@ -13,6 +13,8 @@ Where the task runs decides how:
   tails while it runs. sys.stdout is block-buffered and sys.stderr line-buffered, as Python makes
   them when its output is no terminal. A background process the task started and left running
   keeps the pipe: what it writes after the task ended is dropped, or lands in the next task's.
+  The drainer is Python: C code that writes more than a pipe holds (1 MiB) while it keeps the
+  interpreter lock, never letting go of it, would wait for it forever.
 - On any other thread (ThreadPoolEngine runs tasks as threads of the user endpoint) fd 1 and fd 2
   are shared by every task, so a capture at that level is impossible: sys.stdout and sys.stderr
   become dispatchers that send each thread's writes to its own task's tails. What C code, a child
