@@ -9,6 +9,8 @@ its own private RabbitMQ broker and endpoint under a temporary directory and rem
 Prints a table of medians, the ratio gce/peer, the target and whether it is met.
 The multi-user rows (mu-cold, mu-rtt, mu-idle, mu-concurrent: bench/multiuser.py) need root.
 The rows of watching endpoints (monitor-once, watching, monitor-live) are in bench/watching.py.
+Output capture on vs off (capture-throughput, capture-rtt) is bench/capture.py; the failing-block
+breaker against raw parsl (breaker, about 2.5 minutes, not run unless named) is bench/breaker.py.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import multiuser  # noqa: E402 - bench/ is the script's directory
 import watching  # noqa: E402
+import breaker  # noqa: E402
+import capture  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / ".peers"
 WORKERS = 2
@@ -223,7 +227,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload,"
-                    + ",".join(watching.NAMES + multiuser.NAMES))
+                    + ",".join(watching.NAMES + multiuser.NAMES + capture.NAMES))
     args = ap.parse_args()
     only = set(args.only.split(","))
     rows: list[tuple[str, str, str, str, str, bool]] = []
@@ -264,6 +268,8 @@ def main() -> int:
                           *bench_cold(max(1, args.rounds // 2), s), 0.4, False)
             watching.run(only, args.rounds, s, ratio_row, rows)
             multiuser.run(only, args.rounds, s, peer_gc_endpoint, ratio_row, rows)
+            capture.run(only, args.rounds, s, ratio_row, rows)
+            breaker.run(only, args.rounds, s, ratio_row, rows)  # about 2.5 min: only with --only breaker
         finally:
             if raw is not None:
                 raw.close()
