@@ -31,6 +31,7 @@ _EXPORTS = {
     "SdkError": "errors",
     "SubmitRefused": "errors",
     "TaskFailed": "errors",
+    "TaskOutput": "errors",
     "TaskPending": "errors",
     "UnknownFunction": "errors",
 }
@@ -40,7 +41,8 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 if TYPE_CHECKING:
     from gce.sdk.client import Client
     from gce.sdk.errors import (BrokerNotConfigured, BrokerUnavailable, ExecutorFailed, NoTaskQueue, PayloadTooLarge,
-                                RemoteExecutionError, SdkError, SubmitRefused, TaskFailed, TaskPending, UnknownFunction)
+                                RemoteExecutionError, SdkError, SubmitRefused, TaskFailed, TaskOutput, TaskPending,
+                                UnknownFunction)
     from gce.sdk.executor import Executor, TaskFuture
     from gce.sdk.shell import ShellFunction, ShellResult
 
