@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from gce.config.paths import EndpointPaths, endpoint_paths, looks_like_id, names_with_id, require_readable
-from gce.errors import EX_CONFIG, ConfigError, UsageError
+from gce.errors import EX_CONFIG, ConfigError, PermissionDenied, UsageError
 
 
 def complete_name(incomplete: str) -> list[str]:
@@ -89,6 +89,18 @@ def shared_endpoint(name: str) -> EndpointPaths | None:
         except OSError:
             continue
     return None
+
+
+def own_or_shared_paths(name: str) -> tuple[EndpointPaths, bool]:
+    """(endpoint NAME's paths, whether it is a multi-user endpoint of root's that this local user
+    reaches through its socket only); configured_paths' error when it is neither."""
+    try:
+        return configured_paths(name), False
+    except (ConfigError, PermissionDenied):
+        shared = shared_endpoint(name)
+        if shared is None:
+            raise
+        return shared, True
 
 
 def read_url_file(path: Path) -> str:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths, shared_endpoint
-from gce.errors import ConfigError, NotRunning, PermissionDenied
+from gce.commands import NameArg, own_or_shared_paths
+from gce.errors import NotRunning
 
 if TYPE_CHECKING:
     from gce.config.paths import EndpointPaths
@@ -31,13 +31,9 @@ def running_client(name: str) -> tuple[EndpointPaths, EndpointClient]:
     not run, ConfigError (78) when there is no such endpoint."""
     from gce.daemon.client import EndpointClient
 
-    try:
-        paths = configured_paths(name)
-    except (ConfigError, PermissionDenied):
-        shared = shared_endpoint(name)
-        if shared is None:
-            raise
-        return shared, EndpointClient(shared)  # its socket says whether it runs: its files are root's
+    paths, shared = own_or_shared_paths(name)
+    if shared:
+        return paths, EndpointClient(paths)  # its socket says whether it runs: its files are root's
     client = EndpointClient(paths)
     live = client.liveness()
     if live.state != "running":

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths, shared_endpoint
-from gce.errors import ConfigError, GceError, PermissionDenied
+from gce.commands import NameArg, own_or_shared_paths
+from gce.errors import GceError
 
 LSB_NOT_RUNNING = 3
 LSB_UNKNOWN = 4
@@ -191,18 +191,11 @@ def command(
 
     if as_json:
         form = Format.json
-    shared = None
-    try:
-        paths = configured_paths(name)
-    except (ConfigError, PermissionDenied):
-        # A local user of a multi-user endpoint of root's: its files are root's, but its socket
-        # answers them about their own user endpoints (and says whether it runs).
-        shared = shared_endpoint(name)
-        if shared is None:
-            raise
-        paths = shared
+    # A local user of a multi-user endpoint of root's: its files are root's, but its socket
+    # answers them about their own user endpoints (and says whether it runs).
+    paths, shared = own_or_shared_paths(name)
     client = EndpointClient(paths)
-    live = client.liveness() if shared is None else None
+    live = client.liveness() if not shared else None
     if live is not None and live.state != "running":
         try:
             endpoint_id: str | None = model.read_endpoint_id(paths)
