@@ -15,7 +15,6 @@ render its engine config from the admin's template, so the template reads files 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -26,9 +25,8 @@ import time
 import traceback
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any
 
-from gce.config.uep import UepConfig, UepConfigError, UepTemplate
+from gce.config.uep import UepConfig
 from gce.logfiles import rotating_handler
 from gce.transport import frames
 from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
@@ -37,7 +35,8 @@ from gce.uep.deadlines import Deadlines, Limited
 from gce.uep.engines import Engine, TaskRefused, WorkerLost, make_engine
 from gce.uep.execute import traceback_tail
 from gce.uep.pools import split_spec
-from gce.uep.startup import Refusal, check_identity, die_with_parent, prepare_directories
+from gce.uep.startup import (Refusal, check_identity, die_with_parent, guard_channel, prepare_directories,
+                              read_config, render_engine)
 
 log = logging.getLogger("gce.uep")
 STATUS_PERIOD = 2.0
@@ -230,55 +229,6 @@ class UserEndpoint:
         self.stopping.set()
         self.engine.shutdown()
         return 0
-
-
-def render_engine(template: UepTemplate | None) -> dict[str, Any] | None:
-    """The engine section the admin's template makes of the user's values; None when untemplated."""
-    if template is None:
-        return None
-    from gce.config import templating
-    from gce.config.model import EndpointConfig
-    from gce.errors import GceError
-
-    config = EndpointConfig(
-        name=template.name, endpoint_id="", broker_url="", engine={}, multi_user=True,
-        user_config_template_path=template.template_path, user_config_schema_path=template.schema_path,
-        raw=template.parent_config,
-    )
-    try:
-        rendered = templating.render_for_endpoint(
-            config, template.user_config, source=f"for endpoint {template.name!r}",
-            user_runtime={**templating.local_runtime(),
-                          **{k: v for k, v in template.user_runtime.to_dict().items() if v}},
-            mapped_identity=templating.mapped_identity_of(os.getuid()),
-        )
-    except GceError as e:
-        raise Refusal(str(e), getattr(e, "code", ErrorCode.ENDPOINT_FAILED)) from None
-    return rendered["engine"]
-
-
-def guard_channel() -> None:
-    """Make this process non-dumpable, so that a task's code in a worker (a process of the same
-    user) can neither ptrace it nor take its channel to the manager with pidfd_getfd or
-    /proc/PID/fd (both need ptrace access: proc(5), PR_SET_DUMPABLE in prctl(2)). Code that runs
-    inside this process (ThreadPoolEngine) still holds the channel: the manager trusts a UEP only
-    for the tasks it gave it (gce.daemon.manager.on_uep_frame)."""
-    import ctypes
-
-    PR_SET_DUMPABLE = 4
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        log.warning("cannot make the user endpoint non-dumpable: %s", os.strerror(ctypes.get_errno()))
-
-
-def read_config(raw: bytes) -> UepConfig:
-    """The config the manager wrote to stdin; Refusal naming what is wrong with it."""
-    try:
-        return UepConfig.from_dict(json.loads(raw or b"{}"))
-    except ValueError as e:  # json.JSONDecodeError included
-        raise Refusal(f"the user endpoint's config is invalid: it is not JSON ({e})") from None
-    except UepConfigError as e:
-        raise Refusal(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from gce.daemon import privileges
 from gce.daemon.routing import Router
 from gce.sdk.tasks import task_message
 from gce.transport.message import parse_task
-from gce.uep.main import render_engine
+from gce.uep.startup import render_engine
 
 TEMPLATE = """engine:
   type: ThreadPoolEngine
