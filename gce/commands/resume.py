@@ -1,4 +1,4 @@
-"""gce resume: let user endpoints whose blocks kept failing submit blocks again."""
+"""gce resume: user endpoints whose blocks kept failing start afresh and submit blocks again."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def command(
     When the last blocks of a user endpoint fail one after the other (engine.block_failure_limit
     of them: a worker_init that exits, a wrong partition or account), it stops submitting blocks
     and answers every task BLOCKS_FAILING; gce status and gce list say "blocks failing" and why.
-    Fix the cause first (the last block's output is in gce status NAME), then resume. A change of
-    the config the user endpoint was started from resumes it by itself.
+    Fix the cause first (the last block's output is in gce status NAME), then resume: the user
+    endpoint starts afresh from its config, and the tasks it already answered never run. A change
+    of the config the user endpoint was started from resumes it by itself.
 
     Root and the endpoint's owner resume every such user endpoint (--user: that local user's
     only); a local user of a multi-user endpoint resumes their own.

@@ -244,10 +244,17 @@ class Dispatcher:
             uep.send_frame(frames.CANCEL_BLOCK, {"block_id": block_id})
 
     def resume(self, key: str) -> bool:
-        """Tell user endpoint KEY to submit blocks again after they kept failing (its engine closes
-        its breaker and reports its status); False when it is not running."""
+        """Have user endpoint KEY submit blocks again after they kept failing: it is restarted from its
+        config as it is now. Not resumed in place: the tasks it answered BLOCKS_FAILING may still sit
+        in its interchange's queue, and would run on its first good block. False when it is not running."""
         uep = self.find(key)
-        return uep is not None and uep.state is UepState.RUNNING and uep.send_frame(frames.RESUME, {})
+        if uep is None or uep.state is not UepState.RUNNING:
+            return False
+        if uep.key not in self._replacing:
+            log.info("user endpoint %s: restarting it fresh, as asked (gce resume)", uep.key)
+            self._replacing.add(uep.key)
+            asyncio.ensure_future(self._restart_fresh(uep))
+        return True
 
     async def stop_all(self, timeout: float) -> None:
         """Stop every user endpoint (and all below them) at once."""

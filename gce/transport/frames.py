@@ -26,7 +26,6 @@ READY = b"Y"
 FATAL = b"F"
 STOP = b"Q"
 CANCEL_BLOCK = b"C"
-RESUME = b"U"  # manager -> UEP: submit blocks again after the failing-block breaker stopped them
 
 _PREFIX = struct.Struct("!IcI")
 MAX_FRAME = 1 << 31

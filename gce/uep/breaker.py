@@ -7,7 +7,9 @@ no more blocks (parsl's scaling strategy is refused, so there is never one job m
 limit), cancels the ones still pending and answers every task, waiting or new, with
 BLOCKS_FAILING and one sentence naming the last block's job, exit code, the scheduler's word and
 the tail of its output. A block whose worker connected and that ran past the grace period resets
-the count. ``resume()`` (the manager's RESUME frame, from ``gce resume``) closes the breaker.
+the count. The breaker stays open for the life of the user endpoint: ``gce resume``, or a change of
+its config, has its manager start a fresh one (gce.daemon.dispatch), so that no task this one
+answered BLOCKS_FAILING, still queued in its interchange, runs after all.
 
 The blocks are judged where parsl polls the scheduler, in the executor's block error handler,
 which parsl calls after each poll and before its strategy decides to scale out: a failure seen
@@ -92,9 +94,6 @@ class Breaker:
         if not self.is_open:
             self.failures = 0
         return True
-
-    def close(self) -> None:
-        self.failures, self.opened = 0, None
 
     def _ran_well(self, block: Any, now: float) -> bool:
         start = block.running_since if block.running_since is not None else block.connected_at
@@ -265,14 +264,6 @@ class BlockGuard:
     def may_scale_out(self) -> bool:
         """No new block while the breaker is open, nor on stale data (the scheduler not answering)."""
         return self._refusal is None and self.words.silent_since is None
-
-    def resume(self) -> None:
-        with self._lock:
-            was_open = self.breaker.is_open
-            self.breaker.close()
-            self._refusal = None
-        if was_open:
-            log.info("blocks failing: resumed; blocks are submitted again")
 
     def note_silence(self, status: dict[str, Any]) -> None:
         """Say in the engine's STATUS what its blocks' states are worth while the scheduler is silent."""

@@ -206,9 +206,6 @@ class HighThroughputEngine(Engine):
             _settle(outer, exc=refusal)
         log.info("answered %d tasks with BLOCKS_FAILING (%d were waiting for a slot)", len(outers), len(waiting))
 
-    def resume(self) -> None:
-        self.guard.resume()
-
     def status(self) -> dict[str, Any]:
         s = super().status()
         s["breaker"] = self.guard.status()

@@ -221,9 +221,6 @@ class UserEndpoint:
                         self.stopping.set()
                     elif kind == frames.CANCEL_BLOCK:
                         self.on_cancel_block(header)
-                    elif kind == frames.RESUME:
-                        self.engine.resume()
-                        self.send_status()
         except (EOFError, OSError):
             log.info("the manager closed the channel: shutting down")
         self.stopping.set()

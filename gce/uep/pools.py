@@ -138,9 +138,6 @@ class Engine:
         """Cancel block BLOCK_ID; False when this engine has no such block."""
         return False
 
-    def resume(self) -> None:
-        """Submit blocks again after the failing-block breaker stopped them (engines with blocks)."""
-
     def shutdown(self) -> None:
         raise NotImplementedError
 

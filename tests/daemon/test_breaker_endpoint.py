@@ -32,11 +32,16 @@ def add(a, b):
     return a + b
 
 
-def _blocks_failing(ep) -> None:
+def leaves_a_mark(path):
+    open(path, "w").close()
+    return path
+
+
+def _blocks_failing(ep, fn=add, *args) -> None:
     """Submit a task and see it answered BLOCKS_FAILING, naming the block's exit code and output."""
     with ep.executor() as ex:
         with pytest.raises(TaskFailed) as failed:
-            ex.submit(add, 1, 2).result(timeout=60)
+            ex.submit(fn, *(args or (1, 2))).result(timeout=60)
     assert failed.value.code == "BLOCKS_FAILING"
     assert "no module named numpi" in str(failed.value) and "exit code 1" in str(failed.value)
     wait_until(lambda: gce("status", ep.name).exit_code == 150, timeout=15, interval=0.3)
@@ -47,7 +52,8 @@ def test_failing_blocks_show_everywhere_and_gce_resume_runs_tasks_again(make_end
     ep = make_endpoint(name="bf", engine="thread")
     ep.set(engine=failing_engine(flag))
     ep.start()
-    _blocks_failing(ep)
+    mark = tmp_path / "ran"
+    _blocks_failing(ep, leaves_a_mark, str(mark))  # given to parsl, then answered: it must never run
 
     status = gce("status", "bf")
     assert status.stdout.startswith("endpoint bf is degraded: blocks failing: ")
@@ -73,6 +79,8 @@ def test_failing_blocks_show_everywhere_and_gce_resume_runs_tasks_again(make_end
     wait_until(lambda: gce("status", "bf").exit_code == 0, timeout=15, interval=0.3)
     with ep.executor() as ex:
         assert ex.submit(add, 2, 3).result(timeout=60) == 5
+        assert ex.submit(add, 3, 3).result(timeout=60) == 6  # the worker has taken what it was given
+    assert not mark.exists(), "a task answered BLOCKS_FAILING ran after gce resume"
     nothing = gce("resume", "bf")
     assert (nothing.exit_code, nothing.stdout) == (0, "nothing to resume: no user endpoint of bf has failing blocks\n")
     log = ep.log()

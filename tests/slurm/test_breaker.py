@@ -5,7 +5,8 @@ exits 1 until a file exists: each job fails at once (Slurm: FAILED, NonZeroExitC
 and no worker pool ever connects. With block_failure_limit 3 the user endpoint submits exactly
 three jobs, never a fourth, and answers the waiting task (then a new one) with BLOCKS_FAILING and
 a sentence that has the job's exit code, Slurm's state and reason and the tail of its output. Once
-the file exists, RESUME (what `gce resume` sends) lets it submit again and a task runs.
+the file exists, a fresh user endpoint (what `gce resume` has the manager start) submits again and
+a task runs.
 
 The jobs are counted with ``scontrol show job``, which lists finished jobs for MinJobAge (300 s by
 default): accounting is off in the test cluster, so sacct knows none. Each is a block of the
@@ -74,8 +75,11 @@ def test_jobs_that_fail_at_once_stop_at_the_limit_and_the_task_gets_their_output
         refused = result_of(uep, uep.submit(ADD, "add", 2, 2), timeout=5)
         assert (refused["error_code"], refused["error_message"]) == ("BLOCKS_FAILING", message)
 
-        flag.touch()
-        uep.send(frames.RESUME, {})
+    finally:
+        uep.close()
+    flag.touch()  # the cause gone, a fresh user endpoint (what gce resume starts) runs tasks
+    uep = UepProcess(failing_engine(flag), tmp_path, env={"SLURM_CONF": str(slurm.conf)})
+    try:
         ok = result_of(uep, uep.submit(ADD, "add", 3, 4), timeout=90)
         assert ok["status"] == "success", ok
         assert len(block_jobs(slurm)) == LIMIT + 1

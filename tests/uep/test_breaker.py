@@ -2,8 +2,8 @@
 LocalProvider blocks fail at once (their worker_init exits 1 until a file exists).
 
 After block_failure_limit such blocks it submits no more, answers the waiting task and every new
-one with BLOCKS_FAILING and a sentence naming the last block, its exit code and its output; RESUME
-(what `gce resume` sends) closes it and, the cause gone, tasks run again. The same rules on a real
+one with BLOCKS_FAILING and a sentence naming the last block, its exit code and its output; the
+cause gone, a fresh user endpoint (what `gce resume` has the manager start) runs tasks again. The same rules on a real
 Slurm cluster: tests/slurm/test_breaker.py.
 """
 
@@ -64,12 +64,14 @@ def test_failing_local_blocks_open_the_breaker_and_resume_closes_it(tmp_path: Pa
         assert (refused["error_code"], refused["error_message"]) == ("BLOCKS_FAILING", message)
         assert "blocks failing" in uep.log.read_text()
 
-        flag.touch()
-        uep.send(frames.RESUME, {})
-        assert uep.status(lambda e: e.get("breaker") is None, timeout=10)["breaker"] is None
+    finally:
+        uep.close()
+    flag.touch()  # the cause gone, a fresh user endpoint (what gce resume starts) runs tasks
+    uep = UepProcess(failing_engine(flag), tmp_path)
+    try:
         ok = result_of(uep, uep.submit(ADD, "add", 3, 4), timeout=60)
         assert ok["status"] == "success", ok
-        assert "resumed" in uep.log.read_text()
+        assert uep.status(lambda e: True, timeout=10)["breaker"] is None
     finally:
         uep.close()
 
@@ -85,8 +87,7 @@ def test_a_healthy_block_resets_the_count_and_short_lived_ones_count() -> None:
     assert breaker.ended(FakeBlock("0", None, False), now=10.0) is False  # never ran: 1
     assert breaker.healthy(FakeBlock("1", 10.0, True), now=20.0) is False  # not yet past the grace period
     assert breaker.ended(FakeBlock("1", 10.0, True), now=30.0) is True  # ran 20 s < 60 s: 2, opens
-    breaker.close()
-    assert breaker.failures == 0 and not breaker.is_open
+    breaker = Breaker(limit=2, grace=60)  # open for good: a fresh user endpoint has a fresh one
     assert breaker.ended(FakeBlock("2", None, False), now=40.0) is False
     assert breaker.healthy(FakeBlock("3", 40.0, True), now=101.0) is True
     assert breaker.failures == 0
