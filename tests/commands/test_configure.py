@@ -352,15 +352,3 @@ def test_multi_user_as_an_ordinary_user_is_a_templated_personal_endpoint(tmp_pat
         if run_as:
             shutil.rmtree(home)
 
-
-@pytest.mark.parametrize("engine,provider", [("htex", "local"), ("htex", "slurm"), ("process", "local"),
-                                             ("thread", "local")])
-def test_every_personal_key_shown_commented_out_is_valid_when_uncommented(engine, provider):
-    ep = writer.NewEndpoint(name="p", broker_url="amqp://b/gce", engine=engine, provider=provider)
-    text = writer.render(ep, CONFIG_FILE)
-    uncommented = re.sub(r"^(\s*)#([a-z_]+:)", r"\1\2", text, flags=re.M)
-    data = yaml.safe_load(uncommented)
-    model.validate(data, "uncommented")
-    assert data["limits"]["max_output_bytes"] == 65536
-    if engine == "htex":
-        assert (data["engine"]["block_failure_limit"], data["engine"]["scheduler_timeout"]) == (3, 30)

@@ -55,12 +55,14 @@ def test_every_key_shown_commented_out_is_valid_when_uncommented(engine):
     assert set(data) == {"display_name", "broker", "engine", "limits", "allowed_functions", "status_period",
                          "multi_user", "debug"}
     assert set(data["broker"]) == {"url", "queue_type", "prefetch", "heartbeat", "management_url"}
-    assert set(data["limits"]) == {"max_payload_bytes", "max_result_bytes", "task_attempts"}
+    assert set(data["limits"]) == {"max_payload_bytes", "max_result_bytes", "task_attempts", "max_output_bytes"}
+    if engine == "htex":
+        assert {"block_failure_limit", "block_grace_period", "scheduler_timeout"} <= set(data["engine"])
     # the defaults shown are the defaults the loader uses
     defaults = model.EndpointConfig(name="n", endpoint_id="i", broker_url="u", engine={})
     loaded = model.from_data("n", "i", data)
     for key in ("queue_type", "prefetch", "heartbeat", "max_payload_bytes", "max_result_bytes", "task_attempts",
-                "multi_user", "allowed_functions", "status_period", "debug"):
+                "max_output_bytes", "multi_user", "allowed_functions", "status_period", "debug"):
         assert getattr(loaded, key) == getattr(defaults, key), key
 
 
