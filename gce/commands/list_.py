@@ -132,6 +132,8 @@ def command(
         output.line("")
         for n in notes:
             output.line(n)
-    if any(r.get("blocks_failing") for r in rows):
-        output.hint("fix the engine's worker_init or provider (gce status NAME shows the last block's output), "
-                    "then: gce resume NAME")
+    failing = [r["name"] for r in rows if r.get("blocks_failing")]
+    if failing:
+        name = failing[0] if len(failing) == 1 else "NAME"
+        output.hint(f"fix the engine's worker_init or provider (gce status {name} shows the last block's output), "
+                    f"then: gce resume {name}")

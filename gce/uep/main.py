@@ -56,6 +56,7 @@ class UserEndpoint:
         self.closed = False
         self.engine: Engine | None = None
         self.stopping = threading.Event()
+        self.said_blocks_failing = False  # its STATUS went before its first BLOCKS_FAILING answer
         self.deadlines = Deadlines(self._started_at, self.on_deadline)
 
     # -- output ----------------------------------------------------------------------
@@ -143,6 +144,11 @@ class UserEndpoint:
             code = ErrorCode.WORKER_LOST if isinstance(exc, WorkerLost) else ErrorCode.ENDPOINT_FAILED
             if isinstance(exc, TaskRefused):  # the engine's own answer: a time limit, failing blocks...
                 code = exc.code
+            if code == ErrorCode.BLOCKS_FAILING and not self.said_blocks_failing:
+                # Its manager learns why before the submitter gets the first such answer: then
+                # `gce status` says "blocks failing" at once, not "running" for a status period.
+                self.said_blocks_failing = True
+                self.send_status()
             rh = failure(th.task_id, self.endpoint_id, code, str(exc) or type(exc).__name__)
             rh.timings = timings
             self.send_result(rh)
