@@ -96,8 +96,8 @@ def test_list_shows_a_personal_endpoint_degraded_once_and_says_what_to_do(gce, c
     assert result.stdout.splitlines()[1].split()[2] == "degraded"
     assert result.stdout.splitlines()[-1] == f"demo: degraded: blocks failing: {SHORT}"
     assert result.stdout.count("blocks failing") == 1
-    assert result.stderr == ("hint: fix the engine's worker_init or provider (gce status NAME shows the last "
-                             "block's output), then: gce resume NAME\n")
+    assert result.stderr == ("hint: fix the engine's worker_init or provider (gce status demo shows the last "
+                             "block's output), then: gce resume demo\n")
     with running(paths), answering(paths, {"status": PERSONAL}):
         row = json.loads(gce("list", "--json").stdout)[0]
     assert (row["state"], row["blocks_failing"]) == ("degraded", [{"uep": "default", "reason": SHORT}])
