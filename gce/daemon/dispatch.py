@@ -187,17 +187,23 @@ class Dispatcher:
         changed since it was made (read again only when its files' stat changed); True if it does."""
         if not uep.blocks_failing or uep.state is not UepState.RUNNING:
             return False
+        if not self._take_changed_config(uep):
+            return False
+        log.warning("user endpoint %s: its config changed while its blocks were failing: restarting it from the "
+                    "new config", uep.key)
+        self._replacing.add(uep.key)
+        asyncio.ensure_future(self._restart_fresh(uep))
+        return True
+
+    def _take_changed_config(self, uep: UepChild) -> bool:
+        """Have UEP start next from its config as it is now, if that changed since it was made."""
         found = self._watch.changed(uep.key, uep.config_digest)
         if found is None:
             return False
         digest, engine = found
-        log.warning("user endpoint %s: its config changed while its blocks were failing: restarting it from the "
-                    "new config", uep.key)
         uep.config_digest = digest
         if engine is not None:  # a personal endpoint's: the new engine section
             uep.conf = dataclasses.replace(uep.conf, engine=engine)
-        self._replacing.add(uep.key)
-        asyncio.ensure_future(self._restart_fresh(uep))
         return True
 
     def replace_changed(self) -> None:
@@ -251,7 +257,9 @@ class Dispatcher:
         if uep is None or uep.state is not UepState.RUNNING:
             return False
         if uep.key not in self._replacing:
-            log.info("user endpoint %s: restarting it fresh, as asked (gce resume)", uep.key)
+            changed = self._take_changed_config(uep)  # the admin may have just fixed it
+            log.info("user endpoint %s: restarting it fresh%s, as asked (gce resume)", uep.key,
+                     " from its changed config" if changed else "")
             self._replacing.add(uep.key)
             asyncio.ensure_future(self._restart_fresh(uep))
         return True

@@ -104,3 +104,16 @@ def test_a_change_of_the_engine_section_restarts_the_failing_user_endpoint_from_
         assert ex.submit(add, 3, 4).result(timeout=90) == 7  # routed to it: it restarts with the new engine
     assert ep.log().count("user endpoint default: its config changed while its blocks were failing") == 1
     assert gce("status", "bfc").exit_code == 0
+
+
+def test_gce_resume_after_a_change_of_the_engine_section_starts_from_the_new_one(make_endpoint, tmp_path):
+    ep = make_endpoint(name="bfr", engine="thread")
+    ep.set(engine=failing_engine(tmp_path / "never"))
+    ep.start()
+    _blocks_failing(ep)
+    fixed = failing_engine(tmp_path / "never")
+    fixed["provider"]["worker_init"] = "echo fixed"
+    ep.set(engine=fixed)
+    assert gce("resume", "bfr").exit_code == 0  # before any task could notice the change
+    with ep.executor() as ex:
+        assert ex.submit(add, 3, 4).result(timeout=90) == 7
