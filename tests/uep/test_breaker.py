@@ -35,7 +35,7 @@ def result_of(uep: UepProcess, task_id: str, timeout: float) -> dict:
     return uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == task_id, timeout)[1]
 
 
-def test_failing_local_blocks_open_the_breaker_and_resume_closes_it(tmp_path: Path) -> None:
+def test_failing_local_blocks_open_the_breaker_for_good_and_a_fresh_user_endpoint_runs_tasks(tmp_path: Path) -> None:
     flag = tmp_path / "fixed"
     uep = UepProcess(failing_engine(flag), tmp_path)
     try:
