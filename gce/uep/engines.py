@@ -14,9 +14,9 @@ import os
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from gce.uep import blocks, parsl_compat, worker_pool
-from gce.uep import breaker
-from gce.uep.accounting import BlockBook
+from gce.transport.message import ErrorCode
+from gce.uep import blocks, breaker, parsl_compat, placement, worker_pool
+from gce.uep.accounting import BlockBook, walltime_seconds
 from gce.uep.breaker import BlockGuard
 from gce.uep.execute import run_batch, run_task
 from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
@@ -52,6 +52,8 @@ class HighThroughputEngine(Engine):
         self._waiting: list[tuple[bytes, Future]] = []  # small tasks waiting for a slot, oldest first
         self._in_parsl = 0
         self.slots = 1
+        self.walltime: float | None = None  # a batch block's, in seconds; None: blocks without one
+        self.drain_margin = 0.0  # seconds between a worker pool's drain time and its block's end
         self._ids: dict[Future, str] = {}  # a task's future -> its task id
         self._by_htex_id: dict[Any, list[str]] = {}  # a parsl task's id -> the task ids it runs
 
@@ -76,6 +78,9 @@ class HighThroughputEngine(Engine):
         drain = None if local else breaker.drain_period(getattr(provider, "walltime", None))
         if drain is not None:  # a worker pool takes no new task near its block's walltime
             opts.setdefault("drain_period", drain)
+            # A task with a limit goes only to a pool whose block outlives it (gce.uep.placement).
+            self.walltime = walltime_seconds(getattr(provider, "walltime", None))
+            self.drain_margin = (self.walltime or 0) - int(opts["drain_period"])
         # The breaker judges failed blocks in place of parsl's handler, which fails every task for good.
         opts["block_error_handler"] = lambda executor, status: self.guard.on_poll(executor, status)
         self.htex = HighThroughputExecutor(label="htex", provider=provider, **opts)
@@ -115,6 +120,12 @@ class HighThroughputEngine(Engine):
                 self._ids.pop(outer, None)
             _settle(outer, exc=refusal)
             return outer
+        too_long = self._longer_than_blocks(resource_spec)
+        if too_long is not None:
+            with self._lock:
+                self._ids.pop(outer, None)
+            _settle(outer, exc=too_long)
+            return outer
         if resource_spec or len(payload) > BATCHABLE_BYTES:
             self._send([(payload, outer)], resource_spec)
             return outer
@@ -122,6 +133,16 @@ class HighThroughputEngine(Engine):
             self._waiting.append((payload, outer))
         self._drain()
         return outer
+
+    def _longer_than_blocks(self, resource_spec: dict) -> TaskRefused | None:
+        """The answer to a task whose time limit is longer than a whole block's walltime: no block
+        could ever run it to its end. None for any other task."""
+        _, limit = split_spec(resource_spec)
+        if not limit or not self.walltime or limit <= self.walltime:
+            return None
+        return TaskRefused(ErrorCode.WALLTIME, f"the task's walltime of {limit:g} s is longer than a block's "
+                           f"walltime ({self.provider.walltime}): no block could run it to its end. Ask for "
+                           "less, or raise the provider's walltime in the endpoint's config.")
 
     def _drain(self) -> None:
         """Send waiting tasks while parsl has free slots, as batches when more than one waits."""
@@ -144,8 +165,12 @@ class HighThroughputEngine(Engine):
         try:
             if len(tasks) == 1:
                 spec, limit = split_spec(resource_spec)
-                inner = self.htex.submit(run_task, spec, tasks[0][0], self.max_result_bytes, self.max_output_bytes,
-                                         limit)
+                args = (tasks[0][0], self.max_result_bytes, self.max_output_bytes, limit)
+                if limit and self.walltime:
+                    placed = {placement.CONTEXT_KEY: {"seconds": limit, "margin": self.drain_margin}}
+                    inner = parsl_compat.submit_in_context(self.htex, placed, run_task, spec, *args)
+                else:
+                    inner = self.htex.submit(run_task, spec, *args)
             else:
                 inner = self.htex.submit(run_batch, {}, [p for p, _ in tasks], self.max_result_bytes,
                                          self.max_output_bytes)

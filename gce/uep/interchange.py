@@ -2,7 +2,8 @@
 typeguard's instrumentation (see gce.uep.worker_pool); its config arrives on stdin.
 
 It also answers gce's MANAGER_DETAIL command (gce.uep.parsl_compat.teach_manager_detail): which
-host each worker pool runs on, its last heartbeat and the tasks it holds, for the engine's status.
+host each worker pool runs on, its last heartbeat and the tasks it holds, for the engine's status;
+and it hands a task with a time limit only to a worker pool whose block outlives it (gce.uep.placement).
 Should parsl's module have changed, it runs as parsl wrote it, without that command.
 """
 
@@ -14,12 +15,14 @@ import runpy
 import sys
 
 from gce.uep.parsl_compat import INTERCHANGE, teach_manager_detail
+from gce.uep.placement import teach_placement
 from gce.uep.worker_pool import import_parsl
 
 if __name__ == "__main__":
     import_parsl()
     module = importlib.import_module(INTERCHANGE)
     if teach_manager_detail(module):
+        teach_placement(module)  # else tasks are placed as parsl places them
         from parsl.utils import setproctitle
 
         setproctitle("parsl: HTEX interchange")

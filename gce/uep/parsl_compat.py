@@ -281,3 +281,15 @@ def mark_jobs_known(provider: Any, jobs: list[Any]) -> None:
 
 def _keys(value: object) -> str:
     return f"keys {sorted(map(str, value))}" if isinstance(value, dict) else type(value).__name__
+
+
+def submit_in_context(htex: Any, extra: dict[str, Any], fn: Any, resource_spec: dict[str, Any], *args: Any) -> Any:
+    """HTEX.submit(FN, RESOURCE_SPEC, *ARGS) with EXTRA in the task's context, which parsl hands to
+    the interchange (gce.uep.placement reads it there) and the worker pool (which reads only its own
+    keys). Through submit_payload, parsl's public way to submit a payload with a context."""
+    from parsl.serialize import pack_apply_message
+
+    htex.validate_resource_spec(resource_spec)
+    context: dict[str, Any] = {"resource_spec": resource_spec} if resource_spec else {}
+    context.update(extra)
+    return htex.submit_payload(context, pack_apply_message(fn, args, {}, buffer_threshold=1 << 20))

@@ -43,3 +43,44 @@ def test_a_task_longer_than_two_blocks_walltime_is_answered_walltime(slurm, tmp_
         assert "--drain_period=30" in script  # 5% of a minute is less than the 30 s at least
     finally:
         uep.close()
+
+
+JOB = "def job():\n    import os\n    return os.environ.get('SLURM_JOB_ID')\n"
+
+
+def _value(uep: UepProcess, task_id: str, timeout: float) -> object:
+    import cloudpickle
+
+    from gce.transport.payload import unpack_result
+
+    _kind, header, body = uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == task_id, timeout)
+    assert header["status"] == "success", header
+    return cloudpickle.loads(unpack_result(body).value)
+
+
+def test_a_task_goes_only_to_a_block_that_outlives_its_walltime(slurm, tmp_path: Path) -> None:
+    """One-minute blocks of two workers: a pool takes no task in its last 30 s. 12 s into block 0, a
+    task declaring 20 s runs there; one declaring 55 s (48 s are left) waits for a block of its
+    own, though a worker of block 0 is idle; one declaring 90 s is refused at once."""
+    import time
+
+    spec = slurm_engine()
+    spec.update(max_workers_per_node=2, scheduler_poll_period=1)
+    spec["provider"].update(walltime="00:01:00", max_blocks=2)
+    uep = UepProcess(spec, tmp_path, env={"SLURM_CONF": str(slurm.conf)})
+    try:
+        first = _value(uep, uep.submit(JOB, "job"), timeout=60)
+        began = time.monotonic()
+        time.sleep(12)
+        short = uep.submit(JOB, "job", resource_specification={"walltime": 20})
+        long = uep.submit(JOB, "job", resource_specification={"walltime": 55})
+        never = uep.submit(JOB, "job", resource_specification={"walltime": 90})
+        refused = uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == never, timeout=10)[1]
+        assert refused["error_code"] == "WALLTIME" and "longer than a block's walltime (00:01:00)" in \
+            refused["error_message"], refused
+        assert _value(uep, short, timeout=20) == first
+        assert time.monotonic() - began < 30
+        assert _value(uep, long, timeout=120) not in (first, None)
+        assert "sending it once more" not in uep.log.read_text()
+    finally:
+        uep.close()

@@ -95,11 +95,11 @@ class UepProcess:
         """The engine status of the first STATUS frame from now that MATCH accepts."""
         return self.wait_for(lambda k, h: k == frames.STATUS and match(h["engine"]), timeout)[1]["engine"]
 
-    def submit(self, source: str, name: str, *args: Any) -> str:
+    def submit(self, source: str, name: str, *args: Any, resource_specification: dict | None = None) -> str:
         blob = f"{name}\n{source}".encode()
         task_id = str(uuid.uuid4())
         th = TaskHeaders(task_id=task_id, user_id="alice", reply_to="r", function_id=function_id_of(KIND_SOURCE, blob),
-                         serializer="source")
+                         serializer="source", resource_specification=resource_specification or {})
         self.send(frames.TASK, {"task": th.to_dict()}, pack_task(KIND_SOURCE, blob, cloudpickle.dumps((args, {}))))
         return task_id
 
