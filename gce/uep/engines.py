@@ -138,11 +138,12 @@ class HighThroughputEngine(Engine):
         """The answer to a task whose time limit is longer than a whole block's walltime: no block
         could ever run it to its end. None for any other task."""
         _, limit = split_spec(resource_spec)
-        if not limit or not self.walltime or limit <= self.walltime:
+        most = (self.walltime or 0) - placement.START_SLACK
+        if not limit or not self.walltime or limit <= most:
             return None
         return TaskRefused(ErrorCode.WALLTIME, f"the task's walltime of {limit:g} s is longer than a block's "
-                           f"walltime ({self.provider.walltime}): no block could run it to its end. Ask for "
-                           "less, or raise the provider's walltime in the endpoint's config.")
+                           f"walltime ({self.provider.walltime}) allows: a task may ask for at most {most:g} s of "
+                           "it. Ask for less, or raise the provider's walltime in the endpoint's config.")
 
     def _drain(self) -> None:
         """Send waiting tasks while parsl has free slots, as batches when more than one waits."""

@@ -7,7 +7,8 @@ block ends about ``margin`` seconds later. A task whose limit is W seconds fits 
 ``drain_time + margin - now >= W``. A pool without a drain time (local blocks, no walltime) fits
 every task. A task that fits no pool now waits in the interchange's queue, where parsl's scaling
 strategy sees it and starts a block (which has its whole walltime); one whose limit is longer than
-a whole block's walltime is refused when it is submitted (gce.uep.engines), so none waits forever.
+a whole block's walltime less START_SLACK is refused when it is submitted (gce.uep.engines), so none
+waits forever.
 
 The engine puts the limit in the task's HTEX context under CONTEXT_KEY (parsl passes the context
 to the interchange and the worker pool, which read only their own keys). The choice is made in
@@ -23,6 +24,9 @@ import time
 from typing import Any, Callable
 
 CONTEXT_KEY = "gce_limit"  # {"seconds": the task's limit, "margin": its block's drain margin}
+# A worker pool registers some seconds after its block starts, and a task is placed after that: a
+# task may ask for at most its block's walltime less this, or no pool would ever fit it.
+START_SLACK = 10.0
 # What teach_placement relies on, in the interchange's process_tasks_to_send.
 LOOP_LINES = ("m = self._ready_managers[manager_id]", "tasks = self.get_tasks(real_capacity)")
 
