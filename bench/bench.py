@@ -16,6 +16,7 @@ breaker against raw parsl (breaker, about 2.5 minutes, not run unless named) is 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -223,6 +224,28 @@ def idle_manager(s: Setup, seconds: float = 10.0) -> tuple[float, float]:
     return p.memory_info().rss / 2**20, cpu
 
 
+Row = tuple[str, str, str, str, str, bool]  # name, gce's figure, the peer's, ratio, target, met
+
+
+def ratio_row(rows: list[Row], name: str, unit: str, ours: list, peer: list, target: float, higher_is_better: bool,
+              digits: int = 2) -> None:
+    """Add to ROWS the medians of OURS and PEER (seconds, or tasks/s), their ratio and whether it meets TARGET."""
+    mo, mp = median(ours), median(peer)
+    r = mo / mp
+    ok = r >= target if higher_is_better else r <= target
+    fmt = (lambda v: f"{v:,.0f} {unit}") if unit == "tasks/s" else (lambda v: f"{v * 1000:,.1f} ms")
+    rows.append((name, fmt(mo), fmt(mp), f"{r:.{digits}f}x", ("≥ " if higher_is_better else "≤ ") + f"{target}x", ok))
+
+
+def print_rows(rows: list[Row], ours: str = "gce", peer: str = "peer") -> int:
+    """Print ROWS as a table; 0 when every target is met, else 1."""
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'benchmark':<{width}}  {ours:>20}  {peer:>14}  {'ratio':>7}  {'target':>9}  met")
+    for name, o, p, r, t, ok in rows:
+        print(f"{name:<{width}}  {o:>20}  {p:>14}  {r:>7}  {t:>9}  {'yes' if ok else 'NO'}")
+    return 0 if all(r[5] for r in rows) else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -230,17 +253,11 @@ def main() -> int:
                     + ",".join(watching.NAMES + multiuser.NAMES + capture.NAMES))
     args = ap.parse_args()
     only = set(args.only.split(","))
-    rows: list[tuple[str, str, str, str, str, bool]] = []
-
-    def ratio_row(name: str, unit: str, ours: list, peer: list, target: float, higher_is_better: bool) -> None:
-        mo, mp = median(ours), median(peer)
-        r = mo / mp
-        ok = r >= target if higher_is_better else r <= target
-        fmt = (lambda v: f"{v:,.0f} {unit}") if unit == "tasks/s" else (lambda v: f"{v * 1000:,.1f} ms")
-        rows.append((name, fmt(mo), fmt(mp), f"{r:.2f}x", ("≥ " if higher_is_better else "≤ ") + f"{target}x", ok))
+    rows: list[Row] = []
+    add_row = functools.partial(ratio_row, rows)
 
     if "help" in only:
-        ratio_row("--help wall time (vs globus-compute-endpoint)", "s", *bench_help(args.rounds * 2, None), 0.2, False)
+        add_row("--help wall time (vs globus-compute-endpoint)", "s", *bench_help(args.rounds * 2, None), 0.2, False)
     with tempfile.TemporaryDirectory(prefix="gce-bench-") as tmp:
         s = Setup(Path(tmp))
         raw = None
@@ -249,12 +266,12 @@ def main() -> int:
             if only & {"rtt", "throughput", "payload"}:
                 raw = RawHtex(str(Path(tmp) / "peer"))
             if "rtt" in only:
-                ratio_row("no-op round trip (vs raw HTEX)", "s", *bench_rtt(args.rounds, s, raw), 2.0, False)
+                add_row("no-op round trip (vs raw HTEX)", "s", *bench_rtt(args.rounds, s, raw), 2.0, False)
             if "throughput" in only:
-                ratio_row("10,000 no-op tasks throughput (vs raw HTEX)", "tasks/s",
+                add_row("10,000 no-op tasks throughput (vs raw HTEX)", "tasks/s",
                           *bench_throughput(max(1, args.rounds // 2), s, raw), 0.8, True)
             if "payload" in only:
-                ratio_row("10 MB argument + 10 MB result round trip (vs raw HTEX)", "s",
+                add_row("10 MB argument + 10 MB result round trip (vs raw HTEX)", "s",
                           *bench_payload(args.rounds, s, raw), 3.0, False)
             if "idle" in only:
                 rss, cpu = idle_manager(s)
@@ -264,23 +281,17 @@ def main() -> int:
                 raw.close()
                 raw = None
             if "cold" in only:
-                ratio_row("start --detach to first result (vs raw HTEX, parsl defaults)", "s",
+                add_row("start --detach to first result (vs raw HTEX, parsl defaults)", "s",
                           *bench_cold(max(1, args.rounds // 2), s), 0.4, False)
-            watching.run(only, args.rounds, s, ratio_row, rows)
-            multiuser.run(only, args.rounds, s, peer_gc_endpoint, ratio_row, rows)
-            capture.run(only, args.rounds, s, ratio_row, rows)
-            breaker.run(only, args.rounds, s, ratio_row, rows)  # about 2.5 min: only with --only breaker
+            watching.run(only, args.rounds, s, add_row, rows)
+            multiuser.run(only, args.rounds, s, peer_gc_endpoint, add_row, rows)
+            capture.run(only, args.rounds, s, add_row, rows)
+            breaker.run(only, args.rounds, s, add_row, rows)  # about 2.5 min: only with --only breaker
         finally:
             if raw is not None:
                 raw.close()
             s.close()
-    if not rows:
-        return 0
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'benchmark':<{width}}  {'gce':>20}  {'peer':>14}  {'ratio':>7}  {'target':>9}  met")
-    for name, o, p, r, t, ok in rows:
-        print(f"{name:<{width}}  {o:>20}  {p:>14}  {r:>7}  {t:>9}  {'yes' if ok else 'NO'}")
-    return 0 if all(r[5] for r in rows) else 1
+    return print_rows(rows) if rows else 0
 
 
 if __name__ == "__main__":

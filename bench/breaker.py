@@ -187,18 +187,14 @@ def main() -> int:
 
     import bench  # noqa: E402 - bench/ is the script's directory
 
-    rows: list[tuple[str, str, str, str, str, bool]] = []
+    rows: list[bench.Row] = []
     with tempfile.TemporaryDirectory(prefix="gce-bench-breaker-") as tmp:
         s = bench.Setup(Path(tmp))
         try:
             run(set(NAMES), 1, s, None, rows)
         finally:
             s.close()
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'benchmark':<{width}}  {'gce':>14}  {'raw parsl':>14}  {'target':>9}  met")
-    for name, o, p, _, t, ok in rows:
-        print(f"{name:<{width}}  {o:>14}  {p:>14}  {t:>9}  {'yes' if ok else 'NO'}")
-    return 0 if all(r[5] for r in rows) else 1
+    return bench.print_rows(rows, "gce", "raw parsl")
 
 
 if __name__ == "__main__":

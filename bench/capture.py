@@ -180,6 +180,7 @@ def run(only: set[str], rounds: int, s, ratio_row, rows: list) -> None:
 def main() -> int:
     """These rows alone, on a private broker as bench.py sets it up."""
     import argparse
+    import functools
     import tempfile
     from pathlib import Path
 
@@ -189,26 +190,16 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default=",".join(NAMES))
     args = ap.parse_args()
-    rows: list[tuple[str, str, str, str, str, bool]] = []
-
-    def ratio_row(name: str, unit: str, ours: list, peer: list, target: float, higher_is_better: bool) -> None:
-        mo, mp = statistics.median(ours), statistics.median(peer)
-        r = mo / mp
-        ok = r >= target if higher_is_better else r <= target
-        fmt = (lambda v: f"{v:,.0f} {unit}") if unit == "tasks/s" else (lambda v: f"{v * 1000:,.1f} ms")
-        rows.append((name, fmt(mo), fmt(mp), f"{r:.3f}x", ("≥ " if higher_is_better else "≤ ") + f"{target}x", ok))
+    rows: list[bench.Row] = []
+    add_row = functools.partial(bench.ratio_row, rows, digits=3)
 
     with tempfile.TemporaryDirectory(prefix="gce-bench-capture-") as tmp:
         s = bench.Setup(Path(tmp))
         try:
-            run(set(args.only.split(",")), args.rounds, s, ratio_row, rows)
+            run(set(args.only.split(",")), args.rounds, s, add_row, rows)
         finally:
             s.close()
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'benchmark':<{width}}  {'capture on':>14}  {'capture off':>14}  {'ratio':>7}  {'target':>9}  met")
-    for name, o, p, r, t, ok in rows:
-        print(f"{name:<{width}}  {o:>14}  {p:>14}  {r:>7}  {t:>9}  {'yes' if ok else 'NO'}")
-    return 0 if all(r[5] for r in rows) else 1
+    return bench.print_rows(rows, "capture on", "capture off")
 
 
 if __name__ == "__main__":
