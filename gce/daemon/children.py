@@ -22,7 +22,6 @@ from gce.daemon.privileges import LocalUser
 from gce.daemon.states import ACCEPTS_FRAMES, UepState, allowed
 from gce.logfiles import tail
 from gce.transport import frames
-from gce.transport.message import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,6 @@ class UepChild:
         self.fatal_code = ""  # the error code a FATAL frame gave for the tasks, if any
         self.engine_status: dict = {}
         self.config_digest: str | None = None  # of the config it was made from (gce.daemon.freshness)
-        self._answered_blocks_failing = False  # since its last status: its breaker is open, said by a result
         self.python = ""
         self.in_flight: dict[str, int] = {}  # task_id -> attempts so far
         self.queued: list[str] = []  # tasks waiting for this UEP to be running
@@ -195,10 +193,6 @@ class UepChild:
             self.fatal_code = str(header.get("code") or "")
         elif kind == frames.STATUS:
             self._engine_reported(header.get("engine", {}))
-        elif kind == frames.RESULT and header.get("error_code") == ErrorCode.BLOCKS_FAILING:
-            if not self.blocks_failing:
-                self._say_failing(header.get("error_message"))
-            self._answered_blocks_failing = True
         self.on_frame(self, kind, header, body)
         return fatal
 
@@ -211,22 +205,19 @@ class UepChild:
 
     @property
     def blocks_failing(self) -> bool:
-        """Whether its breaker is open, as its last status said or, since then, a task it answered
-        BLOCKS_FAILING (its next status report may be seconds away)."""
-        return self.breaker is not None or self._answered_blocks_failing
-
-    def _say_failing(self, reason: object) -> None:
-        log.warning("user endpoint %s: blocks failing, it submits no more and answers its tasks BLOCKS_FAILING: %s",
-                    self.key, reason if isinstance(reason, str) and reason else "no reason given")
+        """Whether its breaker is open. Its last status says so before its first BLOCKS_FAILING
+        answer: a user endpoint reports its status first (gce.uep.main)."""
+        return self.breaker is not None
 
     def _engine_reported(self, status: dict) -> None:
         """Take the engine's STATUS; say in the log once when its breaker opens and once when it closes."""
         was = self.blocks_failing
         self.engine_status = status
-        self._answered_blocks_failing = False
         breaker = self.breaker
         if breaker is not None and not was:
-            self._say_failing(breaker.get("reason"))
+            reason = breaker.get("reason")
+            log.warning("user endpoint %s: blocks failing, it submits no more and answers its tasks BLOCKS_FAILING: "
+                        "%s", self.key, reason if isinstance(reason, str) and reason else "no reason given")
         elif breaker is None and was:
             log.info("user endpoint %s: blocks no longer failing, it submits blocks again", self.key)
 

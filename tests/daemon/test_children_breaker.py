@@ -47,25 +47,3 @@ def test_an_odd_breaker_is_no_breaker_and_an_odd_reason_still_opens_it(tmp_path,
     uep._frame(frames.STATUS, {"engine": {"breaker": {"reason": 7}}}, b"")
     assert uep.breaker == {"reason": 7}
     assert caplog.records[-1].getMessage().endswith("BLOCKS_FAILING: no reason given")
-
-
-def test_a_task_answered_blocks_failing_counts_until_the_next_status_says(tmp_path, caplog):
-    """The engine answers at once but reports its status every few seconds: the manager must not
-    wait for that report to know (a fixed config must help the very next task), nor to log it."""
-    uep = _child(tmp_path, [])
-    caplog.set_level(logging.INFO, logger="gce.daemon.children")
-    uep._frame(frames.STATUS, {"engine": {"breaker": None}}, b"")
-    uep._frame(frames.RESULT, {"task_id": "t1", "status": "failed", "error_code": "TASK_EXCEPTION"}, b"")
-    assert not uep.blocks_failing
-    for task_id in ("t2", "t3"):
-        uep._frame(frames.RESULT, {"task_id": task_id, "status": "failed", "error_code": "BLOCKS_FAILING",
-                                   "error_message": "2 blocks in a row failed"}, b"")
-    assert uep.blocks_failing and uep.breaker is None
-    uep._frame(frames.STATUS, {"engine": {"breaker": BREAKER}}, b"")
-    assert uep.blocks_failing and uep.breaker == BREAKER
-    uep._frame(frames.STATUS, {"engine": {"breaker": None}}, b"")  # resumed
-    assert not uep.blocks_failing
-    assert [r.getMessage() for r in caplog.records] == [
-        "user endpoint alice/3f2a: blocks failing, it submits no more and answers its tasks BLOCKS_FAILING: "
-        "2 blocks in a row failed",
-        "user endpoint alice/3f2a: blocks no longer failing, it submits blocks again"]
