@@ -17,9 +17,9 @@ Where the task runs decides how:
   interpreter lock, never letting go of it, would wait for it forever.
 - On any other thread (ThreadPoolEngine runs tasks as threads of the user endpoint) fd 1 and fd 2
   are shared by every task, so a capture at that level is impossible: sys.stdout and sys.stderr
-  become dispatchers that send each thread's writes to its own task's tails. What C code, a child
-  process or a thread the task started writes there goes to the user endpoint's own output (its
-  log), not to the task.
+  become dispatchers that send each thread's writes to its own task's tails
+  (gce.uep.capture_thread). What C code, a child process or a thread the task started writes there
+  goes to the user endpoint's own output (its log), not to the task.
 
 Either way everything is put back after each task, however it ended.
 """
@@ -33,8 +33,7 @@ import select
 import selectors
 import sys
 import threading
-from contextlib import contextmanager
-from typing import Any, ContextManager, Iterator
+from typing import Any, ContextManager
 
 _CHUNK = 1 << 16
 _PIPE_SIZE = 1 << 20  # fewer wake-ups of the drainer for a chatty task (Linux; best effort)
@@ -78,7 +77,9 @@ def captured(out: Tail, err: Tail) -> ContextManager[Any]:
         return contextlib.nullcontext()
     if threading.current_thread() is threading.main_thread():
         return _FdCapture(_process_pipes(), out, err)
-    return _per_thread(out, err)
+    from gce.uep.capture_thread import per_thread
+
+    return per_thread(out, err)
 
 
 # -- file-descriptor level (process workers) -----------------------------------------------
@@ -224,85 +225,3 @@ def _flush(streams: tuple[Any, ...], c_too: bool = True) -> None:
         _libc.fflush(None)
     except (OSError, AttributeError):
         _libc = False
-
-
-# -- per thread (ThreadPoolEngine) ------------------------------------------------------------
-
-
-_local = threading.local()
-_dispatch_lock = threading.Lock()
-_dispatching = 0
-
-
-class _BinaryTail:
-    def __init__(self, tail: Tail) -> None:
-        self._tail = tail
-
-    def write(self, data: bytes) -> int:
-        self._tail.add(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-class _PerThread:
-    """sys.stdout or sys.stderr while tasks run as threads: a task thread's writes go to its tail,
-    anyone else's to the stream it replaced."""
-
-    def __init__(self, original: Any, name: str) -> None:
-        self._original = original
-        self._name = name  # "out" or "err"
-
-    def _tail(self) -> Tail | None:
-        return getattr(_local, self._name, None)
-
-    def write(self, text: str) -> int:
-        tail = self._tail()
-        if tail is not None:
-            tail.add_text(text)
-            return len(text)
-        return self._original.write(text) if self._original is not None else len(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if self._tail() is None and self._original is not None:
-            self._original.flush()
-
-    def isatty(self) -> bool:
-        return self._tail() is None and self._original is not None and self._original.isatty()
-
-    @property
-    def buffer(self) -> Any:
-        tail = self._tail()
-        return _BinaryTail(tail) if tail is not None else self._original.buffer
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._original, name)
-
-
-@contextmanager
-def _per_thread(out: Tail, err: Tail) -> Iterator[None]:
-    global _dispatching
-    with _dispatch_lock:
-        if _dispatching == 0:
-            for name, tail_name in (("stdout", "out"), ("stderr", "err")):
-                current = getattr(sys, name)
-                if not isinstance(current, _PerThread):
-                    setattr(sys, name, _PerThread(current, tail_name))
-        _dispatching += 1
-    _local.out, _local.err = out, err
-    try:
-        yield
-    finally:
-        _local.out = _local.err = None
-        with _dispatch_lock:
-            _dispatching -= 1
-            if _dispatching == 0:  # no task runs: the streams are what they were
-                for name in ("stdout", "stderr"):
-                    current = getattr(sys, name)
-                    if isinstance(current, _PerThread):
-                        setattr(sys, name, current._original)
