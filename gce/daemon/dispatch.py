@@ -9,7 +9,6 @@ for its own tasks: anything else it sends stops it as compromised.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import pwd
@@ -61,8 +60,7 @@ class Dispatcher:
         self._mapping: dict[str, list[str]] = {}  # identity -> its tasks waiting for it to be mapped
         self.events = TaskEvents() if events is None else events  # what happened to tasks, for gce monitor
         self.own_account = own_account()
-        self._replacing: set[str] = set()  # keys of UEPs restarting from a changed config
-        self._watch = freshness.Watch(router.paths, config)
+        self.renewals = freshness.Renewals(freshness.Watch(router.paths, config), stop_event)
 
     def personal_uep(self) -> UepChild:
         """Make the one UEP of a personal endpoint (not started yet)."""
@@ -95,7 +93,7 @@ class Dispatcher:
         uep = self._uep_for(task_id)
         if uep is None:
             return
-        if uep.key in self._replacing or self.replace_if_changed(uep):
+        if self.renewals.renewing(uep) or self.renewals.if_changed(uep):
             uep.queued.append(task_id)  # for the fresh one
             return
         if uep.state is not UepState.RUNNING:
@@ -182,42 +180,10 @@ class Dispatcher:
                 log.info("stopping user endpoint %s: idle for %.0f s", uep.key, uep.idle_for())
                 asyncio.ensure_future(uep.stop())
 
-    def replace_if_changed(self, uep: UepChild) -> bool:
-        """Restart UEP from its config as it is now if its blocks kept failing and that config
-        changed since it was made (read again only when its files' stat changed); True if it does."""
-        if not uep.blocks_failing or uep.state is not UepState.RUNNING:
-            return False
-        if not self._take_changed_config(uep):
-            return False
-        log.warning("user endpoint %s: its config changed while its blocks were failing: restarting it from the "
-                    "new config", uep.key)
-        self._replacing.add(uep.key)
-        asyncio.ensure_future(self._restart_fresh(uep))
-        return True
-
-    def _take_changed_config(self, uep: UepChild) -> bool:
-        """Have UEP start next from its config as it is now, if that changed since it was made."""
-        found = self._watch.changed(uep.key, uep.config_digest)
-        if found is None:
-            return False
-        digest, engine = found
-        uep.config_digest = digest
-        if engine is not None:  # a personal endpoint's: the new engine section
-            uep.conf = dataclasses.replace(uep.conf, engine=engine)
-        return True
-
     def replace_changed(self) -> None:
         """On the status tick: every UEP whose blocks kept failing and whose config changed restarts."""
         for uep in [u for u in (self.uep, *self.ueps.values()) if u is not None]:
-            self.replace_if_changed(uep)
-
-    async def _restart_fresh(self, uep: UepChild) -> None:
-        try:
-            await uep.stop()
-        finally:
-            self._replacing.discard(uep.key)
-        if uep.state is UepState.STOPPED and not self.stop_event.is_set():
-            await uep.start()  # READY hands it the tasks queued meanwhile
+            self.renewals.if_changed(uep)
 
     def find(self, key: str) -> UepChild | None:
         """The user endpoint named KEY (a status's user_endpoints[i].key)."""
@@ -256,12 +222,7 @@ class Dispatcher:
         uep = self.find(key)
         if uep is None or uep.state is not UepState.RUNNING:
             return False
-        if uep.key not in self._replacing:
-            changed = self._take_changed_config(uep)  # the admin may have just fixed it
-            log.info("user endpoint %s: restarting it fresh%s, as asked (gce resume)", uep.key,
-                     " from its changed config" if changed else "")
-            self._replacing.add(uep.key)
-            asyncio.ensure_future(self._restart_fresh(uep))
+        self.renewals.asked(uep)
         return True
 
     async def stop_all(self, timeout: float) -> None:

@@ -3,13 +3,15 @@
 A user endpoint whose blocks kept failing (its engine's breaker is open) waits for the admin: to
 run `gce resume`, or to fix the config. A fixed config must be enough, so the manager compares a
 digest taken when the user endpoint was made with one of the files as they are now, and replaces
-a failing user endpoint whose config changed. A personal endpoint's user endpoint is started from
+a failing user endpoint whose config changed (Renewals, which also restarts one on `gce resume`). A personal endpoint's user endpoint is started from
 config.yaml's engine section; a multi-user endpoint's renders the admin's template with the
 user's values checked against the schema, so those two files' contents are what it comes from.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,6 +21,8 @@ from typing import Any
 
 from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
+from gce.daemon.children import UepChild
+from gce.daemon.states import UepState
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +100,59 @@ class Watch:
         self._seen[key] = stat
         found = current(self.paths, self.config)
         return None if found is None or found[0] == digest else found
+
+
+class Renewals:
+    """Failing user endpoints started afresh: on a change of their config, or on `gce resume`. Not
+    resumed in place: the tasks one answered BLOCKS_FAILING may still sit in its interchange's
+    queue, and would run on its first good block. Tasks routed to one meanwhile wait in its queue."""
+
+    def __init__(self, watch: Watch, stop_event: asyncio.Event) -> None:
+        self.watch = watch
+        self.stop_event = stop_event
+        self._renewing: set[str] = set()  # keys of UEPs being restarted
+
+    def renewing(self, uep: UepChild) -> bool:
+        return uep.key in self._renewing
+
+    def if_changed(self, uep: UepChild) -> bool:
+        """Restart UEP from its config as it is now if its blocks kept failing and that config
+        changed since it was made (read again only when its files' stat changed); True if it does."""
+        if not uep.blocks_failing or uep.state is not UepState.RUNNING or not self._take_changed_config(uep):
+            return False
+        log.warning("user endpoint %s: its config changed while its blocks were failing: restarting it from the "
+                    "new config", uep.key)
+        self._renew(uep)
+        return True
+
+    def asked(self, uep: UepChild) -> None:
+        """`gce resume`: restart UEP, from its config as it is now (the admin may have just fixed it)."""
+        if self.renewing(uep):
+            return
+        changed = self._take_changed_config(uep)
+        log.info("user endpoint %s: restarting it fresh%s, as asked (gce resume)", uep.key,
+                 " from its changed config" if changed else "")
+        self._renew(uep)
+
+    def _take_changed_config(self, uep: UepChild) -> bool:
+        """Have UEP start next from its config as it is now, if that changed since it was made."""
+        found = self.watch.changed(uep.key, uep.config_digest)
+        if found is None:
+            return False
+        digest, engine = found
+        uep.config_digest = digest
+        if engine is not None:  # a personal endpoint's: the new engine section
+            uep.conf = dataclasses.replace(uep.conf, engine=engine)
+        return True
+
+    def _renew(self, uep: UepChild) -> None:
+        self._renewing.add(uep.key)
+        asyncio.ensure_future(self._restart(uep))
+
+    async def _restart(self, uep: UepChild) -> None:
+        try:
+            await uep.stop()
+        finally:
+            self._renewing.discard(uep.key)
+        if uep.state is UepState.STOPPED and not self.stop_event.is_set():
+            await uep.start()  # READY hands it the tasks queued meanwhile
