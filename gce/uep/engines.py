@@ -20,6 +20,7 @@ from gce.uep.accounting import BlockBook, walltime_seconds
 from gce.uep.breaker import BlockGuard
 from gce.uep.execute import run_batch, run_task
 from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
+from gce.uep.worker_pools import worker_pools
 
 __all__ = ["Engine", "ENGINES", "HighThroughputEngine", "ProcessPoolEngine", "TaskRefused", "ThreadPoolEngine",
            "WorkerLost", "make_engine"]
@@ -138,12 +139,8 @@ class HighThroughputEngine(Engine):
         """The answer to a task whose time limit is longer than a whole block's walltime: no block
         could ever run it to its end. None for any other task."""
         _, limit = split_spec(resource_spec)
-        most = (self.walltime or 0) - placement.START_SLACK
-        if not limit or not self.walltime or limit <= most:
-            return None
-        return TaskRefused(ErrorCode.WALLTIME, f"the task's walltime of {limit:g} s is longer than a block's "
-                           f"walltime ({self.provider.walltime}) allows: a task may ask for at most {most:g} s of "
-                           "it. Ask for less, or raise the provider's walltime in the endpoint's config.")
+        why = placement.too_long(limit, self.walltime, self.provider.walltime) if self.walltime else None
+        return None if why is None else TaskRefused(ErrorCode.WALLTIME, why)
 
     def _drain(self) -> None:
         """Send waiting tasks while parsl has free slots, as batches when more than one waits."""
@@ -255,28 +252,11 @@ class HighThroughputEngine(Engine):
         return s
 
     def _nodes(self, managers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One per connected worker pool, with the tasks the interchange gave it (held by its
-        workers or queued in the pool: parsl does not tell them apart) when gce's interchange runs;
-        else a lone pool is said to run the oldest outstanding tasks."""
+        """What each connected worker pool runs (gce.uep.worker_pools)."""
         detail = parsl_compat.manager_detail(self.htex)
         with self._lock:
             started, by_htex_id = dict(self._tasks), dict(self._by_htex_id)
-        nodes = []
-        for m in managers:
-            count = int(m["worker_count"])
-            busy = min(count, int(m["tasks"]))
-            more = detail.get(str(m["manager"]))
-            if more is not None:
-                ids = [t for htex_id in more["tasks"] for t in by_htex_id.get(htex_id, []) if t]
-                tasks = [{"task_id": t, "started_at": started.get(t)} for t in ids]
-            else:
-                tasks = self.oldest_tasks(busy) if len(managers) == 1 else []
-            nodes.append({"manager": str(m["manager"]), "host": (more or {}).get("hostname"),
-                          "block_id": None if m["block_id"] is None else str(m["block_id"]),
-                          "workers": count, "busy": busy, "idle": count - busy,
-                          "last_heartbeat": (more or {}).get("last_heartbeat"),
-                          "python": m["python_version"], "parsl": m["parsl_version"], "tasks": tasks})
-        return nodes
+        return worker_pools(managers, detail, started, by_htex_id, self.oldest_tasks)
 
     def cancel_block(self, block_id: str) -> bool:
         """Cancel BLOCK_ID's job through the provider, as parsl's scale-in does."""

@@ -31,6 +31,17 @@ START_SLACK = 10.0
 LOOP_LINES = ("m = self._ready_managers[manager_id]", "tasks = self.get_tasks(real_capacity)")
 
 
+def too_long(limit: float | None, walltime: float, shown: str) -> str | None:
+    """Why a task whose limit is LIMIT seconds can run on no block of WALLTIME seconds (SHOWN as the
+    provider's config says it); None when it can, or has no limit."""
+    most = walltime - START_SLACK
+    if not limit or limit <= most:
+        return None
+    return (f"the task's walltime of {limit:g} s is longer than a block's walltime ({shown}) allows: a task may "
+            f"ask for at most {most:g} s of it. Ask for less, or raise the provider's walltime in the endpoint's "
+            "config.")
+
+
 def fits(context: dict[str, Any], manager: dict[str, Any], now: float) -> bool:
     """Whether a task of CONTEXT (its HTEX context) may go to MANAGER (the interchange's record of
     a worker pool) at NOW."""

@@ -83,3 +83,11 @@ def test_a_pool_near_its_drain_is_not_given_a_task_that_would_outlive_its_block(
     finally:
         htex.shutdown()
         os.environ["PATH"] = path
+
+
+def test_a_limit_longer_than_a_block_gives_is_refused_with_the_most_it_may_ask():
+    assert placement.too_long(None, 60, "00:01:00") is None
+    assert placement.too_long(50, 60, "00:01:00") is None
+    assert placement.too_long(51, 60, "00:01:00") == (
+        "the task's walltime of 51 s is longer than a block's walltime (00:01:00) allows: a task may ask for at most "
+        "50 s of it. Ask for less, or raise the provider's walltime in the endpoint's config.")
