@@ -24,7 +24,10 @@ import psutil
 
 CACHE = Path(os.environ.get("GCE_TEST_CACHE", "/var/cache/gce-tests"))
 TARBALL = CACHE / "bookworm-rootfs.tar.zst"
-PACKAGES = "systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,python3,python3-venv,procps,iproute2"
+# man-db, bash-completion, logrotate and rpm: the packaging tests install gce's .deb offline (its
+# dependencies must already be here) and its .rpm with rpm -i, and use its manual and completion.
+PACKAGES = ("systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,python3,python3-venv,python3.11,"
+            "libsystemd0,procps,iproute2,man-db,bash-completion,logrotate,rpm")
 TOOLS = ("debootstrap", "systemd-nspawn", "zstd", "unshare", "nsenter")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What debootstrap prints when the mirror cannot be reached (the one reason to skip).
