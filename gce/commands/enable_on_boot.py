@@ -11,7 +11,6 @@ and the commands to run are printed on stdout.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -19,12 +18,10 @@ from pathlib import Path
 
 from gce import output
 from gce.commands import NameArg, configured_paths
-from gce.config.paths import endpoint_paths
+from gce.commands.packaged import TEMPLATE, render_unit
 from gce.commands.systemd import Systemd, connect, unit_name
+from gce.config.paths import endpoint_paths
 from gce.errors import AlreadyRunning, Unavailable, UsageError
-
-TEMPLATE = "gce-endpoint@.service"
-_PLAIN = re.compile(r"^[A-Za-z0-9/._+:=-]+$")
 
 
 @dataclass(frozen=True)
@@ -55,24 +52,6 @@ def this_target() -> Target:
         return Target(False, Path("/etc/systemd/system"))
     config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Target(True, Path(config) / "systemd" / "user")
-
-
-def _quote(value: str) -> str:
-    """VALUE as one word of a unit file: specifiers escaped, double-quoted unless plain."""
-    if any(c in value for c in "\n\r\0"):
-        raise UsageError(f"cannot write {value!r} into a unit file", "it contains a line break")
-    value = value.replace("%", "%%")
-    return value if _PLAIN.match(value) else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def render_unit(user: bool, gce: str, gce_home: str | None) -> str:
-    """The unit file text: GCE runs ``gce start %i``, with GCE_HOME in its environment if set."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("gce", "templates/systemd"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    template = env.get_template("gce-endpoint-user@.service" if user else TEMPLATE)
-    return template.render(gce=_quote(gce), gce_home=_quote(f"GCE_HOME={gce_home}") if gce_home else "")
 
 
 def gce_executable() -> str:
