@@ -105,6 +105,8 @@ def test_every_config_key_of_the_schema_is_described_with_its_default():
     for key in keys:
         assert re.search(rf"^\s+{re.escape(key)}(\s|$)", text, re.M), key
     assert re.search(r"broker\.prefetch\n.*default: 1000\)", text)  # gce.config.model's default
+    assert re.search(r"engine\.block_failure_limit\n.*default: 3\)", text)  # gce.uep.breaker's
+    assert re.search(r"engine\.scheduler_poll_period\n.*default: parsl's\)", text)
     assert "mapped_identity.local.home" in text and "shell_escape" in text
 
 

@@ -33,7 +33,7 @@ KEYS = {
     "engine.heartbeat_threshold": "Seconds without a heartbeat after which a worker is taken as lost.",
     "engine.address": "The address workers connect back to (a batch node must reach it).",
     "engine.worker_debug": "Workers log at debug level.",
-    "engine.provider": "Where blocks run (HighThroughputEngine only).",
+    "engine.provider": "Where blocks run (HighThroughputEngine only); absent: on this machine (LocalProvider).",
     "engine.provider.type": "LocalProvider runs blocks on this machine; the others submit them as batch jobs.",
     "engine.provider.init_blocks": "Blocks started at once.",
     "engine.provider.min_blocks": "Blocks kept even when idle.",
@@ -126,10 +126,29 @@ def _shown(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (bool, list)) else str(value)
 
 
-def default_of(key: str, personal: dict[str, Any], templated: dict[str, Any]) -> str | None:
+def gce_engine_defaults() -> dict[str, Any]:
+    """The engine keys gce itself takes out before the rest goes to parsl, with their defaults:
+    each key is given to gce.uep.breaker.take_options alone, to see which of its values it sets."""
+    from gce.config.schema import ENGINE
+    from gce.uep.breaker import take_options
+
+    base = take_options({})
+    found: dict[str, Any] = {}
+    for key in ENGINE["properties"]:
+        probe = take_options({key: 7})
+        changed = [name for name in probe if probe[name] != base[name]]
+        if changed:
+            found[key] = base[changed[0]] or None  # 0: not set, parsl's own polling
+    return found
+
+
+def default_of(key: str, personal: dict[str, Any], templated: dict[str, Any], schema: dict[str, Any]) -> str | None:
     leaf = key.rsplit(".", 1)[-1]
+    if schema.get("type") == "object" or "enum" in schema and leaf == "type":
+        return None
     if key.startswith("engine."):
-        return None if leaf == "type" else "parsl's"
+        own = gce_engine_defaults()
+        return _shown(own[leaf]) if own.get(leaf) is not None else "parsl's"
     if leaf not in personal or key in ("broker.url", "engine"):
         return None
     mine, theirs = _shown(personal[leaf]), _shown(templated[leaf])
@@ -143,7 +162,7 @@ def key_items() -> list[str]:
     lines: list[str] = []
     for key, schema in schema_keys(CONFIG):
         said = [kind(schema)]
-        default = default_of(key, personal, templated)
+        default = default_of(key, personal, templated, schema)
         if key in CONFIG.get("required", []) or (key == "engine"):
             said.append("required" if key != "engine" else "required unless multi_user is true")
         elif default is not None:
