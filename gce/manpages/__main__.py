@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def write(directory: Path, files: dict[str, str]) -> None:
-    """Write FILES into DIRECTORY, and remove the pages of commands that are gone."""
+    """Write FILES ({name: text}) into DIRECTORY."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in sorted(files.items()):
         (directory / name).write_text(text)
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         from gce.manpages.pages import all_pages
 
         pages = all_pages()
-        for stale in args.directory.glob("gce*.[15]"):
+        for stale in args.directory.glob("gce*.[15]"):  # the page of a command that is gone
             if stale.name not in pages:
                 stale.unlink()
         write(args.directory, pages)

@@ -6,8 +6,6 @@ goes stale by itself; the files are regenerated only when typer's scripts change
 
 from __future__ import annotations
 
-from typing import Any
-
 # Where the packages install each file (see packaging/): the name bash-completion's
 # _completion_loader looks for is the command's, so gce.bash is installed as .../completions/gce.
 FILES = {"bash": "gce.bash", "zsh": "_gce", "fish": "gce.fish"}
@@ -44,5 +42,6 @@ def _zsh(text: str, prog_name: str) -> str:
     return f"{first}\n# {_HEADER}\n\n{body}\n\n{_ZSH_AUTOLOAD % {'function': function, 'compdef': compdef}}\n"
 
 
-def all_scripts(app: Any = None) -> dict[str, str]:
+def all_scripts() -> dict[str, str]:
+    """{file name: text} of every shipped script."""
     return {name: script(shell) for shell, name in FILES.items()}
