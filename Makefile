@@ -24,7 +24,7 @@ define apt_install
 	if ! apt-get install -y -q $(1); then apt-get update -q && apt-get install -y -q $(1); fi
 endef
 
-.PHONY: help venv rabbitmq broker test demo bench clean
+.PHONY: help venv rabbitmq broker test demo bench clean lock package
 
 help:
 	@echo "make demo   start a broker and an endpoint named '$(DEMO)', then run a function on it"
@@ -97,6 +97,11 @@ demo: venv broker
 # Not part of make test: timings belong in ratios against a peer run in the same invocation.
 bench: venv rabbitmq
 	$(VENV)/bin/python bench/bench.py
+
+# packaging/requirements.lock pins every runtime dependency with the hash of the one file the
+# packages install (resolved as `make venv` would, held to the test extra's == pins).
+lock:
+	/usr/bin/python3.11 packaging/lock.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
