@@ -6,6 +6,10 @@ manager, in ``~/.config/systemd/user/``. Units come from ``gce/templates/systemd
 driven over D-Bus by pystemd when it is installed (``pip install 'gce[systemd]'``), else by
 systemctl; where systemd does not run (a container, an image being built) the unit is written
 and the commands to run are printed on stdout.
+
+Installed from a .deb or .rpm (gce/commands/packaged.py), the package ships the template in
+``/usr/lib/systemd/{system,user}``: the instance of that unit is enabled and started, and
+nothing is written into ``/etc/systemd/system``, which belongs to the admin.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from gce import output
 from gce.commands import NameArg, configured_paths
-from gce.commands.packaged import TEMPLATE, render_unit
+from gce.commands.packaged import TEMPLATE, Packaged, packaged, render_unit
 from gce.commands.systemd import Systemd, connect, unit_name
 from gce.config.paths import endpoint_paths
 from gce.errors import AlreadyRunning, Unavailable, UsageError
@@ -94,15 +98,59 @@ def install(name: str, target: Target, systemd: Systemd | None, gce: str, gce_ho
     return systemd.show(unit)
 
 
-def uninstall(name: str, target: Target, systemd: Systemd | None) -> list[Path]:
-    """Stop and disable NAME's instance; remove the template once no endpoint uses it.
-    Return the files removed."""
-    if systemd is not None and target.template.exists():
+def shipped_template(package: Packaged | None, target: Target) -> Path | None:
+    """The template unit the package that installed gce ships for TARGET's manager; None from a
+    source checkout (or if the file is gone: then gce writes its own unit, as from a checkout)."""
+    if package is None:
+        return None
+    path = Path(package.user_unit_dir if target.user else package.system_unit_dir) / TEMPLATE
+    return path if path.is_file() else None
+
+
+def environment_file(shipped: Path) -> str:
+    """The environment file SHIPPED reads (EnvironmentFile=-PATH), where site-wide settings go."""
+    for line in shipped.read_text().splitlines():
+        if line.startswith("EnvironmentFile="):
+            return line.split("=", 1)[1].lstrip("-")
+    return "the package's environment file"
+
+
+def install_shipped(name: str, target: Target, shipped: Path, systemd: Systemd | None,
+                    gce_home: str | None) -> dict | None:
+    """Enable and start NAME's instance of the package's SHIPPED template, writing no unit file;
+    return its state, or None if systemd does not run."""
+    unit, systemctl = unit_name(name), target.systemctl
+    if gce_home:
+        # The shipped unit is the package's, the same for every endpoint: gce does not write a
+        # unit of its own over it, so where GCE_HOME comes from is the admin's to say.
+        everywhere = "" if target.user else f", or for every endpoint in {environment_file(shipped)}"
+        raise UsageError(
+            f"cannot enable endpoint {name!r} with GCE_HOME={gce_home}",
+            f"the packaged unit {shipped} runs endpoints without GCE_HOME",
+            hint=f"give the unit its GCE_HOME in a drop-in: {systemctl} edit {unit}, with the lines "
+                 f"[Service] and Environment=GCE_HOME={gce_home}{everywhere}; then run "
+                 f"gce enable-on-boot {name} without GCE_HOME")
+    if target.template.exists():
+        output.warning(f"{target.template} (from an install of gce from source) shadows the packaged {shipped}: "
+                       f"systemd runs every gce endpoint with the old file. To use the packaged unit, move your "
+                       f"changes into a drop-in ({systemctl} edit {unit}), remove {target.template}, then "
+                       f"{systemctl} daemon-reload and {systemctl} restart {unit}")
+    if systemd is None:
+        return None
+    systemd.reload()  # a package just installed or upgraded may not have reloaded this manager
+    systemd.enable_start(unit)
+    return systemd.show(unit)
+
+
+def uninstall(name: str, target: Target, systemd: Systemd | None, shipped: Path | None = None) -> list[Path]:
+    """Stop and disable NAME's instance; remove the template once no endpoint uses it, unless a
+    package SHIPPED the template (then the file in TARGET is the admin's). Return the files removed."""
+    if systemd is not None and (shipped is not None or target.template.exists()):
         systemd.stop_disable(unit_name(name))
     removed = target.enabled().get(name, [])  # systemd is not running, or an admin linked more
     for link in removed:
         link.unlink()
-    if not target.enabled() and target.template.exists():
+    if shipped is None and not target.enabled() and target.template.exists():
         target.template.unlink()
         removed.append(target.template)
     if systemd is not None and removed:
@@ -151,11 +199,16 @@ def enable(name: NameArg) -> None:
     if systemd is not None and running and systemd.show(unit).get("ActiveState") != "active":
         raise AlreadyRunning(f"endpoint {name!r} is running outside systemd", "its service could not start",
                              hint=f"gce stop {name}, then gce enable-on-boot {name}")
-    state = install(name, target, systemd, gce_executable(), os.environ.get("GCE_HOME"))
+    shipped = shipped_template(packaged(), target)
+    if shipped is not None:
+        state = install_shipped(name, target, shipped, systemd, os.environ.get("GCE_HOME"))
+    else:
+        state = install(name, target, systemd, gce_executable(), os.environ.get("GCE_HOME"))
     if state is None:
         # Exit 0 all the same: building an image (a chroot, no systemd yet) is what this is for there.
+        written = f"{shipped} is installed" if shipped else f"only {target.template} was written"
         output.warning(f"systemd does not run here: endpoint {name} is not running and will not start at boot; "
-                       f"only {target.template} was written. Where systemd runs, enable and start it with:")
+                       f"{written}. Where systemd runs, enable and start it with:")
         output.line(f"{target.systemctl} daemon-reload")
         output.line(f"{target.systemctl} enable --now {unit}")
     elif state.get("ActiveState") != "active":
@@ -172,14 +225,15 @@ def enable(name: NameArg) -> None:
 def disable(name: NameArg) -> None:
     """Stop an endpoint's systemd service and no longer start it at boot.
 
-    The unit file goes with the last endpoint that uses it. The endpoint's configuration
-    stays (gce delete removes it).
+    The unit file goes with the last endpoint that uses it, unless the gce package installed
+    it. The endpoint's configuration stays (gce delete removes it).
     """
     endpoint_paths(name)  # the name must be valid; the endpoint itself may be gone already
     target = this_target()
     was = name in target.enabled()
     systemd = connect(user=target.user)
-    removed = uninstall(name, target, systemd)
+    shipped = shipped_template(packaged(), target)
+    removed = uninstall(name, target, systemd, shipped)
     if not was and not removed:
         output.line(f"endpoint {name} was not enabled on boot")
         return
@@ -187,5 +241,5 @@ def disable(name: NameArg) -> None:
     for path in removed:
         output.line(f"removed {path}")
     others = sorted(target.enabled())
-    if others:
+    if others and shipped is None:
         output.line(f"kept {target.template}: endpoint(s) {', '.join(others)} still use it")
