@@ -184,9 +184,11 @@ def enable(name: NameArg) -> None:
     manager, which runs from boot only if lingering is on for you (loginctl enable-linger).
     The endpoint's configuration is checked first; the command returns once the endpoint is
     connected and ready, or says why it is not. systemd restarts the endpoint if it fails, but
-    not when its configuration is invalid. Where systemd does not run (an image being built),
-    nothing starts: the unit file is written, a warning says so, and the commands to run later
-    are printed on stdout.
+    not when its configuration is invalid. Installed from a .deb or .rpm, this enables the unit
+    the package ships (/usr/lib/systemd) and writes no unit file; GCE_HOME then goes in a
+    drop-in (systemctl edit gce-endpoint@NAME). Where systemd does not run (an image being
+    built), nothing starts: the unit file is written, a warning says so, and the commands to
+    run later are printed on stdout.
     """
     from gce.config import model
     from gce.daemon.client import EndpointClient
