@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
@@ -50,7 +51,9 @@ class HighThroughputEngine(Engine):
 
     def __init__(self, options: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> None:
         super().__init__(options, run_dir, max_result_bytes, max_output_bytes)
-        self._waiting: list[tuple[bytes, Future]] = []  # small tasks waiting for a slot, oldest first
+        # Small tasks waiting for a slot, oldest first: a deque, so a batch taken from the front
+        # costs its own tasks only, however long the backlog behind it.
+        self._waiting: deque[tuple[bytes, Future]] = deque()
         self._in_parsl = 0
         self.slots = 1
         self.walltime: float | None = None  # a batch block's, in seconds; None: blocks without one
@@ -148,12 +151,14 @@ class HighThroughputEngine(Engine):
             with self._lock:
                 if not self._waiting or self._in_parsl >= self.slots:
                     return
-                take, size = 0, 0
-                for payload, _ in self._waiting[:BATCH_MAX_TASKS]:
-                    if take and size + len(payload) > BATCH_MAX_BYTES:
+                batch: list[tuple[bytes, Future]] = []
+                size = 0
+                while self._waiting and len(batch) < BATCH_MAX_TASKS:
+                    length = len(self._waiting[0][0])
+                    if batch and size + length > BATCH_MAX_BYTES:
                         break
-                    take, size = take + 1, size + len(payload)
-                batch, self._waiting = self._waiting[:take], self._waiting[take:]
+                    batch.append(self._waiting.popleft())
+                    size += length
             self._send(batch, {})
 
     def _send(self, tasks: list[tuple[bytes, Future]], resource_spec: dict) -> None:
@@ -221,7 +226,7 @@ class HighThroughputEngine(Engine):
         """The breaker opened: answer every task not answered yet with REFUSAL. A task parsl
         still holds is answered here; its own outcome, should it come, is dropped by _settle."""
         with self._lock:
-            waiting, self._waiting = self._waiting, []
+            waiting, self._waiting = self._waiting, deque()
             for _, outer in waiting:  # never sent: nothing else will forget them
                 self._ids.pop(outer, None)
             outers = [o for o in self._ids if not o.done()] + [o for _, o in waiting]
@@ -271,7 +276,7 @@ class HighThroughputEngine(Engine):
 
     def shutdown(self) -> None:
         with self._lock:
-            waiting, self._waiting = self._waiting, []
+            waiting, self._waiting = self._waiting, deque()
         for _, outer in waiting:
             outer.cancel()
         try:

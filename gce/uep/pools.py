@@ -8,6 +8,7 @@ on (versions), its workers (nodes) and its batch jobs (blocks): see gce/daemon/s
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
@@ -130,8 +131,8 @@ class Engine:
 
     def oldest_tasks(self, n: int) -> list[dict[str, Any]]:
         """The N tasks handed to the engine longest ago and not done: the ones its busy workers run."""
-        with self._lock:
-            tasks = list(self._tasks.items())[:max(0, n)]
+        with self._lock:  # the first N only: a status must not cost the whole backlog
+            tasks = list(itertools.islice(self._tasks.items(), max(0, n)))
         return [{"task_id": tid, "started_at": at} for tid, at in tasks]
 
     def cancel_block(self, block_id: str) -> bool:
