@@ -145,6 +145,20 @@ class Renewals:
             uep.conf = dataclasses.replace(uep.conf, engine=engine)
         return True
 
+    def when_idle(self, uep: UepChild, why: str) -> None:
+        """Restart UEP once its tasks in flight are done (a reload changed what it is started with);
+        tasks routed to it meanwhile wait for the fresh one."""
+        if self.renewing(uep) or uep.state in (UepState.STOPPED, UepState.STOPPING):
+            return  # it takes its new config at its next start
+        log.info("user endpoint %s: restarting it once its tasks in flight are done: %s", uep.key, why)
+        self._renewing.add(uep.key)
+        asyncio.ensure_future(self._drained(uep))
+
+    async def _drained(self, uep: UepChild) -> None:
+        while (uep.in_flight or uep.state is UepState.STARTING) and not self.stop_event.is_set():
+            await asyncio.sleep(0.2)
+        await self._restart(uep)
+
     def _renew(self, uep: UepChild) -> None:
         self._renewing.add(uep.key)
         asyncio.ensure_future(self._restart(uep))

@@ -7,7 +7,8 @@ there once (gce/daemon/ready.py: ready, failed and why, or refused with the erro
 up) or says why it does not.
 Under systemd (``Type=notify``) the same moment is reported with READY=1, followed by
 STATUS= lines, WATCHDOG=1 pings and STOPPING=1 (gce/daemon/notify.py); logs then go to
-stderr, which is the journal.
+stderr, which is the journal. SIGHUP to a manager without a terminal (detached, or
+``systemctl reload``) reads the configuration again (gce/daemon/reload.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gce.daemon.housekeeping import housekeeping
 from gce.daemon.manager import Manager
 from gce.daemon.notify import Notifier, journal_stderr, status_text
 from gce.daemon.ready import Outcome, ReadyPipe, ReadyReport, Refusal
+from gce.daemon.reload import Reloader, has_terminal, serve_reloads
 from gce.daemon.snapshot import snapshot
 from gce.daemon.states import UepState
 from gce.errors import GceError
@@ -75,13 +77,13 @@ def setup_logging(paths: EndpointPaths, to_stderr: bool, debug: bool, journal: b
     logging.getLogger("pika").setLevel(logging.WARNING if not debug else logging.INFO)
 
 
-async def _notify_loop(m: Manager, notifier: Notifier) -> None:
+async def _notify_loop(m: Manager, notifier: Notifier, reloader: Reloader) -> None:
     """Live figures for ``systemctl status``, and the watchdog's proof that this loop runs."""
     watchdog = notifier.watchdog_interval
     period = min(NOTIFY_PERIOD, m.config.status_period, watchdog or NOTIFY_PERIOD)
     while True:
         await asyncio.sleep(period)
-        fields = {"STATUS": status_text(snapshot(m))}
+        fields = {"STATUS": reloader.status(status_text(snapshot(m)))}
         if watchdog:
             fields["WATCHDOG"] = "1"
         notifier.send(**fields)
@@ -99,8 +101,13 @@ async def _starting_status(m: Manager, notifier: Notifier) -> None:
 
 async def _serve(m: Manager, ready: ReadyPipe, notifier: Notifier) -> int:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    reload_wanted = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, m.stop_event.set)
+    # SIGHUP: a terminal's hang-up stops a manager in its foreground; detached or under systemd
+    # (no terminal) it is `systemctl reload`, handled once the endpoint is ready (gce/daemon/reload.py).
+    loop.add_signal_handler(signal.SIGHUP, m.stop_event.set if has_terminal() else reload_wanted.set)
+    reloader = Reloader(m)
     recovered = m.spool.recover()
     m.commit.check_disk()  # a spool that cannot be written: start paused, tasks wait on the broker
     control = await serve(m.paths.control_socket, m.commands(), others=m.config.multi_user)
@@ -142,12 +149,14 @@ async def _serve(m: Manager, ready: ReadyPipe, notifier: Notifier) -> int:
                  m.config.endpoint_id, m.config.engine.get("type"))
         ready.say(ReadyReport(Outcome.READY))
         notifier.send(READY="1", STATUS=status_text(snapshot(m)))
-        beat = loop.create_task(_notify_loop(m, notifier))  # runs on through the shutdown
+        beat = loop.create_task(_notify_loop(m, notifier, reloader))  # runs on through the shutdown
         m.route_unrouted()
         status_task = loop.create_task(housekeeping(m))
+        reloads = loop.create_task(serve_reloads(reloader, reload_wanted, notifier))
         stop_wait2 = loop.create_task(m.stop_event.wait())
         await asyncio.wait({stop_wait2, link_task}, return_when=asyncio.FIRST_COMPLETED)
         status_task.cancel()
+        reloads.cancel()
         if link_task.done() and link_task.exception() is not None:
             reason = str(link_task.exception())
             log.error("the broker link failed: %s", reason)

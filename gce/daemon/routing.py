@@ -119,6 +119,14 @@ class Router:
             return Refused(ErrorCode.IDENTITY_NOT_MAPPED, f"identity {identity!r} could not be mapped on endpoint "
                            f"{self.config.name!r}: an internal error (the endpoint's log says why)")
 
+    def use(self, config: EndpointConfig) -> None:
+        """Map and check by CONFIG from now on (a reload): outcomes kept from the old one are forgotten."""
+        with self._mapper_lock:
+            self.config, self._mapper = config, None
+        self._mapped.clear()
+        self._schema = None
+        self._canonical.clear()
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
