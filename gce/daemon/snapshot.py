@@ -107,7 +107,7 @@ def snapshot(m: _Manager) -> EndpointStatus:
         spool=SpoolStatus(str(m.spool.dir), m.commit.error, m.commit.error_since),
         pid=os.getpid(), host=socket.gethostname(), started_at=m.started_at, uptime=time.time() - m.started_at,
         gce_version=__version__, engine_type=m.config.engine.get("type"),
-        broker=LinkStatus(redact(m.config.broker_url), m.link.connected, m.link.last_error, dict(m.link.refused)),
+        broker=LinkStatus(redact(m.link.where), m.link.connected, m.link.last_error, dict(m.link.refused)),
         tasks=TaskCounts(**{k: v for k, v in m.counts.items() if k in TaskCounts.__dataclass_fields__},
                          in_flight=sum(1 for e in entries if e.kind == TASK),
                          unconfirmed_results=sum(1 for e in entries if e.kind == RESULT)),

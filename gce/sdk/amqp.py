@@ -49,6 +49,10 @@ class Link:
         self._unconfirmed: Confirms[Outgoing] = Confirms()
         self._returned: set[str] = set()
         self._step = ""  # the setup step in progress, for error messages
+        self._hosts = connect.Hosts()  # which of the URL's broker hosts (a cluster's nodes) is next
+        self._trying = ""  # HOST:PORT of the node being connected to
+        self._next_now = False  # another node to try before waiting
+        self.node = ""  # HOST:PORT of the broker node reached, while connected
         self._thread = threading.Thread(target=self._run, name=f"gce-sdk {queue}", daemon=True)
 
     # -- API for other threads ---------------------------------------------------------
@@ -96,6 +100,9 @@ class Link:
                 self.fatal = ExecutorFailed(f"internal error in the gce SDK connection thread: {e!r}")
             if self._closing or self.fatal is not None:
                 break
+            if self._next_now:  # the URL lists another node: a cluster's survivor takes over at once
+                self._next_now = False
+                continue
             delay = connect.reconnect_delay(self._attempt)
             self._attempt += 1
             log.warning("broker connection to %s lost; reconnecting in %.1f s", self.where, delay)
@@ -109,7 +116,9 @@ class Link:
             self._on_fatal(self.fatal)
 
     def _serve(self) -> None:
-        conn = pika.SelectConnection(connection_parameters(self.url, self.heartbeat, f"gce sdk {self.queue}"),
+        params = self._hosts.pick(connection_parameters(self.url, self.heartbeat, f"gce sdk {self.queue}"))
+        self._trying = connect.node(params)
+        conn = pika.SelectConnection(params,
                                      on_open_callback=lambda c: c.channel(on_open_callback=self._on_channel),
                                      on_open_error_callback=self._on_open_error, on_close_callback=self._on_closed)
         with self._lock:
@@ -121,18 +130,24 @@ class Link:
                 self._conn, self._ready = None, False
                 # Re-publish, in order, whatever the broker had not confirmed.
                 self._outgoing.extendleft(reversed(self._unconfirmed.new_channel()))
-            self._returned, self._ch = set(), None
+            self._returned, self._ch, self.node = set(), None, ""
             conn.ioloop.close()
 
     def _on_open_error(self, conn: Any, exc: BaseException) -> None:
-        err = connect_error(self.where, self.user, exc)
-        self.fatal = err if not self.ever_connected or refused_login(exc) else None  # cannot work, or will not heal
+        err = connect_error(f"{self.where} (node {self._trying})", self.user, exc)
+        if refused_login(exc):  # a cluster's nodes share their accounts: the next would refuse too
+            self.fatal = err
+        elif not self._hosts.failed():
+            self._next_now = True
+        elif not self.ever_connected:  # no listed node answers: cannot work
+            self.fatal = err
         log.warning("%s", err)
         conn.ioloop.stop()
 
     def _on_closed(self, conn: Any, reason: BaseException) -> None:
         if not self._closing:
-            log.warning("broker connection closed: %s", reason)
+            log.warning("broker connection to node %s closed: %s", self._trying, reason)
+            self._next_now = self.node != "" and not self._hosts.failed()  # that node may be going down
         conn.ioloop.stop()
 
     def _on_channel(self, ch: Any) -> None:
@@ -159,7 +174,9 @@ class Link:
         run(0)
 
     def _on_ready(self) -> None:
-        self.ever_connected, self._attempt = True, 0
+        self.ever_connected, self._attempt, self.node = True, 0, self._trying
+        self._hosts.reached()
+        log.info("connected to the broker node %s of %s", self.node, self.where)
         with self._lock:
             self._ready = self._wake_pending = True
         self._started.set()

@@ -24,7 +24,7 @@ from gce.sdk.errors import BrokerUnavailable, TaskPending, nacked, no_task_queue
 from gce.sdk.settings import (FunctionStore, RegistersFunctions, broker_user, connection_parameters, functions_dir,
                               json_object, redact, resolve_broker_url)
 from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, task_message
-from gce.transport import names
+from gce.transport import connect, names
 from gce.transport.message import ResultHeaders
 
 # A status older than this (three missed 30 s reports) means the endpoint is offline.
@@ -45,17 +45,32 @@ class Client(RegistersFunctions):
         self._results: dict[str, tuple[ResultHeaders, bytes]] = {}  # seen in the queue, by task id
         self._taken: set[str] = set()  # acked by this Client: the broker no longer holds them
         self._conn: Any = None
+        self._hosts = connect.Hosts()  # which of the URL's broker hosts (a cluster's nodes) is next
+        self.node = ""  # HOST:PORT of the broker node last reached
         self._queue_ready = False
         self._lock = threading.RLock()  # pika is not thread-safe: one caller at a time
 
     # -- the connection ----------------------------------------------------------------
     def _connect(self) -> Any:
+        """A connection to the first broker node the URL lists that answers, the last one reached first."""
         import pika
 
-        try:
-            return pika.BlockingConnection(connection_parameters(self.url, self.heartbeat, "gce sdk client"))
-        except pika.exceptions.AMQPError as e:
-            raise BrokerUnavailable(f"cannot connect to the broker at {redact(self.url)}: {e!r}") from None
+        listed = connection_parameters(self.url, self.heartbeat, "gce sdk client")
+        for _ in listed:
+            params = self._hosts.pick(listed)
+            try:
+                conn = pika.BlockingConnection(params)
+            except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError) as e:
+                raise BrokerUnavailable(f"the broker at {redact(self.url)} refused user {self.broker_user!r}: "
+                                        f"{e!r}") from None  # a cluster's nodes share accounts: no next node
+            except pika.exceptions.AMQPError as e:
+                error = e
+                self._hosts.failed()
+                continue
+            self._hosts.reached()
+            self.node = connect.node(params)
+            return conn
+        raise BrokerUnavailable(f"cannot connect to the broker at {redact(self.url)}: {error!r}") from None
 
     def _declare_queue(self, ch: Any) -> None:
         # Declared once per connection, only by what needs it (not by get_endpoint_status);

@@ -123,6 +123,11 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
 
     # -- settings ----------------------------------------------------------------------
     @property
+    def broker_node(self) -> str:
+        """HOST:PORT of the broker node (of those the URL lists) connected now; "" while reconnecting."""
+        return self._link.node
+
+    @property
     def endpoint_id(self) -> str | None:
         return self._endpoint_id
 

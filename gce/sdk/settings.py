@@ -93,9 +93,9 @@ def broker_user(url: str) -> str:
     return urls.broker_user(url)
 
 
-def connection_parameters(url: str, heartbeat: int, name: str) -> "pika.URLParameters":
-    """pika's parameters for URL (gce.transport.connect, as the endpoint's); NAME shows in the
-    broker's connection list. BrokerNotConfigured when the URL cannot be used."""
+def connection_parameters(url: str, heartbeat: int, name: str) -> "list[pika.URLParameters]":
+    """pika's parameters for each broker host URL lists (gce.transport.connect, as the endpoint's);
+    NAME shows in the broker's connection list. BrokerNotConfigured when the URL cannot be used."""
     try:
         return connect.parameters(url, heartbeat=heartbeat, name=name)
     except connect.UnusableUrl as e:

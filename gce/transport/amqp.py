@@ -27,7 +27,7 @@ from typing import Any, Callable
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from gce.transport import connect, names, topology
+from gce.transport import connect, names, topology, urls
 from gce.transport.confirms import Confirms
 from gce.transport.link_errors import LinkError, explain, quiet_pika_logs
 from gce.transport.publish_check import Refusals, refusals
@@ -86,10 +86,13 @@ class EndpointLink:
         self._ever = False  # connected once: a refusal from now on is a state, not a failed start
         self._refused_close = ""  # the broker closed our channel for a permission
         self._up_since = 0.0
+        self._hosts = connect.Hosts()  # which of the URL's broker hosts (a cluster's nodes) is next
+        self.node = ""  # HOST:PORT of the broker node reached, while connected
+        self.where = url  # the URL of that node (of a cluster's), else the whole URL: for status
 
     # -- connecting ------------------------------------------------------------------
-    def parameters(self) -> pika.URLParameters:
-        """pika's parameters for this link; a fatal LinkError when its URL cannot be used."""
+    def parameters(self) -> list[pika.URLParameters]:
+        """pika's parameters for each broker host; a fatal LinkError when the URL cannot be used."""
         try:
             return connect.parameters(self.url, heartbeat=self.heartbeat, name=f"gce endpoint {self.endpoint_id}")
         except connect.UnusableUrl as e:
@@ -98,7 +101,7 @@ class EndpointLink:
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future = loop.create_future()
-        params = self.parameters()
+        params = self._hosts.pick(self.parameters())
         self._lost = asyncio.Event()
 
         def on_open_error(_c: Any, exc: BaseException) -> None:
@@ -120,12 +123,14 @@ class EndpointLink:
             await asyncio.wait_for(opened, timeout=20)
         except asyncio.TimeoutError:
             self._abort()
-            raise LinkError(f"the broker at {redact(self.url)} did not answer within 20 s") from None
+            raise LinkError(f"the broker node {connect.node(params)} did not answer within 20 s") from None
         try:
             await self._setup_channel()
         except LinkError:
             self._abort()
             raise
+        self.node, self.where = connect.node(params), urls.hosts(self.url)[self._hosts.index]
+        self._hosts.reached()
 
     def _abort(self) -> None:
         if self._conn is not None:
@@ -210,7 +215,12 @@ class EndpointLink:
                 if self._closing:  # close() ended the attempt: nothing failed
                     return
                 self.last_error = str(e)
-                if (e.fatal and not ever) or (first_failure_fatal and not ever):
+                if e.fatal and not ever:
+                    raise
+                if not self._hosts.failed():  # the URL lists another broker node: try it at once
+                    log.warning("%s; trying the next broker node", e)
+                    continue
+                if first_failure_fatal and not ever:
                     raise
                 delay = connect.reconnect_delay(attempt)
                 attempt += 1
@@ -220,13 +230,15 @@ class EndpointLink:
             ever, attempt, self._ever = True, 0, True
             self.connected, self.last_error = True, ""
             self._up_since = asyncio.get_running_loop().time()
-            log.info("connected to the broker at %s as %r", redact(self.url), self.user)
+            log.info("connected to the broker node %s of %s as %r", self.node, redact(self.url), self.user)
             self.on_connected()
             assert self._lost is not None
             await self._lost.wait()
             refused, self._refused_close = self._refused_close, ""
+            self.node, self.where = "", self.url
             if self._closing:
                 continue
+            self._hosts.failed()  # the node that dropped us may be going down: reconnect to the next one
             if not refused:
                 log.warning("lost the broker connection (%s); reconnecting", self.last_error)
                 continue

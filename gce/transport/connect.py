@@ -36,20 +36,60 @@ class UnusableUrl(ValueError):
     often a piece of the password, or are a bare TypeError. str() says why, password redacted."""
 
 
-def parameters(url: str, *, heartbeat: int, name: str) -> pika.URLParameters:
-    """pika's parameters for URL; NAME shows in the broker's connection list. UnusableUrl when the
-    URL cannot be used, said in words that never quote its password."""
+def parameters(url: str, *, heartbeat: int, name: str) -> list[pika.URLParameters]:
+    """pika's parameters for each broker host URL lists (urls.hosts), in its order; NAME shows
+    in the broker's connection list. UnusableUrl when the URL cannot be used, said in words
+    that never quote its password."""
     why = urls.problem(url) or urls.no_password(url)
     if why:
         raise UnusableUrl(f"the broker URL {urls.redact(url)} cannot be used: {why}")
     import pika
 
-    params = pika.URLParameters(url)
-    params.heartbeat = heartbeat
-    params.connection_attempts = 1  # each link retries by itself, after reconnect_delay
-    params.socket_timeout = SOCKET_TIMEOUT
-    params.client_properties = {"connection_name": name}
-    return params
+    listed = []
+    for one in urls.hosts(url):
+        params = pika.URLParameters(one)
+        params.heartbeat = heartbeat
+        params.connection_attempts = 1  # each link retries by itself: the next host, or after reconnect_delay
+        params.socket_timeout = SOCKET_TIMEOUT
+        params.client_properties = {"connection_name": name}
+        listed.append(params)
+    return listed
+
+
+def node(params: pika.ConnectionParameters) -> str:
+    """HOST:PORT of the broker node PARAMS reach, for status and logs."""
+    host = f"[{params.host}]" if ":" in params.host else params.host
+    return f"{host}:{params.port}"
+
+
+class Hosts:
+    """Which of a URL's N broker hosts a link connects to next.
+
+    A cluster's nodes each serve the same vhost, so a host that refuses or drops the connection
+    is followed at once by the next one; only when every host failed in a row does the link
+    wait (reconnect_delay) before another round. A lost connection also moves on, since the
+    node that dropped it is likely the one going down.
+    """
+
+    def __init__(self, count: int = 1) -> None:
+        self.count, self.index, self._failed = count, 0, 0
+
+    def pick(self, listed: list) -> Any:
+        self.count = len(listed)
+        self.index %= self.count
+        return listed[self.index]
+
+    def failed(self) -> bool:
+        """Move on to the next host; True when all of them failed in a row: wait before trying again."""
+        self.index = (self.index + 1) % max(self.count, 1)
+        self._failed += 1
+        if self._failed >= self.count:
+            self._failed = 0
+            return True
+        return False
+
+    def reached(self) -> None:
+        self._failed = 0
 
 
 def reconnect_delay(attempt: int) -> float:

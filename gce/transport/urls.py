@@ -31,7 +31,9 @@ def has_password(url: str) -> bool:
 
 # host:PORT, PORT being anything up to the path; digits and the punctuation of a text around
 # a URL ("(see http://h:15672)") are a port, anything else may be a password (see `redact`)
-_NOT_A_PORT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@\[\]:]*:)(?![0-9]*[)\]}>.,;:'\"]*(?:[/?#]|$))"
+# (a cluster's further "host:port" after a comma are no password either)
+_NOT_A_PORT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@\[\]:]*:)"
+                         r"(?![0-9]*(?:,[A-Za-z0-9.\-\[\]:]+)*[)\]}>.,;:'\"]*(?:[/?#]|$))"
                          r"([^/?#]+)(.*)$", re.S)
 
 
@@ -59,12 +61,48 @@ def redact_all(text: str) -> str:
     return _URL.sub(lambda m: redact(m.group(0)), text)
 
 
+def hosts(url: str) -> list[str]:
+    """URL once per broker host it lists, in its order.
+
+    A RabbitMQ cluster is one URL whose hosts are separated by commas, sharing the account,
+    the vhost and the options: amqps://USER:PASS@h1:5671,h2:5671,h3:5671/VHOST gives
+    [amqps://USER:PASS@h1:5671/VHOST, amqps://USER:PASS@h2:5671/VHOST, ...]. One key in the
+    config and in $GCE_BROKER_URL, and the form other AMQP clients (Celery, Kombu) read too.
+    """
+    scheme_end = url.find("//")
+    if scheme_end < 0:
+        return [url]
+    parts = _userinfo_split(url)
+    start = len(parts[0]) + len(parts[1]) + 1 if parts else scheme_end + 2
+    end = next((i for i in range(start, len(url)) if url[i] in "/?#"), len(url))
+    listed = url[start:end].split(",")
+    if len(listed) == 1:
+        return [url]
+    return [url[:start] + host + url[end:] for host in listed]
+
+
+def host_port(url: str) -> str:
+    """HOST:PORT of a one-host URL (the AMQP port when it names none): the node a link reached."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port or (5671 if parts.scheme.lower() == 'amqps' else 5672)}"
+
+
 def problem(url: str, schemes: tuple[str, ...] = ("amqp", "amqps")) -> str | None:
     """Why URL cannot be used, in words that never quote any part of it; None when it can.
 
     A URL parser's own errors quote what they could not parse, and that is often a piece of
     the password: "amqp://u:ab/cd@host" splits at the '/' and makes "ab" the port.
     """
+    listed = hosts(url)
+    if len(listed) > 1:
+        for n, one in enumerate(listed, 1):
+            why = problem(one, schemes)
+            if why:
+                return f"{why} (host {n} of the {len(listed)} it lists, separated by commas)"
+        return None
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         return "it contains a space or a control character (percent-encode them, e.g. %20)"
     try:

@@ -35,6 +35,9 @@ PLANTED = [
      "broker.url: its user name or password holds a '/', '?' or '#': percent-encode it (%2F, %3F, %23)"),
     (f'broker: {{url: "amqp://127.0.0.1:{PASSWORD}/gce"}}\n' + ENGINE,
      "broker.url: its port is not a number from 0 to 65535"),
+    # a cluster's URL lists its nodes separated by commas: each is checked
+    (f'broker: {{url: "amqps://ep:{PASSWORD}@n1:5671,n2:{PASSWORD}/gce"}}\n' + ENGINE,
+     "broker.url: its port is not a number from 0 to 65535 (host 2 of the 2 it lists, separated by commas)"),
     (f'broker: {{url: "amqp://ep:{PASSWORD}@[::1/gce"}}\n' + ENGINE,
      "broker.url: it is not a URL gce can read: a '[' or ']' is out of place (percent-encode one in a password: "
      "%5B, %5D)"),
@@ -105,6 +108,7 @@ def test_a_loaded_config_keeps_its_broker_url_out_of_its_repr(gce_home):
 
 @pytest.mark.parametrize("url", [
     "amqp://ep:p%40ss%2Fw0rd@broker.example.org:5671/gce?heartbeat=5",
-    "amqps://broker.example.org/gce", "amqp://ep:@[::1]:5672/gce", "amqp://ep:pw@h"])
+    "amqps://broker.example.org/gce", "amqp://ep:@[::1]:5672/gce", "amqp://ep:pw@h",
+    "amqps://ep:pw@n1.example.org:5671,n2.example.org:5671,n3.example.org:5671/gce"])
 def test_usable_urls_pass(url):
     model.validate({"broker": {"url": url}, "engine": {"type": "ThreadPoolEngine"}}, "t")

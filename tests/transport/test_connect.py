@@ -15,7 +15,7 @@ URL = "amqp://alice:pw@broker.example:5673/gce"
 
 
 def test_the_parameters_carry_the_heartbeat_the_timeout_and_the_name():
-    params = connect.parameters(URL, heartbeat=17, name="gce test")
+    [params] = connect.parameters(URL, heartbeat=17, name="gce test")
     assert (params.host, params.port, params.virtual_host, params.credentials.username) == (
         "broker.example", 5673, "gce", "alice")
     assert params.heartbeat == 17
@@ -25,10 +25,10 @@ def test_the_parameters_carry_the_heartbeat_the_timeout_and_the_name():
 
 
 def test_the_sdk_and_the_endpoint_ask_pika_for_the_same():
-    sdk = connection_parameters(URL, 30, "gce sdk q")
+    [sdk] = connection_parameters(URL, 30, "gce sdk q")
     link = EndpointLink(url=URL, endpoint_id="e" * 32, heartbeat=30, on_delivery=print, on_connected=print,
                         on_disconnected=print)
-    endpoint = link.parameters()
+    [endpoint] = link.parameters()
     assert sdk.socket_timeout == endpoint.socket_timeout == connect.SOCKET_TIMEOUT
     assert sdk.connection_attempts == endpoint.connection_attempts == 1
     assert (sdk.heartbeat, endpoint.heartbeat) == (30, 30)
@@ -56,3 +56,24 @@ def test_the_reconnect_delay_doubles_from_half_a_second_to_half_a_minute_with_ji
     assert min(first) >= 0.25 and max(first) <= 0.75 and len(set(first)) > 1
     assert all(1.0 <= connect.reconnect_delay(2) <= 3.0 for _ in range(50))
     assert all(15.0 <= connect.reconnect_delay(n) <= 45.0 for n in (6, 10, 10_000))
+
+
+def test_a_cluster_url_gives_parameters_for_each_node_in_its_order():
+    listed = connect.parameters("amqps://alice:pw@n1:5671,n2,n3:5000/gce", heartbeat=17, name="gce test")
+    assert [connect.node(p) for p in listed] == ["n1:5671", "n2:5671", "n3:5000"]
+    assert {(p.virtual_host, p.credentials.username, p.credentials.password, p.heartbeat) for p in listed} == {
+        ("gce", "alice", "pw", 17)}
+
+
+def test_the_next_node_is_tried_at_once_and_a_round_of_failures_waits():
+    hosts = connect.Hosts()
+    assert hosts.pick(["a", "b", "c"]) == "a"
+    assert hosts.failed() is False and hosts.pick(["a", "b", "c"]) == "b"  # b at once
+    assert hosts.failed() is False and hosts.pick(["a", "b", "c"]) == "c"
+    assert hosts.failed() is True and hosts.pick(["a", "b", "c"]) == "a"  # all three failed: wait, then a
+    hosts.failed()
+    hosts.reached()  # b answered: the count of failures in a row starts again
+    assert hosts.pick(["a", "b", "c"]) == "b"
+    assert [hosts.failed(), hosts.failed(), hosts.failed()] == [False, False, True]
+    one = connect.Hosts()
+    assert one.pick(["only"]) == "only" and one.failed() is True  # one host: every failure waits, as before

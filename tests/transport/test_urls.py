@@ -67,3 +67,36 @@ def test_no_password(url, why):
     assert urls.no_password(url) == (None if why is None else
                                      "it names a user but no password: write amqp://USER:PASSWORD@HOST/VHOST "
                                      "(percent-encoded)")
+
+
+# A cluster: one URL, its hosts separated by commas, sharing the account, the vhost and the options.
+def test_a_cluster_url_is_one_url_per_host():
+    assert urls.hosts("amqps://ep:s3cret@h1:5671,h2:5671,h3/gce?heartbeat=5") == [
+        "amqps://ep:s3cret@h1:5671/gce?heartbeat=5", "amqps://ep:s3cret@h2:5671/gce?heartbeat=5",
+        "amqps://ep:s3cret@h3/gce?heartbeat=5"]
+    assert urls.hosts("amqp://h1,[::1]:5673/gce") == ["amqp://h1/gce", "amqp://[::1]:5673/gce"]
+    assert urls.hosts("amqp://ep:a,b@h/gce") == ["amqp://ep:a,b@h/gce"]  # a comma in the password is no host
+    assert urls.hosts("amqp://ep:pw@h:5672/gce") == ["amqp://ep:pw@h:5672/gce"]
+    assert [urls.host_port(u) for u in urls.hosts("amqps://h1,h2:5000/gce")] == ["h1:5671", "h2:5000"]
+
+
+@pytest.mark.parametrize("url, redacted", [
+    ("amqps://ep:s3cret@h1:5671,h2:5671,h3:5671/gce", "amqps://ep:***@h1:5671,h2:5671,h3:5671/gce"),
+    ("amqp://ep:s3,cr@t@h1,h2/gce", "amqp://ep:***@h1,h2/gce"),
+    ("amqp://h1:5672,h2:5672/gce", "amqp://h1:5672,h2:5672/gce"),  # no password: nothing hidden
+    ("amqp://h1:5672,[::1]:5673", "amqp://h1:5672,[::1]:5673"),
+    ("amqp://alice:s3cret/gce", "amqp://alice:***/gce"),
+])
+def test_redact_a_cluster_url(url, redacted):
+    assert urls.redact(url) == redacted
+    assert urls.redact_all(f"connecting to {url} now") == f"connecting to {redacted} now"
+
+
+@pytest.mark.parametrize("url, why", [
+    ("amqps://ep:s3cret@h1:5671,h2:5671,h3:5671/gce", None),
+    ("amqp://ep:s3cret@h1,,h3/gce", "it names no host (host 2 of the 3 it lists, separated by commas)"),
+    ("amqp://ep:s3cret@h1:5672,h2:s3cret/gce",
+     "its port is not a number from 0 to 65535 (host 2 of the 2 it lists, separated by commas)"),
+])
+def test_each_host_of_a_cluster_url_is_checked(url, why):
+    assert urls.problem(url) == why
