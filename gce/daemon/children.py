@@ -69,7 +69,8 @@ class UepChild:
         self.config_digest: str | None = None  # of the config it was made from (gce.daemon.freshness)
         self.python = ""
         self.in_flight: dict[str, int] = {}  # task_id -> attempts so far
-        self.queued: list[str] = []  # tasks waiting for this UEP to be running
+        self.queued: deque[str] = deque()  # tasks for it, waiting for it to run or for room in its window
+        self.window = 1  # tasks it may hold at once (gce.daemon.dispatch): its READY frame says
         self.active_at = time.monotonic()  # last time a task was given to it or answered by it
         self.started_at = 0.0
         self.fatal_at = 0.0

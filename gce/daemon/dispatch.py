@@ -13,6 +13,7 @@ import logging
 import os
 import pwd
 import time
+from collections import deque
 from typing import Any, Callable
 
 from gce.config.model import EndpointConfig
@@ -28,6 +29,8 @@ from gce.transport import frames
 from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, TaskHeaders, failure
 
 log = logging.getLogger(__name__)
+DEFAULT_WINDOW = 256  # tasks in flight at a user endpoint that names no window of its own
+MAX_WINDOW = 10_000
 
 
 def own_account() -> tuple[str, int]:
@@ -37,6 +40,15 @@ def own_account() -> tuple[str, int]:
         return pwd.getpwuid(uid).pw_name, uid
     except KeyError:  # a uid without a passwd entry (a container's, say)
         return str(uid), uid
+
+
+def window_of(ready: dict[str, Any]) -> int:
+    """How many tasks a user endpoint asks to hold at once (its READY frame's ``window``), within
+    what the manager will buffer for one: a user endpoint is trusted only with its own tasks."""
+    window = ready.get("window")
+    if isinstance(window, bool) or not isinstance(window, int):
+        return DEFAULT_WINDOW
+    return max(1, min(window, MAX_WINDOW))
 
 
 def _stopped_for(violation: str) -> str:
@@ -80,12 +92,15 @@ class Dispatcher:
         try:
             self._route(task_id, body)
         except Exception as e:
-            log.exception("dispatching task %s failed", task_id)
-            try:
-                self._finish_with_error(task_id, ErrorCode.INTERNAL, f"the endpoint could not dispatch this task "
-                                        f"({type(e).__name__}; the endpoint's log says more)")
-            except Exception:
-                log.exception("answering task %s failed too", task_id)
+            self._not_dispatched(task_id, e)
+
+    def _not_dispatched(self, task_id: str, e: Exception) -> None:
+        log.error("dispatching task %s failed", task_id, exc_info=e)
+        try:
+            self._finish_with_error(task_id, ErrorCode.INTERNAL, f"the endpoint could not dispatch this task "
+                                    f"({type(e).__name__}; the endpoint's log says more)")
+        except Exception:
+            log.exception("answering task %s failed too", task_id)
 
     def _route(self, task_id: str, body: bytes | None) -> None:
         if self.stop_event.is_set():
@@ -106,8 +121,26 @@ class Dispatcher:
             elif uep.state is UepState.FATAL:
                 self._fail_queued(uep)
             return
+        self._refill(uep)  # older tasks first
+        if uep.queued or len(uep.in_flight) >= uep.window:  # it stays spooled until results come back
+            uep.queued.append(task_id)
+            return
+        self._send(uep, task_id, body)
+
+    def _refill(self, uep: UepChild) -> None:
+        """Flow control: send UEP the tasks queued for it, oldest first, while fewer than its window
+        are in flight there. The rest waits in the spool, on disk: only its id is in memory."""
+        while uep.queued and len(uep.in_flight) < uep.window and uep.state is UepState.RUNNING \
+                and not self.renewals.renewing(uep):
+            task_id = uep.queued.popleft()
+            try:
+                self._send(uep, task_id, None)
+            except Exception as e:
+                self._not_dispatched(task_id, e)
+
+    def _send(self, uep: UepChild, task_id: str, body: bytes | None) -> None:
         entry = self.spool.entries.get(task_id)
-        if entry is None:
+        if entry is None:  # answered meanwhile
             return
         if body is None:
             body = self.spool.body(task_id)
@@ -160,7 +193,7 @@ class Dispatcher:
                 self.dispatch(tid)
 
     def _fail_queued(self, uep: UepChild) -> None:
-        queued, uep.queued = uep.queued, []
+        queued, uep.queued = uep.queued, deque()
         code = uep.fatal_code or ErrorCode.ENDPOINT_FAILED
         for tid in queued:
             self._finish_with_error(tid, code, f"the user endpoint could not start: {uep.reason}")
@@ -258,8 +291,10 @@ class Dispatcher:
             if traceback and rh.status == "failed":
                 self.events.traceback(rh.task_id, traceback)
             self.answer(rh, body)
+            self._refill(uep)
         elif kind == frames.READY:
-            queued, uep.queued = uep.queued, []
+            uep.window = window_of(header)
+            queued, uep.queued = uep.queued, deque()
             for tid in queued:
                 self.dispatch(tid)
 
@@ -276,6 +311,7 @@ class Dispatcher:
 
     def on_exit(self, uep: UepChild, reason: str) -> None:
         lost, uep.in_flight = uep.in_flight, {}
+        again: list[str] = []  # run again before the tasks that never left the spool: they are older
         for tid, attempts in lost.items():
             if uep.violation:  # its own tasks made it break the protocol: running them again would too
                 self._finish_with_error(tid, ErrorCode.ENDPOINT_FAILED, _stopped_for(uep.violation))
@@ -283,7 +319,8 @@ class Dispatcher:
                 self._finish_with_error(tid, ErrorCode.WORKER_LOST, f"{reason} while running this task "
                                         f"({attempts} attempt{'s' if attempts > 1 else ''})")
             else:
-                uep.queued.append(tid)
+                again.append(tid)
+        uep.queued.extendleft(reversed(again))
         if uep.state is UepState.FATAL:
             self._fail_queued(uep)
         elif uep.state is UepState.BACKOFF and not self.stop_event.is_set():

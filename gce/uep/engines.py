@@ -138,6 +138,10 @@ class HighThroughputEngine(Engine):
         self._drain()
         return outer
 
+    @property
+    def capacity(self) -> int:
+        return self.slots * BATCH_MAX_TASKS  # each parsl task may be a batch
+
     def _longer_than_blocks(self, resource_spec: dict) -> TaskRefused | None:
         """The answer to a task whose time limit is longer than a whole block's walltime: no block
         could ever run it to its end. None for any other task."""

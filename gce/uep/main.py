@@ -213,7 +213,8 @@ class UserEndpoint:
                                                f"{type(e).__name__}: {e}"})
             return 1
         self.send_frame(frames.READY, {"pid": os.getpid(), "python": platform.python_version(),
-                                 "engine": self.engine.type, "status": self.engine.status()})
+                                 "engine": self.engine.type, "status": self.engine.status(),
+                                 "window": self.engine.window()})
         log.info("user endpoint ready: %s engine, Python %s", self.engine.type, platform.python_version())
         threading.Thread(target=self._reporter, name="uep-status", daemon=True).start()
         threading.Thread(target=self.deadlines.watch, args=(self.stopping,), name="uep-limits", daemon=True).start()

@@ -69,6 +69,14 @@ def versions() -> dict[str, str | None]:
     return {"python": platform.python_version(), "parsl": parsl, "gce": gce_version}
 
 
+# A user endpoint holds at most WINDOW_PER_SLOT times the tasks its workers take at once (and
+# no fewer than MIN_WINDOW): its manager keeps the rest of a backlog spooled on disk and sends
+# more as results come back (gce.daemon.dispatch), so a million waiting tasks cost the user
+# endpoint no more memory than a few hundred.
+WINDOW_PER_SLOT = 4
+MIN_WINDOW = 64
+
+
 class Engine:
     type = "Engine"
     # What became of a task the user endpoint answered TIMEOUT itself, its worker having said nothing.
@@ -91,6 +99,15 @@ class Engine:
 
     def start(self) -> None:
         raise NotImplementedError
+
+    @property
+    def capacity(self) -> int:
+        """How many tasks its workers take at once, once started."""
+        return 1
+
+    def window(self) -> int:
+        """How many tasks its manager may have sent it and not had answered (see WINDOW_PER_SLOT)."""
+        return max(MIN_WINDOW, WINDOW_PER_SLOT * self.capacity)
 
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
         raise NotImplementedError
@@ -151,6 +168,10 @@ class _LocalPoolEngine(Engine):
     @property
     def workers(self) -> int:
         return int(self.options.get("max_workers") or os.cpu_count() or 1)
+
+    @property
+    def capacity(self) -> int:
+        return self.workers
 
     def status(self) -> dict[str, Any]:
         s = super().status()

@@ -69,7 +69,7 @@ def test_a_personal_endpoints_task_waits_for_its_one_uep_then_runs_there(rig):
         assert d.unrouted == ["t-1"]  # no UEP yet: it waits for the endpoint to be ready
         uep = d.personal_uep()
         d.route_unrouted()
-        assert uep.queued == ["t-1"]
+        assert list(uep.queued) == ["t-1"]
         await settle(lambda: uep.state is UepState.STARTING)  # a stopped UEP is started for it
         proc = rig.os.processes[0]
         proc.say(frames.READY, {"python": "3.11.2"})
