@@ -22,6 +22,7 @@ from concurrent.futures import Future, wait
 from typing import Any, Callable
 
 from gce.sdk import serialize
+from gce.sdk.condition import SharedLockCondition
 from gce.sdk.amqp import Link
 from gce.sdk.errors import TaskOutput, outcome_and_output, resolve, waited_too_long
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Task ids remembered after completion, to drop duplicate results (at-least-once delivery).
 COMPLETED_MEMORY = 100_000
+NO_OUTPUT = TaskOutput()  # frozen: every task shares it until its result says what it printed
 # How long interpreter exit waits for submitted tasks to reach the broker.
 EXIT_FLUSH_SECONDS = 30.0
 
@@ -46,11 +48,16 @@ class TaskFuture(Future):
     ``task_output()`` is what the function printed.
     """
 
-    def __init__(self, task_id: str, endpoint_status: Callable[[], dict] | None = None) -> None:
+    def __init__(self, task_id: str, endpoint_status: Callable[[str | None], dict] | None = None,
+                 endpoint_id: str | None = None) -> None:
         super().__init__()
+        # An outstanding task costs well under 1 KiB (tests/sdk/test_memory.py): the condition
+        # shares one lock with the others, and nothing else is kept per task but its id.
+        self._condition = SharedLockCondition()
         self.task_id = task_id
-        self._endpoint_status = endpoint_status
-        self._output = TaskOutput()  # set before the result, from the same message
+        self._endpoint_status = endpoint_status  # one bound method for all of an Executor's tasks
+        self._endpoint_id = endpoint_id
+        self._output = NO_OUTPUT  # set before the result, from the same message
 
     def task_output(self, timeout: float | None = None) -> TaskOutput:
         """What the function printed: ``.stdout`` and ``.stderr``, the end of each (see TaskOutput).
@@ -62,7 +69,7 @@ class TaskFuture(Future):
         return self._output
 
     def _timed_out(self, timeout: float | None) -> TimeoutError:
-        status = self._endpoint_status() if self._endpoint_status is not None else {}
+        status = self._endpoint_status(self._endpoint_id) if self._endpoint_status is not None else {}
         return waited_too_long(self.task_id, timeout, status)
 
     def result(self, timeout: float | None = None) -> Any:
@@ -115,6 +122,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._pending: dict[str, TaskFuture] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
         self._shutdown = False
+        self._status_of, self._forget = self._endpoint_status, self._forget_if_cancelled  # bound once, not per task
         self._link = Link(url, self.result_queue, queue_expires_ms=names.EXECUTOR_QUEUE_EXPIRES_MS,
                           heartbeat=amqp_heartbeat, prefetch=1000, on_result=self._on_result,
                           on_publish_failed=self._on_publish_failed, on_fatal=self._on_fatal)
@@ -195,10 +203,10 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
             user_endpoint_config=self._uec, resource_specification=self._task_spec(),
             max_payload_bytes=self.max_payload_bytes, function_name=name)
-        fut = TaskFuture(task_id, lambda: self._endpoint_status(endpoint_id))
+        fut = TaskFuture(task_id, self._status_of, endpoint_id)
         with self._lock:
             self._pending[task_id] = fut
-        fut.add_done_callback(self._forget_if_cancelled)
+        fut.add_done_callback(self._forget)
         self._link.publish_task(Outgoing(task_id, endpoint_id, body, props, fut))
         return fut
 
