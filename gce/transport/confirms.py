@@ -7,7 +7,6 @@ nack. A new channel numbers from 1 again, so what still waits on the old one is 
 
 from __future__ import annotations
 
-from itertools import takewhile
 from typing import Any, Generic, TypeVar
 
 from pika.spec import Basic
@@ -18,6 +17,7 @@ T = TypeVar("T")
 class Confirms(Generic[T]):
     def __init__(self) -> None:
         self._seq = 0
+        self._first = 1  # no publish numbered below this waits any more
         self.waiting: dict[int, T] = {}  # by publish number: in order
 
     def published(self, item: T | None = None) -> None:
@@ -29,11 +29,19 @@ class Confirms(Generic[T]):
     def settle(self, frame: Any) -> tuple[list[T], bool]:
         """What the confirm FRAME settles, and whether the broker took it (ack) or not (nack)."""
         m = frame.method
-        tags = list(takewhile(lambda t: t <= m.delivery_tag, self.waiting)) if m.multiple else [m.delivery_tag]
-        return [self.waiting.pop(t) for t in tags if t in self.waiting], isinstance(m, Basic.Ack)
+        last = min(int(m.delivery_tag), self._seq)
+        # Looked up by number, never by walking the dict from its start: a walk passes every entry
+        # deleted since the dict last resized, which a burst of a million publishes makes quadratic.
+        tags = range(self._first, last + 1) if m.multiple else (m.delivery_tag,)
+        settled = [self.waiting.pop(t) for t in tags if t in self.waiting]
+        if m.multiple:
+            self._first = max(self._first, last + 1)
+        while self._first <= self._seq and self._first not in self.waiting:  # each number passed once
+            self._first += 1
+        return settled, isinstance(m, Basic.Ack)
 
     def new_channel(self) -> list[T]:
         """The channel is gone: numbering starts again; what waited on it comes back, in order."""
-        self._seq = 0
+        self._seq, self._first = 0, 1
         left, self.waiting = list(self.waiting.values()), {}
         return left

@@ -29,3 +29,31 @@ def test_a_new_channel_numbers_from_one_and_gives_back_what_waited_in_order():
     assert c.new_channel() == ["a", "b"] and c.waiting == {}
     c.published("x")
     assert c.settle(_frame(Basic.Ack(delivery_tag=1, multiple=False))) == (["x"], True)
+
+
+class _Walked(dict):
+    """A dict that counts the walks over it from its start."""
+
+    walks = 0
+
+    def __iter__(self):
+        _Walked.walks += 1
+        return super().__iter__()
+
+
+def test_settling_never_walks_the_waiting_publishes_from_the_oldest():
+    """A walk over a dict passes every entry deleted since it last resized: settled from the front
+    while a burst of publishes waits, a walk per confirm made a million tasks quadratic."""
+    c: Confirms[int] = Confirms()
+    c.waiting = _Walked()
+    for i in range(1, 10_001):
+        c.published(i if i % 7 else None)  # some publishes wait for nothing
+    settled: list[int] = []
+    for tag in range(50, 10_001, 50):
+        got, acked = c.settle(_frame(Basic.Ack(delivery_tag=tag, multiple=True)))
+        settled += got
+        if tag % 1000 == 0:  # single acks, of the next one and of one further on
+            settled += c.settle(_frame(Basic.Ack(delivery_tag=tag + 1, multiple=False)))[0]
+            settled += c.settle(_frame(Basic.Nack(delivery_tag=tag + 40, multiple=False)))[0]
+    assert sorted(settled) == [i for i in range(1, 10_001) if i % 7] and not c.waiting
+    assert _Walked.walks == 0
