@@ -11,6 +11,7 @@ The multi-user rows (mu-cold, mu-rtt, mu-idle, mu-concurrent: bench/multiuser.py
 The rows of watching endpoints (monitor-once, watching, monitor-live) are in bench/watching.py.
 Output capture on vs off (capture-throughput, capture-rtt) is bench/capture.py; the failing-block
 breaker against raw parsl (breaker, about 2.5 minutes, not run unless named) is bench/breaker.py.
+Celery and the bare pika echo on the same broker (celery-rtt, celery-throughput, pika-echo) are bench/amqp_peers.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import multiuser  # noqa: E402 - bench/ is the script's directory
 import watching  # noqa: E402
 import breaker  # noqa: E402
 import capture  # noqa: E402
+import amqp_peers  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / ".peers"
 WORKERS = 2
@@ -250,7 +252,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload,"
-                    + ",".join(watching.NAMES + multiuser.NAMES + capture.NAMES))
+                    + ",".join(watching.NAMES + multiuser.NAMES + capture.NAMES
+                                      + amqp_peers.NAMES))
     args = ap.parse_args()
     only = set(args.only.split(","))
     rows: list[Row] = []
@@ -284,6 +287,7 @@ def main() -> int:
                 add_row("start --detach to first result (vs raw HTEX, parsl defaults)", "s",
                           *bench_cold(max(1, args.rounds // 2), s), 0.4, False)
             watching.run(only, args.rounds, s, add_row, rows)
+            amqp_peers.run(only, args.rounds, s, WORKERS, add_row, rows)
             multiuser.run(only, args.rounds, s, peer_gc_endpoint, add_row, rows)
             capture.run(only, args.rounds, s, add_row, rows)
             breaker.run(only, args.rounds, s, add_row, rows)  # about 2.5 min: only with --only breaker
