@@ -26,7 +26,9 @@ import pytest
 from gce import __version__
 from tests.systemd.container import Machine, MirrorUnreachable, ensure_rootfs, missing_tools
 
-pytestmark = [pytest.mark.slow]
+# The first test waits for the package: a build takes minutes on a busy machine, after any other
+# package build under way (tests/packaging/build.py builds one at a time).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PROJECT = Path(__file__).resolve().parents[2]
 RPM_DIR = PROJECT / "packaging" / "rpm"
@@ -268,6 +270,7 @@ def test_rpm_i_runs_post_which_applies_the_tmpfiles_and_loads_the_unit(machine):
     assert machine.run("gce version").stdout.startswith(f"gce {__version__}")
 
 
+@pytest.mark.broker
 def test_enable_on_boot_starts_the_shipped_unit_which_runs_a_task(machine, broker, site, by_value):
     from gce.commands.broker import set_yaml_key
 
@@ -288,6 +291,7 @@ def test_enable_on_boot_starts_the_shipped_unit_which_runs_a_task(machine, broke
     assert run_task(site) == ("/opt/gce", __version__, 0)
 
 
+@pytest.mark.broker
 def test_a_reinstall_stops_the_endpoint_before_the_new_files_and_starts_it_after(machine, site, by_value):
     """rpm -U --replacepkgs runs %pre as an upgrade does ($1 is 2): the upgrade's path, for real."""
     machine.run("rpm -U --replacepkgs --nodeps /srv/gce.rpm", timeout=300)
