@@ -25,6 +25,10 @@ from gce.transport import connect, names
 from gce.transport.confirms import Confirms
 
 log = logging.getLogger(__name__)
+# Tasks handed to the link and not yet confirmed by the broker, at most: publish_task (and so
+# submit()) waits beyond this, so a burst of a million submits holds the payloads (and pika's
+# frames) of this many tasks in memory, not of a million.
+MAX_UNSETTLED = 10_000
 
 
 class Link:
@@ -35,7 +39,8 @@ class Link:
         self.queue_expires_ms, self.heartbeat, self.prefetch = queue_expires_ms, heartbeat, prefetch
         self._on_result, self._on_publish_failed, self._on_fatal = on_result, on_publish_failed, on_fatal
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)  # notified when nothing waits for a confirm
+        # Notified when nothing waits for a confirm, and when there is room again under MAX_UNSETTLED.
+        self._idle = threading.Condition(self._lock)
         self._outgoing: deque[Outgoing] = deque()
         self._unsettled = 0  # queued + published-but-unconfirmed
         self._wake_pending = self._ready = self._closing = self._delete_queue = False
@@ -67,6 +72,9 @@ class Link:
 
     def publish_task(self, item: Outgoing) -> None:
         with self._lock:
+            if threading.current_thread() is not self._thread:  # never waits for itself (a done callback)
+                self._idle.wait_for(lambda: self._unsettled < MAX_UNSETTLED or self.fatal is not None
+                                    or self._closing or not self._thread.is_alive())
             if self.fatal is not None:
                 raise self.fatal
             self._outgoing.append(item)
@@ -244,7 +252,7 @@ class Link:
     def _settle(self, item: Outgoing, failure: Exception | None = None) -> None:
         with self._lock:
             self._unsettled -= 1
-            if self._unsettled <= 0:
+            if self._unsettled <= 0 or self._unsettled == MAX_UNSETTLED - 1:
                 self._idle.notify_all()
         if failure is not None:
             self._on_publish_failed(item, failure)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import secrets
+import threading
+import time
 import tracemalloc
 import uuid
 
@@ -57,3 +59,32 @@ def test_an_outstanding_task_costs_the_sdk_at_most_1_kib(broker):
         assert all(f.cancelled() for f in warm + futures)
     finally:
         broker.ctl("delete_vhost", vhost, check=False)
+
+
+def double(x):
+    return 2 * x
+
+
+def test_a_burst_of_submits_waits_while_the_broker_has_not_confirmed_max_unsettled_tasks(sdk_broker, gce_home,
+                                                                                         monkeypatch):
+    """Else the payloads of a burst pile up in the SDK unsent: a million of them at once."""
+    from gce.sdk import amqp
+
+    monkeypatch.setattr(amqp, "MAX_UNSETTLED", 50)
+    with Executor(endpoint_id=sdk_broker.endpoint_id, broker_url=sdk_broker.user_url) as ex:
+        assert ex.submit(double, 1).result(timeout=60) == 2
+        gate, stalled = threading.Event(), threading.Event()
+        # The link's thread stops here: nothing is published or confirmed until the gate opens.
+        ex._link._conn.ioloop.add_callback_threadsafe(lambda: stalled.set() or gate.wait(30))
+        assert stalled.wait(10)
+        futures: list = []
+        submitter = threading.Thread(target=lambda: futures.extend(ex.submit(double, i) for i in range(200)))
+        submitter.start()
+        deadline = time.monotonic() + 10
+        while len(ex._pending) < 51 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        submitter.join(0.5)
+        assert submitter.is_alive() and len(ex._pending) == 51  # 50 wait for the broker, the 51st submit waits
+        gate.set()
+        submitter.join(30)
+        assert [f.result(timeout=60) for f in futures] == [2 * i for i in range(200)]
