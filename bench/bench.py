@@ -11,7 +11,8 @@ The multi-user rows (mu-cold, mu-rtt, mu-idle, mu-concurrent: bench/multiuser.py
 The rows of watching endpoints (monitor-once, watching, monitor-live) are in bench/watching.py.
 Output capture on vs off (capture-throughput, capture-rtt) is bench/capture.py; the failing-block
 breaker against raw parsl (breaker, about 2.5 minutes, not run unless named) is bench/breaker.py.
-Celery and the bare pika echo on the same broker (celery-rtt, celery-throughput, pika-echo) are bench/amqp_peers.py.
+Celery and the bare pika echo on the same broker (celery-rtt, celery-throughput, pika-echo) are bench/amqp_peers.py;
+an endpoint whose engine is a local process pool (process-rtt) is bench/local_engine.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import watching  # noqa: E402
 import breaker  # noqa: E402
 import capture  # noqa: E402
 import amqp_peers  # noqa: E402
+import local_engine  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / ".peers"
 WORKERS = 2
@@ -253,7 +255,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload,"
                     + ",".join(watching.NAMES + multiuser.NAMES + capture.NAMES
-                                      + amqp_peers.NAMES))
+                                      + amqp_peers.NAMES + local_engine.NAMES))
     args = ap.parse_args()
     only = set(args.only.split(","))
     rows: list[Row] = []
@@ -266,7 +268,7 @@ def main() -> int:
         raw = None
         try:
             s.start()
-            if only & {"rtt", "throughput", "payload"}:
+            if only & {"rtt", "throughput", "payload", *local_engine.NAMES}:
                 raw = RawHtex(str(Path(tmp) / "peer"))
             if "rtt" in only:
                 add_row("no-op round trip (vs raw HTEX)", "s", *bench_rtt(args.rounds, s, raw), 2.0, False)
@@ -276,6 +278,7 @@ def main() -> int:
             if "payload" in only:
                 add_row("10 MB argument + 10 MB result round trip (vs raw HTEX)", "s",
                           *bench_payload(args.rounds, s, raw), 3.0, False)
+            local_engine.run(only, args.rounds, s, raw, WORKERS, add_row, noop)
             if "idle" in only:
                 rss, cpu = idle_manager(s)
                 rows.append(("idle manager RSS", f"{rss:.1f} MiB", "-", "-", "≤ 40 MiB", rss <= 40))
