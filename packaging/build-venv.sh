@@ -39,7 +39,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%
 export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 export LC_ALL=C.UTF-8 TZ=UTC
 # pystemd's C: no debug info, which would name the random directory pip builds in (and so change
-# the build-id of every build); nothing to strip afterwards either.
+# the build-id of every build).
 export CFLAGS="-g0 -O2"
 umask 022
 
@@ -69,7 +69,10 @@ $python -m venv --without-pip "$venv"
 "$work/build/bin/pip" --python "$venv/bin/python" install -q --no-index --no-deps --no-compile \
     "$work"/wheels/*.whl "$work"/gce-wheel/*.whl
 missing=$("$work/build/bin/pip" --python "$venv/bin/python" check 2>&1) \
-    || die "$lock lacks a dependency: ${missing//$'\n'/; }" "make lock (then review the diff)"
+    || die "$lock lacks a dependency: ${missing//$'\n'/ }" "make lock (then review the diff)"
+# pip check knows gce's dependencies, not its systemd extra: enable-on-boot needs pystemd.
+compgen -G "$venv/lib/python3.11/site-packages/pystemd-*.dist-info" >/dev/null \
+    || die "$lock lacks a dependency: pystemd (gce's systemd extra) has no pin" "make lock (then review the diff)"
 rm -f "$venv"/bin/activate* "$venv"/bin/Activate.ps1
 rmdir "$venv/include/python3.11" "$venv/include"  # left empty: nothing here builds C against the venv
 
@@ -77,6 +80,37 @@ rmdir "$venv/include/python3.11" "$venv/include"  # left empty: nothing here bui
 find "$venv" -name direct_url.json -delete
 find "$venv" -path '*.dist-info/RECORD' -exec sed -i '/direct_url\.json,/d' {} +
 grep -rlZ --binary-files=without-match -F "$stage" "$stage" | xargs -0r sed -i "s|$stage/opt/gce|/opt/gce|g"
+# The bundled extension modules without their symbol tables (several wheels ship them unstripped;
+# pystemd's has no debug info to drop): smaller, and the same bytes on every build.
+find "$venv" -name '*.so' -type f -print0 | while IFS= read -r -d '' so; do
+    if readelf -S "$so" | grep ' \.symtab' >/dev/null; then strip --strip-unneeded "$so"; fi  # no -q: pipefail
+done
+# RECORD lists each installed file's hash: those of the scripts just rewritten, and of the
+# stripped libraries, are computed again (they named the stage's path before).
+"$venv/bin/python" -I -B - "$venv" <<'PY'
+import base64, hashlib, pathlib, sys
+site = next(pathlib.Path(sys.argv[1]).glob("lib/python3.*/site-packages"))
+for record in site.glob("*.dist-info/RECORD"):
+    rows = []
+    for row in record.read_text().splitlines():
+        name, digest, size = row.rsplit(",", 2)
+        path = site / name
+        if digest and path.is_file():
+            data = path.read_bytes()
+            digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            size = str(len(data))
+        rows.append(f"{name},{digest},{size}")
+    record.write_text("\n".join(rows) + "\n")
+PY
+# Every extension module still loads (stripped, and against this system's libraries).
+"$venv/bin/python" -I -B - "$venv" <<'PY' || die "a bundled extension module does not load" "the lines above say which"
+import importlib, pathlib, sys
+site = next(pathlib.Path(sys.argv[1]).glob("lib/python3.*/site-packages"))
+for so in sorted(site.rglob("*.so")):
+    parts = so.relative_to(site).parts
+    if not any(p.endswith(".libs") for p in parts):  # auditwheel's bundled libraries, not modules
+        importlib.import_module(".".join([*parts[:-1], parts[-1].split(".")[0]]))
+PY
 
 # 5. Bytecode: checked-hash pycs (valid whatever the files' times), named by their /opt/gce paths.
 find "$venv" -name __pycache__ -type d -prune -exec rm -rf {} +
