@@ -98,6 +98,15 @@ demo: venv broker
 bench: venv rabbitmq
 	$(VENV)/bin/python bench/bench.py
 
+# Both packages of this tree into dist/: make package [VERSION=1.2.3] (default: gce/__init__.py's).
+VERSION ?= $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' gce/__init__.py)
+# The venv's interpreter and what compiles pystemd, then the tools that pack each kind.
+PACKAGE_DEBS := python3.11 python3.11-venv python3.11-dev libsystemd-dev pkg-config gcc debhelper fakeroot rpm
+package:
+	@if ! dpkg -s $(PACKAGE_DEBS) >/dev/null 2>&1; then $(call apt_install,$(PACKAGE_DEBS)); fi
+	packaging/deb/build.sh $(VERSION) dist
+	if [ -f packaging/rpm/build.sh ]; then bash packaging/rpm/build.sh $(VERSION) dist; fi
+
 # packaging/requirements.lock pins every runtime dependency with the hash of the one file the
 # packages install (resolved as `make venv` would, held to the test extra's == pins).
 lock:

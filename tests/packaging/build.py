@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import gce
@@ -27,6 +28,7 @@ CACHE = Path(os.environ.get("GCE_TEST_CACHE", "/var/cache/gce-tests")) / "packag
 INPUTS = ("gce", "packaging", "man", "pyproject.toml", "README.md")
 BUILDERS = {"deb": "packaging/deb/build.sh", "rpm": "packaging/rpm/build.sh"}
 TIMEOUT = 900
+KEEP_DAYS = 2  # a package no test asked for in this long is removed (each is ~20 MB)
 
 
 class BuildFailed(RuntimeError):
@@ -58,6 +60,11 @@ def inputs_hash(kind: str, version: str, epoch: str) -> str:
     return h.hexdigest()
 
 
+def inputs_key(kind: str, version: str) -> str:
+    """The cache slot's name for this tree as it is now."""
+    return inputs_hash(kind, version, source_date_epoch())
+
+
 def build(kind: str, version: str, outdir: Path, epoch: str | None = None) -> Path:
     """Build afresh into OUTDIR (no cache) and return the package's path."""
     env = dict(os.environ, SOURCE_DATE_EPOCH=epoch or source_date_epoch())
@@ -70,6 +77,14 @@ def build(kind: str, version: str, outdir: Path, epoch: str | None = None) -> Pa
     return Path(lines[-1])
 
 
+def prune(keep: Path) -> None:
+    """Remove the packages of inputs that no test has asked for in KEEP_DAYS (the lock is held)."""
+    cutoff = time.time() - KEEP_DAYS * 86400
+    for old in CACHE.iterdir():
+        if old.is_dir() and old != keep and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def package(kind: str, version: str | None = None) -> Path:
     """The KIND package (deb or rpm) of this tree at VERSION (default gce.__version__), from the
     cache when its inputs were built before."""
@@ -79,7 +94,9 @@ def package(kind: str, version: str | None = None) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        prune(keep=slot)
         if (slot / ".built").is_file():  # written last: the name of the finished package
+            os.utime(slot)
             return slot / (slot / ".built").read_text()
         partial = CACHE / f"{slot.name}.{os.getpid()}.part"
         shutil.rmtree(partial, ignore_errors=True)
