@@ -13,6 +13,7 @@ Output capture on vs off (capture-throughput, capture-rtt) is bench/capture.py; 
 breaker against raw parsl (breaker, about 2.5 minutes, not run unless named) is bench/breaker.py.
 Celery and the bare pika echo on the same broker (celery-rtt, celery-throughput, pika-echo) are bench/amqp_peers.py;
 an endpoint whose engine is a local process pool (process-rtt) is bench/local_engine.py.
+The .deb's size and its install to an active unit (deb-size, deb-install; root) are bench/packages.py.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ import multiuser  # noqa: E402 - bench/ is the script's directory
 import watching  # noqa: E402
 import breaker  # noqa: E402
 import capture  # noqa: E402
+import million  # noqa: E402
+import packages  # noqa: E402
 import amqp_peers  # noqa: E402
 import local_engine  # noqa: E402
+import cluster  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / ".peers"
 WORKERS = 2
@@ -254,7 +258,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload,"
-                    + ",".join(watching.NAMES + multiuser.NAMES + capture.NAMES
+                    + ",".join(watching.NAMES + multiuser.NAMES + capture.NAMES + packages.NAMES
                                       + amqp_peers.NAMES + local_engine.NAMES))
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -294,6 +298,9 @@ def main() -> int:
             multiuser.run(only, args.rounds, s, peer_gc_endpoint, add_row, rows)
             capture.run(only, args.rounds, s, add_row, rows)
             breaker.run(only, args.rounds, s, add_row, rows)  # about 2.5 min: only with --only breaker
+            million.run(only, s, rows)  # 1,000,000 tasks, about 10 min: only with --only million
+            cluster.run(only, args.rounds, s, add_row, rows)  # boots 3 nodes: only with --only cluster-rtt,...
+            packages.run(only, args.rounds, s, rows)
         finally:
             if raw is not None:
                 raw.close()
