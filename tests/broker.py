@@ -46,25 +46,31 @@ class PrivateBroker:
 
     admin_user = "gce-admin"
 
-    def __init__(self, directory: Path, management: bool = False) -> None:
+    def __init__(self, directory: Path, management: bool = False, *, node: str | None = None,
+                 epmd_port: int | None = None, cookie_home: Path | None = None) -> None:
+        """NODE, EPMD_PORT and COOKIE_HOME (a directory holding the .erlang.cookie) are shared by
+        the nodes of one cluster (BrokerCluster); by default the node is alone."""
         self.dir = directory
         self.port = _free_port()
         # The management plugin (HTTP API) costs seconds at boot and shutdown: only on request.
         self.management_port = _free_port() if management else None
         self.dist_port = _free_port()
-        self.epmd_port = _free_port()
-        self.node = f"gcetest-{os.getpid()}{'-mgmt' * management}@localhost"  # beside the session's
+        self.epmd_port = epmd_port or _free_port()
+        self.node = node or f"gcetest-{os.getpid()}{'-mgmt' * management}@localhost"  # beside the session's
         self.admin_password = secrets.token_urlsafe(16)
         self.log = directory / "server.out"
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
         self.env = {
             **keep,
             "PATH": f"{RABBITMQ_BIN}:{keep.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(directory),  # holds the Erlang cookie; rabbitmqctl needs the same one
+            "HOME": str(cookie_home or directory),  # holds the Erlang cookie; rabbitmqctl needs the same one
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
             "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+            "RABBITMQ_PID_FILE": str(directory / "beam.pid"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(directory / "plugins"),
+            "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),  # not /etc/rabbitmq's
             "RABBITMQ_LOG_BASE": str(directory / "log"),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             # No scheduler busy-waiting: on a small host the spinning VM takes the CPU our own
@@ -103,6 +109,7 @@ class PrivateBroker:
         return self.admin_url_for("gce")
 
     def _write_config(self) -> None:
+        (self.dir / "rabbitmq-env.conf").write_text("")
         plugins = "rabbitmq_management" if self.management_port else ""
         (self.dir / "enabled_plugins").write_text(f"[{plugins}].\n")
         management = (f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"

@@ -7,6 +7,7 @@ so that a redelivery of a task already answered is dropped instead of run again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
@@ -20,6 +21,8 @@ from gce.transport.message import ResultHeaders
 
 log = logging.getLogger(__name__)
 RECENT_DONE = 100_000  # task ids remembered to drop redeliveries of finished tasks
+NACK_RETRY_SECONDS = 1.0  # after a nack of results, before publishing them again
+NACK_NEW_CONNECTION = 3  # nacked again this many times in a row: reconnect
 
 
 class Outbox:
@@ -30,6 +33,8 @@ class Outbox:
         self.recent_done: OrderedDict[str, None] = OrderedDict()
         self.unpublished: set[str] = set()  # results waiting for a connection
         self.recent: deque[RecentTask] = deque(maxlen=RECENT_TASKS)  # the last results, for the status
+        self._retry_armed = False  # a re-publish of nacked results is scheduled
+        self._nacked_rounds = 0  # re-publishes in a row that were nacked again
 
     def answered(self, task_id: str) -> bool:
         """Whether TASK_ID's result was published and confirmed lately (a redelivery to drop)."""
@@ -63,14 +68,37 @@ class Outbox:
             if ok:
                 self.spool.done(tid)
                 self._remember_done(tid)
+                self._nacked_rounds = 0
             else:
                 self.unpublished.add(tid)
+                if self.link.connected:  # a nack, not a lost connection: no reconnect will re-send it
+                    self._retry_soon()
 
         sent = self.link.publish(names.RESULTS_EXCHANGE, reply_to, body, rh.amqp_headers(), correlation_id=tid,
                                  content_type=names.RESULT_CONTENT_TYPE, on_confirm=confirmed)
         if not sent and spooled:
             self.unpublished.add(tid)
         return sent
+
+    def _retry_soon(self) -> None:
+        """Re-publish the nacked results in a second: a quorum queue whose leader's node went down
+        nacks what it cannot take until the survivors have elected a new leader."""
+        if not self._retry_armed:
+            self._retry_armed = True
+            asyncio.get_running_loop().call_later(NACK_RETRY_SECONDS, self._retry_nacked)
+
+    def _retry_nacked(self) -> None:
+        self._retry_armed = False
+        if not self.link.connected:
+            return  # the reconnect re-publishes them
+        self._nacked_rounds += 1
+        if self._nacked_rounds >= NACK_NEW_CONNECTION:
+            # A channel whose quorum queue leader went away may nack every publish from then on
+            # (seen on RabbitMQ 3.10): a new connection, to the next node, re-publishes them.
+            self._nacked_rounds = 0
+            self.link.reconnect("the broker nacks results again and again")
+        else:
+            self.republish()
 
     def _remember_done(self, tid: str) -> None:
         self.recent_done[tid] = None

@@ -25,6 +25,14 @@ from gce.transport import connect, names
 from gce.transport.confirms import Confirms
 
 log = logging.getLogger(__name__)
+
+# A nack is the broker's "not now": a quorum queue whose leader's node just went down nacks what
+# arrives before the survivors elect a new one. A nacked task is published again after a
+# backoff (gce.transport.connect), NACK_RETRIES times, before its future fails.
+NACK_RETRIES = 6
+# A channel that keeps nacking may hold a stale quorum queue leader: a task nacked this many
+# times is published again on a new connection (to the next node), with the rest unconfirmed.
+NACK_NEW_CONNECTION = 3
 # Tasks handed to the link and not yet confirmed by the broker, at most: publish_task (and so
 # submit()) waits beyond this, so a burst of a million submits holds the payloads (and pika's
 # frames) of this many tasks in memory, not of a million.
@@ -53,6 +61,8 @@ class Link:
         self._attempt = 0
         self._unconfirmed: Confirms[Outgoing] = Confirms()
         self._returned: set[str] = set()
+        self._nacks: dict[str, int] = {}  # task id -> times nacked
+        self._retrying: dict[str, Outgoing] = {}  # nacked, waiting to be published again
         self._step = ""  # the setup step in progress, for error messages
         self._hosts = connect.Hosts()  # which of the URL's broker hosts (a cluster's nodes) is next
         self._trying = ""  # HOST:PORT of the node being connected to
@@ -138,6 +148,8 @@ class Link:
                 self._conn, self._ready = None, False
                 # Re-publish, in order, whatever the broker had not confirmed.
                 self._outgoing.extendleft(reversed(self._unconfirmed.new_channel()))
+                self._outgoing.extend(self._retrying.values())  # their timers died with the loop
+                self._retrying.clear()
             self._returned, self._ch, self.node = set(), None, ""
             conn.ioloop.close()
 
@@ -168,7 +180,8 @@ class Link:
             # Passive: provisioned, and users may not configure exchanges. The bind checks gce.results.
             (f"find exchange {ex_tasks!r}", lambda cb: ch.exchange_declare(ex_tasks, passive=True, callback=cb)),
             (f"declare result queue {q!r}", lambda cb: ch.queue_declare(
-                q, durable=True, arguments={"x-expires": self.queue_expires_ms}, callback=cb)),
+                q, durable=True, arguments=connect.result_queue_arguments(self.url, self.queue_expires_ms),
+                callback=cb)),
             (f"bind {q!r} to {ex_results!r}", lambda cb: ch.queue_bind(q, ex_results, routing_key=q, callback=cb)),
             ("enable publisher confirms", lambda cb: ch.confirm_delivery(self._on_confirm, callback=cb)),
             ("set the prefetch", lambda cb: ch.basic_qos(prefetch_count=self.prefetch, callback=cb)),
@@ -241,13 +254,30 @@ class Link:
     def _on_confirm(self, frame: Any) -> None:
         done, acked = self._unconfirmed.settle(frame)
         for item in done:
-            if not acked:
+            if not acked and self._nacks.get(item.task_id, 0) < NACK_RETRIES and not self._closing:
+                tries = self._nacks[item.task_id] = self._nacks.get(item.task_id, 0) + 1
+                self._retrying[item.task_id] = item
+                delay = connect.reconnect_delay(tries - 1)
+                log.info("the broker nacked task %s (%d time(s)); publishing it again in %.1f s", item.task_id, tries, delay)
+                self._conn.ioloop.call_later(delay, lambda i=item: self._again(i))
+                if tries == NACK_NEW_CONNECTION:
+                    self._close_connection("the broker nacks tasks again and again")
+            elif not acked:
+                self._nacks.pop(item.task_id, None)
                 self._settle(item, nacked(item.routing_key, item.task_id))
             elif item.task_id in self._returned:  # the broker sends basic.return before the ack
                 self._returned.discard(item.task_id)
+                self._nacks.pop(item.task_id, None)
                 self._settle(item, no_task_queue(item.routing_key, item.task_id))
             else:
+                self._nacks.pop(item.task_id, None)
                 self._settle(item)
+
+    def _again(self, item: Outgoing) -> None:
+        if self._retrying.pop(item.task_id, None) is not None:  # else a reconnect re-queued it already
+            with self._lock:
+                self._outgoing.append(item)
+            self._drain()
 
     def _settle(self, item: Outgoing, failure: Exception | None = None) -> None:
         with self._lock:

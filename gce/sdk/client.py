@@ -78,7 +78,8 @@ class Client(RegistersFunctions):
         import pika
 
         try:
-            ch.queue_declare(self.result_queue, durable=True, arguments={"x-expires": names.CLIENT_QUEUE_EXPIRES_MS})
+            ch.queue_declare(self.result_queue, durable=True,
+                             arguments=connect.result_queue_arguments(self.url, names.CLIENT_QUEUE_EXPIRES_MS))
             ch.queue_bind(self.result_queue, names.RESULTS_EXCHANGE, routing_key=self.result_queue)
         except pika.exceptions.ChannelClosedByBroker as e:
             raise BrokerUnavailable(f"could not set up result queue {self.result_queue!r} on {redact(self.url)}: "

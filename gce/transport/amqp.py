@@ -132,6 +132,12 @@ class EndpointLink:
         self.node, self.where = connect.node(params), urls.hosts(self.url)[self._hosts.index]
         self._hosts.reached()
 
+    def reconnect(self, why: str) -> None:
+        """Drop the connection (the link reconnects, to the next node of a cluster's URL)."""
+        if self.connected and not self._closing:
+            log.warning("%s: reconnecting", why)
+            self._abort()
+
     def _abort(self) -> None:
         if self._conn is not None:
             connect.abort(self._conn)

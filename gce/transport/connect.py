@@ -56,6 +56,19 @@ def parameters(url: str, *, heartbeat: int, name: str) -> list[pika.URLParameter
     return listed
 
 
+def result_queue_arguments(url: str, expires_ms: int) -> dict[str, Any]:
+    """The arguments of a submitter's result queue, expiring EXPIRES_MS after its last use.
+
+    When URL lists several nodes (a cluster) the queue is a quorum queue: a classic queue lives
+    on the one node that declared it, and while that node is down the queue can be declared
+    nowhere else (404, "home node ... is down") and the results routed to it are lost.
+    """
+    arguments: dict[str, Any] = {"x-expires": expires_ms}
+    if len(urls.hosts(url)) > 1:
+        arguments["x-queue-type"] = "quorum"
+    return arguments
+
+
 def node(params: pika.ConnectionParameters) -> str:
     """HOST:PORT of the broker node PARAMS reach, for status and logs."""
     host = f"[{params.host}]" if ":" in params.host else params.host

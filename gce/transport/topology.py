@@ -40,6 +40,16 @@ class Pending:
                 fut.set_exception(exc)
 
 
+def status_queue_arguments(queue_type: str) -> dict[str, Any]:
+    """The status queue holds the last report alone. It is of the task queue's type: a classic
+    queue lives on one node, and while that node is down a quorum endpoint could reconnect to
+    the others but not declare its status queue there (404, "home node ... is down")."""
+    arguments: dict[str, Any] = {"x-max-length": 1}
+    if queue_type != "classic":
+        arguments["x-queue-type"] = queue_type
+    return arguments
+
+
 async def set_up(op: Pending, ch: Any, endpoint_id: str, queue_type: str, prefetch: int,
                  on_confirm: Callable[[Any], None]) -> None:
     """Set up the endpoint's queues, bindings, confirms and prefetch on channel CH; a fatal
@@ -57,7 +67,7 @@ async def set_up(op: Pending, ch: Any, endpoint_id: str, queue_type: str, prefet
             f"on exchange {names.TASKS_EXCHANGE!r}"
         await op(ch.queue_bind, queue=tq, exchange=names.TASKS_EXCHANGE, routing_key=eid)
         step, need = f"declare queue {sq!r}", f"declaring it needs configure permission on {sq!r}"
-        await op(ch.queue_declare, queue=sq, durable=True, arguments={"x-max-length": 1})
+        await op(ch.queue_declare, queue=sq, durable=True, arguments=status_queue_arguments(queue_type))
         step, need = f"bind queue {sq!r}", f"binding needs write permission on {sq!r} and read permission " \
             f"on exchange {names.STATUS_EXCHANGE!r}"
         await op(ch.queue_bind, queue=sq, exchange=names.STATUS_EXCHANGE, routing_key=eid)
