@@ -29,10 +29,15 @@ app = typer.Typer(
 
 Users = Annotated[List[str], typer.Option("--user", metavar="BROKER_USER", help="A broker user who may submit "
                                           "tasks to the endpoint (repeat for several).", show_default=False)]
-Host = Annotated[str, typer.Option("--host", metavar="HOST", help="The broker's host name as the endpoint and users reach it.")]
+Host = Annotated[str, typer.Option("--host", metavar="HOST", help="The broker's host name as the endpoint and users "
+                                   "reach it; a cluster's nodes separated by commas (n1,n2,n3 or n1:5671,n2:5671), "
+                                   "which the URLs then list.")]
 Port = Annotated[int, typer.Option("--port", metavar="PORT", help="The broker's AMQP port.")]
 Vhost = Annotated[str, typer.Option("--vhost", metavar="VHOST", help="The RabbitMQ virtual host (created if missing).")]
 Ctl = Annotated[str, typer.Option("--rabbitmqctl", metavar="PATH", help="The rabbitmqctl to run.")]
+Nodes = Annotated[List[str], typer.Option("--node", metavar="NODE", help="A RabbitMQ node for rabbitmqctl to reach "
+                                          "(rabbit@HOST; repeat for a cluster's nodes: the first that answers is "
+                                          "used). Default: rabbitmqctl's own.", show_default=False)]
 Credentials = Annotated[Optional[Path], typer.Option(
     "--credentials", metavar="FILE", show_default=False,
     help="Write every account's broker URL (with its password) to FILE, mode 0600.")]
@@ -152,6 +157,7 @@ def provision(
     rotate: Annotated[bool, typer.Option("--rotate", help="Give every named account a new password, "
                                          "existing ones too (whoever holds the old URL is locked out).")] = False,
     rabbitmqctl: Ctl = "rabbitmqctl",
+    node: Nodes = [],  # noqa: B006
 ) -> None:
     """Create or update the broker accounts of endpoint NAME (ep-NAME) and of its users.
 
@@ -179,7 +185,8 @@ def provision(
     if sdk_config and users:
         known[users[0]] = _known_password(_lookup(sdk_file, "broker_url"), users[0])
     with output.spinner("reading the broker's accounts and grants"):
-        have = rmq.exported_definitions(rabbitmqctl)  # one call (~1 s) for both accounts and grants
+        # one call (~1 s) for both accounts and grants; a cluster's definitions are the same on every node
+        reached, have = rmq.first_answering(node, rabbitmqctl)
     exists = p.existing_accounts(have)
     password = _passwords([account, *users], exists, known, rotate)
     kept = [a for a in [account, *users] if password[a] is None]
@@ -193,10 +200,10 @@ def provision(
     defs = p.definitions(vhost, endpoints=[(p.Account(account, password[account]), endpoint_id)],
                          users=[(p.Account(u, password[u]), grants[u]) for u in users])
     with output.spinner(f"loading the accounts of endpoint {endpoint} into the broker"):
-        rmq.import_definitions(defs, rabbitmqctl)
+        rmq.import_definitions(defs, rabbitmqctl, node=reached)
     url = {a: p.amqp_url(a, pw, host, port, vhost) for a, pw in password.items() if pw is not None}
 
-    where = f"{host}:{port}, vhost {vhost}"
+    where = f"{host}{'' if ',' in host else f':{port}'}, vhost {vhost}"
     output.success(f"broker account {account} may serve endpoint {endpoint} ({endpoint_id}) on {where}")
     if account in url:
         set_yaml_key(paths.config_file, ("broker", "url"), url[account])

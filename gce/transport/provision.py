@@ -65,10 +65,20 @@ def generate_password() -> str:
 
 
 def amqp_url(user: str, password: str, host: str = "127.0.0.1", port: int = 5672, vhost: str = names.DEFAULT_VHOST) -> str:
-    """An amqp:// URL pika understands; user, password and vhost are percent-encoded."""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
+    """An amqp:// URL pika understands; user, password and vhost are percent-encoded.
+
+    HOST may list a cluster's nodes separated by commas ("n1,n2,n3" or "n1:5671,n2:5671"):
+    each without a port of its own gets PORT, and the URL lists them all (gce.transport.urls)."""
+    nodes = []
+    for one in host.split(","):
+        one = one.strip()
+        if one.startswith("[") and "]:" in one or one.count(":") == 1:
+            nodes.append(one)  # [v6]:PORT or NAME:PORT
+        elif ":" in one and not one.startswith("["):
+            nodes.append(f"[{one}]:{port}")
+        else:
+            nodes.append(f"{one}:{port}")
+    return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{','.join(nodes)}/{quote(vhost, safe='')}"
 
 
 def endpoint_account(endpoint_name: str) -> str:

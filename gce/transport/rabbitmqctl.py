@@ -22,11 +22,15 @@ _SHELL_INERT = re.compile(r"^[A-Za-z0-9_.,:/=+@-]+$")
 IMPORT_TIMEOUT = 30.0
 
 
-def _run(rabbitmqctl: str, args: list[str], env: dict | None, stdin: str | None = None) -> subprocess.CompletedProcess:
+def _run(rabbitmqctl: str, args: list[str], env: dict | None, stdin: str | None = None,
+         node: str | None = None) -> subprocess.CompletedProcess:
     """Run RABBITMQCTL with ARGS. Debian's /usr/sbin/rabbitmqctl, run as root, hands its arguments
     to ``su rabbitmq -c "... \"ARG\" ..."``: a shell then runs any $(...) or `...` in them, and a
     trailing backslash ends the quoting. So names (vhosts, users) never go into ARGS but into the
-    definitions document on stdin, and ARGS hold only words no shell reads anything into."""
+    definitions document on stdin, and ARGS hold only words no shell reads anything into.
+    NODE: the RabbitMQ node to ask (rabbitmqctl -n), else rabbitmqctl's own default."""
+    if node is not None:
+        args = ["-n", node, *args]
     for arg in args:
         if not _SHELL_INERT.match(arg):
             raise ValueError(f"refusing to pass {arg!r} to rabbitmqctl: Debian's wrapper would run it as shell code")
@@ -44,23 +48,23 @@ def _fail(args: list[str], proc: subprocess.CompletedProcess) -> Unavailable:
     return Unavailable(f"rabbitmqctl {args[0]} failed", why, hint="is the broker running? try 'rabbitmqctl status'")
 
 
-def _exported(rabbitmqctl: str, env: dict | None) -> dict:
+def _exported(rabbitmqctl: str, env: dict | None, node: str | None = None) -> dict:
     """The broker's definitions: every vhost, user, permission and topic permission."""
     args = ["export_definitions", "-", "--format", "json"]
-    proc = _run(rabbitmqctl, ["-q", *args], env)
+    proc = _run(rabbitmqctl, ["-q", *args], env, node=node)
     if proc.returncode != 0:
         raise _fail(args, proc)
     return json.loads(proc.stdout or "{}")
 
 
-def exported_definitions(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> dict:
+def exported_definitions(rabbitmqctl: str = "rabbitmqctl", env: dict | None = None, node: str | None = None) -> dict:
     """The broker's definitions, for the pure functions that read them (users, grants)."""
-    return _exported(rabbitmqctl, env)
+    return _exported(rabbitmqctl, env, node)
 
 
-def _in_force(defs: dict, rabbitmqctl: str, env: dict | None) -> bool:
+def _in_force(defs: dict, rabbitmqctl: str, env: dict | None, node: str | None = None) -> bool:
     """True once the broker holds every user (with her new password), permission and topic permission of DEFS."""
-    have = _exported(rabbitmqctl, env)
+    have = _exported(rabbitmqctl, env, node)
     fields = {"users": ("name", "password_hash"), "permissions": ("user", "vhost", "configure", "write", "read"),
               "topic_permissions": ("user", "vhost", "exchange", "write", "read")}
     for kind, keys in fields.items():
@@ -71,7 +75,7 @@ def _in_force(defs: dict, rabbitmqctl: str, env: dict | None) -> bool:
 
 
 def import_definitions(defs: dict, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None,
-                       timeout: float = IMPORT_TIMEOUT) -> None:
+                       timeout: float = IMPORT_TIMEOUT, node: str | None = None) -> None:
     """Load DEFS into the broker and wait until its permissions are in force.
 
     The document goes through stdin, never argv or a file: Debian's rabbitmqctl wrapper
@@ -80,11 +84,11 @@ def import_definitions(defs: dict, rabbitmqctl: str = "rabbitmqctl", env: dict |
     bounded poll.
     """
     args = ["import_definitions", "--format", "json"]  # no path: the document comes on stdin
-    proc = _run(rabbitmqctl, ["-q", *args], env, stdin=json.dumps(defs))
+    proc = _run(rabbitmqctl, ["-q", *args], env, stdin=json.dumps(defs), node=node)
     if proc.returncode != 0:
         raise _fail(args, proc)
     deadline = time.monotonic() + timeout
-    while not _in_force(defs, rabbitmqctl, env):
+    while not _in_force(defs, rabbitmqctl, env, node):
         if time.monotonic() > deadline:
             raise Unavailable("rabbitmqctl import_definitions failed",
                               f"the accounts did not appear within {timeout:.0f} s",
@@ -119,3 +123,18 @@ def delete_accounts(accounts: Iterable[str], rabbitmqctl: str = "rabbitmqctl", e
         proc = _run(rabbitmqctl, ["-q", *args], env)
         if proc.returncode != 0:
             raise _fail(args, proc)
+
+
+def first_answering(nodes: list[str], rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> tuple[str | None, dict]:
+    """(the first of a cluster's NODES whose rabbitmqctl answers, its definitions); definitions
+    are cluster-wide, so one node is enough. No NODES: rabbitmqctl's default node. Unavailable
+    naming every node and why when none answers."""
+    failures = []
+    tried: list[str | None] = list(nodes) or [None]
+    for node in tried:
+        try:
+            return node, _exported(rabbitmqctl, env, node)
+        except Unavailable as e:
+            failures.append(f"{node or 'the default node'}: {e.why}")
+    raise Unavailable("no RabbitMQ node answered rabbitmqctl", "; ".join(failures),
+                      hint="start a node of the cluster, or name one that runs with --node NODE")

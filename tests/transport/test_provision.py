@@ -35,6 +35,11 @@ def test_amqp_url_quotes_user_password_and_vhost():
     assert p.amqp_url("u", "pw", "::1", 5672, "gce") == "amqp://u:pw@[::1]:5672/gce"
 
 
+def test_amqp_url_of_a_cluster_lists_every_node_each_with_its_port():
+    assert p.amqp_url("u", "pw", "n1,n2:5673,::1,[::2]:5674", 5671, "gce") == (
+        "amqp://u:pw@n1:5671,n2:5673,[::1]:5671,[::2]:5674/gce")
+
+
 def _matches(regex: str, name: str) -> bool:
     return re.search(regex, name) is not None  # RabbitMQ matches with PCRE, unanchored: our ^…$ anchor
 

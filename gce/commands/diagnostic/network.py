@@ -197,7 +197,10 @@ def login(t: Target, params: Any) -> tuple[Result, Any]:
               f"({timed_ms(start)} ms)", user=t.user, vhost=t.vhost, broker=f"{text(product)} {text(version)}"), conn
 
 
-def checks(url: str, endpoint_id: str, running: bool) -> list[Result]:
+def checks(url: str, endpoint_id: str, running: bool,
+           more: Callable[[Any], list[Result]] | None = None) -> list[Result]:
+    """The checks of the way to the broker at URL (one host); MORE(connection) adds checks of its own
+    once logged in (cluster.py's)."""
     import pika
     from pika import exceptions as px
 
@@ -223,6 +226,8 @@ def checks(url: str, endpoint_id: str, running: bool) -> list[Result]:
         return stop("the broker refused the login" if "refused" in result.reason else "no AMQP session")
     try:
         results += probes.run(conn, endpoint_id, t.user, running, TIMEOUT)
+        if more is not None and conn.is_open:
+            results += more(conn)
     finally:
         if conn.is_open:
             with probes.deadline(conn, CLOSE_TIMEOUT):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gce import output
-from gce.commands.diagnostic import bundle, checks, clock, host, logs, multiuser, network, probe_task
+from gce.commands.diagnostic import bundle, checks, clock, cluster, host, logs, multiuser, network, probe_task
 from gce.commands.diagnostic.redact import Redactor
 from gce.commands.diagnostic.result import (FAIL, Result, guarded, section_table, section_title, skip, summary,
                                             warn)
@@ -56,7 +56,7 @@ def broker(ctx: checks.Context) -> list[Result]:
         return [skip(name, "the config did not load") for name in (*network.CHECKS, "clock skew")]
     c = ctx.config
     running = ctx.live is not None and ctx.live.state == "running"
-    results = network.checks(c.broker_url, c.endpoint_id, running)
+    results = cluster.checks(c.broker_url, c.endpoint_id, running, c.queue_type)
     if results[0].status == FAIL and not c.management_url:
         return results + [skip("clock skew", "the broker's host name does not resolve")]
     return results + [clock.check(c.broker_url, c.management_url)]
