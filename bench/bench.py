@@ -35,7 +35,6 @@ import watching  # noqa: E402
 import breaker  # noqa: E402
 import capture  # noqa: E402
 import million  # noqa: E402
-import million  # noqa: E402
 import packages  # noqa: E402
 import amqp_peers  # noqa: E402
 import local_engine  # noqa: E402
@@ -299,7 +298,6 @@ def main() -> int:
             multiuser.run(only, args.rounds, s, peer_gc_endpoint, add_row, rows)
             capture.run(only, args.rounds, s, add_row, rows)
             breaker.run(only, args.rounds, s, add_row, rows)  # about 2.5 min: only with --only breaker
-            million.run(only, s, rows)  # 1,000,000 tasks, about 10 min: only with --only million
             million.run(only, s, rows)  # 1,000,000 tasks, about 10 min: only with --only million
             cluster.run(only, args.rounds, s, add_row, rows)  # boots 3 nodes: only with --only cluster-rtt,...
             packages.run(only, args.rounds, s, rows)
