@@ -109,6 +109,9 @@ def run(only: set[str], s, rows: list, tasks: int = TASKS) -> None:
     """Add the million's rows when ONLY names them, on bench.py's setup S."""
     if not only & set(NAMES):
         return
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import bench/
     with s.executor() as ex:
         ex.submit(noop).result(timeout=120)  # the engine's block is up
         small = Counted()
