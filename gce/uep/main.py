@@ -121,7 +121,15 @@ class UserEndpoint:
         fut.add_done_callback(lambda f: self.on_done(th, started, f, bool(limit)))
 
     def on_done(self, th: TaskHeaders, started: float, fut: Future, limited: bool = False) -> None:
-        """Answer TH from its engine outcome; whatever the outcome holds, the task is answered."""
+        """Answer TH from its engine outcome; whatever the outcome holds, the task is answered.
+
+        But for one the engine cancelled at a stop before it ran: it is not answered, so the
+        manager keeps it spooled and it runs after the next start (a restart, an upgrade)."""
+        if fut.cancelled():
+            if limited:
+                self.deadlines.claim(th.task_id)
+            return log.info("task %s: not run, the user endpoint is stopping; it runs after the next start",
+                            th.task_id)
         try:
             if limited:
                 task = self.deadlines.claim(th.task_id)
