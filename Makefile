@@ -24,7 +24,7 @@ define apt_install
 	if ! apt-get install -y -q $(1); then apt-get update -q && apt-get install -y -q $(1); fi
 endef
 
-.PHONY: help venv rabbitmq broker test demo bench clean lock package
+.PHONY: help venv rabbitmq broker test demo bench clean lock package man
 
 help:
 	@echo "make demo   start a broker and an endpoint named '$(DEMO)', then run a function on it"
@@ -67,11 +67,17 @@ SYSTEMD_TEST_DEBS := debootstrap systemd-container zstd libsystemd-dev pkg-confi
 SLURM_TEST_DEBS := slurm-wlm munge
 # tests/tui runs the real gce monitor in a terminal that tmux provides.
 TUI_TEST_DEBS := tmux
+# tests/packaging builds the .deb and .rpm (a venv on python3.11, pystemd compiled against
+# libsystemd), lints them and checks the bundled libraries' glibc symbols; tests/test_manpages.py
+# renders the manual with groff and man; the shipped completions are tried in bash, zsh and fish.
+PACKAGING_TEST_DEBS := python3.11 python3.11-venv python3.11-dev libsystemd-dev pkg-config gcc g++ binutils \
+	debhelper fakeroot lintian rpm rpmlint cpio groff man-db bash-completion zsh fish
 
 test: venv rabbitmq
 	@if ! dpkg -s $(SYSTEMD_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SYSTEMD_TEST_DEBS)); fi
 	@if ! dpkg -s $(SLURM_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SLURM_TEST_DEBS)); fi
 	@if ! dpkg -s $(TUI_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(TUI_TEST_DEBS)); fi
+	@if ! dpkg -s $(PACKAGING_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(PACKAGING_TEST_DEBS)); fi
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 	@if compgen -G 'tests/bats/*.bats' >/dev/null; then \
@@ -106,6 +112,12 @@ package:
 	@if ! dpkg -s $(PACKAGE_DEBS) >/dev/null 2>&1; then $(call apt_install,$(PACKAGE_DEBS)); fi
 	packaging/deb/build.sh $(VERSION) dist
 	if [ -f packaging/rpm/build.sh ]; then bash packaging/rpm/build.sh $(VERSION) dist; fi
+
+# The manual (man/) and the shipped completions (packaging/completion/) are generated from the CLI;
+# tests/test_manpages.py fails, naming this target, when they are stale.
+man: venv
+	$(VENV)/bin/python -m gce.manpages man/
+	$(VENV)/bin/python -m gce.manpages --completion packaging/completion/
 
 # packaging/requirements.lock pins every runtime dependency with the hash of the one file the
 # packages install (resolved as `make venv` would, held to the test extra's == pins).
