@@ -76,6 +76,13 @@ compgen -G "$venv/lib/python3.11/site-packages/pystemd-*.dist-info" >/dev/null \
 rm -f "$venv"/bin/activate* "$venv"/bin/Activate.ps1
 rmdir "$venv/include/python3.11" "$venv/include"  # left empty: nothing here builds C against the venv
 
+# What no program loads at run time, a sixth of the venv: the dependencies' own test suites and
+# benchmarks, and the C, Cython and header sources some wheels ship beside their compiled modules.
+site_packages=$(echo "$venv"/lib/python3.11/site-packages)
+find "$site_packages" -mindepth 2 -type d \( -name tests -o -name benchmarks \) -prune -exec rm -rf {} +
+find "$site_packages" -type f \( -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete
+find "$site_packages" -mindepth 1 -type d -empty -delete
+
 # 4. Relocate: the stage path must appear nowhere (scripts' #! lines, pip's records).
 find "$venv" -name direct_url.json -delete
 find "$venv" -path '*.dist-info/RECORD' -exec sed -i '/direct_url\.json,/d' {} +
@@ -95,6 +102,8 @@ for record in site.glob("*.dist-info/RECORD"):
     for row in record.read_text().splitlines():
         name, digest, size = row.rsplit(",", 2)
         path = site / name
+        if digest and not path.is_file():
+            continue  # pruned above: a record names only what is installed
         if digest and path.is_file():
             data = path.read_bytes()
             digest = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
