@@ -71,7 +71,7 @@ def good_task_answered(raw: RawClient) -> float:
 
 
 def connections_made(ep) -> int:
-    return ep.log().count("connected to the broker at")
+    return ep.log().count("connected to the broker node")
 
 
 def test_poison_headers_are_answered_bad_message_and_the_next_task_runs_within_seconds(make_endpoint):
