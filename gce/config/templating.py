@@ -113,7 +113,15 @@ def _node(value: Any) -> str:
 
 
 class _SiblingLoader(jinja2.FileSystemLoader):
-    """Templates of one directory (and below): no absolute names, no '..'."""
+    """Templates of one directory (and below): no absolute names, no '..'.
+
+    With DIR_FD (a descriptor of that directory the manager opened as root) each file is opened
+    relative to it: openat(2) needs search permission on that directory alone, not on the ones
+    above it, which the user may not enter (/etc/gce is 0750)."""
+
+    def __init__(self, searchpath: str, dir_fd: int | None = None) -> None:
+        super().__init__(searchpath)
+        self.dir_fd = dir_fd
 
     def get_source(self, environment: jinja2.Environment, template: str) -> Any:
         parts = PurePosixPath(template).parts
@@ -122,9 +130,24 @@ class _SiblingLoader(jinja2.FileSystemLoader):
                 template, f"cannot load {template!r}: only files next to the template can be included "
                           "(no absolute paths, no '..')")
         try:
+            if self.dir_fd is not None:
+                return self._source_at(template)
             return super().get_source(environment, template)
         except jinja2.TemplateNotFound:
             raise jinja2.TemplateNotFound(template, f"cannot load {template!r}: no such file next to the template")
+
+    def _source_at(self, template: str) -> tuple[str, str, Any]:
+        assert self.dir_fd is not None
+        path = os.path.join(self.searchpath[0], template)
+        try:
+            fd = os.open(template, os.O_RDONLY, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            raise jinja2.TemplateNotFound(template) from None
+        except OSError as e:  # named by its full path, as a path-based read names it
+            raise type(e)(e.errno, e.strerror, path) from None
+        with open(fd, "rb") as f:
+            text = f.read().decode(self.encoding)
+        return text, path, lambda: True
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -135,10 +158,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return result
 
 
-def environment(template_dir: str | os.PathLike) -> jinja2.Environment:
-    """The sandboxed environment templates of TEMPLATE_DIR render in."""
+def environment(template_dir: str | os.PathLike, dir_fd: int | None = None) -> jinja2.Environment:
+    """The sandboxed environment templates of TEMPLATE_DIR (read through DIR_FD if given) render in."""
     env = _Sandbox(
-        loader=_SiblingLoader(str(template_dir)),
+        loader=_SiblingLoader(str(template_dir), dir_fd),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         finalize=_node,
@@ -179,10 +202,11 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def render_text(template_path: str | os.PathLike, variables: Mapping[str, Any]) -> str:
-    """The text of the template at TEMPLATE_PATH rendered with VARIABLES (no checks on the result)."""
+def render_text(template_path: str | os.PathLike, variables: Mapping[str, Any], dir_fd: int | None = None) -> str:
+    """The text of the template at TEMPLATE_PATH rendered with VARIABLES (no checks on the result);
+    DIR_FD: a descriptor of its directory to read it and its siblings through."""
     path = Path(template_path).absolute()
-    env = environment(path.parent)
+    env = environment(path.parent, dir_fd)
     try:
         return env.get_template(path.name).render(dict(variables))
     except Exception as exc:  # a template may fail in any way a Python expression can
@@ -221,6 +245,7 @@ def render_user_config(
     parent_config: Mapping[str, Any],
     user_runtime: Mapping[str, Any],
     mapped_identity: Mapping[str, Any],
+    dir_fd: int | None = None,
 ) -> dict:
     """Render the template with USER_CONFIG's values; return the user endpoint's config.
 
@@ -233,7 +258,7 @@ def render_user_config(
     variables = {**copy.deepcopy(dict(user_config)), "parent_config": parent_view(parent_config),
                  "user_runtime": copy.deepcopy(dict(user_runtime)),
                  "mapped_identity": copy.deepcopy(dict(mapped_identity))}
-    text = render_text(path, variables)
+    text = render_text(path, variables, dir_fd)
     data = _parse(text, path)
     if not isinstance(data, dict):
         raise TemplateRenderError(
@@ -257,18 +282,21 @@ def render_for_endpoint(
     source: str,
     user_runtime: Mapping[str, Any],
     mapped_identity: Mapping[str, Any],
+    template_dir_fd: int | None = None,
+    schema_fd: int | None = None,
 ) -> dict:
-    """Validate USER_CONFIG against CONFIG's schema, fill in its defaults, render CONFIG's template."""
+    """Validate USER_CONFIG against CONFIG's schema, fill in its defaults, render CONFIG's template
+    (each read through its descriptor when given: see gce.config.uep.UepTemplate)."""
     if not config.multi_user or not config.user_config_template_path or not config.user_config_schema_path:
         raise ConfigError(
             f"endpoint {config.name!r} is not templated", "its config.yaml does not say multi_user: true",
             hint=f"set multi_user: true in {config.name}'s config.yaml, or create a templated endpoint "
             "with: gce configure NEW-NAME --multi-user",
         )
-    schema = load_schema(config.user_config_schema_path)
+    schema = load_schema(config.user_config_schema_path, schema_fd)
     validate_user_config(schema, user_config, source)
     values = apply_defaults(schema, dict(user_config))
     return render_user_config(
         config.user_config_template_path, values, parent_config=config.raw,
-        user_runtime=user_runtime, mapped_identity=mapped_identity,
+        user_runtime=user_runtime, mapped_identity=mapped_identity, dir_fd=template_dir_fd,
     )

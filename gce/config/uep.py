@@ -57,6 +57,10 @@ def _int(data: Mapping[str, Any], key: str, where: str = "") -> int:
     return value
 
 
+def _opt_int(data: Mapping[str, Any], key: str, where: str = "") -> int | None:
+    return None if _get(data, key, where, None) is None else _int(data, key, where)
+
+
 def _object(data: Mapping[str, Any], key: str, where: str = "", default: Any = _MISSING) -> Any:
     value = _get(data, key, where, default)
     if value is not default and not isinstance(value, dict):
@@ -109,11 +113,17 @@ class UepTemplate:
     parent_config: dict[str, Any]  # config.yaml as the template may see it: no broker URL
     user_config: dict[str, Any]  # the submitter's user_endpoint_config, canonical
     user_runtime: UserRuntime = field(default_factory=UserRuntime)
+    # Descriptors the manager opened as root and passed down (gce/daemon/spawn.py): the template's
+    # directory (O_PATH) and the schema (O_RDONLY), so the user reads them through a config
+    # directory it cannot enter (/etc/gce is 0750). None: read the paths. The paths stay for messages.
+    template_dir_fd: int | None = None
+    schema_fd: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "template_path": self.template_path, "schema_path": self.schema_path,
                 "parent_config": self.parent_config, "user_config": self.user_config,
-                "user_runtime": self.user_runtime.to_dict()}
+                "user_runtime": self.user_runtime.to_dict(), "template_dir_fd": self.template_dir_fd,
+                "schema_fd": self.schema_fd}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "template.") -> UepTemplate:
@@ -123,6 +133,7 @@ class UepTemplate:
             schema_path=_opt_str(data, "schema_path", where), parent_config=_object(data, "parent_config", where),
             user_config=_object(data, "user_config", where),
             user_runtime=UserRuntime.from_dict(runtime, where + "user_runtime.") if runtime else UserRuntime(),
+            template_dir_fd=_opt_int(data, "template_dir_fd", where), schema_fd=_opt_int(data, "schema_fd", where),
         )
 
 

@@ -103,12 +103,20 @@ def apply_defaults(schema: dict, user_config: dict) -> dict:
     return result
 
 
-def load_schema(path: str | os.PathLike) -> dict:
-    """The endpoint's user config schema; TemplateRenderError if it is unreadable or not a schema."""
+def _read_fd(fd: int) -> str:
+    """The whole file open at FD, from its start (its offset is shared: read it again the same)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    with open(fd, "rb", closefd=False) as f:
+        return f.read().decode()
+
+
+def load_schema(path: str | os.PathLike, fd: int | None = None) -> dict:
+    """The endpoint's user config schema, read from FD when given (a descriptor of PATH the manager
+    opened: the user may not reach PATH itself); TemplateRenderError if unreadable or not a schema."""
     import jsonschema
 
     try:
-        schema = json.loads(Path(path).read_text())
+        schema = json.loads(Path(path).read_text() if fd is None else _read_fd(fd))
     except OSError as e:
         raise TemplateRenderError(f"cannot read the user config schema {path}", e.strerror or str(e)) from None
     except ValueError as e:

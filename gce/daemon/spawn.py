@@ -9,6 +9,7 @@ account (gce/daemon/privileges.py works out its arguments).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -127,15 +128,45 @@ def spawn_uep(conf: UepConfig, log_path: Path, target: privileges.LocalUser | No
     end of the channel. LOG_PATH takes what the process writes before its own log is set up.
     MARKER goes into its environment, and so into that of all it starts."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    admin_fds: list[int] = []
     try:
+        conf = _with_admin_fds(conf, admin_fds)
         proc = _start("gce.uep", ("--fd", str(theirs.fileno())), conf.to_dict(), log_path, target, environment_file,
-                      marker or proctree.new_marker(), pass_fds=(theirs.fileno(),))
+                      marker or proctree.new_marker(), pass_fds=(theirs.fileno(), *admin_fds))
     except BaseException:
         mine.close()
         raise
     finally:
         theirs.close()
+        for fd in admin_fds:
+            os.close(fd)
     return proc, mine
+
+
+def _with_admin_fds(conf: UepConfig, opened: list[int]) -> UepConfig:
+    """CONF with descriptors of its template's directory (O_PATH) and its schema, opened here as
+    root and appended to OPENED: the UEP reads them as the user, who may not enter the directories
+    above them (/etc/gce is 0750), while O_PATH lets it list nothing. A file that cannot be opened
+    gets no descriptor: the UEP then tries its path and says why it fails."""
+    template = conf.template
+    if template is None:
+        return conf
+
+    def open_fd(path: str | None, flags: int) -> int | None:
+        if not path:
+            return None
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC)
+        except OSError:
+            return None
+        opened.append(fd)
+        return fd
+
+    path = template.template_path
+    dir_fd = open_fd(path and os.path.dirname(os.path.abspath(path)), os.O_PATH | os.O_DIRECTORY)
+    schema_fd = open_fd(template.schema_path, os.O_RDONLY)
+    return dataclasses.replace(conf, template=dataclasses.replace(
+        template, template_dir_fd=dir_fd, schema_fd=schema_fd))
 
 
 def spawn_block_cancel(conf: dict, log_path: Path, target: privileges.LocalUser | None,

@@ -120,10 +120,24 @@ def render_engine(template: UepTemplate | None) -> dict[str, Any] | None:
             user_runtime={**templating.local_runtime(),
                           **{k: v for k, v in template.user_runtime.to_dict().items() if v}},
             mapped_identity=templating.mapped_identity_of(os.getuid()),
+            template_dir_fd=template.template_dir_fd, schema_fd=template.schema_fd,
         )
     except GceError as e:
         raise Refusal(str(e), getattr(e, "code", ErrorCode.ENDPOINT_FAILED)) from None
+    finally:
+        close_admin_fds(template)
     return rendered["engine"]
+
+
+def close_admin_fds(template: UepTemplate) -> None:
+    """Close the descriptors of the admin's files once rendered: a task's code (in this process
+    under a ThreadPoolEngine, or in a worker that would inherit them) must not read through them."""
+    for fd in (template.template_dir_fd, template.schema_fd):
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:  # already closed: nothing to do
+                pass
 
 
 def guard_channel() -> None:

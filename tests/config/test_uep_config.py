@@ -6,6 +6,7 @@ the field, so a manager and a UEP that disagree say where.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -39,6 +40,16 @@ def test_a_templated_config_comes_back_equal_through_json():
     assert conf.to_dict()["identity"] == {"uid": 1001, "gid": 1001, "groups": [27, 1001]}
     assert conf.to_dict()["template"]["user_runtime"] == {"python_version": "3.11.2", "gce_version": "0.1.0",
                                                           "platform": "Linux-x86_64"}
+
+
+def test_the_descriptors_of_the_admin_files_come_back_and_default_to_none():
+    conf = templated()
+    assert conf.template is not None and (conf.template.template_dir_fd, conf.template.schema_fd) == (None, None)
+    with_fds = dataclasses.replace(conf, template=dataclasses.replace(conf.template, template_dir_fd=5, schema_fd=6))
+    assert through_json(with_fds) == with_fds and through_json(with_fds).template.schema_fd == 6
+    data = conf.to_dict()
+    del data["template"]["template_dir_fd"], data["template"]["schema_fd"]  # a manager that passes none
+    assert UepConfig.from_dict(data) == conf
 
 
 def test_a_personal_config_reads_with_its_optional_fields_left_out():
@@ -104,6 +115,8 @@ def test_a_missing_required_field_is_refused_by_name(field):
     (("user_runtime",), "3.11", "template.user_runtime"),
     (("user_runtime", "platform"), 3, "template.user_runtime.platform"),
     (("template_path",), 1, "template.template_path"),
+    (("template_dir_fd",), "5", "template.template_dir_fd"),
+    (("schema_fd",), True, "template.schema_fd"),
 ])
 def test_a_bad_template_field_is_refused_with_its_path(path, value, field):
     data = templated().to_dict()
