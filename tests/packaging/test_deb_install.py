@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
 import shlex
 import shutil
@@ -23,7 +22,8 @@ import pytest
 
 from gce import __version__
 from tests.endpoint import wait_until
-from tests.systemd.container import Machine, MirrorUnreachable, ensure_rootfs, missing_tools
+from tests.packaging.machine import booted_debian
+from tests.systemd.container import Machine
 
 # The timeout covers building the .deb (the fixtures deb and deb_b) on a busy machine.
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -61,22 +61,7 @@ def slow(i, seconds):
 @pytest.fixture(scope="module")
 def debian(tmp_path_factory: pytest.TempPathFactory):
     """A booted copy of tests/systemd's Debian 12 rootfs, which holds every dependency of the .deb."""
-    if os.geteuid() != 0:
-        pytest.skip("the .deb is installed in a container booted with systemd-nspawn: run as root")
-    if missing_tools():
-        pytest.fail(f"booting the container needs {', '.join(missing_tools())}: "
-                    "apt-get install -y debootstrap systemd-container zstd (make test does it)", pytrace=False)
-    try:
-        tarball = ensure_rootfs()
-    except MirrorUnreachable as e:
-        pytest.skip(f"no rootfs to install the .deb in: {e}")
-    m = Machine(tmp_path_factory.mktemp("debian"), name="gcedeb")
-    try:
-        m.unpack(tarball)
-        m.boot()
-        yield m
-    finally:
-        m.destroy()
+    yield from booted_debian(tmp_path_factory.mktemp("debian"), "gcedeb", ".deb")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from gce import __version__
-from tests.systemd.container import Machine, MirrorUnreachable, ensure_rootfs, missing_tools
+from tests.packaging.machine import booted_debian
+from tests.systemd.container import Machine
 
 # The first test waits for the package: a build takes minutes on a busy machine, after any other
 # package build under way (tests/packaging/build.py builds one at a time).
@@ -214,23 +214,10 @@ def where_am_i():
 @pytest.fixture(scope="module")
 def machine(rpm: Path, tmp_path_factory: pytest.TempPathFactory):
     """A booted copy of tests/systemd's Debian 12 rootfs (it holds rpm), the .rpm copied in."""
-    if os.geteuid() != 0:
-        pytest.skip("the .rpm is installed in a container booted with systemd-nspawn: run as root")
-    if missing_tools():
-        pytest.fail(f"booting the container needs {', '.join(missing_tools())}: "
-                    "apt-get install -y debootstrap systemd-container zstd (make test does it)", pytrace=False)
-    try:
-        tarball = ensure_rootfs()
-    except MirrorUnreachable as e:
-        pytest.skip(f"no rootfs to install the .rpm in: {e}")
-    m = Machine(tmp_path_factory.mktemp("rpm"), name="gcerpm")
-    try:
-        m.unpack(tarball)
+    def copy_in(m: Machine) -> None:
         shutil.copy(rpm, m.root / "srv" / "gce.rpm")  # the container's /tmp is a fresh tmpfs
-        m.boot()
-        yield m
-    finally:
-        m.destroy()
+
+    yield from booted_debian(tmp_path_factory.mktemp("rpm"), "gcerpm", ".rpm", copy_in)
 
 
 @pytest.fixture(scope="module")
