@@ -58,7 +58,9 @@ def command(
     """Start an endpoint.
 
     Without --detach the endpoint runs in this terminal and logs here until Ctrl-C (or SIGTERM)
-    stops it; this is also how a service manager such as systemd runs it.
+    stops it; this is also how a service manager such as systemd runs it. Run detached or by
+    systemd, SIGHUP (systemctl reload) makes it read its configuration again in place; in a
+    terminal, SIGHUP (the terminal closing) stops it.
     """
     if detach:
         with output.spinner(f"starting endpoint {name}"):  # shown on a terminal, after half a second
