@@ -17,12 +17,12 @@ from gce.daemon.spool import RESULT, TASK, Spool
 from gce.daemon.status import RECENT_TASKS, RecentTask
 from gce.transport import names
 from gce.transport.amqp import EndpointLink
+from gce.transport.confirms import NACKS_BEFORE_NEW_CONNECTION
 from gce.transport.message import ResultHeaders
 
 log = logging.getLogger(__name__)
 RECENT_DONE = 100_000  # task ids remembered to drop redeliveries of finished tasks
 NACK_RETRY_SECONDS = 1.0  # after a nack of results, before publishing them again
-NACK_NEW_CONNECTION = 3  # nacked again this many times in a row: reconnect
 
 
 class Outbox:
@@ -92,7 +92,7 @@ class Outbox:
         if not self.link.connected:
             return  # the reconnect re-publishes them
         self._nacked_rounds += 1
-        if self._nacked_rounds >= NACK_NEW_CONNECTION:
+        if self._nacked_rounds >= NACKS_BEFORE_NEW_CONNECTION:
             # A channel whose quorum queue leader went away may nack every publish from then on
             # (seen on RabbitMQ 3.10): a new connection, to the next node, re-publishes them.
             self._nacked_rounds = 0

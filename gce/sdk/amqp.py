@@ -22,7 +22,7 @@ from gce.sdk.errors import (BrokerUnavailable, ExecutorFailed, connect_error, na
 from gce.sdk.settings import broker_user, connection_parameters, redact
 from gce.sdk.tasks import Outgoing
 from gce.transport import connect, names
-from gce.transport.confirms import Confirms
+from gce.transport.confirms import NACKS_BEFORE_NEW_CONNECTION, Confirms
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 # arrives before the survivors elect a new one. A nacked task is published again after a
 # backoff (gce.transport.connect), NACK_RETRIES times, before its future fails.
 NACK_RETRIES = 6
-# A channel that keeps nacking may hold a stale quorum queue leader: a task nacked this many
-# times is published again on a new connection (to the next node), with the rest unconfirmed.
-NACK_NEW_CONNECTION = 3
 # Tasks handed to the link and not yet confirmed by the broker, at most: publish_task (and so
 # submit()) waits beyond this, so a burst of a million submits holds the payloads (and pika's
 # frames) of this many tasks in memory, not of a million.
@@ -260,17 +257,16 @@ class Link:
                 delay = connect.reconnect_delay(tries - 1)
                 log.info("the broker nacked task %s (%d time(s)); publishing it again in %.1f s", item.task_id, tries, delay)
                 self._conn.ioloop.call_later(delay, lambda i=item: self._again(i))
-                if tries == NACK_NEW_CONNECTION:
+                if tries == NACKS_BEFORE_NEW_CONNECTION:  # with the rest unconfirmed
                     self._close_connection("the broker nacks tasks again and again")
-            elif not acked:
-                self._nacks.pop(item.task_id, None)
+                continue
+            self._nacks.pop(item.task_id, None)  # settled: not published again
+            if not acked:
                 self._settle(item, nacked(item.routing_key, item.task_id))
             elif item.task_id in self._returned:  # the broker sends basic.return before the ack
                 self._returned.discard(item.task_id)
-                self._nacks.pop(item.task_id, None)
                 self._settle(item, no_task_queue(item.routing_key, item.task_id))
             else:
-                self._nacks.pop(item.task_id, None)
                 self._settle(item)
 
     def _again(self, item: Outgoing) -> None:

@@ -13,6 +13,11 @@ from pika.spec import Basic
 
 T = TypeVar("T")
 
+# A channel that keeps nacking may hold a stale quorum queue leader (seen on RabbitMQ 3.10, after
+# the leader's node went down): after this many nacks in a row of the same messages, both links
+# publish them again on a new connection, to the next node of a cluster's URL.
+NACKS_BEFORE_NEW_CONNECTION = 3
+
 
 class Confirms(Generic[T]):
     def __init__(self) -> None:
