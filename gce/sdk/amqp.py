@@ -226,6 +226,8 @@ class Link:
     def _close_connection(self, why: str = "") -> None:
         if why and not self._closing:  # when closing, our own queue_delete cancels the consumer too
             log.warning("%s; reconnecting", why)
+        with self._lock:  # publish nothing more on this connection
+            self._ready = False
         if self._conn is not None and not (self._conn.is_closing or self._conn.is_closed):
             self._conn.close()
 
@@ -238,7 +240,9 @@ class Link:
     def _drain(self) -> None:
         with self._lock:
             self._wake_pending = False
-            if not self._ready or self._ch is None:
+            # A channel closing (the link closing its connection: a nacked task's retry timer may
+            # fire before the close completes) takes no publish: the next connection sends them.
+            if not self._ready or self._ch is None or not self._ch.is_open:
                 return
             batch, self._outgoing = self._outgoing, deque()
         for item in batch:

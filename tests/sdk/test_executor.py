@@ -221,6 +221,28 @@ def test_the_executor_reconnects_and_loses_nothing(sdk_broker, gce_home, caplog)
     assert "reconnecting" in caplog.text
 
 
+def test_a_task_queued_while_the_link_closes_its_connection_waits_for_the_next_one(sdk_broker, gce_home):
+    # CI saw this: three nacks in a row close the connection, and a nacked task's retry timer fired
+    # before the channel had finished closing. Publishing on a closing channel raised, and the
+    # Executor failed for good. Here the I/O thread closes its connection and drains a new task
+    # in the same turn of its loop: the task must wait for the next connection and be answered.
+    with Executor(endpoint_id=sdk_broker.endpoint_id, broker_url=sdk_broker.user_url) as ex:
+        assert ex.submit(double, 1).result(timeout=20) == 2
+        link, futs, raced = ex._link, [], threading.Event()
+
+        def race() -> None:
+            link._close_connection("test: a new connection")
+            futs.append(ex.submit(double, 21))
+            link._drain()
+            raced.set()
+
+        link._conn.ioloop.add_callback_threadsafe(race)
+        assert raced.wait(10)
+        assert futs[0].result(timeout=60) == 42
+        assert link.fatal is None
+        assert ex.submit(double, 2).result(timeout=20) == 4
+
+
 def test_many_submitters_from_many_threads(ex):
     results: list = []
 
