@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gce.sdk.errors import BrokerUnavailable, TaskPending, nacked, no_task_queue, outcome, submit_refused
 from gce.sdk.settings import (FunctionStore, RegistersFunctions, broker_user, connection_parameters, functions_dir,
@@ -26,6 +26,9 @@ from gce.sdk.settings import (FunctionStore, RegistersFunctions, broker_user, co
 from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, task_message
 from gce.transport import connect, names
 from gce.transport.message import ResultHeaders
+
+if TYPE_CHECKING:
+    from gce.sdk.batch import Batch
 
 # A status older than this (three missed 30 s reports) means the endpoint is offline.
 STATUS_STALE_SECONDS = 120.0
@@ -148,6 +151,27 @@ class Client(RegistersFunctions):
 
         self._call(publish_task)
         return task_id
+
+    # -- batches (gce/sdk/batch.py) ----------------------------------------------------
+    def create_batch(self, task_group_id: str | uuid.UUID | None = None, resource_specification: dict | None = None,
+                     user_endpoint_config: dict | None = None, **_ignored: Any) -> Batch:
+        """A Batch to fill with ``batch.add(function_id, args, kwargs)`` and run with ``batch_run``."""
+        from gce.sdk.batch import Batch
+
+        return Batch(task_group_id, resource_specification, user_endpoint_config, functions=self._functions)
+
+    def batch_run(self, endpoint_id: str | uuid.UUID, batch: Batch) -> dict[str, Any]:
+        """Submit every task of BATCH at once; return ``{"tasks": {function_id: [task_id, ...]},
+        "task_group_id", "endpoint_id", "request_id"}`` once the broker has confirmed them all."""
+        from gce.sdk import batch as batches
+
+        return batches.run(self, endpoint_id, batch)
+
+    def get_batch_result(self, task_id_list: list[str | uuid.UUID]) -> dict[str, dict[str, Any]]:
+        """``get_task`` for many tasks, in one pass over the result queue: task_id -> its dict."""
+        from gce.sdk import batch as batches
+
+        return batches.results(self, task_id_list)
 
     # -- results -----------------------------------------------------------------------
     def _fetch(self, task_id: str) -> tuple[ResultHeaders, bytes] | None:
