@@ -22,6 +22,7 @@ _EXPORTS = {
     "TaskFuture": "executor",
     "ShellFunction": "shell",
     "ShellResult": "shell",
+    "MPIFunction": "mpi",
     "BrokerNotConfigured": "errors",
     "BrokerUnavailable": "errors",
     "ExecutorFailed": "errors",
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
                                 RemoteExecutionError, SdkError, SubmitRefused, TaskFailed, TaskOutput, TaskPending,
                                 UnknownFunction)
     from gce.sdk.executor import Executor, TaskFuture
+    from gce.sdk.mpi import MPIFunction
     from gce.sdk.shell import ShellFunction, ShellResult
 
 

@@ -21,7 +21,7 @@ import gce
 from gce.sdk import serialize
 from gce.sdk.errors import PayloadTooLarge
 from gce.sdk.shell import ShellFunction
-from gce.transport import names
+from gce.transport import names, resources
 from gce.transport.message import FUNCTION_NAME_MAX, TaskHeaders
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -72,9 +72,11 @@ def time_limit(value: Any, what: str) -> float:
 
 
 def check_resource_specification(spec: dict[str, Any], what: str = "resource_specification") -> dict[str, Any]:
-    """SPEC, whose ``walltime`` (seconds the endpoint lets the task run), if any, is a good time limit."""
+    """SPEC, whose ``walltime`` (seconds the endpoint lets the task run), if any, is a good time limit,
+    and whose MPI counts, if any, are whole numbers that agree (gce.transport.resources)."""
     if "walltime" in spec:
         time_limit(spec["walltime"], f"{what}['walltime']")
+    resources.mpi_shape(spec, what)
     return spec
 
 
