@@ -23,7 +23,7 @@ from gce.errors import ConfigError
 # Keys gce itself takes out of the engine mapping before the rest reaches HighThroughputExecutor,
 # and the keyword arguments it passes itself (a second value for them would be a TypeError).
 HTEX_OWN = {"type", "provider", "strategy_period", "max_idletime", "block_failure_limit", "block_grace_period",
-            "scheduler_timeout", "scheduler_poll_period"}
+            "scheduler_timeout", "scheduler_poll_period", "run_in_sandbox", "working_dir"}
 HTEX_SET_BY_GCE = {"self", "label", "block_error_handler"}
 # A pool engine takes max_workers only; the schema's other common keys are accepted and unused.
 POOL_KEYS = set(ENGINE["properties"])

@@ -81,11 +81,18 @@ ENGINE: dict[str, Any] = {
         # Seconds between polls of the scheduler (default: parsl's, 60 for Slurm): failed blocks are
         # seen, and the breaker opens, that much sooner.
         "scheduler_poll_period": {"type": "number", "minimum": 1, "maximum": 3600},
+        # Where tasks run (gce/uep/sandbox.py): <working_dir>/<task id> when sandboxed; not on a thread pool.
+        "run_in_sandbox": {"type": "boolean"},
+        "working_dir": {"type": "string", "minLength": 1},
     },
     "allOf": [
         {
             "if": {"properties": {"type": {"const": "HighThroughputEngine"}}},
             "then": {"not": {"required": ["max_workers"]}},
+        },
+        {  # the working directory belongs to a process: a thread pool's tasks share one
+            "if": {"properties": {"type": {"const": "ThreadPoolEngine"}}},
+            "then": {"properties": {"run_in_sandbox": False, "working_dir": False}},
         },
         {
             "if": {"properties": {"type": {"enum": ["ProcessPoolEngine", "ThreadPoolEngine"]}}},

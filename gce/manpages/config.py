@@ -53,6 +53,10 @@ KEYS = {
     "engine.block_grace_period": "Seconds a block may run before a worker connects, before it counts as failed.",
     "engine.scheduler_timeout": "Seconds a scheduler command (sbatch, squeue, scancel) may take.",
     "engine.scheduler_poll_period": "Seconds between polls of the scheduler.",
+    "engine.run_in_sandbox": "Run each task in a directory of its own, WORKING_DIR/TASK_ID, made 0700 "
+                             "(GCE_TASK_SANDBOX_DIR names it); not on a ThreadPoolEngine.",
+    "engine.working_dir": "Where tasks run (default tasks_working_dir, relative to the user endpoint's "
+                          "directory); not on a ThreadPoolEngine.",
     "limits": "Sizes and retries.",
     "limits.max_payload_bytes": "The largest task accepted, in bytes.",
     "limits.max_result_bytes": "The largest result sent back, in bytes.",
@@ -147,7 +151,7 @@ def default_of(key: str, personal: dict[str, Any], templated: dict[str, Any], sc
     if schema.get("type") == "object" or "enum" in schema and leaf == "type":
         return None
     if key.startswith("engine."):
-        own = gce_engine_defaults()
+        own = {**gce_engine_defaults(), "run_in_sandbox": False, "working_dir": "tasks_working_dir"}  # gce.uep.sandbox
         return _shown(own[leaf]) if own.get(leaf) is not None else "parsl's"
     if leaf not in personal or key in ("broker.url", "engine"):
         return None

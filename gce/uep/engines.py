@@ -16,10 +16,9 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from gce.transport.message import ErrorCode
-from gce.uep import blocks, breaker, parsl_compat, placement, worker_pool
+from gce.uep import blocks, breaker, parsl_compat, placement, sandbox, worker_pool
 from gce.uep.accounting import BlockBook, walltime_seconds
 from gce.uep.breaker import BlockGuard
-from gce.uep.execute import run_batch, run_task
 from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
 from gce.uep.worker_pools import worker_pools
 
@@ -170,17 +169,21 @@ class HighThroughputEngine(Engine):
         with self._lock:
             self._in_parsl += 1
         try:
+            # Each task's directory and variables are set by the function wrapper on its worker.
+            with self._lock:
+                ids = [self._ids.get(outer, "") for _, outer in tasks]
+            contexts = [self.task_context(task_id) for task_id in ids]
             if len(tasks) == 1:
                 spec, limit = split_spec(resource_spec)
-                args = (tasks[0][0], self.max_result_bytes, self.max_output_bytes, limit)
+                args = (tasks[0][0], self.max_result_bytes, self.max_output_bytes, limit, contexts[0])
                 if limit and self.walltime:
                     placed = {placement.CONTEXT_KEY: {"seconds": limit, "margin": self.drain_margin}}
-                    inner = parsl_compat.submit_in_context(self.htex, placed, run_task, spec, *args)
+                    inner = parsl_compat.submit_in_context(self.htex, placed, sandbox.run_task, spec, *args)
                 else:
-                    inner = self.htex.submit(run_task, spec, *args)
+                    inner = self.htex.submit(sandbox.run_task, spec, *args)
             else:
-                inner = self.htex.submit(run_batch, {}, [p for p, _ in tasks], self.max_result_bytes,
-                                         self.max_output_bytes)
+                inner = self.htex.submit(sandbox.run_batch, {}, [p for p, _ in tasks], self.max_result_bytes,
+                                         self.max_output_bytes, contexts)
         except Exception as e:
             with self._lock:
                 self._in_parsl -= 1

@@ -22,6 +22,7 @@ from typing import Any
 
 from gce import __version__ as gce_version
 from gce.transport.message import ErrorCode
+from gce.uep import sandbox
 from gce.uep.execute import run_task
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,11 @@ class Engine:
         self._tasks: dict[str, float] = {}
         self._started: dict[str, float] = {}  # task id -> when a worker began it, where the engine knows
         self._versions = versions()
+        self.task_dirs = sandbox.take(options, run_dir, self.type)  # run_in_sandbox, working_dir
+
+    def task_context(self, task_id: str) -> dict[str, Any]:
+        """Where task TASK_ID runs and what it is told, for its worker (gce.uep.sandbox)."""
+        return self.task_dirs.context(task_id)
 
     def start(self) -> None:
         raise NotImplementedError
@@ -260,8 +266,8 @@ class ProcessPoolEngine(_LocalPoolEngine):
                 if job.task_id in self._tasks:
                     self._started[job.task_id] = job.began
             try:
-                inner = job.pool.submit(run_task, job.payload, self.max_result_bytes, self.max_output_bytes,
-                                        job.limit)
+                inner = job.pool.submit(sandbox.run_task, job.payload, self.max_result_bytes,
+                                        self.max_output_bytes, job.limit, self.task_context(job.task_id))
             except BrokenProcessPool:  # broken, its tasks not told yet: this one never reached it
                 with self._lock:
                     self._running.discard(job)
