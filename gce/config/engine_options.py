@@ -25,6 +25,7 @@ from gce.errors import ConfigError
 HTEX_OWN = {"type", "provider", "strategy_period", "max_idletime", "block_failure_limit", "block_grace_period",
             "scheduler_timeout", "scheduler_poll_period", "run_in_sandbox", "working_dir"}
 HTEX_SET_BY_GCE = {"self", "label", "block_error_handler"}
+HTEX_OWN |= {"container_type", "container_uri", "container_cmd_options"}  # gce.uep.containers takes them
 # A pool engine takes max_workers only; the schema's other common keys are accepted and unused.
 POOL_KEYS = set(ENGINE["properties"])
 
@@ -34,6 +35,12 @@ def check(engine: dict | None, source: str) -> None:
     its engine, provider or launcher does not take, with the closest one that it does."""
     if not engine:
         return
+    from gce.uep.containers import problem
+
+    why = problem(engine)
+    if why is not None:
+        raise ConfigError(f"invalid configuration in {source}", f"engine.{why}",
+                          hint=f"fix {source} and try again; gce-config(5) describes the container settings")
     kind = engine.get("type")
     if kind != "HighThroughputEngine":
         _compare(engine, POOL_KEYS, "engine", f"{kind}", source)

@@ -20,6 +20,8 @@ PROVIDER_TYPES = (
     "KubernetesProvider",
 )
 LAUNCHER_TYPES = ("SingleNodeLauncher", "SrunLauncher", "AprunLauncher", "MpiExecLauncher", "SimpleLauncher")
+# What a HighThroughputEngine's worker pools may run in (gce/uep/containers.py), as Globus Compute names them.
+CONTAINER_TYPES = ("apptainer", "singularity", "podman", "podman-hpc", "docker", "custom")
 
 _positive_int = {"type": "integer", "minimum": 1}
 _nonneg_int = {"type": "integer", "minimum": 0}
@@ -81,6 +83,10 @@ ENGINE: dict[str, Any] = {
         # Seconds between polls of the scheduler (default: parsl's, 60 for Slurm): failed blocks are
         # seen, and the breaker opens, that much sooner.
         "scheduler_poll_period": {"type": "number", "minimum": 1, "maximum": 3600},
+        # Worker pools in a container (gce/uep/containers.py); a pool engine refuses them.
+        "container_type": {"enum": list(CONTAINER_TYPES)},
+        "container_uri": {"type": "string", "minLength": 1},
+        "container_cmd_options": {"type": "string"},
         # Where tasks run (gce/uep/sandbox.py): <working_dir>/<task id> when sandboxed; not on a thread pool.
         "run_in_sandbox": {"type": "boolean"},
         "working_dir": {"type": "string", "minLength": 1},

@@ -53,6 +53,13 @@ KEYS = {
     "engine.block_grace_period": "Seconds a block may run before a worker connects, before it counts as failed.",
     "engine.scheduler_timeout": "Seconds a scheduler command (sbatch, squeue, scancel) may take.",
     "engine.scheduler_poll_period": "Seconds between polls of the scheduler.",
+    "engine.container_type": "Run each block's worker pool in a container, as Globus Compute does: docker, podman "
+                             "and podman-hpc run CONTAINER_URI with the run directory mounted, apptainer and "
+                             "singularity run it, custom runs CONTAINER_CMD_OPTIONS; HighThroughputEngine only.",
+    "engine.container_uri": "The image the worker pools run in.",
+    "engine.container_cmd_options": "Options of the container's run command (e.g. --network host, mounts of the "
+                                    "worker's venv); for custom, the whole command, with {EXECUTOR_LAUNCH_CMD} "
+                                    "and {EXECUTOR_RUNDIR} filled in.",
     "engine.run_in_sandbox": "Run each task in a directory of its own, WORKING_DIR/TASK_ID, made 0700 "
                              "(GCE_TASK_SANDBOX_DIR names it); not on a ThreadPoolEngine.",
     "engine.working_dir": "Where tasks run (default tasks_working_dir, relative to the user endpoint's "
@@ -149,6 +156,8 @@ def gce_engine_defaults() -> dict[str, Any]:
 def default_of(key: str, personal: dict[str, Any], templated: dict[str, Any], schema: dict[str, Any]) -> str | None:
     leaf = key.rsplit(".", 1)[-1]
     if schema.get("type") == "object" or "enum" in schema and leaf == "type":
+        return None
+    if leaf.startswith("container_"):  # gce.uep.containers: no container unless set
         return None
     if key.startswith("engine."):
         own = {**gce_engine_defaults(), "run_in_sandbox": False, "working_dir": "tasks_working_dir"}  # gce.uep.sandbox

@@ -19,6 +19,7 @@ from gce.transport.message import ErrorCode
 from gce.uep import blocks, breaker, parsl_compat, placement, sandbox, worker_pool
 from gce.uep.accounting import BlockBook, walltime_seconds
 from gce.uep.breaker import BlockGuard
+from gce.uep.containers import take_options as take_container
 from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
 from gce.uep.worker_pools import worker_pools
 
@@ -69,6 +70,7 @@ class HighThroughputEngine(Engine):
         strategy_period = float(opts.pop("strategy_period", 5.0))
         max_idletime = float(opts.pop("max_idletime", 120.0))
         limits = breaker.take_options(opts)
+        container = take_container(opts)
         provider = parsl_compat.build("provider", provider_spec, "parsl.providers")
         breaker.tune_provider(provider, limits)
         self.provider = provider
@@ -87,6 +89,9 @@ class HighThroughputEngine(Engine):
         # The breaker judges failed blocks in place of parsl's handler, which fails every task for good.
         opts["block_error_handler"] = lambda executor, status: self.guard.on_poll(executor, status)
         self.htex = HighThroughputExecutor(label="htex", provider=provider, **opts)
+        if container is not None:  # each block starts its worker pool in the container
+            self.htex.launch_cmd = container.wrap(self.htex.launch_cmd, self.run_dir)
+            log.info("worker pools run in %s image %s", container.type, container.uri or "(custom)")
         self.guard = BlockGuard(self.htex, provider, self.book, self.scheduler_words, int(limits["limit"]),
                                 limits["grace"], self._refuse_all)
         parsl_compat.gate_scale_out(self.htex, self.guard.may_scale_out)
@@ -310,4 +315,6 @@ ENGINES = {cls.type: cls for cls in (ThreadPoolEngine, ProcessPoolEngine, HighTh
 def make_engine(spec: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> Engine:
     spec = dict(spec)
     kind = spec.pop("type")
+    if kind in (ThreadPoolEngine.type, ProcessPoolEngine.type):
+        take_container(spec, kind)  # refused: a pool's workers are this process's children or threads
     return ENGINES[kind](spec, run_dir, max_result_bytes, max_output_bytes)
