@@ -17,7 +17,7 @@ import importlib
 import inspect
 from typing import Any
 
-from gce.config.schema import ENGINE
+from gce.config.schema import ENGINE, MPI_ENGINE_TYPES
 from gce.errors import ConfigError
 
 # Keys gce itself takes out of the engine mapping before the rest reaches HighThroughputExecutor,
@@ -42,17 +42,23 @@ def check(engine: dict | None, source: str) -> None:
         raise ConfigError(f"invalid configuration in {source}", f"engine.{why}",
                           hint=f"fix {source} and try again; gce-config(5) describes the container settings")
     kind = engine.get("type")
-    if kind != "HighThroughputEngine":
+    if kind != "HighThroughputEngine" and kind not in MPI_ENGINE_TYPES:
         _compare(engine, POOL_KEYS, "engine", f"{kind}", source)
         return
-    htex = _class("parsl.executors", "HighThroughputExecutor", "engine", source)
-    _compare(engine, _parameters(htex, HTEX_OWN, HTEX_SET_BY_GCE), "engine", "HighThroughputEngine", source)
+    executor = "MPIExecutor" if kind in MPI_ENGINE_TYPES else "HighThroughputExecutor"
+    htex = _class("parsl.executors", executor, "engine", source)
+    _compare(engine, _parameters(htex, HTEX_OWN, HTEX_SET_BY_GCE), "engine", str(kind), source)
     provider = engine.get("provider")
     if not provider:
         return
     cls = _class("parsl.providers", provider["type"], "engine.provider.type", source)
     _compare(provider, _parameters(cls, {"type"}, {"self"}), "engine.provider", provider["type"], source)
     launcher = provider.get("launcher")
+    if kind in MPI_ENGINE_TYPES and launcher and launcher["type"] != "SimpleLauncher":
+        raise ConfigError(f"invalid configuration in {source}", f"engine.provider.launcher: {kind} starts each "
+                          f"task's ranks itself, from one worker pool per block: it needs a SimpleLauncher, not "
+                          f"a {launcher['type']}", hint=f"fix {source}: remove engine.provider.launcher, or set its "
+                          "type to SimpleLauncher")
     if launcher:
         cls = _class("parsl.launchers", launcher["type"], "engine.provider.launcher.type", source)
         _compare(launcher, _parameters(cls, {"type"}, {"self"}), "engine.provider.launcher", launcher["type"],

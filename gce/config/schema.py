@@ -8,7 +8,8 @@ from typing import Any
 # cannot be used as it is (gce.config.model.check_broker_account says so).
 PLACEHOLDER_BROKER_URL = "amqp://127.0.0.1:5672/gce"
 
-ENGINE_TYPES = ("HighThroughputEngine", "ProcessPoolEngine", "ThreadPoolEngine")
+ENGINE_TYPES = ("HighThroughputEngine", "ProcessPoolEngine", "ThreadPoolEngine", "MPIEngine", "GlobusMPIEngine")
+MPI_ENGINE_TYPES = ("MPIEngine", "GlobusMPIEngine")  # parsl's MPIExecutor (gce/uep/mpi.py); Globus Compute's name too
 PROVIDER_TYPES = (
     "LocalProvider",
     "SlurmProvider",
@@ -87,6 +88,9 @@ ENGINE: dict[str, Any] = {
         "container_type": {"enum": list(CONTAINER_TYPES)},
         "container_uri": {"type": "string", "minLength": 1},
         "container_cmd_options": {"type": "string"},
+        # An MPI engine's: what starts a task's ranks, and how many MPI tasks a block runs at once.
+        "mpi_launcher": {"enum": ["mpiexec", "srun", "aprun"]},
+        "max_workers_per_block": _positive_int,
         # Where tasks run (gce/uep/sandbox.py): <working_dir>/<task id> when sandboxed; not on a thread pool.
         "run_in_sandbox": {"type": "boolean"},
         "working_dir": {"type": "string", "minLength": 1},
@@ -111,6 +115,8 @@ ENGINE: dict[str, Any] = {
                     "block_grace_period": False,
                     "scheduler_timeout": False,
                     "scheduler_poll_period": False,
+                    "mpi_launcher": False,
+                    "max_workers_per_block": False,
                 }
             },
         },

@@ -62,7 +62,6 @@ class HighThroughputEngine(Engine):
         self._by_htex_id: dict[Any, list[str]] = {}  # a parsl task's id -> the task ids it runs
 
     def start(self) -> None:
-        from parsl.executors import HighThroughputExecutor
         from parsl.jobs.job_status_poller import JobStatusPoller
 
         opts = dict(self.options)
@@ -88,7 +87,7 @@ class HighThroughputEngine(Engine):
             self.drain_margin = (self.walltime or 0) - int(opts["drain_period"])
         # The breaker judges failed blocks in place of parsl's handler, which fails every task for good.
         opts["block_error_handler"] = lambda executor, status: self.guard.on_poll(executor, status)
-        self.htex = HighThroughputExecutor(label="htex", provider=provider, **opts)
+        self.htex = self.executor(provider, opts)
         if container is not None:  # each block starts its worker pool in the container
             self.htex.launch_cmd = container.wrap(self.htex.launch_cmd, self.run_dir)
             log.info("worker pools run in %s image %s", container.type, container.uri or "(custom)")
@@ -116,6 +115,12 @@ class HighThroughputEngine(Engine):
         self.poller = JobStatusPoller(strategy="simple", max_idletime=max_idletime, strategy_period=strategy_period)
         self.poller.add_executors([self.htex])
         parsl_compat.skip_first_scale_out(self.poller, self.htex.label)  # its first pass would start them again
+
+    def executor(self, provider: Any, opts: dict[str, Any]) -> Any:
+        """The parsl executor that runs the blocks (the MPI engine's is parsl's MPIExecutor: gce.uep.mpi)."""
+        from parsl.executors import HighThroughputExecutor
+
+        return HighThroughputExecutor(label="htex", provider=provider, **opts)
 
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
         outer: Future = Future()

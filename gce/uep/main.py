@@ -32,7 +32,8 @@ from gce.transport import frames
 from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
 from gce.transport.payload import PayloadError, task_function_id, unpack_result
 from gce.uep.deadlines import Deadlines, Limited
-from gce.uep.engines import Engine, TaskRefused, WorkerLost, make_engine
+from gce.uep.engines import Engine, TaskRefused, WorkerLost
+from gce.uep.mpi import check_spec, make_engine
 from gce.uep.execute import traceback_tail
 from gce.uep.pools import split_spec
 from gce.uep.startup import (Refusal, check_identity, die_with_parent, guard_channel, prepare_directories,
@@ -107,7 +108,8 @@ class UserEndpoint:
         assert self.engine is not None
         try:
             _, limit = split_spec(th.resource_specification)
-        except ValueError as e:
+            check_spec(self.engine, th.resource_specification)  # MPI counts: an MPI engine's only
+        except (TypeError, ValueError) as e:
             return self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.BAD_MESSAGE, str(e)))
         if limit:
             self.deadlines.add(th.task_id, limit)
