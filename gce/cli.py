@@ -27,6 +27,7 @@ from gce.commands import logs
 from gce.commands import blocks, tasks
 from gce.commands import resume
 from gce.commands import monitor
+from gce.commands import audit
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
 # Exceptions that typer itself turns into the right exit code and message.
@@ -122,6 +123,7 @@ app.command("blocks")(blocks.command)
 app.command("resume")(resume.command)
 app.command("tasks")(tasks.command)
 app.command("logs")(logs.command)
+app.command("audit")(audit.command)
 app.command("list")(list_.command)
 app.command("monitor")(monitor.command)
 app.command("delete")(delete.command)

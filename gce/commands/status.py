@@ -61,6 +61,12 @@ def status_fields(data: dict[str, Any]) -> list[tuple[str, str]]:
     spool = data.get("spool")
     if isinstance(spool, dict) and spool.get("error"):
         fields.append(("spool", f"{spool.get('path')} (cannot be written: {spool['error']})"))
+    audit = data.get("audit")
+    if isinstance(audit, dict) and (audit.get("error") or audit.get("lost")):
+        trouble = [f"cannot be written: {audit['error']}" if audit.get("error") else "",
+                   f"{audit.get('waiting')} lines waiting" if audit.get("waiting") else "",
+                   f"{audit.get('lost')} lines lost" if audit.get("lost") else ""]
+        fields.append(("audit", f"{audit.get('path')} ({', '.join(t for t in trouble if t)})"))
     tasks = data.get("tasks")
     if isinstance(tasks, dict):
         counts = [f"{tasks[k]} {label}" for k, label in _TASK_COUNTS if k in tasks]

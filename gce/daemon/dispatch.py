@@ -108,6 +108,8 @@ class Dispatcher:
         uep = self._uep_for(task_id)
         if uep is None:
             return
+        name, uid = (uep.target.name, uep.target.uid) if uep.target is not None else self.own_account
+        self.events.mapped(task_id, name, uid)
         if self.renewals.renewing(uep) or self.renewals.if_changed(uep):
             uep.queued.append(task_id)  # for the fresh one
             return

@@ -26,6 +26,7 @@ async def housekeeping(m: Manager) -> None:
         await asyncio.sleep(period)
         m.stop_idle()
         m.replace_changed()
+        m.audit.check()  # lines that waited for a full or unwritable disk
         if time.monotonic() - published >= m.config.status_period - 0.01:
             m.publish_status()
             published = time.monotonic()

@@ -180,6 +180,7 @@ async def _shutdown(m: Manager, link_task: asyncio.Task, control: asyncio.Abstra
     control.close()
     await m.stop_ueps(timeout=STOP_TIMEOUT * 0.6)
     m.router.close()
+    m.audit.close()  # the last lines of tasks answered while stopping
     await m.commit.flush_all()
     await m.link.close()
     if not link_task.done():

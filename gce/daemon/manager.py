@@ -16,6 +16,8 @@ from typing import Any
 
 from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
+from gce.auditlog import audit_path
+from gce.daemon.audit import AuditLog
 from gce.daemon.children import UepChild
 from gce.daemon.commit import GroupCommit
 from gce.daemon.control_commands import Commands
@@ -51,7 +53,8 @@ class Manager:
         self.counts = {"received": 0, "completed": 0, "failed": 0, "malformed": 0, "duplicates": 0, "violations": 0}
         self.commit = GroupCommit(self.spool, self.link)  # pauses the link while the spool is unwritable
         self.outbox = Outbox(self.spool, self.link, self.commit.schedule)
-        self.events = TaskEvents()  # what happened to the last tasks, for gce monitor (the `snapshot` command)
+        self.audit = AuditLog(audit_path(paths), paths.name, config.endpoint_id)
+        self.events = TaskEvents(audit=self.audit)  # the last tasks, for gce monitor (`snapshot`) and the audit
         self.dispatcher = Dispatcher(config, self.router, self.spool, self.stop_event, self._on_result, self.counts,
                                      events=self.events)
 
@@ -92,7 +95,8 @@ class Manager:
             return
         self.counts["received"] += 1
         self.spool.add_task({"task_id": th.task_id, "task": th.to_dict()}, d.body)
-        self.events.received(th.task_id, th.function_name, th.user_id, *self._account_of(th.user_id))
+        self.events.received(th.task_id, th.function_name, th.user_id, *self._account_of(th.user_id),
+                             function_id=th.function_id)
         self.dispatcher.dispatch(th.task_id, body=d.body)
 
     def _answer_refused(self, p: Any, code: str, sentence: str) -> None:
@@ -101,6 +105,7 @@ class Manager:
         try:
             if isinstance(p.message_id, str) and p.message_id and reply_to_belongs(p.user_id, p.reply_to):
                 rh = failure(p.message_id[:100], self.config.endpoint_id, code, sentence)
+                self.events.refused(rh.task_id, str(p.user_id or "")[:100], code, sentence)
                 self.outbox.send_result(rh, p.reply_to, b"", spooled=False)
         except Exception:
             log.exception("could not answer a refused task message")
@@ -159,6 +164,9 @@ class Manager:
         task = entry.header.get("task", {}) if entry is not None else {}
         if self.outbox.put(rh, body):
             self.counts["completed" if rh.status == "success" else "failed"] += 1
+            started = rh.timings.get("started")  # when its user endpoint handed it to its engine
+            if isinstance(started, (int, float)):
+                self.events.started(rh.task_id, float(started))
             self.events.finished(rh.task_id, rh.status, rh.error_code, rh.error_message,
                                  function_name=str(task.get("function_name") or ""),
                                  submitter=str(task.get("user_id") or ""))

@@ -21,9 +21,10 @@ from typing import Any, Callable, Protocol
 
 from gce import __version__
 from gce.daemon.activity import TaskDetail, TaskEvent
+from gce.daemon.audit import REFUSALS, AuditLog, audit_reason
 from gce.daemon.spool import RESULT, TASK
-from gce.daemon.status import (EndpointStatus, EngineStatus, LinkStatus, SpoolStatus, StatusError, TaskCounts,
-                               UepStatus)
+from gce.daemon.status import (AuditStatus, EndpointStatus, EngineStatus, LinkStatus, SpoolStatus, StatusError,
+                               TaskCounts, UepStatus)
 from gce.transport.urls import redact
 
 
@@ -51,6 +52,7 @@ class _Manager(Protocol):
     spool: Any  # Spool: dir, entries
     outbox: Any  # Outbox: recent
     started_at: float
+    events: TaskEvents  # and the audit log they feed
 
     @property
     def uep(self) -> Any: ...  # _Uep | None: a personal endpoint's one UEP
@@ -113,7 +115,14 @@ def snapshot(m: _Manager) -> EndpointStatus:
                          unconfirmed_results=sum(1 for e in entries if e.kind == RESULT)),
         user_endpoints=ueps, recent_tasks=tuple(m.outbox.recent),
         blocks_failing=sum(1 for u in ueps if u.blocks_failing),
+        audit=_audit(m.events.audit),
     )
+
+
+def _audit(audit: AuditLog | None) -> AuditStatus:
+    if audit is None:
+        return AuditStatus()
+    return AuditStatus(str(audit.path), audit.waiting, audit.lost, audit.error)
 
 
 RING = 10_000  # task events the manager keeps
@@ -133,6 +142,9 @@ class _Task:
     uep: str = ""
     received_at: float | None = None
     dispatched_at: float | None = None
+    function_id: str = ""
+    mapped: bool = False  # its "mapped" audit line is written (routing asks again after each wait)
+    started: bool = False
 
 
 def _line(text: str, limit: int = 200) -> str:
@@ -150,7 +162,8 @@ class TaskEvents:
     holds the events a peer may see, the earlier ones of their task too.
     """
 
-    def __init__(self, size: int = RING, failures: int = FAILURES_KEPT) -> None:
+    def __init__(self, size: int = RING, failures: int = FAILURES_KEPT, audit: AuditLog | None = None) -> None:
+        self.audit = audit  # the same events, one JSON line each, in the endpoint's audit log
         self._ring: deque[tuple[_Task, TaskEvent]] = deque(maxlen=size)
         self._size = size
         self._failures_kept = failures
@@ -176,10 +189,37 @@ class TaskEvents:
         return ev
 
     def received(self, task_id: str, function_name: str, submitter: str, local_user: str = "",
-                 uid: int | None = None, now: float | None = None) -> TaskEvent:
+                 uid: int | None = None, now: float | None = None, function_id: str = "") -> TaskEvent:
         now = time.time() if now is None else now
-        task = self._tasks[task_id] = _Task(function_name, submitter, local_user, uid, received_at=now)
+        task = self._tasks[task_id] = _Task(function_name, submitter, local_user, uid, received_at=now,
+                                            function_id=function_id)
+        if self.audit is not None:
+            self.audit.write("received", task_id, submitter=submitter, function_id=function_id,
+                             function_name=function_name)
         return self._add(task_id, "received", task, now)
+
+    def mapped(self, task_id: str, local_user: str, uid: int | None) -> None:
+        """TASK_ID's submitter runs as LOCAL_USER (UID) here: audited once per task."""
+        task = self._tasks.get(task_id)
+        if task is None or task.mapped:
+            return
+        task.mapped = True
+        if self.audit is not None:
+            self.audit.write("mapped", task_id, submitter=task.submitter, local_user=local_user, uid=uid)
+
+    def started(self, task_id: str, at: float) -> None:
+        """TASK_ID was handed to its user endpoint's engine AT (a time): audited once per task."""
+        task = self._tasks.get(task_id)
+        if task is None or task.started:
+            return
+        task.started = True
+        if self.audit is not None:
+            self.audit.write("started", task_id, at=at, local_user=task.local_user, uep=task.uep)
+
+    def refused(self, task_id: str, submitter: str, code: str, reason: str) -> None:
+        """A task message the endpoint answered before taking it in (a malformed one)."""
+        if self.audit is not None:
+            self.audit.write("refused", task_id, submitter=submitter, code=code, reason=audit_reason(code, reason))
 
     def dispatched(self, task_id: str, uep: str, local_user: str, uid: int | None, *, function_name: str = "",
                    submitter: str = "", now: float | None = None) -> TaskEvent:
@@ -188,6 +228,8 @@ class TaskEvents:
         now = time.time() if now is None else now
         task = self._tasks.setdefault(task_id, _Task(function_name, submitter))
         task.uep, task.local_user, task.uid, task.dispatched_at = uep, local_user, uid, now
+        if self.audit is not None:
+            self.audit.write("sent", task_id, submitter=task.submitter, local_user=local_user, uid=uid, uep=uep)
         return self._add(task_id, "dispatched", task, now)
 
     def traceback(self, task_id: str, text: str) -> None:
@@ -203,6 +245,12 @@ class TaskEvents:
         tb = self._tracebacks.pop(task_id, "")
         ran_for = None if task.dispatched_at is None else max(0.0, now - task.dispatched_at)
         failed = status != "success"
+        if self.audit is not None:
+            # Never the failure's sentence of a task that ran: it may quote its arguments.
+            refusal = failed and code in REFUSALS and not task.started
+            self.audit.write("refused" if refusal else "finished", task_id, submitter=task.submitter,
+                             local_user=task.local_user, uid=task.uid, status=status, code=code,
+                             reason=audit_reason(code, message) if refusal else "")
         ev = self._add(task_id, "failed" if failed else "success", task, now, code, _line(message), ran_for)
         if failed:
             self._failures[task_id] = (message[:ERROR_MAX], tb)

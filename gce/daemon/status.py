@@ -61,6 +61,25 @@ class SpoolStatus:
 
 
 @dataclass(frozen=True)
+class AuditStatus:
+    """The audit log's file, and its lines not written: waiting (for a full or unwritable disk) and
+    lost (dropped while more waited than the manager keeps); ERROR: why the last write failed."""
+
+    path: str = ""
+    waiting: int = 0
+    lost: int = 0
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "waiting": self.waiting, "lost": self.lost, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "audit") -> AuditStatus:
+        r = Reader(data, where)
+        return cls(r.text("path"), r.integer("waiting"), r.integer("lost"), r.text("error"))
+
+
+@dataclass(frozen=True)
 class TaskCounts:
     received: int = 0
     completed: int = 0
@@ -216,6 +235,7 @@ class EndpointStatus:
     recent_tasks: tuple[RecentTask, ...] = ()
     protocol: int = PROTOCOL
     blocks_failing: int = 0  # user endpoints (of every user) whose breaker is open: a count, no names
+    audit: AuditStatus = field(default_factory=AuditStatus)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -226,7 +246,7 @@ class EndpointStatus:
             "gce_version": self.gce_version, "engine_type": self.engine_type, "broker": self.broker.to_dict(),
             "tasks": self.tasks.to_dict(), "user_endpoints": [u.to_dict() for u in self.user_endpoints],
             "recent_tasks": [t.to_dict() for t in self.recent_tasks], "protocol": self.protocol,
-            "blocks_failing": self.blocks_failing,
+            "blocks_failing": self.blocks_failing, "audit": self.audit.to_dict(),
         }
 
     @classmethod
@@ -244,7 +264,7 @@ class EndpointStatus:
             user_endpoints=tuple(UepStatus.from_dict(u.data, u.where) for u in r.objects("user_endpoints")),
             recent_tasks=tuple(RecentTask.from_dict(t.data, t.where) for t in r.objects("recent_tasks")),
             protocol=r.integer("protocol", 0),  # none: a manager from before the protocol had a number
-            blocks_failing=r.integer("blocks_failing"),
+            blocks_failing=r.integer("blocks_failing"), audit=AuditStatus.from_dict(r.obj("audit").data),
         )
 
 
