@@ -24,6 +24,9 @@ KEYS = {
                              "reads the broker's clock from.",
     "engine": "What runs the functions (a multi-user endpoint's comes from its template instead).",
     "engine.type": "HighThroughputEngine: parsl workers in blocks; ProcessPoolEngine, ThreadPoolEngine: a local pool.",
+    "engine.mpi_launcher": "MPIEngine (or GlobusMPIEngine: parsl's MPIExecutor): what starts each task's ranks on "
+                           "its nodes, mpiexec, srun or aprun, as $PARSL_MPI_PREFIX (an MPIFunction's prefix).",
+    "engine.max_workers_per_block": "MPI tasks a block of an MPIEngine runs at once.",
     "engine.max_workers_per_node": "Worker processes per node (HighThroughputEngine).",
     "engine.max_workers": "Workers of a process or thread pool.",
     "engine.cores_per_worker": "Cores each worker takes (parsl's cores_per_worker).",
