@@ -27,6 +27,7 @@ from gce.commands import logs
 from gce.commands import blocks, tasks
 from gce.commands import resume
 from gce.commands import monitor
+from gce.commands import import_
 from gce.commands import audit
 from gce.errors import EX_SOFTWARE, GceError, debug_enabled
 
@@ -127,6 +128,7 @@ app.command("audit")(audit.command)
 app.command("list")(list_.command)
 app.command("monitor")(monitor.command)
 app.command("delete")(delete.command)
+app.command("import")(import_.command)
 app.command("render-user-config")(render_user_config.command)
 app.command("diagnostic")(diagnostic.command)
 app.command("enable-on-boot")(enable_on_boot.enable)
