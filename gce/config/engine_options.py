@@ -26,6 +26,7 @@ HTEX_OWN = {"type", "provider", "strategy_period", "max_idletime", "block_failur
             "scheduler_timeout", "scheduler_poll_period", "run_in_sandbox", "working_dir"}
 HTEX_SET_BY_GCE = {"self", "label", "block_error_handler"}
 HTEX_OWN |= {"container_type", "container_uri", "container_cmd_options"}  # gce.uep.containers takes them
+HTEX_OWN |= {"max_retries_on_system_failure"}  # the user endpoint takes it (gce.uep.retries)
 # A pool engine takes max_workers only; the schema's other common keys are accepted and unused.
 POOL_KEYS = set(ENGINE["properties"])
 

@@ -88,6 +88,8 @@ ENGINE: dict[str, Any] = {
         "container_type": {"enum": list(CONTAINER_TYPES)},
         "container_uri": {"type": "string", "minLength": 1},
         "container_cmd_options": {"type": "string"},
+        # Runs of a task whose worker died, after its first (gce/uep/retries.py); a task's own value wins.
+        "max_retries_on_system_failure": {"type": "integer", "minimum": 0, "maximum": 10},
         # An MPI engine's: what starts a task's ranks, and how many MPI tasks a block runs at once.
         "mpi_launcher": {"enum": ["mpiexec", "srun", "aprun"]},
         "max_workers_per_block": _positive_int,

@@ -60,6 +60,9 @@ KEYS = {
                              "and podman-hpc run CONTAINER_URI with the run directory mounted, apptainer and "
                              "singularity run it, custom runs CONTAINER_CMD_OPTIONS; HighThroughputEngine only.",
     "engine.container_uri": "The image the worker pools run in.",
+    "engine.max_retries_on_system_failure": "How many more times a task whose worker died (killed by a signal, "
+                                            "out of memory) is run before it fails WORKER_LOST, unless the task "
+                                            "(the Executor) says; never for an exception of the function.",
     "engine.container_cmd_options": "Options of the container's run command (e.g. --network host, mounts of the "
                                     "worker's venv); for custom, the whole command, with {EXECUTOR_LAUNCH_CMD} "
                                     "and {EXECUTOR_RUNDIR} filled in.",
@@ -162,6 +165,8 @@ def default_of(key: str, personal: dict[str, Any], templated: dict[str, Any], sc
         return None
     if leaf.startswith("container_"):  # gce.uep.containers: no container unless set
         return None
+    if leaf == "max_retries_on_system_failure":  # gce.uep.retries
+        return "0"
     if key.startswith("engine."):
         own = {**gce_engine_defaults(), "run_in_sandbox": False, "working_dir": "tasks_working_dir"}  # gce.uep.sandbox
         return _shown(own[leaf]) if own.get(leaf) is not None else "parsl's"

@@ -26,6 +26,7 @@ from gce.sdk.condition import SharedLockCondition
 from gce.sdk.amqp import Link
 from gce.sdk.errors import TaskOutput, outcome_and_output, resolve, waited_too_long
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
+from gce.sdk.tasks import retries_allowed
 from gce.sdk.tasks import (DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, check_resource_specification, function_name,
                            task_message, time_limit)
 from gce.transport import names
@@ -95,6 +96,10 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
     ``task_timeout`` (seconds) limits how long each task may run on the endpoint: one that runs
     longer is stopped and fails with ``TaskFailed`` code ``TIMEOUT``. A ``walltime`` in
     ``resource_specification`` does the same for the tasks submitted while it is set, and wins.
+    ``max_retries_on_system_failure``: how many more times a task whose worker died (killed by a
+    signal, out of memory) is run before it fails with code ``WORKER_LOST``; None: the endpoint's
+    engine decides (its own ``max_retries_on_system_failure``, 0 unless set). Exceptions raised by
+    the function are never retried.
     """
 
     def __init__(
@@ -107,9 +112,11 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         connect_timeout: float = 30.0,
         task_timeout: float | None = None,
+        max_retries_on_system_failure: int | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id  # type: ignore[assignment]
         self.task_timeout = task_timeout
+        self.max_retries_on_system_failure = max_retries_on_system_failure
         self.user_endpoint_config = user_endpoint_config  # type: ignore[assignment]
         self.resource_specification = resource_specification  # type: ignore[assignment]
         self.max_payload_bytes = max_payload_bytes
@@ -171,6 +178,14 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
     def task_timeout(self, value: float | None) -> None:
         self._task_timeout = None if value is None else time_limit(value, "task_timeout")
 
+    @property
+    def max_retries_on_system_failure(self) -> int | None:
+        return self._retries
+
+    @max_retries_on_system_failure.setter
+    def max_retries_on_system_failure(self, value: int | None) -> None:
+        self._retries = retries_allowed(value)
+
     def _task_spec(self) -> dict:
         """The resource specification a task travels with: task_timeout as its walltime, unless
         resource_specification names one."""
@@ -202,7 +217,8 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         task_id, body, props = task_message(
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
             user_endpoint_config=self._uec, resource_specification=self._task_spec(),
-            max_payload_bytes=self.max_payload_bytes, function_name=name)
+            max_payload_bytes=self.max_payload_bytes, function_name=name,
+            max_retries_on_system_failure=self._retries)
         fut = TaskFuture(task_id, self._status_of, endpoint_id)
         with self._lock:
             self._pending[task_id] = fut

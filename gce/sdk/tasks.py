@@ -71,6 +71,19 @@ def time_limit(value: Any, what: str) -> float:
     return value
 
 
+def retries_allowed(value: Any) -> int | None:
+    """VALUE checked as max_retries_on_system_failure: None (the endpoint's default) or a whole number
+    from 0 to 999 of times a task whose worker died is run again (the endpoint caps it: gce.uep.retries)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_retries_on_system_failure must be a whole number (e.g. 2), "
+                        f"not {type(value).__name__} {value!r}")
+    if not 0 <= value <= 999:
+        raise ValueError(f"max_retries_on_system_failure must be from 0 to 999, not {value!r}")
+    return value
+
+
 def check_resource_specification(spec: dict[str, Any], what: str = "resource_specification") -> dict[str, Any]:
     """SPEC, whose ``walltime`` (seconds the endpoint lets the task run), if any, is a good time limit,
     and whose MPI counts, if any, are whole numbers that agree (gce.transport.resources)."""
@@ -83,6 +96,7 @@ def check_resource_specification(spec: dict[str, Any], what: str = "resource_spe
 def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                  user: str, reply_to: str, user_endpoint_config: dict[str, Any],
                  resource_specification: dict[str, Any], max_payload_bytes: int, function_name: str = "",
+                 max_retries_on_system_failure: int | None = None,
                  ) -> tuple[str, bytes, pika.BasicProperties]:
     """(task_id, body, properties) of one task; PayloadTooLarge before anything is sent. FUNCTION_NAME
     labels the task for people (function_name(fn)); without one, a function sent as source is named by it."""
@@ -95,7 +109,8 @@ def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ..
         task_id=task_id, user_id=user, reply_to=reply_to, function_id=function_id, serializer=kind.decode(),
         python_version=platform.python_version(), gce_version=gce.__version__, platform=platform.platform(),
         submitted_at=time.time(), function_name=_plain(function_name) or _named_by_source(kind, blob),
-        user_endpoint_config=user_endpoint_config, resource_specification=resource_specification)
+        user_endpoint_config=user_endpoint_config, resource_specification=resource_specification,
+        max_retries_on_system_failure=max_retries_on_system_failure)
     props = pika.BasicProperties(message_id=task_id, user_id=user, reply_to=reply_to, delivery_mode=2,
                                  content_type=names.TASK_CONTENT_TYPE, headers=headers.amqp_headers())
     return task_id, serialize.pack_task(kind, blob, args_blob), props

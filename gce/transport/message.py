@@ -72,6 +72,7 @@ class TaskHeaders:
     resource_specification: dict = field(default_factory=dict)
     submitted_at: float = 0.0
     function_name: str = ""  # what the SDK calls the function: a label for people, never trusted for more
+    max_retries_on_system_failure: int | None = None  # the submitter's (gce.uep.retries); None: the endpoint's
 
     def amqp_headers(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,8 @@ class TaskHeaders:
             "resource-specification": json.dumps(self.resource_specification, sort_keys=True),
             "submitted-at": repr(float(self.submitted_at)),
             "function-name": self.function_name,
+            **({} if self.max_retries_on_system_failure is None else
+               {"max-retries-on-system-failure": str(self.max_retries_on_system_failure)}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +184,9 @@ def parse_task(
                          f"name may have {FUNCTION_NAME_MAX}")
     if not function_name.isprintable():  # terminal escapes and newlines would reach the screens that show it
         raise BadMessage("the 'function-name' header is not plain text (it holds control characters)")
+    retries = _text(headers, "max-retries-on-system-failure", required=False)
+    if retries and not (retries.isascii() and retries.isdigit() and len(retries) <= 3):
+        raise BadMessage("the 'max-retries-on-system-failure' header is not a whole number (at most 999)")
     return TaskHeaders(
         task_id=task_id,
         user_id=str(user_id),
@@ -194,6 +200,7 @@ def parse_task(
         resource_specification=_json_object(headers, "resource-specification"),
         submitted_at=submitted_at,
         function_name=function_name,
+        max_retries_on_system_failure=int(retries) if retries else None,
     )
 
 

@@ -36,6 +36,7 @@ from gce.uep.engines import Engine, TaskRefused, WorkerLost
 from gce.uep.mpi import check_spec, make_engine
 from gce.uep.execute import traceback_tail
 from gce.uep.pools import split_spec
+from gce.uep.retries import Retries
 from gce.uep.startup import (Refusal, check_identity, die_with_parent, guard_channel, prepare_directories,
                               read_config, render_engine)
 
@@ -59,6 +60,7 @@ class UserEndpoint:
         self.stopping = threading.Event()
         self.said_blocks_failing = False  # its STATUS went before its first BLOCKS_FAILING answer
         self.deadlines = Deadlines(self._started_at, self.on_deadline)
+        self.retries = Retries()  # a task whose worker died may run again (max_retries_on_system_failure)
 
     # -- output ----------------------------------------------------------------------
     def send_frame(self, kind: bytes, header: dict, body: bytes = b"") -> None:
@@ -120,6 +122,7 @@ class UserEndpoint:
             self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
                                 f"the engine refused the task: {type(e).__name__}: {e}"))
             return
+        self.retries.keep(th, payload)
         fut.add_done_callback(lambda f: self.on_done(th, started, f, bool(limit)))
 
     def on_done(self, th: TaskHeaders, started: float, fut: Future, limited: bool = False) -> None:
@@ -127,6 +130,7 @@ class UserEndpoint:
 
         But for one the engine cancelled at a stop before it ran: it is not answered, so the
         manager keeps it spooled and it runs after the next start (a restart, an upgrade)."""
+        attempt = self.retries.settle(th)  # whatever the outcome, this attempt is over
         if fut.cancelled():
             if limited:
                 self.deadlines.claim(th.task_id)
@@ -141,7 +145,9 @@ class UserEndpoint:
                     # The worker kills itself when a function will not stop (gce.uep.timelimit).
                     how = f"it was stopped: its worker was killed ({fut.exception()})"
                     return self.send_result(task.answer(self.endpoint_id, how))
-            self._answer(th, started, fut)
+            if attempt.again(fut):  # its worker died under it, and it may run once more
+                return self.on_task({"task": th.to_dict()}, self.retries.resume(attempt, fut))
+            self._answer(th, started, attempt.told(fut))
         except Exception as e:  # e.g. a worker whose code replaced the result packing
             log.exception("task %s: its outcome could not be read", th.task_id)
             self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
@@ -214,8 +220,8 @@ class UserEndpoint:
     # -- main ------------------------------------------------------------------------
     def run(self) -> int:
         try:
-            self.engine = make_engine(self.conf.engine, self.conf.run_dir, self.conf.max_result_bytes,
-                                      self.conf.max_output_bytes)
+            self.engine = make_engine(self.retries.take(self.conf.engine), self.conf.run_dir,
+                                      self.conf.max_result_bytes, self.conf.max_output_bytes)
             self.engine.start()
         except Exception as e:
             log.exception("engine failed to start")
