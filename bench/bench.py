@@ -40,6 +40,7 @@ import amqp_peers  # noqa: E402
 import local_engine  # noqa: E402
 import cluster  # noqa: E402
 import batch  # noqa: E402
+import mpi  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / ".peers"
 WORKERS = 2
@@ -260,7 +261,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="help,rtt,throughput,cold,idle,payload,"
                     + ",".join(watching.NAMES + multiuser.NAMES + capture.NAMES + packages.NAMES
-                                      + amqp_peers.NAMES + local_engine.NAMES + batch.NAMES))
+                                      + amqp_peers.NAMES + local_engine.NAMES + batch.NAMES + mpi.NAMES))
     args = ap.parse_args()
     only = set(args.only.split(","))
     rows: list[Row] = []
@@ -303,6 +304,7 @@ def main() -> int:
             cluster.run(only, args.rounds, s, add_row, rows)  # boots 3 nodes: only with --only cluster-rtt,...
             packages.run(only, args.rounds, s, rows)
             batch.run(only, args.rounds, s, add_row, rows)
+            mpi.run(only, args.rounds, s, add_row, rows)
         finally:
             if raw is not None:
                 raw.close()
