@@ -12,8 +12,10 @@ command function, so ``gce --help`` stays fast.
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -29,7 +31,7 @@ from gce.commands import resume
 from gce.commands import monitor
 from gce.commands import import_
 from gce.commands import audit
-from gce.errors import EX_SOFTWARE, GceError, debug_enabled
+from gce.errors import EX_SOFTWARE, EX_USAGE, GceError, debug_enabled
 
 # Exceptions that typer itself turns into the right exit code and message.
 _TYPER_EXITS = (typer.Exit, typer.Abort, typer.TyperException, EOFError, BrokenPipeError)
@@ -109,8 +111,13 @@ def _print_version(value: bool) -> None:
 def _root(
     version_: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                   help="Show gce's version and exit (gce version tells the libraries' too)."),
+    config_dir: Optional[Path] = typer.Option(
+        None, "-c", "--config-dir", metavar="DIR", show_default=False,
+        help="The directory that holds the endpoints (as Globus Compute's option): the same as setting GCE_HOME. "
+        "Default: $GCE_HOME, else ~/.gce (/etc/gce for root)."),
 ) -> None:
-    pass
+    if config_dir is not None:
+        use_config_dir(config_dir)
 
 
 # One line per command; the order is the order of `gce --help`.
@@ -136,6 +143,15 @@ app.command("disable-on-boot")(enable_on_boot.disable)
 broker.app.command("revoke")(broker_revoke.revoke)
 app.add_typer(broker.app, name="broker")
 app.add_typer(idmap.app, name="idmap")
+
+
+def use_config_dir(path: Path) -> None:
+    """Make PATH the endpoints' directory for this command and the processes it starts (a detached
+    manager, its user endpoints): they all read GCE_HOME (gce.config.paths)."""
+    if path.exists() and not path.is_dir():
+        raise GceError(f"invalid --config-dir {str(path)!r}", "it is not a directory",
+                       hint="give the directory that holds the endpoints, e.g. ~/.gce", exit_code=EX_USAGE)
+    os.environ["GCE_HOME"] = str(path.expanduser().absolute())
 
 
 def main() -> None:

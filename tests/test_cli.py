@@ -18,9 +18,10 @@ from gce.cli import GceGroup, app
 from gce.errors import ConfigError, GceError
 
 GCE_BIN = Path(sys.executable).parent / "gce"
-COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "blocks", "resume", "tasks", "logs", "list",
+COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "blocks", "resume", "tasks", "logs", "audit", "list",
             "monitor",
             "delete",
+            "import",
             "render-user-config",
             "diagnostic", "enable-on-boot", "disable-on-boot", "broker", "idmap")
 HEAVY = ("parsl", "pika", "textual", "jinja2")
@@ -72,14 +73,14 @@ def test_version_option_prints_the_version_and_exits(clean_env):
 def test_help_offers_version_and_completion(clean_env):
     result = CliRunner().invoke(app, ["--help"])
     options = re.findall(r"^  (?:-\w, )?(--[a-z-]+)", result.stdout.split("Options:")[1].split("Commands:")[0], flags=re.M)
-    assert options == ["--version", "--install-completion", "--show-completion", "--help"]
+    assert options == ["--version", "--config-dir", "--install-completion", "--show-completion", "--help"]
 
 
 def test_usage_errors_keep_exit_code_2(clean_env):
     result = CliRunner().invoke(app, ["frobnicate"])
     assert result.exit_code == 2
     assert "No such command 'frobnicate'" in result.stderr
-    assert CliRunner().invoke(app, ["status"]).exit_code == 2  # missing NAME
+    assert CliRunner().invoke(app, ["idmap", "test", "x"]).exit_code == 2  # missing IDENTITY
 
 
 def test_gce_error_becomes_message_hint_and_exit_code(clean_env):

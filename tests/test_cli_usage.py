@@ -35,8 +35,8 @@ def test_usage_line_has_no_braces(path, gce_home):
 
 
 def test_the_usage_of_a_missing_argument(gce_home):
-    result = CliRunner().invoke(app, ["status"], prog_name="gce")
+    result = CliRunner().invoke(app, ["import"], prog_name="gce")
     assert result.exit_code == 2
-    assert result.stderr.startswith("Usage: gce status [OPTIONS] NAME\n")
+    assert result.stderr.startswith("Usage: gce import [OPTIONS] PATH [NAME]\n")
     result = CliRunner().invoke(app, ["idmap", "test", "x"], prog_name="gce")
     assert result.stderr.startswith("Usage: gce idmap test [OPTIONS] NAME IDENTITY\n"), result.stderr

@@ -45,6 +45,13 @@ NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The endpoint's nam
                                         callback=resolve_name)]
 
 
+# Globus Compute's name for an endpoint when none is given; every command that takes NAME uses it too.
+DEFAULT_NAME = "default"
+DefaultNameArg = Annotated[str, typer.Argument(metavar="[NAME]", show_default=False, autocompletion=complete_name,
+                                               help="The endpoint's name or id (see gce list); default: default.",
+                                               callback=resolve_name)]
+
+
 def configured_paths(name: str, exit_code: int = EX_CONFIG) -> EndpointPaths:
     """The paths of endpoint NAME (a name or an id); a ConfigError (EXIT_CODE) if no such
     endpoint is configured."""

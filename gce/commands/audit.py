@@ -11,14 +11,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from gce import auditlog, logview
-from gce.commands import NameArg, configured_paths, shared_endpoint
+from gce.commands import DEFAULT_NAME, DefaultNameArg, configured_paths, shared_endpoint
 from gce.errors import ConfigError, PermissionDenied
 
 _SHOWN = ("submitter", "function_name", "function_id", "local_user", "uid", "uep", "status", "code", "reason")
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     user: Annotated[Optional[str], typer.Option(
         "--user", metavar="LOCALUSER", help="Only the tasks mapped to local account LOCALUSER.",
         show_default=False)] = None,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from gce import output
-from gce.commands import NameArg, own_or_shared_paths
+from gce.commands import DEFAULT_NAME, DefaultNameArg, own_or_shared_paths
 from gce.errors import NotRunning
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def as_json(ueps: list[UepStatus]) -> list[dict[str, Any]]:
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     json_: Annotated[bool, typer.Option("--json", help="Print the blocks as JSON, with every transition "
                                         "and the paths of each block's submit script and output.")] = False,
     user: Annotated[Optional[str], typer.Option("--user", metavar="USER", help="Only the blocks of USER's "

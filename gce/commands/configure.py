@@ -11,7 +11,7 @@ import typer
 
 from gce import output
 from gce.commands import configure_prompts as prompts
-from gce.commands import read_url_file
+from gce.commands import DEFAULT_NAME, read_url_file
 from gce.config.paths import endpoint_paths
 from gce.errors import UsageError
 
@@ -53,8 +53,9 @@ def _broker_url(url: str | None, url_file: Path | None, on_argv: bool = True) ->
 
 def command(
     name: Annotated[str, typer.Argument(
-        metavar="NAME", show_default=False,
-        help="A name for the new endpoint: up to 63 letters, digits, '.', '_' and '-'.")],
+        metavar="[NAME]", show_default=False,
+        help="A name for the new endpoint: up to 63 letters, digits, '.', '_' and '-'; default: default.")
+    ] = DEFAULT_NAME,
     broker_url: Annotated[
         Optional[str],
         typer.Option(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths
+from gce.commands import DEFAULT_NAME, DefaultNameArg, configured_paths
 from gce.config.paths import EndpointPaths, endpoint_paths
 from gce.errors import AlreadyRunning, GceError, PermissionDenied, UsageError
 
@@ -49,7 +49,7 @@ def remove(paths: EndpointPaths, lock_fd: int) -> list[Path]:
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a stopped endpoint.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gce import output
-from gce.commands import NameArg, configured_paths
+from gce.commands import DEFAULT_NAME, DefaultNameArg, configured_paths
 from gce.commands.packaged import TEMPLATE, Packaged, packaged, render_unit
 from gce.commands.systemd import Systemd, connect, unit_name
 from gce.config.paths import endpoint_paths
@@ -176,7 +176,7 @@ def _linger_hint() -> None:
                     f"not at boot: loginctl enable-linger {user}")
 
 
-def enable(name: NameArg) -> None:
+def enable(name: DefaultNameArg = DEFAULT_NAME) -> None:
     """Run an endpoint as a systemd service: start it now and at every boot.
 
     As root this is the system service gce-endpoint@NAME.service, logging to the journal
@@ -224,7 +224,7 @@ def enable(name: NameArg) -> None:
         _linger_hint()
 
 
-def disable(name: NameArg) -> None:
+def disable(name: DefaultNameArg = DEFAULT_NAME) -> None:
     """Stop an endpoint's systemd service and no longer start it at boot.
 
     The unit file goes with the last endpoint that uses it, unless the gce package installed

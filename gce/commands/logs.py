@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from gce import logview
-from gce.commands import NameArg, configured_paths
+from gce.commands import DEFAULT_NAME, DefaultNameArg, configured_paths
 from gce.config.paths import EndpointPaths, system_mode
 from gce.errors import GceError, PermissionDenied
 
@@ -18,7 +18,7 @@ POLL = 0.5  # seconds between two looks at the files with -f
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Show the last N lines (0: all).")] = 50,
     since: Annotated[Optional[str], typer.Option(

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from gce import output
-from gce.commands import complete_name, resolve_name
+from gce.commands import DEFAULT_NAME, complete_name, resolve_name
 from gce.config.paths import endpoint_paths
 from gce.errors import ConfigError, UsageError
 
@@ -70,8 +70,9 @@ def _identity(user: str | None) -> dict:
 
 
 def command(
-    name: Annotated[str, typer.Argument(metavar="NAME", show_default=False, help="The templated endpoint (name or id).",
-                                        autocompletion=complete_name, callback=resolve_name)],
+    name: Annotated[str, typer.Argument(metavar="[NAME]", show_default=False,
+                                        help="The templated endpoint (name or id); default: default.",
+                                        autocompletion=complete_name, callback=resolve_name)] = DEFAULT_NAME,
     user_config: Annotated[
         Optional[Path],
         typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths
+from gce.commands import DEFAULT_NAME, DefaultNameArg, configured_paths
 from gce.commands.start import start_detached
 from gce.commands.stop import stop_endpoint
 from gce.errors import ConfigError, Unavailable
@@ -40,7 +40,7 @@ def check_login(name: str, url: str) -> None:
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     timeout: Annotated[
         float,
         typer.Option(

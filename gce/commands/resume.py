@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from gce import output
-from gce.commands import NameArg
+from gce.commands import DEFAULT_NAME, DefaultNameArg
 from gce.commands.blocks import running_client
 from gce.errors import PermissionDenied, UsageError
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     user: Annotated[Optional[str], typer.Option(
         "--user", metavar="USER", help="Only the user endpoints of this local user (a multi-user endpoint).",
         show_default=False)] = None,

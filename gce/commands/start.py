@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths
+from gce.commands import DEFAULT_NAME, DefaultNameArg, configured_paths
 from gce.config.paths import EndpointPaths
 from gce.errors import GceError
 
@@ -39,7 +39,7 @@ def start_detached(name: str, timeout: float) -> None:
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     detach: Annotated[
         bool,
         typer.Option(

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from gce import output
-from gce.commands import NameArg, own_or_shared_paths
+from gce.commands import DEFAULT_NAME, DefaultNameArg, own_or_shared_paths
 from gce.errors import GceError
 
 LSB_NOT_RUNNING = 3
@@ -171,7 +171,7 @@ def _not_running(name: str, live: Any, endpoint_id: str | None, form: Format) ->
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     as_json: Annotated[bool, typer.Option("--json", help="Print the endpoint's full status as JSON "
                                           "(the same as --format json).")] = False,
     form: Annotated[Format, typer.Option("--format", help="text for people, json (the manager's full status), or "

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from gce import output
-from gce.commands import NameArg, configured_paths
+from gce.commands import DEFAULT_NAME, DefaultNameArg, configured_paths
 
 
 def stop_endpoint(name: str, timeout: float) -> None:
@@ -21,7 +21,7 @@ def stop_endpoint(name: str, timeout: float) -> None:
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     timeout: Annotated[
         float,
         typer.Option(

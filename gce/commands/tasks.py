@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from gce import output
-from gce.commands import NameArg
+from gce.commands import DEFAULT_NAME, DefaultNameArg
 from gce.commands.blocks import running_client
 from gce.errors import GceError
 
@@ -100,7 +100,7 @@ def _one(name: str, task_id: str, as_json: bool) -> None:
 
 
 def command(
-    name: NameArg,
+    name: DefaultNameArg = DEFAULT_NAME,
     failed: Annotated[bool, typer.Option("--failed", help="Only the tasks that failed.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print each task's latest event as JSON.")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, metavar="N",

@@ -1,0 +1,71 @@
+"""NAME may be left out (it is then `default`, as in Globus Compute), and -c/--config-dir DIR
+says where endpoints live, as GCE_HOME does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Every command whose NAME names one endpoint (gce idmap test takes NAME before IDENTITY: it stays required).
+WITH_NAME = ["configure", "start", "stop", "restart", "status", "blocks", "tasks", "logs", "resume", "delete",
+             "enable-on-boot", "disable-on-boot", "render-user-config", "audit"]
+
+
+@pytest.mark.parametrize("command", WITH_NAME)
+def test_name_is_optional_in_usage(gce, command):
+    result = gce(command, "--help")
+    assert result.exit_code == 0, result.output
+    usage = result.stdout.splitlines()[0]
+    assert usage.startswith(f"Usage: gce {command} [OPTIONS] [NAME]"), usage
+    assert "default: default" in " ".join(result.stdout.split())
+
+
+def test_commands_without_name_use_the_default_endpoint(gce_bin, home: Path):
+    created = gce_bin("configure", "--no-input", "--engine", "thread", "--max-workers", "1")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("created endpoint default (id ")
+    assert (home / "default" / "config.yaml").is_file()
+    status = gce_bin("status")
+    assert status.returncode == 3, status.stderr  # LSB: not running
+    assert "default" in status.stdout + status.stderr
+    stopped = gce_bin("delete", "--yes")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (home / "default").exists()
+
+
+def test_no_default_endpoint_says_so(gce):
+    result = gce("start")
+    assert result.exit_code == 78
+    assert result.stderr.startswith("error: no endpoint named 'default': ")
+    assert "hint: gce list shows the configured endpoints; gce configure default creates this one" in result.stderr
+
+
+def test_config_dir_is_where_endpoints_live(gce_bin, home: Path, tmp_path: Path):
+    elsewhere = tmp_path / "endpoints"
+    created = gce_bin("-c", str(elsewhere), "configure", "ep1", "--no-input")
+    assert created.returncode == 0, created.stderr
+    assert (elsewhere / "ep1" / "config.yaml").is_file() and not (home / "ep1").exists()
+    listed = gce_bin("--config-dir", str(elsewhere), "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert '"ep1"' in listed.stdout
+    assert '"ep1"' not in gce_bin("list", "--json").stdout  # GCE_HOME's endpoints are others
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's endpoints live in /etc/gce unless told otherwise")
+def test_config_dir_makes_roots_endpoint_a_personal_one(gce_bin, tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("GCE_HOME")
+    elsewhere = tmp_path / "endpoints"
+    created = gce_bin("-c", str(elsewhere), "configure", "gcetest-cdir", "--no-input")
+    assert created.returncode == 0, created.stderr
+    assert (elsewhere / "gcetest-cdir" / "config.yaml").is_file()
+    assert not Path("/etc/gce/gcetest-cdir").exists()
+
+
+def test_config_dir_must_be_a_directory(gce_bin, tmp_path: Path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    result = gce_bin("-c", str(a_file), "list")
+    assert result.returncode == 64
+    assert result.stderr.startswith(f"error: invalid --config-dir {str(a_file)!r}: it is not a directory")
