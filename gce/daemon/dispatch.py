@@ -73,6 +73,8 @@ class Dispatcher:
         self.events = TaskEvents() if events is None else events  # what happened to tasks, for gce monitor
         self.own_account = own_account()
         self.renewals = freshness.Renewals(freshness.Watch(router.paths, config), stop_event)
+        # A user endpoint's word on where its tasks are, for gce.daemon.cancel (set by the manager).
+        self.on_task_states: Callable[[UepChild, dict[str, Any]], None] = lambda uep, header: None
 
     def personal_uep(self) -> UepChild:
         """Make the one UEP of a personal endpoint (not started yet)."""
@@ -294,6 +296,8 @@ class Dispatcher:
                 self.events.traceback(rh.task_id, traceback)
             self.answer(rh, body)
             self._refill(uep)
+        elif kind == frames.TASK_STATES:
+            self.on_task_states(uep, header)
         elif kind == frames.READY:
             uep.window = window_of(header)
             queued, uep.queued = uep.queued, deque()

@@ -18,6 +18,7 @@ from gce.config.model import EndpointConfig
 from gce.config.paths import EndpointPaths
 from gce.auditlog import audit_path
 from gce.daemon.audit import AuditLog
+from gce.daemon.cancel import Control
 from gce.daemon.children import UepChild
 from gce.daemon.commit import GroupCommit
 from gce.daemon.control_commands import Commands
@@ -31,6 +32,7 @@ from gce.daemon.status import EndpointStatus
 from gce.daemon.spool import Spool
 from gce.transport import names
 from gce.transport.amqp import Delivery, EndpointLink
+from gce.transport.control import is_control
 from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, failure, parse_task, reply_to_belongs
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class Manager:
         self.events = TaskEvents(audit=self.audit)  # the last tasks, for gce monitor (`snapshot`) and the audit
         self.dispatcher = Dispatcher(config, self.router, self.spool, self.stop_event, self._on_result, self.counts,
                                      events=self.events)
+        self.control = Control(self)  # questions about tasks, and cancels (gce.daemon.cancel)
+        self.dispatcher.on_task_states = self.control.on_task_states
 
     # -- intake ----------------------------------------------------------------------
     def on_delivery(self, d: Delivery) -> None:
@@ -64,6 +68,8 @@ class Manager:
         and an ack: no exception from one message reaches the broker connection (DESIGN.md,
         "Delivery guarantees")."""
         self.commit.delivered(d.generation, d.tag)
+        if is_control(d.properties.headers):  # not a task: a question about tasks, or a cancel
+            return self.control.handle(d)
         try:
             self._accept(d)
         except BadMessage as e:
@@ -97,6 +103,8 @@ class Manager:
         self.spool.add_task({"task_id": th.task_id, "task": th.to_dict()}, d.body)
         self.events.received(th.task_id, th.function_name, th.user_id, *self._account_of(th.user_id),
                              function_id=th.function_id)
+        if self.control.cancelled_early(th):  # its cancel came first: answered CANCELLED, never run
+            return
         self.dispatcher.dispatch(th.task_id, body=d.body)
 
     def _answer_refused(self, p: Any, code: str, sentence: str) -> None:

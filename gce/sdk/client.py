@@ -21,6 +21,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 from gce.sdk.errors import BrokerUnavailable, TaskPending, nacked, no_task_queue, outcome, submit_refused
+from gce.sdk import control
 from gce.sdk.settings import (FunctionStore, RegistersFunctions, broker_user, connection_parameters, functions_dir,
                               json_object, redact, resolve_broker_url)
 from gce.sdk.tasks import DEFAULT_MAX_PAYLOAD_BYTES, task_message
@@ -47,6 +48,7 @@ class Client(RegistersFunctions):
         self._functions = FunctionStore(functions_dir())
         self._results: dict[str, tuple[ResultHeaders, bytes]] = {}  # seen in the queue, by task id
         self._taken: set[str] = set()  # acked by this Client: the broker no longer holds them
+        self._endpoints: dict[str, str] = {}  # task id -> the endpoint this Client sent it to (get_task, cancel)
         self._conn: Any = None
         self._hosts = connect.Hosts()  # which of the URL's broker hosts (a cluster's nodes) is next
         self.node = ""  # HOST:PORT of the broker node last reached
@@ -150,6 +152,7 @@ class Client(RegistersFunctions):
                 raise nacked(endpoint_id, task_id) from None
 
         self._call(publish_task)
+        self._endpoints[task_id] = endpoint_id
         return task_id
 
     # -- batches (gce/sdk/batch.py) ----------------------------------------------------
@@ -210,15 +213,20 @@ class Client(RegistersFunctions):
             raise value
         return value
 
-    def get_task(self, task_id: str) -> dict[str, Any]:
-        """Globus Compute's shape: task_id, pending, status, then result or exception."""
+    def get_task(self, task_id: str, endpoint_id: str | uuid.UUID | None = None,
+                 timeout: float = control.ANSWER_SECONDS) -> dict[str, Any]:
+        """Globus Compute's shape: task_id, pending, status, then result or exception; and ``state``:
+        queued (on the broker), waiting (at the endpoint), running (on a worker, ``since`` when), done
+        or unknown. Without a result yet the endpoint is asked (the one this Client sent the task to,
+        else ENDPOINT_ID), waiting TIMEOUT seconds for its answer; ``status`` is then the state."""
         task_id = str(uuid.UUID(str(task_id)))
         got = self._fetch(task_id)
         if got is None:
-            return {"task_id": task_id, "pending": True, "status": "pending"}
+            return self._state(task_id, endpoint_id, timeout)
         rh, body = got
         ok, value = outcome(rh, body)
         info: dict[str, Any] = {"task_id": task_id, "pending": False, "status": "success" if ok else "failed",
+                                "state": control.DONE,
                                 "endpoint_id": rh.endpoint_id, "timings": rh.timings}
         if ok:
             info["result"] = value
@@ -226,6 +234,41 @@ class Client(RegistersFunctions):
             info["exception"] = value
             info["reason"] = str(value)
         return info
+
+    # -- where a task is, and cancelling it (gce.sdk.control) -------------------------
+    def _ask(self, kind: str, task_id: str, endpoint_id: str | uuid.UUID | None, timeout: float
+             ) -> tuple[str, dict[str, Any] | None]:
+        endpoint = endpoint_id or self._endpoints.get(task_id)
+        if endpoint is None:
+            raise ValueError(f"this Client did not send task {task_id}: pass the endpoint_id it was sent to")
+        ep = str(uuid.UUID(str(endpoint)))
+        return ep, self._call(lambda ch: control.ask(ch, self.broker_user, ep, kind, [task_id], timeout), queue=False)
+
+    def _state(self, task_id: str, endpoint_id: str | uuid.UUID | None, timeout: float) -> dict[str, Any]:
+        if endpoint_id is None and task_id not in self._endpoints:
+            return {"task_id": task_id, "pending": True, "status": "pending", "state": control.UNKNOWN,
+                    "reason": "no result yet, and this Client did not send it: pass endpoint_id to ask its endpoint"}
+        ep, answer = self._ask(control.STATE, task_id, endpoint_id, timeout)
+        said = control.state_of(answer, task_id, timeout)
+        if said["state"] == control.DONE and self._fetch(task_id) is not None:  # its result came meanwhile
+            return self.get_task(task_id)
+        return {"task_id": task_id, "pending": True, "status": said["state"], "endpoint_id": ep, **said}
+
+    def cancel(self, task_id: str, endpoint_id: str | uuid.UUID | None = None,
+               timeout: float = control.ANSWER_SECONDS) -> dict[str, Any]:
+        """Cancel a task: one that has not started is answered CANCELLED and never runs; a running one
+        is stopped (as its endpoint's engine allows) and answered CANCELLED, unless it finished first.
+        Only its submitter may cancel it. Returns the endpoint's word: ``cancelled`` (bool), ``state``
+        before the cancel, and ``reason``; ``state`` queued when the endpoint did not answer within
+        TIMEOUT seconds (the cancel then waits behind the task on the broker, and stops it when taken).
+        ENDPOINT_ID: where the task went, for a task this Client did not send."""
+        task_id = str(uuid.UUID(str(task_id)))
+        ep, answer = self._ask(control.CANCEL, task_id, endpoint_id, timeout)
+        said = control.state_of(answer, task_id, timeout)
+        if answer is None:
+            said["reason"] = (f"the endpoint did not answer within {timeout:g} s: the cancel waits on the broker "
+                              "behind the task, and stops it when the endpoint takes them")
+        return {"task_id": task_id, "endpoint_id": ep, "cancelled": bool(said.pop("cancelled", False)), **said}
 
     def get_endpoint_status(self, endpoint_id: str | uuid.UUID) -> dict[str, Any]:
         """The endpoint's last status report; ``status`` is online, offline or unknown.

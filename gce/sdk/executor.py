@@ -21,7 +21,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, wait
 from typing import Any, Callable
 
-from gce.sdk import serialize
+from gce.sdk import control, serialize
 from gce.sdk.condition import SharedLockCondition
 from gce.sdk.amqp import Link
 from gce.sdk.errors import TaskOutput, outcome_and_output, resolve, waited_too_long
@@ -50,7 +50,8 @@ class TaskFuture(Future):
     """
 
     def __init__(self, task_id: str, endpoint_status: Callable[[str | None], dict] | None = None,
-                 endpoint_id: str | None = None) -> None:
+                 endpoint_id: str | None = None, control: Callable[[TaskFuture, str, float], Any] | None = None
+                 ) -> None:
         super().__init__()
         # An outstanding task costs well under 1 KiB (tests/sdk/test_memory.py): the condition
         # shares one lock with the others, and nothing else is kept per task but its id.
@@ -59,6 +60,26 @@ class TaskFuture(Future):
         self._endpoint_status = endpoint_status  # one bound method for all of an Executor's tasks
         self._endpoint_id = endpoint_id
         self._output = NO_OUTPUT  # set before the result, from the same message
+        self._control = control  # the Executor's, for cancel() and state() (gce.sdk.control)
+
+    def cancel(self) -> bool:
+        """Cancel the task, here and at its endpoint: the future is cancelled at once (False once it is
+        done), a task that had not started never runs, and a running one is stopped (as its endpoint's
+        engine allows; its answer, CANCELLED, is dropped)."""
+        cancelled = super().cancel()
+        if cancelled and self._control is not None:
+            self._control(self, control.CANCEL, 0.0)
+        return cancelled
+
+    def state(self, timeout: float = control.ANSWER_SECONDS) -> dict:
+        """Where the task is, as Client.get_task says it (``state``: queued, waiting, running with
+        ``since``, done, unknown), asking its endpoint (waiting TIMEOUT seconds) until the future is done."""
+        if self.done():
+            status = "cancelled" if self.cancelled() else "failed" if self.exception() is not None else "success"
+            return {"task_id": self.task_id, "pending": False, "state": control.DONE, "status": status}
+        if self._control is None:
+            return {"task_id": self.task_id, "pending": True, "state": control.UNKNOWN, "status": control.UNKNOWN}
+        return self._control(self, control.STATE, timeout)  # type: ignore[no-any-return]
 
     def task_output(self, timeout: float | None = None) -> TaskOutput:
         """What the function printed: ``.stdout`` and ``.stderr``, the end of each (see TaskOutput).
@@ -130,6 +151,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._completed: OrderedDict[str, None] = OrderedDict()
         self._shutdown = False
         self._status_of, self._forget = self._endpoint_status, self._forget_if_cancelled  # bound once, not per task
+        self._control_of = self._task_control
         self._link = Link(url, self.result_queue, queue_expires_ms=names.EXECUTOR_QUEUE_EXPIRES_MS,
                           heartbeat=amqp_heartbeat, prefetch=1000, on_result=self._on_result,
                           on_publish_failed=self._on_publish_failed, on_fatal=self._on_fatal)
@@ -219,7 +241,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             user_endpoint_config=self._uec, resource_specification=self._task_spec(),
             max_payload_bytes=self.max_payload_bytes, function_name=name,
             max_retries_on_system_failure=self._retries)
-        fut = TaskFuture(task_id, self._status_of, endpoint_id)
+        fut = TaskFuture(task_id, self._status_of, endpoint_id, self._control_of)
         with self._lock:
             self._pending[task_id] = fut
         fut.add_done_callback(self._forget)
@@ -241,6 +263,28 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         except Exception as e:  # the timeout stays the error; this only explains it
             return {"status": "unknown", "endpoint_id": endpoint_id, "reason": f"could not read it: {e}"}
 
+    def _task_control(self, fut: TaskFuture, kind: str, timeout: float) -> dict | None:
+        """A cancel of FUT's task, sent by this Executor's link (its answer is dropped: the task's own
+        result says CANCELLED), or where it is (asked on a connection of its own)."""
+        endpoint_id = fut._endpoint_id or self._endpoint_id
+        if endpoint_id is None:
+            return None
+        if kind == control.CANCEL:
+            self._send_cancels(endpoint_id, [fut.task_id])
+            return None
+        from gce.sdk.client import Client
+
+        with Client(self._url) as client:
+            return client.get_task(fut.task_id, endpoint_id, timeout)
+
+    def _send_cancels(self, endpoint_id: str, task_ids: list[str]) -> None:
+        try:
+            for item in control.cancels(endpoint_id, task_ids, self.broker_user, self.result_queue):
+                self._link.publish_task(item)
+        except Exception as e:  # the futures are cancelled here all the same
+            log.warning("gce: could not send the cancel of %d task(s) to endpoint %s: %s", len(task_ids),
+                        endpoint_id, e)
+
     # -- results (called on the link's thread) -----------------------------------------
     def _forget_if_cancelled(self, fut: Future) -> None:
         if fut.cancelled():
@@ -256,6 +300,8 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             self._completed.popitem(last=False)
 
     def _on_result(self, props: Any, body: bytes) -> None:
+        if props.content_type == control.ANSWER_CONTENT_TYPE:  # to a cancel this Executor sent
+            return
         rh = ResultHeaders.from_amqp(props.correlation_id, props.headers)
         with self._lock:
             fut = self._pending.pop(rh.task_id, None)
@@ -283,16 +329,21 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting tasks; WAIT for the outstanding ones unless wait=False.
 
-        With cancel_futures=True the outstanding futures are cancelled (a task that already
-        reached the endpoint may still run; its result is dropped). The result queue is
+        With cancel_futures=True the outstanding futures are cancelled, here and at the endpoint
+        (as ``TaskFuture.cancel`` does, in one request per endpoint and 1,000 tasks). The result queue is
         deleted once nothing is outstanding, else it expires after 6 h unused.
         """
         with self._lock:
             already, self._shutdown = self._shutdown, True
             pending = list(self._pending.values())
-        if cancel_futures:
-            for fut in pending:
-                fut.cancel()
+        if cancel_futures:  # and at the endpoint, in requests of many tasks each
+            cancelled = [fut for fut in pending if Future.cancel(fut)]
+            by_endpoint: dict[str, list[str]] = {}
+            for fut in cancelled:
+                if fut._endpoint_id is not None:
+                    by_endpoint.setdefault(fut._endpoint_id, []).append(fut.task_id)
+            for endpoint_id, task_ids in by_endpoint.items():
+                self._send_cancels(endpoint_id, task_ids)
         if already and not wait:
             return
         if wait:

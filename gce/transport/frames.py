@@ -4,7 +4,10 @@
 
 Kinds: TASK (manager -> UEP), RESULT (UEP -> manager), STATUS (UEP -> manager, engine
 figures), READY / FATAL (UEP -> manager, once at start), STOP (manager -> UEP), CANCEL_BLOCK
-(manager -> UEP, header {"block_id": "0"}: cancel that block of its engine).
+(manager -> UEP, header {"block_id": "0"}: cancel that block of its engine), CANCEL_TASKS (manager ->
+UEP, header {"task_ids": [...]}: tasks it holds, each answered CANCELLED unless it finishes first),
+ASK_STATES (manager -> UEP, {"ask": n, "task_ids": [...]}) and its answer TASK_STATES (UEP -> manager,
+{"ask": n, "states": {task id: {"state": "waiting" | "running", "since": t}}}).
 
 A RESULT frame's header may carry "traceback": the worker's traceback of a failed task as plain
 text (at most 16 KiB are kept), which root shows without unpickling anything.
@@ -26,6 +29,9 @@ READY = b"Y"
 FATAL = b"F"
 STOP = b"Q"
 CANCEL_BLOCK = b"C"
+CANCEL_TASKS = b"X"
+ASK_STATES = b"A"
+TASK_STATES = b"B"
 
 _PREFIX = struct.Struct("!IcI")
 MAX_FRAME = 1 << 31

@@ -54,6 +54,7 @@ class ErrorCode:
     TIMEOUT = "TIMEOUT"  # the task ran past its time limit and was stopped
     WALLTIME = "WALLTIME"  # the task's block reached its walltime, twice
     BLOCKS_FAILING = "BLOCKS_FAILING"  # the user endpoint's batch jobs keep failing: it submits no more
+    CANCELLED = "CANCELLED"  # its submitter cancelled it (gce.transport.control): stopped, or never run
 
 
 @dataclass(frozen=True)

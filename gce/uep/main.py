@@ -31,6 +31,7 @@ from gce.logfiles import rotating_handler
 from gce.transport import frames
 from gce.transport.message import ErrorCode, ResultHeaders, TaskHeaders, failure
 from gce.transport.payload import PayloadError, task_function_id, unpack_result
+from gce.uep.cancel import Cancels
 from gce.uep.deadlines import Deadlines, Limited
 from gce.uep.engines import Engine, TaskRefused, WorkerLost
 from gce.uep.mpi import check_spec, make_engine
@@ -61,6 +62,7 @@ class UserEndpoint:
         self.said_blocks_failing = False  # its STATUS went before its first BLOCKS_FAILING answer
         self.deadlines = Deadlines(self._started_at, self.on_deadline)
         self.retries = Retries()  # a task whose worker died may run again (max_retries_on_system_failure)
+        self.cancels = Cancels(lambda: self.engine, self.send_frame, conf.endpoint_id)
 
     # -- output ----------------------------------------------------------------------
     def send_frame(self, kind: bytes, header: dict, body: bytes = b"") -> None:
@@ -122,6 +124,7 @@ class UserEndpoint:
             self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
                                 f"the engine refused the task: {type(e).__name__}: {e}"))
             return
+        self.cancels.track(th.task_id, fut)
         self.retries.keep(th, payload)
         fut.add_done_callback(lambda f: self.on_done(th, started, f, bool(limit)))
 
@@ -131,6 +134,11 @@ class UserEndpoint:
         But for one the engine cancelled at a stop before it ran: it is not answered, so the
         manager keeps it spooled and it runs after the next start (a restart, an upgrade)."""
         attempt = self.retries.settle(th)  # whatever the outcome, this attempt is over
+        how = self.cancels.cancelled(th.task_id, fut)
+        if how is not None:  # its submitter cancelled it, and it did not succeed first
+            if limited and self.deadlines.claim(th.task_id) is None:
+                return  # answered TIMEOUT already
+            return self.send_result(self.cancels.answer(th.task_id, started, how))
         if fut.cancelled():
             if limited:
                 self.deadlines.claim(th.task_id)
@@ -244,6 +252,10 @@ class UserEndpoint:
                         self.stopping.set()
                     elif kind == frames.CANCEL_BLOCK:
                         self.on_cancel_block(header)
+                    elif kind == frames.CANCEL_TASKS:
+                        self.cancels.on_cancel(header)
+                    elif kind == frames.ASK_STATES:
+                        self.cancels.on_ask(header)
         except (EOFError, OSError):
             log.info("the manager closed the channel: shutting down")
         self.stopping.set()

@@ -132,7 +132,7 @@ class Engine:
             self._outstanding -= 1
             self._tasks.pop(task_id, None)
             self._started.pop(task_id, None)
-            if fut.exception() is None:
+            if not fut.cancelled() and fut.exception() is None:  # one cancelled (gce.uep.cancel) failed
                 self.done += 1
             else:
                 self.failed += 1
@@ -218,6 +218,7 @@ class _Job:  # a task of a ProcessPoolEngine
     pool: Any = None  # the pool running it, once handed over
     began: float = 0.0
     resent: bool = False
+    cancelled: bool = False  # by its submitter (gce.uep.cancel): its pool's kill does not send it again
 
     def past_limit(self, now: float) -> bool:
         return self.limit is not None and now >= self.began + self.limit
@@ -299,7 +300,7 @@ class ProcessPoolEngine(_LocalPoolEngine):
             self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
             ran = [j for j in self._running if j.pool is pool]
             if ran:  # each of them takes it out when it is told
-                self._killed_for_time[id(pool)] = any(j.past_limit(now) for j in ran)
+                self._killed_for_time[id(pool)] = any(j.past_limit(now) or j.cancelled for j in ran)
 
     def _broken(self, job: _Job) -> None:
         now = time.time()
@@ -310,7 +311,7 @@ class ProcessPoolEngine(_LocalPoolEngine):
             for_time = self._killed_for_time.get(id(pool), False)
             if not any(j.pool is pool for j in self._running):
                 self._killed_for_time.pop(id(pool), None)
-            again = for_time and not job.past_limit(now) and not job.resent
+            again = for_time and not job.past_limit(now) and not job.resent and not job.cancelled
             if again:
                 job.resent = True
                 self._waiting.appendleft(job)
