@@ -20,7 +20,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
-from gce.sdk.errors import BrokerUnavailable, TaskPending, nacked, no_task_queue, outcome, submit_refused
+from gce.sdk.errors import (BrokerUnavailable, TaskPending, UnknownFunction, nacked, no_task_queue, outcome,
+                           submit_refused)
+from gce.sdk.registry import Registry
 from gce.sdk import control
 from gce.sdk.settings import (FunctionStore, RegistersFunctions, broker_user, connection_parameters, functions_dir,
                               json_object, redact, resolve_broker_url)
@@ -45,7 +47,8 @@ class Client(RegistersFunctions):
         self.result_queue = names.client_result_queue(self.broker_user)
         self.heartbeat = amqp_heartbeat
         self.max_payload_bytes = max_payload_bytes
-        self._functions = FunctionStore(functions_dir())
+        self._functions = FunctionStore(functions_dir(), Registry(lambda op: self._call(op, queue=False),
+                                                                  self.broker_user, self.url))
         self._results: dict[str, tuple[ResultHeaders, bytes]] = {}  # seen in the queue, by task id
         self._taken: set[str] = set()  # acked by this Client: the broker no longer holds them
         self._endpoints: dict[str, str] = {}  # task id -> the endpoint this Client sent it to (get_task, cancel)
@@ -269,6 +272,16 @@ class Client(RegistersFunctions):
             said["reason"] = (f"the endpoint did not answer within {timeout:g} s: the cancel waits on the broker "
                               "behind the task, and stops it when the endpoint takes them")
         return {"task_id": task_id, "endpoint_id": ep, "cancelled": bool(said.pop("cancelled", False)), **said}
+
+    def get_function(self, function_id: str) -> dict[str, Any]:
+        """A registered function's metadata, as the broker holds it for this broker user:
+        function_id, function_name, kind (cloudpickle or source), size (bytes), sha256 (the
+        content hash, which is its id), registered (a Unix time), and the python_version,
+        gce_version and cloudpickle_version it was registered with. UnknownFunction if none."""
+        if not (isinstance(function_id, str) and len(function_id) == 64
+                and all(c in "0123456789abcdef" for c in function_id)):
+            raise UnknownFunction(str(function_id), "a function id is 64 hexadecimal digits")
+        return self._functions.remote.get(function_id)[2]  # type: ignore[union-attr]
 
     def get_endpoint_status(self, endpoint_id: str | uuid.UUID) -> dict[str, Any]:
         """The endpoint's last status report; ``status`` is online, offline or unknown.

@@ -43,13 +43,14 @@ class BrokerUnavailable(SdkError):
 class UnknownFunction(SdkError, LookupError):
     code = "UNKNOWN_FUNCTION"
 
-    def __init__(self, function_id: str) -> None:
-        super().__init__(function_id)
-        self.function_id = function_id
+    def __init__(self, function_id: str, why: str = "") -> None:
+        super().__init__(function_id, why)
+        self.function_id, self.why = function_id, why
 
     def __str__(self) -> str:
-        return (f"no function with id {self.function_id!r} is registered here: call register_function() or "
-                "register_source_code() first (they also keep it under ~/.gce/sdk/functions for later processes)")
+        return (f"no function with id {self.function_id!r} is registered here{': ' + self.why if self.why else ''}: "
+                "call register_function() or register_source_code() first (they keep it on the broker for every "
+                "host of this broker user, and under ~/.gce/sdk/functions)")
 
 
 class PayloadTooLarge(SdkError, ValueError):

@@ -25,6 +25,7 @@ from gce.sdk import control, serialize
 from gce.sdk.condition import SharedLockCondition
 from gce.sdk.amqp import Link
 from gce.sdk.errors import TaskOutput, outcome_and_output, resolve, waited_too_long
+from gce.sdk.registry import Registry
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
 from gce.sdk.tasks import retries_allowed
 from gce.sdk.tasks import (DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, check_resource_specification, function_name,
@@ -145,7 +146,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._url = url
         self.broker_user = broker_user(url)
         self.result_queue = names.result_queue(self.broker_user, uuid.uuid4().hex)
-        self._functions = FunctionStore()
+        self._functions = FunctionStore(remote=Registry(self._registry_call, self.broker_user, url))
         self._lock = threading.Lock()
         self._pending: dict[str, TaskFuture] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
@@ -247,6 +248,14 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         fut.add_done_callback(self._forget)
         self._link.publish_task(Outgoing(task_id, endpoint_id, body, props, fut))
         return fut
+
+    def _registry_call(self, op: Callable[[Any], Any]) -> Any:
+        """OP(channel) for the function registry (gce.sdk.registry), on a connection of its own:
+        the link's is asynchronous, and registering or looking up a function is rare."""
+        from gce.sdk.client import Client
+
+        with Client(self._url) as client:
+            return client._call(op, queue=False)
 
     def _endpoint_status(self, endpoint_id: str | None = None) -> dict:
         """The public status of the endpoint a task went to (gce.sdk.Client.get_endpoint_status;

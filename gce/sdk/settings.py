@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from gce.sdk import serialize
-from gce.sdk.errors import BrokerNotConfigured, UnknownFunction
+from gce.sdk.errors import BrokerNotConfigured, SdkError, UnknownFunction
 from gce.transport import connect, urls
 from gce.transport.urls import redact
 
 if TYPE_CHECKING:
     import pika
+
+    from gce.sdk.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -128,33 +130,44 @@ class RegistersFunctions:
     def register_function(self, function: Callable[..., Any], **_ignored: Any) -> str:
         """Serialize FUNCTION once and keep it; return its function_id (a hash of its content).
 
-        Globus Compute's extra keywords (function_name, description, ...) are accepted and ignored.
+        It is also kept on the broker, so the id works from every host and process of this
+        broker user (gce.sdk.registry). Globus Compute's extra keywords (function_name,
+        description, ...) are accepted and ignored.
         """
-        return self._functions.add(*serialize.serialize_function(function))
+        from gce.sdk.tasks import function_name
+
+        return self._functions.add(*serialize.serialize_function(function), name=function_name(function))
 
     def register_source_code(self, source: str, function_name: str) -> str:
         """Register a function as source text, robust across Python versions; return its id."""
-        return self._functions.add(*serialize.source_function(source, function_name))
+        return self._functions.add(*serialize.source_function(source, function_name), name=function_name)
 
 
 class FunctionStore:
     """Function blobs by function_id: in memory, and optionally as files for later processes.
 
     A file holds ``serialize.pack([kind, blob])``; its id is recomputed on read, so a damaged
-    or edited file is never run under the id it claims.
+    or edited file is never run under the id it claims. With a REMOTE registry (on the broker,
+    gce.sdk.registry) added functions go there too and unknown ids are looked up there.
     """
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, remote: Registry | None = None) -> None:
         self.directory = directory
+        self.remote = remote
         self._blobs: dict[str, tuple[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
-    def add(self, kind: bytes, blob: bytes) -> str:
+    def add(self, kind: bytes, blob: bytes, name: str = "") -> str:
         function_id = serialize.function_id_of(kind, blob)
         with self._lock:
             self._blobs[function_id] = (kind, blob)
         if self.directory is not None:
             self._write(function_id, kind, blob)
+        if self.remote is not None:
+            try:
+                self.remote.put(function_id, kind, blob, name)
+            except SdkError as e:  # it still runs from here: say why other hosts will not know it
+                log.warning("gce: function %s is registered on this host only: %s", function_id, e)
         return function_id
 
     def _write(self, function_id: str, kind: bytes, blob: bytes) -> None:
@@ -182,11 +195,15 @@ class FunctionStore:
             raise UnknownFunction(function_id)  # also keeps odd ids from becoming paths
         try:
             kind, blob = serialize.unpack((directory / function_id).read_bytes())
+            if serialize.function_id_of(kind, blob) != function_id:
+                log.warning("ignoring %s: its content does not match its name", directory / function_id)
+                raise ValueError("damaged")
         except (OSError, ValueError):
-            raise UnknownFunction(function_id) from None
-        if serialize.function_id_of(kind, blob) != function_id:
-            log.warning("ignoring %s: its content does not match its name", directory / function_id)
-            raise UnknownFunction(function_id)
+            if self.remote is None:
+                raise UnknownFunction(function_id) from None
+            kind, blob, _meta = self.remote.get(function_id)
+            if self.directory is not None:
+                self._write(function_id, kind, blob)
         with self._lock:
             self._blobs[function_id] = (kind, blob)
         return kind, blob

@@ -9,6 +9,7 @@ DEFAULT_VHOST = "gce"
 TASKS_EXCHANGE = "gce.tasks"  # routing key = endpoint UUID
 RESULTS_EXCHANGE = "gce.results"  # routing key = the task's reply_to (a result queue name)
 STATUS_EXCHANGE = "gce.status"  # routing key = endpoint UUID
+FUNCTIONS_EXCHANGE = "gce.functions"  # routing key = a registered function's queue name
 
 PROTOCOL_VERSION = 1
 TASK_CONTENT_TYPE = "application/x-gce-task"
@@ -19,6 +20,9 @@ STATUS_CONTENT_TYPE = "application/json"
 EXECUTOR_QUEUE_EXPIRES_MS = 6 * 3600 * 1000
 # A Client's queue outlives its process so get_result() works later from another one.
 CLIENT_QUEUE_EXPIRES_MS = 14 * 24 * 3600 * 1000
+# A registered function's queue goes this long after it was last registered or looked up: the
+# longest an Erlang timer runs (2**32 - 1 ms, 49.7 days), rounded down.
+FUNCTION_QUEUE_EXPIRES_MS = 45 * 24 * 3600 * 1000
 
 
 # The longest result-queue suffix (the part after the broker user's name) an endpoint accepts
@@ -41,3 +45,8 @@ def result_queue(broker_user: str, suffix: str) -> str:
 def client_result_queue(broker_user: str) -> str:
     """The durable queue every Client of BROKER_USER shares: results wait there until read."""
     return result_queue(broker_user, "client")
+
+
+def function_queue(broker_user: str, function_id: str) -> str:
+    """The durable queue holding BROKER_USER's registered function FUNCTION_ID (gce.sdk.registry)."""
+    return f"gce.functions.{broker_user}.{function_id}"

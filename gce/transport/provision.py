@@ -41,7 +41,10 @@ _SUFFIX = rf"[^.]{{1,{names.RESULT_QUEUE_SUFFIX_MAX}}}"
 _ENDPOINT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # All three are topic exchanges, even where every binding key is exact: RabbitMQ checks
 # topic permissions (who may bind or publish which routing key) on topic exchanges only.
-EXCHANGES = ((names.TASKS_EXCHANGE, "topic"), (names.RESULTS_EXCHANGE, "topic"), (names.STATUS_EXCHANGE, "topic"))
+EXCHANGES = ((names.TASKS_EXCHANGE, "topic"), (names.RESULTS_EXCHANGE, "topic"), (names.STATUS_EXCHANGE, "topic"),
+             (names.FUNCTIONS_EXCHANGE, "topic"))
+# A registered function's id: a sha256 in hex, exactly (gce.transport.payload.function_id_of).
+_FUNCTION_ID = "[0-9a-f]{64}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,10 @@ def user_permissions(broker_user: str, allowed_endpoint_ids: Iterable[str]) -> t
     another user's ``reply_to`` and receive copies of his results. She reads the status
     queues of the endpoints she may submit to, and of no other: a status is for the
     endpoint's users, and reading one can take it from the queue.
+
+    Her registered functions (gce.sdk.registry) are queues of her own, one per function id,
+    fed through ``gce.functions`` under their own names: she alone declares, feeds and reads
+    them, and the topic permission keeps her keys (publish and bind) to her own names.
     """
     check_broker_user(broker_user)
     ids = sorted({check_endpoint_id(e) for e in allowed_endpoint_ids})
@@ -139,11 +146,13 @@ def user_permissions(broker_user: str, allowed_endpoint_ids: Iterable[str]) -> t
     # An empty alternation would match the empty name only: with no endpoint, leave it out.
     alternatives = "|".join(re.escape(e) for e in ids)
     status = [rf"gce\.ep\.({alternatives})\.status"] if ids else []
+    functions = rf"gce\.functions\.{re.escape(broker_user)}\.{_FUNCTION_ID}"
     perms = {
         "user": broker_user,
-        "configure": f"^{mine}$",
-        "write": _exact(re.escape(names.TASKS_EXCHANGE), mine),
-        "read": _exact(re.escape(names.RESULTS_EXCHANGE), mine, *status),
+        "configure": _exact(mine, functions),
+        "write": _exact(re.escape(names.TASKS_EXCHANGE), mine, re.escape(names.FUNCTIONS_EXCHANGE), functions),
+        "read": _exact(re.escape(names.RESULTS_EXCHANGE), mine, *status, re.escape(names.FUNCTIONS_EXCHANGE),
+                       functions),
     }
     tasks = f"^({alternatives})$" if ids else "^$"  # "^$": nothing, said plainly
     # No wildcards in her binding keys: "*" and "#" words would match other users' queues.
@@ -151,6 +160,7 @@ def user_permissions(broker_user: str, allowed_endpoint_ids: Iterable[str]) -> t
     topics = [
         {"user": broker_user, "exchange": names.TASKS_EXCHANGE, "write": tasks, "read": "^$"},
         {"user": broker_user, "exchange": names.RESULTS_EXCHANGE, "write": "^$", "read": own_key},
+        {"user": broker_user, "exchange": names.FUNCTIONS_EXCHANGE, "write": f"^{functions}$", "read": f"^{functions}$"},
     ]
     return perms, topics
 

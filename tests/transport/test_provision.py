@@ -52,6 +52,19 @@ def test_user_queues_do_not_cover_a_user_whose_name_extends_hers():
     assert not _matches(short["read"], f"gce.ep.{uuid.uuid4()}.tasks")
 
 
+def test_function_queues_are_her_own_and_named_by_a_sha256():
+    fid = "ab" * 32
+    perms, topics = p.user_permissions("a@b", [])
+    functions = next(t for t in topics if t["exchange"] == names.FUNCTIONS_EXCHANGE)
+    for regex in (perms["configure"], perms["write"], perms["read"], functions["write"], functions["read"]):
+        assert _matches(regex, names.function_queue("a@b", fid))
+        assert not _matches(regex, names.function_queue("a@b.cafe", fid))  # a user whose name extends hers
+        assert not _matches(regex, names.function_queue("a@b", fid[:-1] + "#"))  # no wildcards, no odd ids
+        assert not _matches(regex, names.function_queue("a@b", "*"))
+    assert _matches(perms["write"], names.FUNCTIONS_EXCHANGE) and _matches(perms["read"], names.FUNCTIONS_EXCHANGE)
+    assert not _matches(perms["configure"], names.FUNCTIONS_EXCHANGE)
+
+
 def test_users_read_the_status_of_their_own_endpoints_only():
     mine, other = str(uuid.uuid4()), str(uuid.uuid4())
     perms, _ = p.user_permissions("alice", [mine])
@@ -123,7 +136,8 @@ def test_definitions_hold_hashes_never_passwords():
     assert {u["name"] for u in defs["users"]} == {"ep-demo", "alice@uni.edu"}
     assert all(u["hashing_algorithm"] == "rabbit_password_hashing_sha256" and u["tags"] == [] for u in defs["users"])
     assert {(x["name"], x["durable"]) for x in defs["exchanges"]} == {
-        (names.TASKS_EXCHANGE, True), (names.RESULTS_EXCHANGE, True), (names.STATUS_EXCHANGE, True)}
+        (names.TASKS_EXCHANGE, True), (names.RESULTS_EXCHANGE, True), (names.STATUS_EXCHANGE, True),
+        (names.FUNCTIONS_EXCHANGE, True)}
     assert {x["vhost"] for x in defs["permissions"] + defs["topic_permissions"] + defs["exchanges"]} == {"gce"}
 
 
