@@ -45,6 +45,7 @@ class EndpointConfig:
     allow_privileged_mapping: bool = False
     idle_timeout: float = 1800.0
     allowed_functions: tuple[str, ...] | None = None
+    allowed_serializers: tuple[str, ...] | None = None  # None: any (gce/uep/policy.py)
     status_period: float = 30.0
     debug: bool = False
     raw: dict = field(default_factory=dict, repr=False, compare=False)
@@ -233,6 +234,7 @@ def from_data(name: str, endpoint_id: str, data: dict, config_dir: Path | None =
         allow_privileged_mapping=bool(data.get("allow_privileged_mapping", False)),
         idle_timeout=float(data.get("idle_timeout", 1800.0)),
         allowed_functions=tuple(allowed) if allowed is not None else None,
+        allowed_serializers=_tuple(data.get("allowed_serializers")),
         status_period=float(data.get("status_period", 30.0)),
         debug=bool(data.get("debug", False)),
         raw=data,

@@ -25,6 +25,11 @@ LAUNCHER_TYPES = ("SingleNodeLauncher", "SrunLauncher", "AprunLauncher", "MpiExe
 CONTAINER_TYPES = ("apptainer", "singularity", "podman", "podman-hpc", "docker", "custom")
 
 _positive_int = {"type": "integer", "minimum": 1}
+# The kinds of function body a task may carry (gce/uep/policy.py): in config.yaml and in what a user
+# config template renders, where they can only narrow config.yaml's.
+ALLOWED_SERIALIZERS: dict[str, Any] = {
+    "type": ["array", "null"], "items": {"enum": ["cloudpickle", "source"]}, "uniqueItems": True,
+}
 _nonneg_int = {"type": "integer", "minimum": 0}
 _positive_number = {"type": "number", "exclusiveMinimum": 0}
 
@@ -178,6 +183,7 @@ CONFIG: dict[str, Any] = {
             "type": ["array", "null"],
             "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         },
+        "allowed_serializers": ALLOWED_SERIALIZERS,
         "status_period": _positive_number,
         "debug": {"type": "boolean"},
     },

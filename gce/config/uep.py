@@ -148,6 +148,7 @@ class UepConfig:
     max_result_bytes: int
     max_output_bytes: int = 64 << 10
     allowed_functions: tuple[str, ...] | None = None  # None: any function; (): none
+    allowed_serializers: tuple[str, ...] | None = None  # kinds of function body (gce/uep/policy.py); None: any
     log_file: str | None = None  # None: log to stderr
     debug: bool = False
     identity: UepIdentity | None = None  # None: run as the manager's user, nothing to check
@@ -159,6 +160,7 @@ class UepConfig:
             "endpoint_id": self.endpoint_id, "engine": self.engine, "run_dir": self.run_dir,
             "max_result_bytes": self.max_result_bytes, "max_output_bytes": self.max_output_bytes,
             "allowed_functions": None if self.allowed_functions is None else list(self.allowed_functions),
+            "allowed_serializers": None if self.allowed_serializers is None else list(self.allowed_serializers),
             "log_file": self.log_file, "debug": self.debug,
             "identity": None if self.identity is None else self.identity.to_dict(), "home": self.home,
             "template": None if self.template is None else self.template.to_dict(),
@@ -172,6 +174,10 @@ class UepConfig:
         allowed = _get(data, "allowed_functions", "", None)
         if allowed is not None and (not isinstance(allowed, list) or not all(isinstance(f, str) for f in allowed)):
             raise UepConfigError("field 'allowed_functions' must be a list of strings or null")
+        serializers = _get(data, "allowed_serializers", "", None)
+        if serializers is not None and (not isinstance(serializers, list)
+                                        or not all(isinstance(f, str) for f in serializers)):
+            raise UepConfigError("field 'allowed_serializers' must be a list of strings or null")
         debug = _get(data, "debug", "", False)
         if not isinstance(debug, bool):
             raise UepConfigError(f"field 'debug' must be true or false, not {type(debug).__name__}")
@@ -182,6 +188,7 @@ class UepConfig:
             max_result_bytes=_int(data, "max_result_bytes"),
             max_output_bytes=_int(data, "max_output_bytes") if "max_output_bytes" in data else 64 << 10,
             allowed_functions=None if allowed is None else tuple(allowed),
+            allowed_serializers=None if serializers is None else tuple(serializers),
             log_file=_opt_str(data, "log_file"), debug=debug,
             identity=None if identity is None else UepIdentity.from_dict(identity),
             home=_opt_str(data, "home"),

@@ -39,7 +39,7 @@ USER_CONFIG_INVALID = "USER_CONFIG_INVALID"  # gce.config.user_schema.UserConfig
 # endpoint's sentence. Any other failure is audited as "finished" with its code alone.
 REFUSALS = frozenset({ErrorCode.BAD_MESSAGE, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.VERSION_MISMATCH,
                       ErrorCode.FUNCTION_NOT_ALLOWED, ErrorCode.IDENTITY_NOT_MAPPED, ErrorCode.IDENTITY_REFUSED,
-                      USER_CONFIG_INVALID, "USER_CONFIG_TEMPLATE_ERROR", "SERIALIZER_NOT_ALLOWED"})
+                      USER_CONFIG_INVALID, "USER_CONFIG_TEMPLATE_ERROR", ErrorCode.SERIALIZER_NOT_ALLOWED})
 
 
 def audit_reason(code: str, sentence: str) -> str:

@@ -52,11 +52,12 @@ APPLIED = {
     "identity_mapping_timeout": "identity_mapping_timeout", "allowed_identities": "allowed_identities",
     "allowed_domains": "allowed_domains", "min_uid": "min_uid", "allow_privileged_mapping": "allow_privileged_mapping",
     "idle_timeout": "idle_timeout", "allowed_functions": "allowed_functions", "debug": "debug",
+    "allowed_serializers": "allowed_serializers",
     "user_config_template_path": "user_config_template_path", "user_config_schema_path": "user_config_schema_path",
     "user_environment_path": "user_environment_path",
 }
 # what a running user endpoint was started with: it restarts (once idle) to take the new value
-RESTARTS_USER_ENDPOINTS = ("allowed_functions",)
+RESTARTS_USER_ENDPOINTS = ("allowed_functions", "allowed_serializers")
 
 
 def has_terminal() -> bool:
@@ -160,8 +161,9 @@ class Reloader:
         started_with = {f: getattr(config, f) for f in RESTARTS_USER_ENDPOINTS}
         for uep in [u for u in (m.dispatcher.uep, *m.dispatcher.ueps.values()) if u is not None]:
             uep.conf = dataclasses.replace(uep.conf, debug=config.debug, **started_with)
-            if any(getattr(old, f) != getattr(config, f) for f in RESTARTS_USER_ENDPOINTS):
-                m.dispatcher.renewals.when_idle(uep, "its allowed_functions changed (reload)")
+            changed = [f for f in RESTARTS_USER_ENDPOINTS if getattr(old, f) != getattr(config, f)]
+            if changed:
+                m.dispatcher.renewals.when_idle(uep, f"its {' and '.join(changed)} changed (reload)")
 
 
 async def serve_reloads(reloader: Reloader, wanted: asyncio.Event, notifier: Notifier) -> None:

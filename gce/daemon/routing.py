@@ -219,6 +219,7 @@ class Router:
                          max_result_bytes=self.config.max_result_bytes,
                          max_output_bytes=self.config.max_output_bytes,
                          allowed_functions=self.config.allowed_functions, log_file=str(log_file),
+                         allowed_serializers=self.config.allowed_serializers,
                          debug=self.config.debug)
         return UepSpec("default", conf, log_file)
 
@@ -247,6 +248,7 @@ class Router:
                          max_result_bytes=self.config.max_result_bytes,
                          max_output_bytes=self.config.max_output_bytes,
                          allowed_functions=self.config.allowed_functions, log_file=str(log_file),
+                         allowed_serializers=self.config.allowed_serializers,
                          debug=self.config.debug, identity=UepIdentity.from_dict(target.identity()),
                          home=target.home if dropped else None, template=template)
         log.info("new user endpoint for %s (uid %d), config %s", target.name, target.uid, digest)

@@ -87,7 +87,11 @@ KEYS = {
     "min_uid": "Local accounts below this uid (and root) are refused ...",
     "allow_privileged_mapping": "... unless this is true.",
     "idle_timeout": "Seconds before an idle user endpoint stops (0: never).",
-    "allowed_functions": "The SHA-256 of each function allowed to run; absent or null: any.",
+    "allowed_functions": "The SHA-256 of each function allowed to run; absent or null: any. A multi-user "
+                         "endpoint's user config template may narrow it per user, never widen it.",
+    "allowed_serializers": "The kinds of function a task may carry: cloudpickle (a pickled function), source "
+                           "(register_source_code); absent or null: any. Refused before anything is unpickled "
+                           "(SERIALIZER_NOT_ALLOWED); a user config template may narrow it per user.",
     "status_period": "Seconds between two status messages to the broker.",
     "debug": "Log at debug level.",
 }

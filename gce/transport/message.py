@@ -47,6 +47,7 @@ class ErrorCode:
     DESERIALIZATION_FAILED = "DESERIALIZATION_FAILED"
     SERIALIZATION_FAILED = "SERIALIZATION_FAILED"
     FUNCTION_NOT_ALLOWED = "FUNCTION_NOT_ALLOWED"
+    SERIALIZER_NOT_ALLOWED = "SERIALIZER_NOT_ALLOWED"  # its kind of function body is not in allowed_serializers
     ENDPOINT_FAILED = "ENDPOINT_FAILED"  # the user endpoint could not run tasks
     IDENTITY_NOT_MAPPED = "IDENTITY_NOT_MAPPED"  # multi-user: no usable local account for the submitter
     IDENTITY_REFUSED = "IDENTITY_REFUSED"  # multi-user: the endpoint's policy refuses the submitter

@@ -36,6 +36,7 @@ from gce.uep.deadlines import Deadlines, Limited
 from gce.uep.engines import Engine, TaskRefused, WorkerLost
 from gce.uep.mpi import check_spec, make_engine
 from gce.uep.execute import traceback_tail
+from gce.uep.policy import TaskPolicy
 from gce.uep.pools import split_spec
 from gce.uep.retries import Retries
 from gce.uep.startup import (Refusal, check_identity, die_with_parent, guard_channel, prepare_directories,
@@ -54,7 +55,7 @@ class UserEndpoint:
         self.sock = sock
         self.conf = conf
         self.endpoint_id = conf.endpoint_id
-        self.allowed = set(conf.allowed_functions) if conf.allowed_functions is not None else None
+        self.policy = TaskPolicy.of(conf)  # allowed_functions and allowed_serializers
         self._send_lock = threading.Lock()
         self.closed = False
         self.engine: Engine | None = None
@@ -97,9 +98,9 @@ class UserEndpoint:
         if fid != th.function_id:
             return failure(th.task_id, self.endpoint_id, ErrorCode.BAD_MESSAGE,
                            "the function-id header does not match the function bytes in the payload")
-        if self.allowed is not None and fid not in self.allowed:
-            return failure(th.task_id, self.endpoint_id, ErrorCode.FUNCTION_NOT_ALLOWED,
-                           f"function {fid} is not in this endpoint's allowed_functions")
+        refused = self.policy.refused(payload, fid)  # before anything is unpickled
+        if refused is not None:
+            return failure(th.task_id, self.endpoint_id, refused.code, refused.sentence)
         return None
 
     def on_task(self, header: dict, payload: bytes) -> None:
