@@ -30,6 +30,7 @@ from gce.commands import blocks, tasks
 from gce.commands import resume
 from gce.commands import monitor
 from gce.commands import import_
+from gce.commands import whoami
 from gce.commands import audit
 from gce.errors import EX_SOFTWARE, EX_USAGE, GceError, debug_enabled
 
@@ -138,6 +139,7 @@ app.command("delete")(delete.command)
 app.command("import")(import_.command)
 app.command("render-user-config")(render_user_config.command)
 app.command("diagnostic")(diagnostic.command)
+app.command("whoami")(whoami.command)
 app.command("enable-on-boot")(enable_on_boot.enable)
 app.command("disable-on-boot")(enable_on_boot.disable)
 broker.app.command("revoke")(broker_revoke.revoke)

@@ -23,7 +23,7 @@ COMMANDS = ("version", "configure", "start", "stop", "restart", "status", "block
             "delete",
             "import",
             "render-user-config",
-            "diagnostic", "enable-on-boot", "disable-on-boot", "broker", "idmap")
+            "diagnostic", "whoami", "enable-on-boot", "disable-on-boot", "broker", "idmap")
 HEAVY = ("parsl", "pika", "textual", "jinja2")
 
 
