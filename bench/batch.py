@@ -7,7 +7,14 @@ get_batch_result (untimed) so the Client's queue is left empty. Target: the batc
 Also printed: how the Executor already batches, i.e. how many tasks each wake-up of its link
 publishes back to back when 10,000 are submitted in a loop.
 
-Alone: .venv/bin/python bench/bench.py --only batch
+reload: with the endpoint stopped, a process submits 10,000 no-op tasks from an Executor of a
+task group and is killed (SIGKILL) once the broker has them all; the endpoint starts again, and a new process creates an Executor of that group and
+calls reload_tasks(). Printed: the time from Executor() to the 10,000 futures, then to every
+result, and that process's RSS before the Executor, after reload_tasks and at the end. No peer
+here (Globus Compute's reload asks its web service); target: reload_tasks under 1 s, at most
+1 KiB of RSS per reloaded future.
+
+Alone: .venv/bin/python bench/bench.py --only batch,reload
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import statistics
 import sys
 import time
 
-NAMES = ("batch",)
+NAMES = ("batch", "reload")
 TASKS = 10_000
 
 
@@ -30,6 +37,8 @@ def run(only: set[str], rounds: int, s, add_row, rows) -> None:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import bench/
     if "batch" in only:
         _batch(max(1, rounds // 2), s, add_row, rows)
+    if "reload" in only:
+        _reload(s, rows)
 
 
 def _drain_results(client, task_ids: list[str], timeout: float = 600) -> None:
@@ -88,3 +97,67 @@ def _executor_batches(s) -> list[int]:
         futs = [ex.submit(noop) for _ in range(TASKS)]
         cf.wait(futs, timeout=600)
     return [n for n in sizes if n] or [0]
+
+
+SUBMIT_AND_DIE = """
+import json, sys
+from gce.sdk import Executor
+
+def noop():
+    return None
+
+ex = Executor(endpoint_id=sys.argv[1], broker_url=sys.argv[2], task_group_id=sys.argv[3])
+futs = [ex.submit(noop) for _ in range(int(sys.argv[4]))]
+assert ex._link.wait_published(600)
+print("published", flush=True)
+sys.stdin.read()  # killed here
+"""
+
+RELOAD = """
+import json, sys, time, psutil
+from concurrent.futures import wait
+from gce.sdk import Executor
+
+me = psutil.Process()
+before = me.memory_info().rss
+t0 = time.perf_counter()
+ex = Executor(endpoint_id=sys.argv[1], broker_url=sys.argv[2], task_group_id=sys.argv[3])
+futs = ex.reload_tasks()
+t1 = time.perf_counter()
+reloaded = me.memory_info().rss
+done, not_done = wait(futs, timeout=600)
+t2 = time.perf_counter()
+end = me.memory_info().rss
+ex.shutdown()
+print(json.dumps({"futures": len(futs), "not_done": len(not_done), "reload": t1 - t0, "results": t2 - t0,
+                  "rss_before": before, "rss_reloaded": reloaded, "rss_end": end}), flush=True)
+"""
+
+
+def _reload(s, rows) -> None:
+    import json
+    import subprocess
+    import uuid
+
+    group = str(uuid.uuid4())
+    args = [s.endpoint_id, s.user_url, group]
+    s.stop()  # the tasks wait on the broker: none is answered before the submitter dies
+    child = subprocess.Popen([sys.executable, "-c", SUBMIT_AND_DIE, *args, str(TASKS)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=s.env)
+    try:
+        assert child.stdout.readline().strip() == "published"
+    finally:
+        child.kill()  # SIGKILL: it never reads a result
+        child.wait()
+        s.start()
+    out = subprocess.run([sys.executable, "-c", RELOAD, *args], capture_output=True, text=True, env=s.env,
+                         check=True, timeout=900)
+    r = json.loads(out.stdout)
+    assert r["futures"] == TASKS and r["not_done"] == 0, r
+    per = (r["rss_reloaded"] - r["rss_before"]) / TASKS
+    rows.append(("reload_tasks of 10,000 tasks of a killed Executor", f"{r['reload'] * 1000:,.0f} ms", "-", "-",
+                 "≤ 1000 ms", r["reload"] <= 1.0))
+    rows.append(("  RSS per reloaded future (Executor included)", f"{per:,.0f} B", "-", "-", "≤ 1024 B", per <= 1024))
+    print(f"reload: {TASKS:,} futures in {r['reload']:.3f} s, every result by {r['results']:.1f} s; RSS "
+          f"{r['rss_before'] / 2**20:.1f} MiB before, {r['rss_reloaded'] / 2**20:.1f} after reload_tasks, "
+          f"{r['rss_end'] / 2**20:.1f} at the end", flush=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pika
 
@@ -39,10 +39,12 @@ MAX_UNSETTLED = 10_000
 class Link:
     def __init__(self, url: str, queue: str, *, queue_expires_ms: int, heartbeat: int, prefetch: int,
                  on_result: Callable[[Any, bytes], None], on_publish_failed: Callable[[Outgoing, Exception], None],
-                 on_fatal: Callable[[Exception], None]) -> None:
+                 on_fatal: Callable[[Exception], None],
+                 before_publish: Callable[[Sequence[Outgoing]], None] | None = None) -> None:
         self.url, self.queue, self.user, self.where = url, queue, broker_user(url), redact(url)
         self.queue_expires_ms, self.heartbeat, self.prefetch = queue_expires_ms, heartbeat, prefetch
         self._on_result, self._on_publish_failed, self._on_fatal = on_result, on_publish_failed, on_fatal
+        self._before_publish = before_publish  # told each batch before it is published (its task group's log)
         self._lock = threading.Lock()
         # Notified when nothing waits for a confirm, and when there is room again under MAX_UNSETTLED.
         self._idle = threading.Condition(self._lock)
@@ -245,6 +247,8 @@ class Link:
             if not self._ready or self._ch is None or not self._ch.is_open:
                 return
             batch, self._outgoing = self._outgoing, deque()
+        if self._before_publish is not None and batch:
+            self._before_publish(batch)
         for item in batch:
             if item.future.cancelled():  # cancelled before it left: never send it
                 self._settle(item)

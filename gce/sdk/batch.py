@@ -15,7 +15,7 @@ and waits once for the broker's publisher confirms (``Basic.Ack`` with ``multipl
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pika
 
@@ -26,8 +26,9 @@ from gce.transport import connect, names
 from gce.transport.confirms import Confirms
 from gce.transport.message import ResultHeaders
 
-if TYPE_CHECKING:
-    from gce.sdk.client import Client
+# The functions below take the Client as ``client: Any``: client.py imports this module, and the
+# layout allows no import circle, not even one for types.
+Client = Any
 
 # Published and not yet confirmed, at most: a batch of a million holds this many in pika's buffers.
 WINDOW = 10_000

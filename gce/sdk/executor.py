@@ -5,9 +5,10 @@
     with Executor(endpoint_id=ep_id) as ex:
         print(ex.submit(pow, 2, 10).result())
 
-Each Executor has its own durable result queue (``gce.results.<broker user>.<random>``), so
-two live Executors never see each other's results, and results wait in the broker while
-this process is busy or briefly disconnected.
+Each Executor belongs to a task group (``task_group_id``, made when not given) whose durable
+result queue (``gce.results.<broker user>.group-<id>``) only one live Executor holds, so two never
+see each other's results; results wait there while this process is busy, disconnected, or dead:
+``Executor(task_group_id=...).reload_tasks()`` in a later process takes them (gce/sdk/groups.py).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from gce.sdk import control, serialize
 from gce.sdk.condition import SharedLockCondition
 from gce.sdk.amqp import Link
 from gce.sdk.errors import TaskOutput, outcome_and_output, resolve, waited_too_long
+from gce.sdk.groups import GroupLog, group_id, group_queue
 from gce.sdk.registry import Registry
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
 from gce.sdk.tasks import retries_allowed
 from gce.sdk.tasks import (DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, check_resource_specification, function_name,
                            task_message, time_limit)
-from gce.transport import names
 from gce.transport.message import ResultHeaders
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         connect_timeout: float = 30.0,
         task_timeout: float | None = None,
+        task_group_id: str | uuid.UUID | None = None,
+        task_group_expires_days: float | None = None,
         max_retries_on_system_failure: int | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id  # type: ignore[assignment]
@@ -145,7 +148,9 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         url = resolve_broker_url(broker_url)
         self._url = url
         self.broker_user = broker_user(url)
-        self.result_queue = names.result_queue(self.broker_user, uuid.uuid4().hex)
+        self.task_group_id = group_id(task_group_id)
+        self._group = GroupLog(self.task_group_id, task_group_expires_days)  # TaskGroupInUse if held
+        self.result_queue = group_queue(self.broker_user, self.task_group_id)
         self._functions = FunctionStore(remote=Registry(self._registry_call, self.broker_user, url))
         self._lock = threading.Lock()
         self._pending: dict[str, TaskFuture] = {}
@@ -153,10 +158,17 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._shutdown = False
         self._status_of, self._forget = self._endpoint_status, self._forget_if_cancelled  # bound once, not per task
         self._control_of = self._task_control
-        self._link = Link(url, self.result_queue, queue_expires_ms=names.EXECUTOR_QUEUE_EXPIRES_MS,
+        # The group's tasks an earlier Executor left: their futures exist before the first result comes.
+        self._reloaded = [self._adopt(task_id, ep) for task_id, ep in self._group.outstanding.items()]
+        self._link = Link(url, self.result_queue, queue_expires_ms=self._group.expires_ms,
                           heartbeat=amqp_heartbeat, prefetch=1000, on_result=self._on_result,
-                          on_publish_failed=self._on_publish_failed, on_fatal=self._on_fatal)
-        self._link.start(connect_timeout)
+                          on_publish_failed=self._on_publish_failed, on_fatal=self._on_fatal,
+                          before_publish=self._list_published)
+        try:
+            self._link.start(connect_timeout)
+        except BaseException:
+            self._group.close(remove=not self._reloaded)
+            raise
         atexit.register(self._flush_at_exit)
 
     # -- settings ----------------------------------------------------------------------
@@ -294,6 +306,32 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             log.warning("gce: could not send the cancel of %d task(s) to endpoint %s: %s", len(task_ids),
                         endpoint_id, e)
 
+    # -- task groups (gce/sdk/groups.py) ----------------------------------------------
+    def reload_tasks(self, task_group_id: str | uuid.UUID | None = None) -> list[TaskFuture]:
+        """Futures of the tasks of this Executor's task group that an earlier Executor (of this or a
+        killed process) left: unfinished ones, and finished ones whose results it never took.
+
+        Create the Executor with ``task_group_id=`` the earlier one's to reattach to it."""
+        if task_group_id is not None and group_id(task_group_id) != self.task_group_id:
+            raise ValueError(f"this Executor holds task group {self.task_group_id}, not {task_group_id}: create "
+                             f"Executor(task_group_id={str(task_group_id)!r}) to reload that group's tasks")
+        return list(self._reloaded)
+
+    def _adopt(self, task_id: str, endpoint_id: str) -> TaskFuture:
+        fut = TaskFuture(task_id, self._status_of, endpoint_id or None)
+        self._pending[task_id] = fut
+        fut.add_done_callback(self._forget)
+        return fut
+
+    def _list_published(self, batch: Any) -> None:  # on the link's thread, before BATCH is published
+        with self._lock:
+            tasks = [(i.task_id, i.routing_key) for i in batch if i.task_id in self._pending]
+        self._group.published(tasks)
+
+    def _outstanding(self) -> dict[str, str]:
+        with self._lock:
+            return {task_id: fut._endpoint_id or "" for task_id, fut in self._pending.items()}
+
     # -- results (called on the link's thread) -----------------------------------------
     def _forget_if_cancelled(self, fut: Future) -> None:
         if fut.cancelled():
@@ -302,6 +340,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             with self._lock:
                 self._pending.pop(fut.task_id, None)  # type: ignore[attr-defined]
                 self._remember(fut.task_id)  # type: ignore[attr-defined]
+            self._group.taken(fut.task_id, self._outstanding)  # type: ignore[attr-defined]
 
     def _remember(self, task_id: str) -> None:
         self._completed[task_id] = None
@@ -320,6 +359,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             self._remember(rh.task_id)
         ok, value, fut._output = outcome_and_output(rh, body)
         resolve(fut, ok, value)
+        self._group.taken(rh.task_id, self._outstanding)  # before the link acks it
 
     def _on_publish_failed(self, item: Outgoing, exc: Exception) -> None:
         with self._lock:
@@ -327,6 +367,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             self._remember(item.task_id)
         if fut is not None:
             resolve(fut, False, exc)
+            self._group.taken(item.task_id, self._outstanding)
 
     def _on_fatal(self, exc: Exception) -> None:
         with self._lock:
@@ -340,7 +381,8 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
 
         With cancel_futures=True the outstanding futures are cancelled, here and at the endpoint
         (as ``TaskFuture.cancel`` does, in one request per endpoint and 1,000 tasks). The result queue is
-        deleted once nothing is outstanding, else it expires after 6 h unused.
+        deleted once nothing is outstanding, else it waits there for a later
+        Executor of its task group (reload_tasks), which expires days after its last use.
         """
         with self._lock:
             already, self._shutdown = self._shutdown, True
@@ -366,6 +408,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         with self._lock:
             outstanding = bool(self._pending)
         self._link.close(delete_queue=not outstanding)
+        self._group.close(remove=not outstanding)  # else a later Executor of the group reloads them
         atexit.unregister(self._flush_at_exit)
 
     def _flush_at_exit(self) -> None:
@@ -373,10 +416,12 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         # a script that never called shutdown() could die unsent with the interpreter.
         if not self._link.wait_published(EXIT_FLUSH_SECONDS):
             log.warning("gce: some tasks were not confirmed by the broker before exit")
+        self._group.sync()
         with self._lock:
             finished = self._shutdown and not self._pending
         if finished:  # shutdown(wait=False) whose closing thread would die with us
             self._link.close(delete_queue=True, timeout=5)
+            self._group.close(remove=True)
 
     def __repr__(self) -> str:
         return f"<gce Executor endpoint={self._endpoint_id} queue={self.result_queue}>"
