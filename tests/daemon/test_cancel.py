@@ -192,6 +192,29 @@ def test_unknown_and_finished_tasks_get_a_clear_answer(ep, alice):
     assert (said["cancelled"], said["state"], said["reason"]) == (False, "done", "it had finished: its result stands")
 
 
+def test_a_cancel_that_comes_before_its_task_answers_the_task_when_it_comes(ep, alice, tmp_path):
+    import pika
+
+    from gce.sdk.tasks import task_message
+    from gce.sdk.serialize import function_id_of, serialize_function
+    from gce.transport import names
+
+    kind, blob = serialize_function(marked)
+    _, body, props = task_message(kind, blob, function_id_of(kind, blob), (str(tmp_path / "ran"),), {},
+                                  user=alice.broker_user, reply_to=alice.result_queue, user_endpoint_config={},
+                                  resource_specification={}, max_payload_bytes=1 << 20)
+    task = props.message_id = str(uuid.uuid4())  # an id the endpoint has not seen yet
+    said = alice.cancel(task, endpoint_id=ep.endpoint_id)
+    assert (said["cancelled"], said["state"]) == (False, "unknown")
+    assert "should it come, it is answered CANCELLED and never runs" in said["reason"]
+    conn = pika.BlockingConnection(pika.URLParameters(ep.user_url))
+    conn.channel().basic_publish(names.TASKS_EXCHANGE, ep.endpoint_id, body, props)
+    conn.close()
+    failed = _failure(alice, task)
+    assert failed.code == "CANCELLED" and "before it reached the endpoint" in str(failed)
+    assert not (tmp_path / "ran").exists()
+
+
 def test_only_the_submitter_may_see_or_cancel_a_task(ep, alice, gate):
     release = gate()
     task = _run(alice, ep, gated, str(release), "alice's")
