@@ -13,7 +13,8 @@ names none runs on one node as one rank. Other engines refuse MPI counts, with a
 says which engine takes them.
 
 parsl finds a block's nodes from its scheduler (SLURM_NODELIST, PBS_NODEFILE); a block on this
-host (LocalProvider) has none, so its worker pool is given a node file naming this host once.
+host (LocalProvider) has none, so its worker pool is given a node file naming this host once per
+worker: each of its ``max_workers_per_block`` MPI tasks at once takes this host as its one node.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class MPIEngine(HighThroughputEngine):
         if provider.get("type", "LocalProvider") == "LocalProvider":
             nodes = os.path.join(self.run_dir, NODE_FILE)
             with open(nodes, "w") as f:
-                f.write("localhost\n")
+                f.write("localhost\n" * int(self.options.get("max_workers_per_block", 1)))
             # Read by parsl's worker pool only where no scheduler names the nodes (SLURM_NODELIST wins).
             provider["worker_init"] = f"export PBS_NODEFILE={shlex.quote(nodes)}\n{provider.get('worker_init', '')}"
         self.options = {**self.options, "provider": provider}
@@ -69,7 +70,7 @@ class MPIEngine(HighThroughputEngine):
             executor.interchange_launch_cmd = interchange
         return executor
 
-    def check(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, spec: dict[str, Any]) -> dict[str, Any]:
         """SPEC completed for parsl (every count set); ValueError or TypeError saying what is wrong."""
         taken = (*resources.MPI_KEYS, resources.LAUNCHER_OPTIONS, *GCE_RESOURCE_KEYS)
         _refuse_others(spec, taken, f"an {self.type}")
@@ -81,7 +82,7 @@ class MPIEngine(HighThroughputEngine):
         return {**{k: v for k, v in spec.items() if k in GCE_RESOURCE_KEYS}, **shape.as_spec()}
 
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Any:
-        return super()._submit(payload, self.check(resource_spec), task_id)
+        return super()._submit(payload, self.complete(resource_spec), task_id)
 
 
 def _refuse_others(spec: dict[str, Any], taken: tuple[str, ...], engine: str) -> None:
@@ -98,7 +99,7 @@ def _refuse_others(spec: dict[str, Any], taken: tuple[str, ...], engine: str) ->
 def check_spec(engine: Engine, spec: dict[str, Any]) -> None:
     """Refuse what ENGINE cannot give a task: ValueError or TypeError naming the key."""
     if isinstance(engine, MPIEngine):
-        engine.check(spec)
+        engine.complete(spec)
     else:
         _refuse_others(spec, (*GCE_RESOURCE_KEYS, "priority"), f"this endpoint's {engine.type}")
 
