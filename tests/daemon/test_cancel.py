@@ -215,6 +215,29 @@ def test_a_cancel_that_comes_before_its_task_answers_the_task_when_it_comes(ep, 
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_malformed_control_message_is_answered_with_why_and_harms_nothing_else(ep, alice):
+    import pika
+
+    from gce.transport import control, names
+
+    conn = pika.BlockingConnection(pika.URLParameters(ep.user_url))
+    ch = conn.channel()
+    reply_to = names.result_queue(alice.broker_user, "controltest")
+    ch.queue_declare(reply_to, exclusive=True)
+    ch.queue_bind(reply_to, names.RESULTS_EXCHANGE, routing_key=reply_to)
+    request = str(uuid.uuid4())
+    headers = {"gce-protocol": 1, "gce-control": "state", "task-ids": '["not-a-task"]'}
+    ch.basic_publish(names.TASKS_EXCHANGE, ep.endpoint_id, b"", pika.BasicProperties(
+        message_id=request, user_id=alice.broker_user, reply_to=reply_to, headers=headers))
+    method, props, body = next(ch.consume(reply_to, inactivity_timeout=10))
+    conn.close()
+    assert method is not None and props.correlation_id == request
+    answer = control.parse_answer(body)
+    assert answer["tasks"] == {} and answer["error"].startswith("the request was refused: the task id 'not-a-task'")
+    task = _run(alice, ep, double, 8)
+    assert wait_until(lambda: alice.get_task(task).get("result") == 16)
+
+
 def test_only_the_submitter_may_see_or_cancel_a_task(ep, alice, gate):
     release = gate()
     task = _run(alice, ep, gated, str(release), "alice's")
