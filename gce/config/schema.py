@@ -25,6 +25,14 @@ LAUNCHER_TYPES = ("SingleNodeLauncher", "SrunLauncher", "AprunLauncher", "MpiExe
 CONTAINER_TYPES = ("apptainer", "singularity", "podman", "podman-hpc", "docker", "custom")
 
 _positive_int = {"type": "integer", "minimum": 1}
+# Shell commands the user endpoint runs as its user before its engine starts and after it stops
+# (gce/uep/setup_teardown.py): in config.yaml, and in what a user config template renders.
+SETUP_TEARDOWN: dict[str, Any] = {
+    "endpoint_setup": {"type": "string"},
+    "endpoint_teardown": {"type": "string"},
+    # A user endpoint not ready within 300 s is killed (gce.daemon.children.START_TIMEOUT): setup must end before.
+    "endpoint_setup_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 270},
+}
 # The kinds of function body a task may carry (gce/uep/policy.py): in config.yaml and in what a user
 # config template renders, where they can only narrow config.yaml's.
 ALLOWED_SERIALIZERS: dict[str, Any] = {
@@ -186,5 +194,6 @@ CONFIG: dict[str, Any] = {
         "allowed_serializers": ALLOWED_SERIALIZERS,
         "status_period": _positive_number,
         "debug": {"type": "boolean"},
+        **SETUP_TEARDOWN,
     },
 }

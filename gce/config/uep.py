@@ -154,6 +154,9 @@ class UepConfig:
     identity: UepIdentity | None = None  # None: run as the manager's user, nothing to check
     home: str | None = None  # the mapped user's home, named when the UEP cannot write there
     template: UepTemplate | None = None
+    # endpoint_setup, endpoint_teardown, endpoint_setup_timeout of config.yaml (gce.uep.setup_teardown);
+    # a templated UEP takes them from what it renders instead.
+    setup: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +167,7 @@ class UepConfig:
             "log_file": self.log_file, "debug": self.debug,
             "identity": None if self.identity is None else self.identity.to_dict(), "home": self.home,
             "template": None if self.template is None else self.template.to_dict(),
+            "setup": self.setup,
         }
 
     @classmethod
@@ -193,4 +197,5 @@ class UepConfig:
             identity=None if identity is None else UepIdentity.from_dict(identity),
             home=_opt_str(data, "home"),
             template=None if template is None else UepTemplate.from_dict(template),
+            setup=_object(data, "setup", "", None),
         )

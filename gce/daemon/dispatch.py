@@ -179,9 +179,10 @@ class Dispatcher:
             if isinstance(target, Refused):
                 raise target
             canonical = self.router.canonical_config(th.user_endpoint_config or {})
-            uep = self.ueps.get((target.uid, canonical))
+            key = canonical + self.router.runtime_key(th)  # the submitter's versions, when its template uses them
+            uep = self.ueps.get((target.uid, key))
             if uep is None:
-                uep = self.ueps[(target.uid, canonical)] = self._new_uep(
+                uep = self.ueps[(target.uid, key)] = self._new_uep(
                     self.router.templated_uep(target, canonical, th), target)
             return uep
         except Refused as e:

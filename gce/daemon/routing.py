@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple, Union
 from gce.config.model import EndpointConfig
 from gce.config.uep import UepConfig, UepIdentity, UepTemplate, UserRuntime
 from gce.config.paths import EndpointPaths
+from gce.config.schema import SETUP_TEARDOWN
 from gce.daemon import privileges
 from gce.transport.message import ErrorCode, TaskHeaders
 
@@ -30,6 +32,7 @@ MAPPED_FOR = 60.0  # seconds a mapping is reused while the mapping file does not
 REFUSED_FOR = 5.0  # seconds a refusal is reused (a burst from a refused identity maps once)
 CANONICAL_KEPT = 1024  # distinct user configs whose check is remembered
 MAPPING_THREADS = 4  # identities being mapped at once (an external program may take its timeout)
+_PULLS_IN = re.compile(r"{%-?\s*(include|import|from|extends)\b")  # a template's tags that read other files
 
 
 class Refused(Exception):
@@ -41,6 +44,17 @@ class Refused(Exception):
 
 
 Mapped = Union[privileges.LocalUser, Refused]
+
+
+def runtime_used(template: str | None, config: str) -> tuple[str, ...]:
+    """Which of the submitter's runtime values a TEMPLATE (None: unreadable) and its CONFIG (as
+    text) can reach: all of them through user_runtime or a file the template pulls in (not read
+    here), python and gce through the variables a command may read."""
+    if template is None or "user_runtime" in template or _PULLS_IN.search(template):
+        return ("python", "gce", "platform")
+    if any(name in text for name in ("GCE_USER_PYTHON_VERSION", "GCE_USER_SDK_VERSION") for text in (template, config)):
+        return ("python", "gce")
+    return ()
 
 
 class UepSpec(NamedTuple):
@@ -70,6 +84,7 @@ class Router:
         self._mapped: dict[str, tuple[float, tuple, Mapped]] = {}  # identity -> (until, file signature, outcome)
         self._mapping: dict[str, asyncio.Future] = {}  # identity -> its mapping in progress
         self._pool: ThreadPoolExecutor | None = None
+        self._runtime_use: tuple[tuple, tuple[str, ...]] | None = None  # template signature -> what it uses
 
     def _file_signature(self) -> tuple:
         try:
@@ -196,6 +211,30 @@ class Router:
             raise Refused(user_schema.TemplateRenderError.code, f"endpoint {self.config.name!r} cannot read its "
                           "user config schema (the endpoint's log says why)") from None
 
+    def runtime_key(self, th: TaskHeaders) -> str:
+        """The part of TH's user endpoint's key that its submitter's runtime makes: "" unless the
+        template (or config.yaml, which it may quote) uses the submitter's versions, as user_runtime
+        or as the GCE_USER_* variables its worker_init or setup may read; then two submitter Pythons
+        never share a user endpoint. For personal and multi-user templated endpoints alike."""
+        used = self._runtime_used()
+        values = {"python": th.python_version, "gce": th.gce_version, "platform": th.platform}
+        return "".join(f"\0{name}={values[name]}" for name in used)
+
+    def _runtime_used(self) -> tuple[str, ...]:
+        path = self.config.user_config_template_path or ""
+        try:
+            st = os.stat(path)
+            signature: tuple = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            signature = ()
+        if self._runtime_use is None or self._runtime_use[0] != signature:
+            try:
+                text: str | None = Path(path).read_text(errors="replace")
+            except OSError:
+                text = None  # its UEP says why when it renders it
+            self._runtime_use = (signature, runtime_used(text, json.dumps(self.config.raw)))
+        return self._runtime_use[1]
+
     def _check_admin_file(self, path: str, what: str) -> None:
         """Refused when someone other than root could change the admin's file WHAT at PATH: the
         schema decides what users may send, the template what every user's endpoint runs."""
@@ -220,7 +259,8 @@ class Router:
                          max_output_bytes=self.config.max_output_bytes,
                          allowed_functions=self.config.allowed_functions, log_file=str(log_file),
                          allowed_serializers=self.config.allowed_serializers,
-                         debug=self.config.debug)
+                         debug=self.config.debug,
+                         setup={k: self.config.raw[k] for k in SETUP_TEARDOWN if k in self.config.raw} or None)
         return UepSpec("default", conf, log_file)
 
     def templated_uep(self, target: privileges.LocalUser, canonical: str, th: TaskHeaders) -> UepSpec:
@@ -231,7 +271,7 @@ class Router:
         from gce.config import user_schema
 
         self._check_admin_file(self.config.user_config_template_path or "", "user config template")
-        digest = hashlib.sha256(f"{target.uid}\0{canonical}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(f"{target.uid}\0{canonical}{self.runtime_key(th)}".encode()).hexdigest()[:16]
         dropped = privileges.must_drop(target)
         if dropped:  # the user's own files, created by the UEP as the user
             log_file = Path(target.home, ".gce", "uep-logs", self.config.name, f"{digest}.log")

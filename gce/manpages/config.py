@@ -94,6 +94,14 @@ KEYS = {
                            "(SERIALIZER_NOT_ALLOWED); a user config template may narrow it per user.",
     "status_period": "Seconds between two status messages to the broker.",
     "debug": "Log at debug level.",
+    "endpoint_setup": "A shell command the user endpoint runs as its user before its engine starts (also from "
+                      "a user config template); its output goes to the user endpoint's log, and when it fails "
+                      "the user endpoint does not start and the waiting tasks are told why. It sees "
+                      "GCE_USER_PYTHON_VERSION and GCE_USER_SDK_VERSION, the submitter's, on a templated endpoint.",
+    "endpoint_teardown": "A shell command the user endpoint runs as its user after its engine stopped; keep it "
+                         "short: it runs within the user endpoint's stop.",
+    "endpoint_setup_timeout": "Seconds endpoint_setup, or endpoint_teardown, may take before it is killed "
+                              "(default 120).",
 }
 
 

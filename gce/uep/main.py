@@ -38,9 +38,10 @@ from gce.uep.mpi import check_spec, make_engine
 from gce.uep.execute import traceback_tail
 from gce.uep.policy import TaskPolicy
 from gce.uep.pools import split_spec
+from gce.uep.setup_teardown import Commands, SetupFailed, export_runtime, runtime_env
 from gce.uep.retries import Retries
 from gce.uep.startup import (Refusal, check_identity, die_with_parent, guard_channel, prepare_directories,
-                              read_config, render_engine)
+                              read_config, render_config)
 
 log = logging.getLogger("gce.uep")
 STATUS_PERIOD = 2.0
@@ -119,7 +120,8 @@ class UserEndpoint:
         if limit:
             self.deadlines.add(th.task_id, limit)
         try:
-            fut = self.engine.submit(payload, th.resource_specification, th.task_id)
+            fut = self.engine.submit(payload, th.resource_specification, th.task_id,
+                                     env=runtime_env(th.python_version, th.gce_version))
         except Exception as e:
             self.deadlines.claim(th.task_id)
             self.send_result(failure(th.task_id, self.endpoint_id, ErrorCode.ENDPOINT_FAILED,
@@ -228,6 +230,19 @@ class UserEndpoint:
 
     # -- main ------------------------------------------------------------------------
     def run(self) -> int:
+        commands = Commands.of(self.conf.setup)
+        try:  # as this user, before the engine: its worker_init may use what the setup prepared
+            commands.run_setup()
+        except SetupFailed as e:
+            log.error("%s", e)
+            self.send_frame(frames.FATAL, {"reason": str(e)})
+            return 1
+        try:
+            return self._run()
+        finally:
+            commands.run_teardown()
+
+    def _run(self) -> int:
         try:
             self.engine = make_engine(self.retries.take(self.conf.engine), self.conf.run_dir,
                                       self.conf.max_result_bytes, self.conf.max_output_bytes)
@@ -290,14 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.DEBUG if conf.debug else logging.INFO)
     for noisy in ("parsl",):
         logging.getLogger(noisy).setLevel(logging.WARNING if not conf.debug else logging.DEBUG)
+    if conf.template is not None:  # the submitter's versions, for the setup, worker_init and workers
+        export_runtime(conf.template.user_runtime.python_version, conf.template.user_runtime.gce_version)
     try:
-        engine = render_engine(conf.template)
+        rendered = render_config(conf.template)
     except Refusal as e:
         log.error("%s", e)
         sock.sendall(frames.encode(frames.FATAL, {"reason": str(e), "code": e.code}))
         return 1
-    if engine is not None:
-        conf = replace(conf, engine=engine)
+    if rendered is not None:
+        conf = replace(conf, engine=rendered["engine"],
+                       setup={k: rendered[k] for k in ("endpoint_setup", "endpoint_teardown",
+                                                       "endpoint_setup_timeout") if k in rendered})
     import signal
 
     # SIGTERM (from the manager's stop, or its death) takes the same path as the channel

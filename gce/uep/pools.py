@@ -98,10 +98,13 @@ class Engine:
         self._started: dict[str, float] = {}  # task id -> when a worker began it, where the engine knows
         self._versions = versions()
         self.task_dirs = sandbox.take(options, run_dir, self.type)  # run_in_sandbox, working_dir
+        self._task_env: dict[str, dict[str, str]] = {}  # task id -> its own variables (its submitter's versions)
 
     def task_context(self, task_id: str) -> dict[str, Any]:
         """Where task TASK_ID runs and what it is told, for its worker (gce.uep.sandbox)."""
-        return self.task_dirs.context(task_id)
+        with self._lock:
+            env = self._task_env.get(task_id)
+        return self.task_dirs.context(task_id, env)
 
     def start(self) -> None:
         raise NotImplementedError
@@ -118,11 +121,15 @@ class Engine:
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
         raise NotImplementedError
 
-    def submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
+    def submit(self, payload: bytes, resource_spec: dict, task_id: str = "",
+               env: dict[str, str] | None = None) -> Future:
+        """ENV: variables of this task alone, set on its worker around it (gce.uep.sandbox)."""
         with self._lock:
             self._outstanding += 1
             if task_id:
                 self._tasks[task_id] = time.time()
+                if env:
+                    self._task_env[task_id] = env
         fut = self._submit(payload, resource_spec, task_id)
         fut.add_done_callback(lambda f: self._count(f, task_id))
         return fut
@@ -132,6 +139,7 @@ class Engine:
             self._outstanding -= 1
             self._tasks.pop(task_id, None)
             self._started.pop(task_id, None)
+            self._task_env.pop(task_id, None)
             if not fut.cancelled() and fut.exception() is None:  # one cancelled (gce.uep.cancel) failed
                 self.done += 1
             else:

@@ -103,6 +103,13 @@ def _user_name() -> str:
 
 def render_engine(template: UepTemplate | None) -> dict[str, Any] | None:
     """The engine section the admin's template makes of the user's values; None when untemplated."""
+    rendered = render_config(template)
+    return None if rendered is None else rendered["engine"]
+
+
+def render_config(template: UepTemplate | None) -> dict[str, Any] | None:
+    """The config (engine, endpoint_setup...) the admin's template makes of the user's values; None
+    when untemplated."""
     if template is None:
         return None
     from gce.config import templating
@@ -126,7 +133,7 @@ def render_engine(template: UepTemplate | None) -> dict[str, Any] | None:
         raise Refusal(str(e), getattr(e, "code", ErrorCode.ENDPOINT_FAILED)) from None
     finally:
         close_admin_fds(template)
-    return rendered["engine"]
+    return rendered
 
 
 def close_admin_fds(template: UepTemplate) -> None:

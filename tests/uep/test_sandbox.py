@@ -1,5 +1,4 @@
-"""Each task in a directory of its own (gce.uep.sandbox): on a real spawned worker process, then end
-to end through real endpoints whose process pool and parsl workers run sandboxed tasks."""
+"""Each task in a directory of its own (gce.uep.sandbox), on a real spawned worker process."""
 
 from __future__ import annotations
 
@@ -140,22 +139,5 @@ def test_mode_of_the_working_dir_made_for_sandboxes(tmp_path):
         placed.leave()
 
 
-# -- end to end: real endpoints, real workers ---------------------------------------------------------
-
-
-@pytest.mark.broker
-@pytest.mark.parametrize("engine", ["process", "htex"])
-def test_tasks_of_a_sandboxed_endpoint_run_each_in_its_own_directory(make_endpoint, engine):
-    from tests.endpoint import ENGINES
-
-    ep = make_endpoint(engine=engine)
-    ep.set(engine={**ENGINES[engine], "run_in_sandbox": True})
-    ep.start()
-    with ep.executor() as ex:
-        futures = [ex.submit(where_am_i) for _ in range(6)]
-        seen = {f.task_id: f.result(timeout=120) for f in futures}
-    base = ep.paths.state_dir / "uep" / "tasks_working_dir"
-    for task_id, where in seen.items():
-        assert where == {"cwd": str(base / task_id), "task_id": task_id, "sandbox": str(base / task_id),
-                         "mode": 0o700, "owner": os.getuid()}
-    assert sorted(p.name for p in base.iterdir()) == sorted(seen)
+# End to end: a process pool of a personal endpoint and parsl's workers as a mapped user run sandboxed
+# tasks in tests/uep/test_setup_teardown.py (one endpoint each, shared with endpoint_setup's tests).
