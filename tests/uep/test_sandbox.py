@@ -60,6 +60,23 @@ def test_a_sandboxed_task_runs_in_its_own_0700_directory_and_is_told_where(worke
     assert ok and after["cwd"] != str(expected) and after["sandbox"] is None and after["task_id"] != task_id
 
 
+def test_a_batch_on_one_worker_places_each_task_and_gives_each_its_own_variables(worker, tmp_path):
+    """parsl runs small tasks in batches: each still gets its sandbox and only its own variables."""
+    dirs = sandbox.take({"run_in_sandbox": True}, str(tmp_path), "ProcessPoolEngine")
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    contexts = [dirs.context(ids[0], {"GCE_USER_PYTHON_VERSION": "3.11.99"}), dirs.context(ids[1])]
+    raw = worker.submit(sandbox.run_batch, [_payload(told_python)] * 2, 1 << 20, 1 << 16, contexts).result(timeout=60)
+    assert [cloudpickle.loads(unpack_result(r).value) for r in raw] == [
+        (str(tmp_path / "tasks_working_dir" / ids[0]), ids[0], "3.11.99"),
+        (str(tmp_path / "tasks_working_dir" / ids[1]), ids[1], None)]
+
+
+def told_python():
+    import os
+
+    return os.getcwd(), os.environ.get("GCE_TASK_ID"), os.environ.get("GCE_USER_PYTHON_VERSION")
+
+
 def test_working_dir_alone_sets_where_tasks_run_and_an_absolute_one_is_kept(worker, tmp_path):
     dirs = sandbox.take({"working_dir": str(tmp_path / "scratch")}, "/nonexistent-run-dir", "ProcessPoolEngine")
     task_id = str(uuid.uuid4())
