@@ -22,16 +22,16 @@ def test_name_is_optional_in_usage(gce, command):
     assert "default: default" in " ".join(result.stdout.split())
 
 
-def test_commands_without_name_use_the_default_endpoint(gce_bin, home: Path):
-    created = gce_bin("configure", "--no-input", "--engine", "thread", "--max-workers", "1")
-    assert created.returncode == 0, created.stderr
+def test_commands_without_name_use_the_default_endpoint(gce, home: Path):
+    created = gce("configure", "--no-input", "--engine", "thread", "--max-workers", "1")
+    assert created.exit_code == 0, created.stderr
     assert created.stdout.startswith("created endpoint default (id ")
     assert (home / "default" / "config.yaml").is_file()
-    status = gce_bin("status")
-    assert status.returncode == 3, status.stderr  # LSB: not running
+    status = gce("status")
+    assert status.exit_code == 3, status.stderr  # LSB: not running
     assert "default" in status.stdout + status.stderr
-    stopped = gce_bin("delete", "--yes")
-    assert stopped.returncode == 0, stopped.stderr
+    deleted = gce("delete", "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
     assert not (home / "default").exists()
 
 
@@ -42,15 +42,16 @@ def test_no_default_endpoint_says_so(gce):
     assert "hint: gce list shows the configured endpoints; gce configure default creates this one" in result.stderr
 
 
-def test_config_dir_is_where_endpoints_live(gce_bin, home: Path, tmp_path: Path):
-    elsewhere = tmp_path / "endpoints"
-    created = gce_bin("-c", str(elsewhere), "configure", "ep1", "--no-input")
-    assert created.returncode == 0, created.stderr
+# In-process, -c sets GCE_HOME in this process: each call names GCE_HOME so that the runner puts it back.
+def test_config_dir_is_where_endpoints_live(gce, home: Path, tmp_path: Path):
+    elsewhere, env = tmp_path / "endpoints", {"GCE_HOME": str(home)}
+    created = gce("-c", str(elsewhere), "configure", "ep1", "--no-input", env=env)
+    assert created.exit_code == 0, created.stderr
     assert (elsewhere / "ep1" / "config.yaml").is_file() and not (home / "ep1").exists()
-    listed = gce_bin("--config-dir", str(elsewhere), "list", "--json")
-    assert listed.returncode == 0, listed.stderr
+    listed = gce("--config-dir", str(elsewhere), "list", "--json", env=env)
+    assert listed.exit_code == 0, listed.stderr
     assert '"ep1"' in listed.stdout
-    assert '"ep1"' not in gce_bin("list", "--json").stdout  # GCE_HOME's endpoints are others
+    assert '"ep1"' not in gce("list", "--json", env=env).stdout  # GCE_HOME's endpoints are others
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="root's endpoints live in /etc/gce unless told otherwise")
@@ -63,9 +64,9 @@ def test_config_dir_makes_roots_endpoint_a_personal_one(gce_bin, tmp_path: Path,
     assert not Path("/etc/gce/gcetest-cdir").exists()
 
 
-def test_config_dir_must_be_a_directory(gce_bin, tmp_path: Path):
+def test_config_dir_must_be_a_directory(gce, home: Path, tmp_path: Path):
     a_file = tmp_path / "file"
     a_file.write_text("")
-    result = gce_bin("-c", str(a_file), "list")
-    assert result.returncode == 64
+    result = gce("-c", str(a_file), "list", env={"GCE_HOME": str(home)})
+    assert result.exit_code == 64
     assert result.stderr.startswith(f"error: invalid --config-dir {str(a_file)!r}: it is not a directory")
