@@ -194,22 +194,22 @@ def convert(source: Source, broker_url: str, *, may_map: bool,
     if "heartbeat_period" in src:
         _top(out, "status_period", src.pop("heartbeat_period"), "heartbeat_period")
     for key, value in src.items():
-        if key in REASONS or key not in CONFIG["properties"]:
-            if value is not None:
-                out.dropped.append((key, REASONS.get(key, f"gce's config.yaml has no {key!r} setting")))
-            continue
-        _top(out, key, value, key)
+        if key in CONFIG["properties"]:
+            _top(out, key, value, key, REASONS.get(key))  # e.g. allowed_functions of gce's own ids
+        elif value is not None:
+            out.dropped.append((key, REASONS.get(key, f"gce's config.yaml has no {key!r} setting")))
     why = _check(out.config)
     if why:  # each setting passed alone: together they should too
         raise ConfigError("cannot import the endpoint", f"the converted config.yaml is invalid: {why}")
     return out
 
 
-def _top(out: Imported, key: str, value: Any, was: str) -> None:
+def _top(out: Imported, key: str, value: Any, was: str, reason: str | None = None) -> None:
+    """Set KEY in the new config if gce takes VALUE there; else report WAS with REASON (or gce's own)."""
     candidate = {**out.config, key: value}
     why = _check(candidate if "engine" in candidate or candidate.get("multi_user") else {**candidate, "multi_user": True})
     if why:
-        out.dropped.append((was, why))
+        out.dropped.append((was, reason or why.removeprefix(f"{key}: ")))
     else:
         out.config[key] = value
 
