@@ -34,6 +34,7 @@ _EXPORTS = {
     "TaskFailed": "errors",
     "TaskOutput": "errors",
     "TaskPending": "errors",
+    "TaskGroupInUse": "groups",
     "UnknownFunction": "errors",
 }
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
                                 RemoteExecutionError, SdkError, SubmitRefused, TaskFailed, TaskOutput, TaskPending,
                                 UnknownFunction)
     from gce.sdk.executor import Executor, TaskFuture
+    from gce.sdk.groups import TaskGroupInUse
     from gce.sdk.mpi import MPIFunction
     from gce.sdk.shell import ShellFunction, ShellResult
 

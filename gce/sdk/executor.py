@@ -418,8 +418,10 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             log.warning("gce: some tasks were not confirmed by the broker before exit")
         self._group.sync()
         with self._lock:
-            finished = self._shutdown and not self._pending
-        if finished:  # shutdown(wait=False) whose closing thread would die with us
+            finished = not self._pending
+        # Nothing outstanding, nothing to reload: shutdown(wait=False) whose closing thread would die
+        # with us, or a script that never called shutdown(), whose group would wait days for nothing.
+        if finished:
             self._link.close(delete_queue=True, timeout=5)
             self._group.close(remove=True)
 

@@ -15,7 +15,8 @@ import pika
 import pytest
 
 from gce.sdk import Executor
-from gce.sdk.groups import GroupLog, TaskGroupInUse, group_queue, read_log
+from gce.sdk import TaskGroupInUse
+from gce.sdk.groups import GroupLog, group_queue, read_log
 
 SUBMIT = textwrap.dedent("""
     import json, sys, time
@@ -149,3 +150,20 @@ def test_the_log_is_rewritten_with_only_what_is_outstanding(tmp_path, monkeypatc
     assert text.count("\nt ") == 32 and text.count("\nd ") == 22  # rewritten once, at the 50th record
     assert read_log(log.path.read_text())[1] == {t: "ep" for t in ids[30:]}
     log.close(remove=False)
+
+
+@pytest.mark.broker
+def test_a_script_that_never_shuts_down_leaves_no_group_behind_once_its_results_came(sdk_broker, gce_home, monkeypatch):
+    monkeypatch.setenv("GCE_BROKER_URL", sdk_broker.user_url)
+    script = textwrap.dedent("""
+        import sys
+        from gce.sdk import Executor
+        ex = Executor(endpoint_id=sys.argv[1])
+        assert ex.submit(pow, 3, 2).result(timeout=30) == 9
+        print(ex.result_queue, flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", script, sdk_broker.endpoint_id], capture_output=True, text=True,
+                         env=os.environ, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert _queue_depth(sdk_broker, out.stdout.strip()) == -1
+    assert not list((gce_home / "sdk" / "groups").iterdir())
