@@ -197,3 +197,6 @@ CONFIG: dict[str, Any] = {
         **SETUP_TEARDOWN,
     },
 }
+
+# What a user config template may also set, within config.yaml's (gce/uep/policy.py narrows, never widens).
+TEMPLATE_POLICY: dict[str, Any] = {k: CONFIG["properties"][k] for k in ("allowed_functions", "allowed_serializers")}

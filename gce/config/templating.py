@@ -38,7 +38,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gce.config import redaction
 from gce.config.model import yaml_problem
-from gce.config.schema import ENGINE, SETUP_TEARDOWN
+from gce.config.schema import ENGINE, SETUP_TEARDOWN, TEMPLATE_POLICY
 from gce.config.user_schema import (TemplateRenderError, apply_defaults, check_names, describe_problem,
                                     load_schema, parent_view, validate_user_config)
 from gce.config.writer import yaml_str
@@ -52,7 +52,7 @@ RENDERED = {
     "type": "object",
     "required": ["engine"],
     "additionalProperties": False,
-    "properties": {"engine": ENGINE, **SETUP_TEARDOWN},
+    "properties": {"engine": ENGINE, **SETUP_TEARDOWN, **TEMPLATE_POLICY},
 }
 
 _CHECK_HINT = "check it offline with: gce render-user-config ENDPOINT --user-config FILE.json"

@@ -36,7 +36,7 @@ from gce.uep.deadlines import Deadlines, Limited
 from gce.uep.engines import Engine, TaskRefused, WorkerLost
 from gce.uep.mpi import check_spec, make_engine
 from gce.uep.execute import traceback_tail
-from gce.uep.policy import TaskPolicy
+from gce.uep.policy import TaskPolicy, site_locked
 from gce.uep.pools import split_spec
 from gce.uep.setup_teardown import Commands, SetupFailed, export_runtime, runtime_env
 from gce.uep.retries import Retries
@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         conf = replace(conf, engine=rendered["engine"],
                        setup={k: rendered[k] for k in ("endpoint_setup", "endpoint_teardown",
                                                        "endpoint_setup_timeout") if k in rendered})
+        conf = site_locked(conf, rendered)  # the template's allowed_functions and allowed_serializers
     import signal
 
     # SIGTERM (from the manager's stop, or its death) takes the same path as the channel

@@ -323,7 +323,7 @@ def test_output_that_is_no_mapping_is_an_error(tmp_path, text, why):
     ("x: 1\n", "(top level): 'engine' is a required property (schema: required) (and 1 more problem)"),
     ("engine: {type: ThreadPoolEngine}\nbroker: {url: 'amqp://evil'}\n",
      "(top level): Additional properties are not allowed ('broker' was unexpected) (allowed keys: "
-     "endpoint_setup, endpoint_setup_timeout, endpoint_teardown, engine) "
+     "allowed_functions, allowed_serializers, endpoint_setup, endpoint_setup_timeout, endpoint_teardown, engine) "
      "(schema: additionalProperties)"),
     ("engine: {type: Nope}\n",
      "engine.type: 'Nope' is not one of ['HighThroughputEngine', 'ProcessPoolEngine', 'ThreadPoolEngine'] "
