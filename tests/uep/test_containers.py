@@ -29,6 +29,20 @@ POOL = "pool {debug} --port={worker_port} --block_id={{block_id}}"  # a parsl la
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+def worker_mounts() -> str:
+    """Read-only mounts of what the worker pool runs: this project, the venv and the gce the venv
+    imports from / as the worker does (the three differ in a git worktree), each at its own path."""
+    import sys
+
+    imported = subprocess.run([sys.executable, "-c", "import gce; print(gce.__file__)"], cwd="/", text=True,
+                              capture_output=True, check=True).stdout.strip()
+    paths: list[Path] = []
+    for path in sorted({PROJECT, Path(sys.prefix).resolve(), Path(imported).resolve().parents[1]}):
+        if not any(path.is_relative_to(p) for p in paths):
+            paths.append(path)
+    return " ".join(f"-v {p}:{p}:ro" for p in paths)
+
+
 def as_parsl_runs(command: str) -> str:
     """COMMAND after parsl's two str.format passes (HighThroughputExecutor.initialize_scaling,
     then each block's id)."""
@@ -127,7 +141,7 @@ def podman_engine(image: str, **extra: Any) -> dict[str, Any]:
     return {"type": "HighThroughputEngine", "max_workers_per_node": 1, "strategy_period": 0.3,
             "container_type": "podman", "container_uri": image,
             # The interchange listens on 127.0.0.1; the worker needs the project and its venv.
-            "container_cmd_options": f"--network host --pull never -v {PROJECT}:{PROJECT}:ro",
+            "container_cmd_options": f"--network host --pull never {worker_mounts()}",
             "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}, **extra}
 
 
@@ -171,7 +185,7 @@ def test_a_missing_image_is_named_to_the_task_with_the_command(podman_store, tmp
         message = header["error_message"]
         assert f"Error: {missing}: image not known" in message, message
         assert f"the worker pool's podman container (image {missing}) failed; its command was:" in message
-        assert f"podman run --rm --init --network host --pull never -v {PROJECT}:{PROJECT}:ro -v {tmp_path}:{tmp_path} " \
+        assert f"podman run --rm --init --network host --pull never {worker_mounts()} -v {tmp_path}:{tmp_path} " \
                f"-t {missing} " in message, message
     finally:
         uep.close()
