@@ -150,10 +150,11 @@ app.add_typer(idmap.app, name="idmap")
 def use_config_dir(path: Path) -> None:
     """Make PATH the endpoints' directory for this command and the processes it starts (a detached
     manager, its user endpoints): they all read GCE_HOME (gce.config.paths)."""
+    path = path.expanduser().absolute()  # a detached manager runs from "/"
     if path.exists() and not path.is_dir():
         raise GceError(f"invalid --config-dir {str(path)!r}", "it is not a directory",
                        hint="give the directory that holds the endpoints, e.g. ~/.gce", exit_code=EX_USAGE)
-    os.environ["GCE_HOME"] = str(path.expanduser().absolute())
+    os.environ["GCE_HOME"] = str(path)
 
 
 def main() -> None:

@@ -4,9 +4,12 @@ says where endpoints live, as GCE_HOME does."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.commands.conftest import GCE_BIN
 
 # Every command whose NAME names one endpoint (gce idmap test takes NAME before IDENTITY: it stays required).
 WITH_NAME = ["configure", "start", "stop", "restart", "status", "blocks", "tasks", "logs", "resume", "delete",
@@ -70,3 +73,21 @@ def test_config_dir_must_be_a_directory(gce, home: Path, tmp_path: Path):
     result = gce("-c", str(a_file), "list", env={"GCE_HOME": str(home)})
     assert result.exit_code == 64
     assert result.stderr.startswith(f"error: invalid --config-dir {str(a_file)!r}: it is not a directory")
+
+
+
+def test_a_relative_config_dir_is_made_absolute_and_a_tilde_expanded(home: Path, tmp_path: Path):
+    """The detached manager runs from "/": a relative GCE_HOME would move under it."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "afile").write_text("")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(GCE_BIN), *args], cwd=tmp_path / "work", capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+
+    created = run("-c", "rel", "configure", "ep3", "--no-input")
+    assert created.returncode == 0, created.stderr
+    assert f"config: {tmp_path}/work/rel/ep3/config.yaml" in created.stdout
+    refused = run("-c", "~/afile", "list")  # as a quoted ~ reaches gce
+    assert refused.returncode == 64, refused.stderr
+    assert refused.stderr.startswith(f"error: invalid --config-dir '{tmp_path}/afile': it is not a directory")
