@@ -41,6 +41,7 @@ import local_engine  # noqa: E402
 import cluster  # noqa: E402
 import batch  # noqa: E402
 import mpi  # noqa: E402
+import worker_containers  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 PEERS = ROOT / "bench" / ".peers"
 WORKERS = 2
@@ -305,6 +306,7 @@ def main() -> int:
             packages.run(only, args.rounds, s, rows)
             batch.run(only, args.rounds, s, add_row, rows)
             mpi.run(only, args.rounds, s, add_row, rows)
+            worker_containers.run(only, args.rounds, s, add_row, rows)  # podman: only with --only container-cold
         finally:
             if raw is not None:
                 raw.close()
