@@ -12,9 +12,22 @@ user endpoints and tasks, and of the endpoint what concerns all its users.
 
 from __future__ import annotations
 
+import functools
+import platform
 from typing import Any, Callable
 
 from gce.daemon.status import EndpointStatus, LinkStatus, SpoolStatus
+
+
+@functools.lru_cache(maxsize=1)
+def cloudpickle_version() -> str | None:
+    """The installed cloudpickle's version, read from its metadata: root's manager never imports it."""
+    try:
+        from importlib.metadata import version
+
+        return version("cloudpickle")
+    except Exception:  # not installed as a distribution: say nothing rather than guess
+        return None
 
 
 def public_view(status: EndpointStatus) -> dict[str, Any]:
@@ -30,6 +43,10 @@ def public_view(status: EndpointStatus) -> dict[str, Any]:
         # never its local reason, which may name paths or users.
         "reason": status.public_reason or None,
         "gce_version": status.gce_version or None,
+        # What the SDK compares with its own before the first task (gce.sdk.versions): the Python and
+        # cloudpickle of this interpreter, which the user endpoints and local workers run by default.
+        "python_version": platform.python_version(),
+        "cloudpickle_version": cloudpickle_version(),
         "engine_type": status.engine_type,
         # A count over all users, so a submitter can judge the load; whose tasks stays local.
         "tasks_in_flight": status.tasks.in_flight,

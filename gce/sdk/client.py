@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from gce.sdk.errors import (BrokerUnavailable, TaskPending, UnknownFunction, nacked, no_task_queue, outcome,
                            submit_refused)
 from gce.sdk.registry import Registry
+from gce.sdk.versions import Checker
 from gce.sdk import control
 from gce.sdk.settings import (FunctionStore, RegistersFunctions, broker_user, connection_parameters, functions_dir,
                               json_object, redact, resolve_broker_url)
@@ -49,6 +50,7 @@ class Client(RegistersFunctions):
         self.max_payload_bytes = max_payload_bytes
         self._functions = FunctionStore(functions_dir(), Registry(lambda op: self._call(op, queue=False),
                                                                   self.broker_user, self.url))
+        self._versions = Checker(self.get_endpoint_status)  # before the first task to each endpoint
         self._results: dict[str, tuple[ResultHeaders, bytes]] = {}  # seen in the queue, by task id
         self._taken: set[str] = set()  # acked by this Client: the broker no longer holds them
         self._endpoints: dict[str, str] = {}  # task id -> the endpoint this Client sent it to (get_task, cancel)
@@ -137,6 +139,7 @@ class Client(RegistersFunctions):
 
         endpoint_id = str(uuid.UUID(str(endpoint_id)))
         kind, blob = self._functions.get(function_id)
+        self._versions.check(endpoint_id, kind)  # VersionMismatch, or a VersionWarning once
         task_id, body, props = task_message(
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
             user_endpoint_config=json_object(user_endpoint_config, "user_endpoint_config"),

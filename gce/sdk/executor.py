@@ -28,6 +28,7 @@ from gce.sdk.amqp import Link
 from gce.sdk.errors import TaskOutput, outcome_and_output, resolve, waited_too_long
 from gce.sdk.groups import GroupLog, group_id, group_queue
 from gce.sdk.registry import Registry
+from gce.sdk.versions import Checker
 from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, json_object, resolve_broker_url
 from gce.sdk.tasks import retries_allowed
 from gce.sdk.tasks import (DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, check_resource_specification, function_name,
@@ -152,6 +153,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._group = GroupLog(self.task_group_id, task_group_expires_days)  # TaskGroupInUse if held
         self.result_queue = group_queue(self.broker_user, self.task_group_id)
         self._functions = FunctionStore(remote=Registry(self._registry_call, self.broker_user, url))
+        self._versions = Checker(self._endpoint_status)  # before the first task to each endpoint
         self._lock = threading.Lock()
         self._pending: dict[str, TaskFuture] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
@@ -249,6 +251,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         if self._endpoint_id is None:
             raise ValueError("no endpoint_id: set Executor(endpoint_id=...) or ex.endpoint_id before submitting")
         endpoint_id = self._endpoint_id
+        self._versions.check(endpoint_id, kind)  # VersionMismatch, or a VersionWarning once
         task_id, body, props = task_message(
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
             user_endpoint_config=self._uec, resource_specification=self._task_spec(),

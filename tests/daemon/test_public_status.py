@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import platform
 import uuid
+
+import cloudpickle
 
 from gce.daemon.public_status import public_view
 from gce.daemon.status import EndpointStatus
 
 PUBLIC_KEYS = {"endpoint_id", "display_name", "state", "accepting_tasks", "gce_version", "engine_type",
-               "tasks_in_flight", "reason"}
+               "tasks_in_flight", "reason", "python_version", "cloudpickle_version"}
 
 
 def _full_status(**changes) -> EndpointStatus:
@@ -38,7 +41,8 @@ def test_public_view_keeps_only_what_submitters_need():
     assert set(view) == PUBLIC_KEYS
     assert view == {"endpoint_id": full.endpoint_id, "display_name": "Cluster A", "state": "running",
                     "accepting_tasks": True, "gce_version": "1.2.3", "engine_type": "GlobusComputeEngine",
-                    "tasks_in_flight": 3, "reason": None}
+                    "tasks_in_flight": 3, "reason": None, "python_version": platform.python_version(),
+                    "cloudpickle_version": cloudpickle.__version__}
     text = json.dumps(view)
     for secret in ("bobsmith", "1001", "5151", "4242", "login07", "broker.internal", "ep-login", "Permission denied",
                    "login-node"):
