@@ -150,7 +150,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._url = url
         self.broker_user = broker_user(url)
         self.task_group_id = group_id(task_group_id)
-        self._group = GroupLog(self.task_group_id, task_group_expires_days)  # TaskGroupInUse if held
+        self._group = GroupLog(self.task_group_id, task_group_expires_days, required=task_group_id is not None)
         self.result_queue = group_queue(self.broker_user, self.task_group_id)
         self._functions = FunctionStore(remote=Registry(self._registry_call, self.broker_user, url))
         self._versions = Checker(self._endpoint_status)  # before the first task to each endpoint

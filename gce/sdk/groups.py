@@ -24,6 +24,7 @@ would each drop the other's results as unknown.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -35,6 +36,7 @@ from gce.sdk.errors import ExecutorFailed, SdkError
 from gce.sdk.settings import gce_home
 from gce.transport import names
 
+log = logging.getLogger(__name__)
 # How long a group's result queue is kept after its last consumer left: long enough that results
 # of a job started on a Friday wait over a long weekend and a missed Monday, as a Client's queue
 # does (names.CLIENT_QUEUE_EXPIRES_MS). The broker holds only what the endpoints answered.
@@ -46,6 +48,12 @@ _MAGIC = "gce-task-group 1"
 
 class TaskGroupInUse(SdkError):
     code = "TASK_GROUP_IN_USE"
+
+
+class TaskGroupUnlisted(SdkError, OSError):
+    """The task list of a task_group_id the caller named cannot be kept: reloading it would fail."""
+
+    code = "TASK_GROUP_UNLISTED"
 
 
 def groups_dir() -> Path:
@@ -86,13 +94,27 @@ def read_log(text: str) -> tuple[int | None, dict[str, str]]:
 class GroupLog:
     """The open, locked log of one task group; thread-safe."""
 
-    def __init__(self, gid: str, expires_days: float | None = None, directory: Path | None = None) -> None:
+    def __init__(self, gid: str, expires_days: float | None = None, directory: Path | None = None,
+                 required: bool = True) -> None:
+        """REQUIRED: the caller named the group, so a list that cannot be kept is an error; else (a
+        group made for this Executor) it runs without one, as Executors did before groups existed."""
         self.id = gid
         self.dir = directory or groups_dir()
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path, self.lock_path = self.dir / f"{gid}.log", self.dir / f"{gid}.lock"
         self._lock = threading.Lock()
-        self._lock_fd = self._take_lock()
+        self.outstanding: dict[str, str] = {}
+        self.expires_ms = int((expires_days or DEFAULT_EXPIRES_DAYS) * 24 * 3600 * 1000)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._lock_fd = self._take_lock()
+        except OSError as e:  # a read-only or missing home directory (a compute node's)
+            why = (f"error: cannot keep the task list of task group {gid} in {self.dir}: {e.strerror or e}\n"
+                   "hint: set GCE_HOME to a writable directory (the list is what reload_tasks() reads)")
+            if required:
+                raise TaskGroupUnlisted(why) from None
+            log.warning("%s; this Executor's tasks cannot be reloaded by another process", why.split("\nhint")[0])
+            self.closed = True  # every method below does nothing
+            return
         try:
             text = self.path.read_text() if self.path.exists() else ""
         except (OSError, UnicodeDecodeError) as e:
@@ -101,7 +123,7 @@ class GroupLog:
         logged_ms, self.outstanding = read_log(text)
         # The queue's expiry is fixed when it is first declared (RabbitMQ refuses another): a group
         # keeps the one it started with, whatever a later Executor asks.
-        self.expires_ms = logged_ms or int((expires_days or DEFAULT_EXPIRES_DAYS) * 24 * 3600 * 1000)
+        self.expires_ms = logged_ms or self.expires_ms
         self._endpoint, self._synced, self.closed = "", 0.0, False
         self._records, self._compact_at = text.count("\n"), COMPACT_AT
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)

@@ -167,3 +167,13 @@ def test_a_script_that_never_shuts_down_leaves_no_group_behind_once_its_results_
     assert out.returncode == 0, out.stderr
     assert _queue_depth(sdk_broker, out.stdout.strip()) == -1
     assert not list((gce_home / "sdk" / "groups").iterdir())
+
+
+@pytest.mark.broker
+def test_without_a_writable_gce_home_an_executor_still_runs_but_a_named_group_is_refused(sdk_broker, monkeypatch):
+    monkeypatch.setenv("GCE_HOME", "/dev/null/gce")  # mkdir fails there, even for root
+    with Executor(endpoint_id=sdk_broker.endpoint_id, broker_url=sdk_broker.user_url) as ex:
+        assert ex.submit(pow, 2, 3).result(timeout=20) == 8
+        assert list(ex.reload_tasks()) == []
+    with pytest.raises(OSError, match=r"error: cannot keep the task list of task group .*\nhint: .*GCE_HOME"):
+        Executor(broker_url=sdk_broker.user_url, task_group_id=str(uuid.uuid4()))
