@@ -77,3 +77,11 @@ def test_no_broker_configured_is_78(gce_bin, home: Path):
     assert proc.returncode == 78, proc.stdout + proc.stderr
     assert proc.stderr.startswith("error: the SDK has no broker: ")
     assert str(home / "sdk.yaml") in proc.stderr
+
+
+def test_no_check_shows_the_identity_without_connecting(gce):
+    result = gce("whoami", "--no-check", env={"GCE_BROKER_URL": "amqps://carol%40uni.edu:pw@127.0.0.1:1/"})
+    assert result.exit_code == 0, result.stderr
+    assert lines(result.stdout)[:6] == [
+        "broker user: carol@uni.edu", "vhost: /", "broker URL: amqps://carol%40uni.edu:***@127.0.0.1:1/",
+        "set by: $GCE_BROKER_URL", "connect: not checked", "declare its result queues: not checked"]
