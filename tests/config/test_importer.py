@@ -86,3 +86,16 @@ def test_gc_variables_get_a_prologue_and_what_gce_lacks_is_named():
     out = import_template.convert("engine:\n  worker_init: {{ _GC.mapped_identity.local.gecos ~ _GC.env.X }}\n", "t")
     assert out.text.startswith(import_template.PROLOGUE)
     assert [setting for setting, _ in out.dropped] == ["t: _GC.mapped_identity.local.gecos", "t: _GC.env"]
+
+
+def test_a_slurm_endpoint_of_the_globus_compute_docs_carries_over_whole():
+    engine = {"type": "GlobusComputeEngine", "max_workers_per_node": 4, "worker_debug": False,
+              "provider": {"type": "SlurmProvider", "partition": "cpu", "account": "proj", "walltime": "00:30:00",
+                           "nodes_per_block": 2, "init_blocks": 0, "min_blocks": 0, "max_blocks": 4,
+                           "scheduler_options": "#SBATCH --constraint=haswell", "worker_init": "module load python",
+                           "exclusive": True, "launcher": {"type": "SrunLauncher", "overrides": "--hint=nomultithread"}}}
+    out = importer.convert(source({"display_name": "Cluster", "engine": engine}), "amqp://u:p@h/gce",
+                           may_map=False, check_mapping=refuse)
+    assert out.dropped == []
+    assert out.config == {"display_name": "Cluster", "broker": {"url": "amqp://u:p@h/gce"},
+                          "engine": {**engine, "type": "HighThroughputEngine"}}
