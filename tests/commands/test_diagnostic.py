@@ -28,7 +28,8 @@ from tests.daemon.conftest import make_endpoint  # noqa: F401  (a fixture)
 KEYS = {"check", "endpoint", "status", "reason", "hint", "details"}
 STATUSES = {"PASS", "WARN", "FAIL", "SKIP"}
 HOST_CHECKS = ["gce version", "python version", "parsl version", "pika version", "os and host"]
-ENDPOINT_CHECKS = ["config", "files", "disk space", "process", "control socket", "spool", "uep python", "blocks",
+ENDPOINT_CHECKS = ["config", "files", "disk space", "process", "control socket", "spool", "audit", "uep python",
+                   "blocks",
                    "systemd unit", "broker dns", "broker tcp", "broker tls", "broker login", "broker queue",
                    "broker publish", "clock skew",
                    "identity mapping", "user template", "log"]

@@ -210,6 +210,21 @@ def spool(ctx: Context) -> Result:
     return ok("spool", f"the manager writes its spool in {sp.path}", path=sp.path)
 
 
+def audit(ctx: Context) -> Result:
+    """The manager's word on its audit log: lines that wait for a full or unwritable disk, or were lost."""
+    status = _status(ctx)
+    if status is None or not status.audit.path:
+        return skip("audit", "no status from a running manager" if status is None else
+                    "the manager does not report on its audit log")
+    a = status.audit
+    if a.error or a.lost:
+        why = (f"cannot write {a.path}: {a.error}; " if a.error else "") + f"{a.waiting} lines wait, {a.lost} were lost"
+        return warn("audit", f"{why} (tasks run all the same)", f"make room on (or remount read-write) the file "
+                    f"system of {a.path}; what waits is written by itself", path=a.path, waiting=a.waiting,
+                    lost=a.lost, error=a.error)
+    return ok("audit", f"the manager writes its audit log {a.path}", path=a.path)
+
+
 def uep_python(ctx: Context) -> Result:
     import platform
 

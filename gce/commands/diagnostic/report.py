@@ -33,6 +33,7 @@ def check_endpoint(paths: EndpointPaths, identity: str | None, log_lines: int, p
         ("process", lambda: checks.process(ctx)),
         ("control socket", lambda: checks.control(ctx)),
         ("spool", lambda: checks.spool(ctx)),
+        ("audit", lambda: checks.audit(ctx)),
         ("uep python", lambda: checks.uep_python(ctx)),
         ("blocks", lambda: checks.blocks(ctx)),
         ("systemd unit", lambda: checks.systemd(ctx)),
