@@ -1,8 +1,8 @@
 """Per-user policy on a real multi-user endpoint: the admin's user config template sets
 allowed_functions and allowed_serializers from a user's values, and those only narrow what
 config.yaml allows: a hostile user_endpoint_config that lists a function or a serializer config.yaml
-does not gets it refused all the same. The audit log says to whom each task was mapped, and is
-root's alone. Run under flock /tmp/gce-mu.lock (it creates local accounts)."""
+does not gets it refused all the same. The audit log says to whom each task was mapped, or why
+it was not, and is root's alone. Run under flock /tmp/gce-mu.lock (it creates local accounts)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def outcome(future):
 
 def test_a_template_narrows_the_endpoint_policy_per_user_and_never_widens_it(broker):
     with local_accounts(names=tuple(USERS.values()), users=USERS) as accounts:
-        ep = MultiUserEndpoint(broker, mapping=USERS, template=TEMPLATE, schema=schema(), identities=tuple(USERS),
+        ep = MultiUserEndpoint(broker, mapping=USERS, template=TEMPLATE, schema=schema(),
+                               identities=(*USERS, "dave@uni.edu"),  # dave maps to no account
                                extra={"allowed_functions": [fid(square), fid(cube)],
                                       "allowed_serializers": ["cloudpickle"]})
         try:
@@ -85,7 +86,15 @@ def test_a_template_narrows_the_endpoint_policy_per_user_and_never_widens_it(bro
             with ep.executor("carol@uni.edu", user_endpoint_config={"serializers": []}) as ex:
                 assert outcome(ex.submit(square, 2)) == "SERIALIZER_NOT_ALLOWED"
 
+            with ep.executor("dave@uni.edu") as ex:
+                unmapped = ex.submit(square, 2)
+                assert outcome(unmapped) == "IDENTITY_NOT_MAPPED"
+
             path = auditlog.audit_path(ep.paths)
+            dave = [r for r in auditlog.read(path) if r["task_id"] == unmapped.task_id]
+            assert [(r["event"], r["submitter"], r.get("code")) for r in dave] == [
+                ("received", "dave@uni.edu", None), ("refused", "dave@uni.edu", "IDENTITY_NOT_MAPPED")]
+            assert "dave@uni.edu" in dave[1]["reason"] and "local_user" not in dave[1]
             st = path.stat()
             assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
             carol = accounts["carol@uni.edu"]
