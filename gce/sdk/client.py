@@ -254,10 +254,18 @@ class Client(RegistersFunctions):
         if endpoint_id is None and task_id not in self._endpoints:
             return {"task_id": task_id, "pending": True, "status": "pending", "state": control.UNKNOWN,
                     "reason": "no result yet, and this Client did not send it: pass endpoint_id to ask its endpoint"}
-        ep, answer = self._ask(control.STATE, task_id, endpoint_id, timeout)
-        said = control.state_of(answer, task_id, timeout)
+        said = self.task_state(task_id, endpoint_id, timeout)
         if said["state"] == control.DONE and self._fetch(task_id) is not None:  # its result came meanwhile
             return self.get_task(task_id)
+        return said
+
+    def task_state(self, task_id: str, endpoint_id: str | uuid.UUID | None = None,
+                   timeout: float = control.ANSWER_SECONDS) -> dict[str, Any]:
+        """Where a task is as its endpoint says it (get_task's ``state``, ``since``, ``reason``), without
+        looking for its result: what an Executor's future asks (TaskFuture.state)."""
+        task_id = str(uuid.UUID(str(task_id)))
+        ep, answer = self._ask(control.STATE, task_id, endpoint_id, timeout)
+        said = control.state_of(answer, task_id, timeout)
         return {"task_id": task_id, "pending": True, "status": said["state"], "endpoint_id": ep, **said}
 
     def cancel(self, task_id: str, endpoint_id: str | uuid.UUID | None = None,

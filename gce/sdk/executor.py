@@ -299,7 +299,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         from gce.sdk.client import Client
 
         with Client(self._url) as client:
-            return client.get_task(fut.task_id, endpoint_id, timeout)
+            return client.task_state(fut.task_id, endpoint_id, timeout)
 
     def _send_cancels(self, endpoint_id: str, task_ids: list[str]) -> None:
         try:
