@@ -120,6 +120,10 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
     ``task_timeout`` (seconds) limits how long each task may run on the endpoint: one that runs
     longer is stopped and fails with ``TaskFailed`` code ``TIMEOUT``. A ``walltime`` in
     ``resource_specification`` does the same for the tasks submitted while it is set, and wins.
+    ``task_group_id`` names the task group whose results this Executor takes (see reload_tasks).
+    ``batch_size`` is Globus Compute's, taken so its scripts run unchanged: its Executor sends that
+    many tasks per web request, where this one's link publishes every task waiting for it in one
+    burst, however many (bench/batch.py measures the bursts).
     ``max_retries_on_system_failure``: how many more times a task whose worker died (killed by a
     signal, out of memory) is run before it fails with code ``WORKER_LOST``; None: the endpoint's
     engine decides (its own ``max_retries_on_system_failure``, 0 unless set). Exceptions raised by
@@ -138,6 +142,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         task_timeout: float | None = None,
         task_group_id: str | uuid.UUID | None = None,
         task_group_expires_days: float | None = None,
+        batch_size: int = 128,
         max_retries_on_system_failure: int | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id  # type: ignore[assignment]
@@ -150,6 +155,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._url = url
         self.broker_user = broker_user(url)
         self.task_group_id = group_id(task_group_id)
+        self.batch_size = batch_size  # Globus Compute's; nothing to tune here (see above)
         self._group = GroupLog(self.task_group_id, task_group_expires_days, required=task_group_id is not None)
         self.result_queue = group_queue(self.broker_user, self.task_group_id)
         self._functions = FunctionStore(remote=Registry(self._registry_call, self.broker_user, url))

@@ -109,3 +109,12 @@ def test_batch_add_checks_its_arguments_and_the_function_before_anything_is_sent
         batch.add(fid, kwargs={1: 2})
     with pytest.raises(ValueError, match="no task"):
         client.batch_run(str(uuid.uuid4()), batch)
+
+
+def test_an_executor_takes_globus_computes_batch_size_and_sends_a_burst_at_once(sdk_broker, gce_home):
+    from gce.sdk import Executor
+
+    with Executor(endpoint_id=sdk_broker.endpoint_id, broker_url=sdk_broker.user_url, batch_size=16) as ex:
+        assert ex.batch_size == 16
+        futs = [ex.submit(pow, i, 2) for i in range(200)]
+        assert [f.result(timeout=30) for f in futs] == [i * i for i in range(200)]

@@ -24,7 +24,7 @@ SUBMIT = textwrap.dedent("""
 
     def slow_square(i):
         import time
-        time.sleep(1 if i < 4 else 5)  # four finish while nobody reads, eight still run
+        time.sleep(1 if i < 4 else 3)  # four finish while nobody reads, eight still run
         return i * i
 
     ex = Executor(endpoint_id=sys.argv[1], task_group_id=sys.argv[2])
