@@ -62,3 +62,33 @@ def test_a_thread_is_interrupted_and_a_task_not_started_never_runs(tmp_path):
         gate.touch()
     finally:
         uep.close()
+
+
+class _Open:  # the failing-block breaker, closed: every task may go to parsl
+    def refusal(self) -> None:
+        return None
+
+
+def test_parsl_s_waiting_tasks_are_taken_back_and_the_ones_it_holds_are_left_to_finish():
+    """Parsl is the seam (as in tests/uep/test_backlog.py): what would reach it is recorded."""
+    from gce.uep.cancel import NOT_STARTED, stop
+    from gce.uep.engines import HighThroughputEngine
+
+    engine = HighThroughputEngine({}, "/nonexistent", 1 << 20)
+    engine.guard = _Open()  # type: ignore[assignment]
+    engine.slots = 1
+    sent: list = []
+
+    def to_parsl(tasks, spec):  # parsl takes it and holds it: its one slot is taken
+        sent.append(tasks)
+        engine._in_parsl += 1
+
+    engine._send = to_parsl  # type: ignore[method-assign]
+    held = engine.submit(b"held", {}, "t-held")
+    waiting = engine.submit(b"waiting", {}, "t-waiting")
+    assert [[p for p, _ in tasks] for tasks in sent] == [[b"held"]] and len(engine._waiting) == 1
+    said: list[str] = []
+    assert stop(engine, "t-waiting", waiting, said.append) == NOT_STARTED == said[-1]
+    assert waiting.cancelled() and not engine._waiting and waiting not in engine._ids
+    assert "cannot stop a task parsl holds" in stop(engine, "t-held", held, said.append)
+    assert not held.done()
