@@ -80,6 +80,13 @@ class AuditLog:
             log.exception("could not make the audit line of task %s (%s)", task_id, event)
             self.lost += 1
             return
+        if not self._waiting:  # the usual case: straight to the file
+            try:
+                self._append(line)
+            except (OSError, GceError) as e:
+                self._waiting.append(line)
+                self._failed(e)
+            return
         self._waiting.append(line)
         if len(self._waiting) > WAITING_MAX:
             self._waiting.popleft()
