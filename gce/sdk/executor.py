@@ -320,14 +320,16 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         """Futures of the tasks of this Executor's task group that an earlier Executor (of this or a
         killed process) left: unfinished ones, and finished ones whose results it never took.
 
-        Create the Executor with ``task_group_id=`` the earlier one's to reattach to it."""
+        Create the Executor with ``task_group_id=`` the earlier one's to reattach to it. They are this
+        Executor's from its start: it takes their results, waits for them at shutdown, and their
+        ``cancel()`` and ``state()`` reach their endpoint as its own tasks' do."""
         if task_group_id is not None and group_id(task_group_id) != self.task_group_id:
             raise ValueError(f"this Executor holds task group {self.task_group_id}, not {task_group_id}: create "
                              f"Executor(task_group_id={str(task_group_id)!r}) to reload that group's tasks")
         return list(self._reloaded)
 
     def _adopt(self, task_id: str, endpoint_id: str) -> TaskFuture:
-        fut = TaskFuture(task_id, self._status_of, endpoint_id or None)
+        fut = TaskFuture(task_id, self._status_of, endpoint_id or None, self._control_of)
         self._pending[task_id] = fut
         fut.add_done_callback(self._forget)
         return fut
