@@ -52,7 +52,7 @@ class Control:
     def __init__(self, manager: _Manager) -> None:
         self.m = manager
         self.early: OrderedDict[str, str] = OrderedDict()  # task id -> who cancelled it before it came
-        self._asks: dict[int, tuple[UepChild, frozenset[str], asyncio.Future]] = {}
+        self._asks: dict[int, tuple[UepChild, frozenset[str], asyncio.Future[dict[str, Any]]]] = {}
         self._ask_ids = itertools.count(1)
 
     # -- intake ------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class Control:
             self._publish(req.request_id, req.kind, req.reply_to, {}, f"the endpoint could not answer "
                           f"({type(e).__name__}; its log says more)")
 
-    def _publish(self, request_id: str, kind: str, reply_to: str, tasks: dict, error: str = "") -> None:
+    def _publish(self, request_id: str, kind: str, reply_to: str, tasks: dict[str, Any], error: str = "") -> None:
         body = control.answer_body(request_id, kind, tasks, error)
         if not self.m.link.publish(names.RESULTS_EXCHANGE, reply_to, body, {"gce-protocol": names.PROTOCOL_VERSION},
                                    correlation_id=request_id, content_type=control.ANSWER_CONTENT_TYPE,
@@ -130,7 +130,7 @@ class Control:
     async def _ask(self, uep: UepChild, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         """What UEP says of TASK_IDS (an empty answer if it says nothing within ASK_SECONDS)."""
         ask = next(self._ask_ids)
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._asks[ask] = (uep, frozenset(task_ids), fut)
         try:
             if not uep.send_frame(frames.ASK_STATES, {"ask": ask, "task_ids": task_ids}):
@@ -141,7 +141,7 @@ class Control:
         finally:
             self._asks.pop(ask, None)
 
-    def on_task_states(self, uep: UepChild, header: dict) -> None:
+    def on_task_states(self, uep: UepChild, header: dict[str, Any]) -> None:
         """A TASK_STATES frame: only what was asked of this very user endpoint is taken."""
         ask = header.get("ask")
         asked = self._asks.get(ask) if isinstance(ask, int) else None

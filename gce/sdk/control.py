@@ -86,7 +86,8 @@ def ask(ch: Any, user: str, endpoint_id: str, kind: str, task_ids: list[str], ti
     if answer.get("error"):
         raise ControlRefused(f"error: endpoint {endpoint_id} did not answer the {kind} request: "
                              f"{str(answer['error'])[:500]}")
-    return answer["tasks"]
+    tasks: dict[str, Any] = answer["tasks"]
+    return tasks
 
 
 def state_of(answer: dict[str, Any] | None, task_id: str, timeout: float) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class TaskCancelled(BaseException):
         super().__init__("the task was cancelled by its submitter")
 
 
-def _ids(header: dict) -> list[str]:
+def _ids(header: dict[str, Any]) -> list[str]:
     ids = header.get("task_ids")
     return [t for t in ids[:MAX_IDS] if isinstance(t, str)] if isinstance(ids, list) else []
 
@@ -55,15 +55,15 @@ class Cancels:
         self._send_frame = send_frame
         self.endpoint_id = endpoint_id
         self._lock = threading.Lock()
-        self._futures: dict[str, Future] = {}  # task id -> its engine future, until answered
+        self._futures: dict[str, Future[Any]] = {}  # task id -> its engine future, until answered
         self._asked: dict[str, str] = {}  # task id -> what was done to cancel it
 
-    def track(self, task_id: str, fut: Future) -> None:
+    def track(self, task_id: str, fut: Future[Any]) -> None:
         with self._lock:
             self._futures[task_id] = fut
 
     # -- cancelling ------------------------------------------------------------------
-    def on_cancel(self, header: dict) -> None:
+    def on_cancel(self, header: dict[str, Any]) -> None:
         """CANCEL_TASKS: stop each named task this user endpoint holds (others are answered already)."""
         for task_id in _ids(header):
             with self._lock:
@@ -86,7 +86,7 @@ class Cancels:
             if task_id in self._asked:
                 self._asked[task_id] = how
 
-    def cancelled(self, task_id: str, fut: Future) -> str | None:
+    def cancelled(self, task_id: str, fut: Future[Any]) -> str | None:
         """Called with TASK_ID's outcome: what was done to cancel it when it was asked to be and did
         not succeed first (then its answer is CANCELLED), else None (its outcome is its answer)."""
         with self._lock:
@@ -102,7 +102,7 @@ class Cancels:
         return rh
 
     # -- states ----------------------------------------------------------------------
-    def on_ask(self, header: dict) -> None:
+    def on_ask(self, header: dict[str, Any]) -> None:
         """ASK_STATES: where each named task is, in a TASK_STATES frame."""
         ask = header.get("ask")
         if isinstance(ask, bool) or not isinstance(ask, int):
@@ -117,7 +117,7 @@ class Cancels:
         self._send_frame(frames.TASK_STATES, {"ask": ask, "states": states})
 
 
-def _succeeded(fut: Future) -> bool:
+def _succeeded(fut: Future[Any]) -> bool:
     if fut.cancelled() or fut.exception() is not None:
         return False
     try:
@@ -129,7 +129,7 @@ def _succeeded(fut: Future) -> bool:
 NOT_STARTED = "it had not started, and never runs"
 
 
-def stop(engine: Any, task_id: str, fut: Future, say: Callable[[str], None]) -> str:
+def stop(engine: Any, task_id: str, fut: Future[Any], say: Callable[[str], None]) -> str:
     """Stop TASK_ID on ENGINE by what its engine allows; what was done, in words, told to SAY first."""
     kind = getattr(engine, "type", "")
     if kind == "ThreadPoolEngine":
@@ -192,7 +192,7 @@ def _stop_process_job(engine: Any, task_id: str, say: Callable[[str], None]) -> 
     return how
 
 
-def _stop_parsl_task(engine: Any, task_id: str, fut: Future, say: Callable[[str], None]) -> str:
+def _stop_parsl_task(engine: Any, task_id: str, fut: Future[Any], say: Callable[[str], None]) -> str:
     with engine._lock:
         waiting = next(((p, o) for p, o in engine._waiting if o is fut), None)
         if waiting is not None:
