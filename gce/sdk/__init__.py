@@ -25,6 +25,7 @@ _EXPORTS = {
     "MPIFunction": "mpi",
     "BrokerNotConfigured": "errors",
     "BrokerUnavailable": "errors",
+    "ControlRefused": "control",
     "ExecutorFailed": "errors",
     "NoTaskQueue": "errors",
     "PayloadTooLarge": "errors",
@@ -42,6 +43,7 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
     from gce.sdk.client import Client
+    from gce.sdk.control import ControlRefused
     from gce.sdk.errors import (BrokerNotConfigured, BrokerUnavailable, ExecutorFailed, NoTaskQueue, PayloadTooLarge,
                                 RemoteExecutionError, SdkError, SubmitRefused, TaskFailed, TaskOutput, TaskPending,
                                 UnknownFunction)
