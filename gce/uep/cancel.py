@@ -108,11 +108,12 @@ class Cancels:
         if isinstance(ask, bool) or not isinstance(ask, int):
             return
         engine = self._engine()
+        held = _held_by_pools(engine) if getattr(engine, "type", "") == "HighThroughputEngine" else {}
         states: dict[str, dict[str, Any]] = {}
         for task_id in _ids(header):
             with self._lock:
                 known = task_id in self._futures
-            began = engine.started_at(task_id) if engine is not None and known else None
+            began = (engine.started_at(task_id) or held.get(task_id)) if engine is not None and known else None
             states[task_id] = {"state": RUNNING, "since": began} if began else {"state": WAITING if known else UNKNOWN}
         self._send_frame(frames.TASK_STATES, {"ask": ask, "states": states})
 
@@ -127,6 +128,24 @@ def _succeeded(fut: Future[Any]) -> bool:
 
 
 NOT_STARTED = "it had not started, and never runs"
+
+
+def _held_by_pools(engine: Any) -> dict[str, float]:
+    """A HighThroughputEngine's tasks its worker pools hold, by task id, with when each was handed to
+    the engine: parsl's interchange tells which pool holds which task (gce's MANAGER_DETAIL command),
+    not when a worker began it, and a pool takes no more tasks than it has workers to run them."""
+    from gce.uep import parsl_compat
+
+    try:
+        detail = parsl_compat.manager_detail(engine.htex)
+    except Exception as e:  # the interchange may be busy or gone: the tasks are said to be waiting
+        log.info("could not ask parsl's interchange which tasks its worker pools hold: %s", e)
+        return {}
+    with engine._lock:
+        by_htex_id, handed = dict(engine._by_htex_id), dict(engine._tasks)
+    now = time.time()
+    return {t: handed.get(t) or now for pool in detail.values() if isinstance(pool, dict)
+            for htex_id in pool.get("tasks", []) for t in by_htex_id.get(htex_id, []) if t}
 
 
 def stop(engine: Any, task_id: str, fut: Future[Any], say: Callable[[str], None]) -> str:

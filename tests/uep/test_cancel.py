@@ -92,3 +92,21 @@ def test_parsl_s_waiting_tasks_are_taken_back_and_the_ones_it_holds_are_left_to_
     assert waiting.cancelled() and not engine._waiting and waiting not in engine._ids
     assert "cannot stop a task parsl holds" in stop(engine, "t-held", held, said.append)
     assert not held.done()
+
+
+def test_a_task_a_worker_pool_of_parsl_holds_is_said_to_run(tmp_path):
+    htex = {"type": "HighThroughputEngine", "max_workers_per_node": 1, "strategy_period": 0.5,
+            "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}}
+    uep = UepProcess(htex, tmp_path)
+    try:
+        gate = tmp_path / "gate"
+        task = uep.submit(GATED, "gated", str(gate))
+        deadline = time.monotonic() + 60
+        while (said := _states(uep, task)[task])["state"] != "running":
+            assert said["state"] == "waiting" and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert time.time() - 60 < said["since"] <= time.time()
+        gate.touch()
+        assert _result(uep, task, 30)["status"] == "success"
+    finally:
+        uep.close()
