@@ -116,7 +116,9 @@ class Control:
         at: dict[UepChild, list[str]] = {}
         for tid in req.task_ids:
             state, uep = self._where(req.user_id, tid)
-            tasks[tid] = {"state": state, "where": "user endpoint" if uep is not None else "endpoint"}
+            tasks[tid] = {"state": state}
+            if state == WAITING:  # spooled at the manager, or given to a user endpoint
+                tasks[tid]["where"] = "user endpoint" if uep is not None else "endpoint"
             if uep is not None:
                 at.setdefault(uep, []).append(tid)
         if at:
