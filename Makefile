@@ -73,11 +73,18 @@ TUI_TEST_DEBS := tmux
 PACKAGING_TEST_DEBS := python3.11 python3.11-venv python3.11-dev libsystemd-dev pkg-config gcc g++ binutils \
 	debhelper fakeroot lintian rpm rpmlint cpio groff man-db bash-completion zsh fish
 
+# tests/uep/test_mpi.py and tests/slurm/test_mpi.py run real MPI programs under the MPI engine.
+MPI_TEST_DEBS := openmpi-bin libopenmpi-dev
+# tests/uep/test_containers.py runs worker pools in real podman containers (runc: see RECIPES.md).
+CONTAINER_TEST_DEBS := podman runc
+
 test: venv rabbitmq
 	@if ! dpkg -s $(SYSTEMD_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SYSTEMD_TEST_DEBS)); fi
 	@if ! dpkg -s $(SLURM_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(SLURM_TEST_DEBS)); fi
 	@if ! dpkg -s $(TUI_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(TUI_TEST_DEBS)); fi
 	@if ! dpkg -s $(PACKAGING_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(PACKAGING_TEST_DEBS)); fi
+	@if ! dpkg -s $(MPI_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(MPI_TEST_DEBS)); fi
+	@if ! dpkg -s $(CONTAINER_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(CONTAINER_TEST_DEBS)); fi
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 	@if compgen -G 'tests/bats/*.bats' >/dev/null; then \

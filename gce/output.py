@@ -61,7 +61,8 @@ def plain(text: str) -> str:
 
 
 # Engine types as tables show them, where a column is narrow.
-SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", "ThreadPoolEngine": "thread"}
+SHORT_ENGINE = {"HighThroughputEngine": "htex", "ProcessPoolEngine": "process", "ThreadPoolEngine": "thread",
+                "MPIEngine": "mpi", "GlobusMPIEngine": "mpi"}
 
 
 def duration(seconds: Any, sep: str = " ", tenths_below: float = 0.0) -> str:

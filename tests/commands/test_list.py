@@ -45,7 +45,7 @@ def test_table_of_stopped_failed_and_invalid_endpoints(gce, home, configured):
         "\n"
         "delta: failed: broker refused the login\n"
         "gamma: config.yaml is invalid: engine.type: 'Warp' is not one of ['HighThroughputEngine', "
-        "'ProcessPoolEngine', 'ThreadPoolEngine']\n"
+        "'ProcessPoolEngine', 'ThreadPoolEngine', 'MPIEngine', 'GlobusMPIEngine']\n"
     )
 
 

@@ -111,7 +111,8 @@ def test_a_template_that_makes_no_valid_engine(gce, templated):
     assert result.exit_code == 78
     assert result.stderr.startswith(
         f"error: the user config template {template} made an invalid config: engine.type: 'SlurmEngine' is not "
-        "one of ['HighThroughputEngine', 'ProcessPoolEngine', 'ThreadPoolEngine'] (schema: enum)")
+        "one of ['HighThroughputEngine', 'ProcessPoolEngine', 'ThreadPoolEngine', 'MPIEngine', "
+        "'GlobusMPIEngine'] (schema: enum)")
 
 
 def test_usage_errors(gce, templated, tmp_path):

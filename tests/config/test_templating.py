@@ -326,8 +326,8 @@ def test_output_that_is_no_mapping_is_an_error(tmp_path, text, why):
      "allowed_functions, allowed_serializers, endpoint_setup, endpoint_setup_timeout, endpoint_teardown, engine) "
      "(schema: additionalProperties)"),
     ("engine: {type: Nope}\n",
-     "engine.type: 'Nope' is not one of ['HighThroughputEngine', 'ProcessPoolEngine', 'ThreadPoolEngine'] "
-     "(schema: enum)"),
+     "engine.type: 'Nope' is not one of ['HighThroughputEngine', 'ProcessPoolEngine', 'ThreadPoolEngine', "
+     "'MPIEngine', 'GlobusMPIEngine'] (schema: enum)"),
     ("engine: {type: ThreadPoolEngine, max_workers: {{ n }}}\n",
      "engine.max_workers: 0 is less than the minimum of 1 (schema: minimum)"),
     ("engine: {type: HighThroughputEngine, provider: {type: SlurmProvider, walltime: {{ w }}}}\n",
