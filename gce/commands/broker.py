@@ -199,8 +199,16 @@ def provision(
     grants = {u: sorted({*had.get(u, []), endpoint_id}) for u in users}
     defs = p.definitions(vhost, endpoints=[(p.Account(account, password[account]), endpoint_id)],
                          users=[(p.Account(u, password[u]), grants[u]) for u in users])
+    # rabbitmqctl cannot publish: a short-lived account, loaded with the others, writes each user's
+    # directory (the endpoints she may submit to, which Client.get_endpoints reads).
+    writer = p.Account(f"gce-directory-{os.urandom(8).hex()}", p.generate_password()) if users else None
+    for key, rows in (p.directory_writer(vhost, writer, users) if writer else {}).items():
+        defs[key] += rows
     with output.spinner(f"loading the accounts of endpoint {endpoint} into the broker"):
         rmq.import_definitions(defs, rabbitmqctl, node=reached)
+    if writer is not None:
+        _write_directories(writer.name, str(writer.password), {u: grants[u] for u in users}, host, port, vhost,
+                           rabbitmqctl)
     url = {a: p.amqp_url(a, pw, host, port, vhost) for a, pw in password.items() if pw is not None}
 
     where = f"{host}{'' if ',' in host else f':{port}'}, vhost {vhost}"
@@ -226,6 +234,22 @@ def provision(
             output.line(f"  {a} exists: {whose} password is unchanged; use --rotate to set a new one")
     if password[account] is not None and password[account] != known[account]:
         output.hint(f"if endpoint {endpoint} is running, restart it to use its new password: gce restart {endpoint}")
+
+
+def _write_directories(writer: str, password: str, directories: dict[str, list[str]], host: str, port: int,
+                       vhost: str, rabbitmqctl: str) -> None:
+    """Publish each user's endpoints to her directory queue as account WRITER, then delete WRITER."""
+    from gce.transport import directory
+    from gce.transport import provision as p
+    from gce.transport import rabbitmqctl as rmq
+
+    try:
+        directory.publish(p.amqp_url(writer, password, host, port, vhost), directories)
+    except Exception as e:  # the grants are in force; only the lists users read are not
+        output.warning(f"the users' lists of endpoints (Client.get_endpoints) were not written: {e!r}")
+        output.hint("run gce broker provision again where --host reaches the broker over AMQP")
+    finally:
+        rmq.delete_accounts([writer], rabbitmqctl)
 
 
 def _passwords(accounts: list[str], exists: dict[str, dict], known: dict[str, str | None],

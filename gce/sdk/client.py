@@ -241,6 +241,16 @@ class Client(RegistersFunctions):
             info["reason"] = str(value)
         return info
 
+    def get_function(self, function_id: str) -> dict[str, Any]:
+        """A registered function's metadata, as the broker holds it for this broker user:
+        function_id, function_name, kind (cloudpickle or source), size (bytes), sha256 (the
+        content hash, which is its id), registered (a Unix time), and the python_version,
+        gce_version and cloudpickle_version it was registered with. UnknownFunction if none."""
+        if not (isinstance(function_id, str) and len(function_id) == 64
+                and all(c in "0123456789abcdef" for c in function_id)):
+            raise UnknownFunction(str(function_id), "a function id is 64 hexadecimal digits")
+        return self._functions.remote.get(function_id)[2]  # type: ignore[union-attr]
+
     # -- where a task is, and cancelling it (gce.sdk.control) -------------------------
     def _ask(self, kind: str, task_id: str, endpoint_id: str | uuid.UUID | None, timeout: float
              ) -> tuple[str, dict[str, Any] | None]:
@@ -284,15 +294,13 @@ class Client(RegistersFunctions):
                               "behind the task, and stops it when the endpoint takes them")
         return {"task_id": task_id, "endpoint_id": ep, "cancelled": bool(said.pop("cancelled", False)), **said}
 
-    def get_function(self, function_id: str) -> dict[str, Any]:
-        """A registered function's metadata, as the broker holds it for this broker user:
-        function_id, function_name, kind (cloudpickle or source), size (bytes), sha256 (the
-        content hash, which is its id), registered (a Unix time), and the python_version,
-        gce_version and cloudpickle_version it was registered with. UnknownFunction if none."""
-        if not (isinstance(function_id, str) and len(function_id) == 64
-                and all(c in "0123456789abcdef" for c in function_id)):
-            raise UnknownFunction(str(function_id), "a function id is 64 hexadecimal digits")
-        return self._functions.remote.get(function_id)[2]  # type: ignore[union-attr]
+    def get_endpoints(self) -> list[dict[str, Any]]:
+        """The endpoints this broker user may submit to, as ``gce broker provision`` last listed them
+        for her: each with endpoint_id, display_name, status (online, offline or unknown), last_seen
+        (a Unix time or None), reason and details (see get_endpoint_status)."""
+        from gce.sdk import discovery
+
+        return discovery.endpoints(lambda op: self._call(op, queue=False), self.broker_user, self.get_endpoint_status)
 
     def get_endpoint_status(self, endpoint_id: str | uuid.UUID) -> dict[str, Any]:
         """The endpoint's last status report; ``status`` is online, offline or unknown.

@@ -10,6 +10,7 @@ TASKS_EXCHANGE = "gce.tasks"  # routing key = endpoint UUID
 RESULTS_EXCHANGE = "gce.results"  # routing key = the task's reply_to (a result queue name)
 STATUS_EXCHANGE = "gce.status"  # routing key = endpoint UUID
 FUNCTIONS_EXCHANGE = "gce.functions"  # routing key = a registered function's queue name
+DIRECTORY_EXCHANGE = "gce.directory"  # routing key = a broker user: the endpoints she was given
 
 PROTOCOL_VERSION = 1
 TASK_CONTENT_TYPE = "application/x-gce-task"
@@ -45,6 +46,11 @@ def result_queue(broker_user: str, suffix: str) -> str:
 def client_result_queue(broker_user: str) -> str:
     """The durable queue every Client of BROKER_USER shares: results wait there until read."""
     return result_queue(broker_user, "client")
+
+
+def directory_queue(broker_user: str) -> str:
+    """The queue holding the list of endpoints BROKER_USER may submit to, as provisioning last wrote it."""
+    return f"gce.directory.{broker_user}"
 
 
 def function_queue(broker_user: str, function_id: str) -> str:

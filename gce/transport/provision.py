@@ -42,7 +42,7 @@ _ENDPOINT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # All three are topic exchanges, even where every binding key is exact: RabbitMQ checks
 # topic permissions (who may bind or publish which routing key) on topic exchanges only.
 EXCHANGES = ((names.TASKS_EXCHANGE, "topic"), (names.RESULTS_EXCHANGE, "topic"), (names.STATUS_EXCHANGE, "topic"),
-             (names.FUNCTIONS_EXCHANGE, "topic"))
+             (names.FUNCTIONS_EXCHANGE, "topic"), (names.DIRECTORY_EXCHANGE, "topic"))
 # A registered function's id: a sha256 in hex, exactly (gce.transport.payload.function_id_of).
 _FUNCTION_ID = "[0-9a-f]{64}"
 
@@ -139,6 +139,9 @@ def user_permissions(broker_user: str, allowed_endpoint_ids: Iterable[str]) -> t
     Her registered functions (gce.sdk.registry) are queues of her own, one per function id,
     fed through ``gce.functions`` under their own names: she alone declares, feeds and reads
     them, and the topic permission keeps her keys (publish and bind) to her own names.
+
+    She reads her directory queue (the endpoints she was given, which `definitions` declares and
+    provisioning fills, gce.transport.directory) and may not feed it.
     """
     check_broker_user(broker_user)
     ids = sorted({check_endpoint_id(e) for e in allowed_endpoint_ids})
@@ -152,7 +155,7 @@ def user_permissions(broker_user: str, allowed_endpoint_ids: Iterable[str]) -> t
         "configure": _exact(mine, functions),
         "write": _exact(re.escape(names.TASKS_EXCHANGE), mine, re.escape(names.FUNCTIONS_EXCHANGE), functions),
         "read": _exact(re.escape(names.RESULTS_EXCHANGE), mine, *status, re.escape(names.FUNCTIONS_EXCHANGE),
-                       functions),
+                       functions, re.escape(names.directory_queue(broker_user))),
     }
     tasks = f"^({alternatives})$" if ids else "^$"  # "^$": nothing, said plainly
     # No wildcards in her binding keys: "*" and "#" words would match other users' queues.
@@ -190,15 +193,37 @@ def definitions(
         "queues": [],
         "bindings": [],
     }
+    given = [(acct, list(eids)) for acct, eids in users]
     grants = [(acct, endpoint_permissions(acct.name, eid)) for acct, eid in endpoints]
-    grants += [(acct, user_permissions(acct.name, list(eids))) for acct, eids in users]
+    grants += [(acct, user_permissions(acct.name, eids)) for acct, eids in given]
     for acct, (perms, topics) in grants:
         if acct.password is not None:
             doc["users"].append({"name": acct.name, "password_hash": hash_password(acct.password),
                                  "hashing_algorithm": HASHING_ALGORITHM, "tags": []})
         doc["permissions"].append({**perms, "vhost": vhost})
         doc["topic_permissions"] += [{**topic, "vhost": vhost} for topic in topics]
+    for acct, _eids in given:  # her directory: declared here, filled by provisioning (gce.transport.directory)
+        queue = names.directory_queue(acct.name)
+        doc["queues"].append({"name": queue, "vhost": vhost, "durable": True, "auto_delete": False,
+                              "arguments": {"x-max-length": 1}})
+        doc["bindings"].append({"source": names.DIRECTORY_EXCHANGE, "vhost": vhost, "destination": queue,
+                                "destination_type": "queue", "routing_key": acct.name, "arguments": {}})
     return doc
+
+
+def directory_writer(vhost: str, account: Account, users: Iterable[str]) -> dict:
+    """Definitions of a short-lived ACCOUNT that may only publish USERS' directories (the endpoints
+    each was given) to ``gce.directory``: rabbitmqctl cannot publish a message, so provisioning
+    loads this account with the others, publishes as it, and deletes it (gce broker provision)."""
+    keys = "|".join(re.escape(check_broker_user(u)) for u in users) or "(?!)"  # (?!): no key at all
+    return {
+        "users": [{"name": account.name, "password_hash": hash_password(account.password or ""),
+                   "hashing_algorithm": HASHING_ALGORITHM, "tags": []}],
+        "permissions": [{"user": account.name, "vhost": vhost, "configure": "^$",
+                         "write": f"^{re.escape(names.DIRECTORY_EXCHANGE)}$", "read": "^$"}],
+        "topic_permissions": [{"user": account.name, "vhost": vhost, "exchange": names.DIRECTORY_EXCHANGE,
+                               "write": f"^({keys})$", "read": "^$"}],
+    }
 
 
 def existing_accounts(exported: dict) -> dict[str, dict]:

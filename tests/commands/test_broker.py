@@ -357,3 +357,26 @@ def test_revoking_several_endpoints_leaves_each_user_what_none_of_them_took():
     assert keep == {"hal": [c]}
     assert sorted(dropped) == sorted([("hal", a), ("hal", b)])
     assert _grants_without(have, "other-vhost", ["a"], ["ep-a"]) == ({}, [])
+
+
+def test_provision_writes_each_users_endpoints_where_she_alone_reads_them(run, configured, tmp_path, broker):
+    from gce.sdk import Client
+
+    one, two = configured("one"), configured("two")
+    creds = tmp_path / "creds.yaml"
+    assert run("provision", "--endpoint", "one", "--user", "dora", "--credentials", str(creds)).exit_code == 0
+    dora_url = yaml.safe_load(creds.read_text())["dora"]
+    result = run("provision", "--endpoint", "two", "--user", "dora", "--user", "eve", "--credentials", str(creds))
+    assert result.exit_code == 0, (result.output, result.exception)
+    with Client(dora_url) as dora:
+        listed = {e["endpoint_id"]: e["status"] for e in dora.get_endpoints()}
+    assert listed == {read_endpoint_id(one): "unknown", read_endpoint_id(two): "unknown"}  # never started
+    with Client(yaml.safe_load(creds.read_text())["eve"]) as eve:
+        assert [e["endpoint_id"] for e in eve.get_endpoints()] == [read_endpoint_id(two)]
+    # The account that wrote the lists is gone.
+    left = p.existing_accounts(rmq.exported_definitions(broker.rabbitmqctl, broker.env))
+    assert not [a for a in left if a.startswith("gce-directory-")]
+    # An endpoint revoked since is no longer listed: the broker refuses her its status.
+    assert run("revoke", "--endpoint", "one", "--yes").exit_code == 0
+    with Client(dora_url) as dora:
+        assert [e["endpoint_id"] for e in dora.get_endpoints()] == [read_endpoint_id(two)]
