@@ -38,15 +38,15 @@ class Attempt:
     allowed: int
     payload: bytes | None
 
-    def again(self, fut: Future) -> bool:
+    def again(self, fut: Future[Any]) -> bool:
         """Whether to run the task again: its worker died under it (FUT) and it has attempts left."""
         return self.payload is not None and not fut.cancelled() and isinstance(fut.exception(), WorkerLost)
 
-    def told(self, fut: Future) -> Future:
+    def told(self, fut: Future[Any]) -> Future[Any]:
         """FUT, the task's answer; a lost worker's says how many attempts were made."""
         if fut.cancelled() or not isinstance(fut.exception(), WorkerLost):
             return fut
-        told: Future = Future()
+        told: Future[Any] = Future()
         told.set_exception(WorkerLost(f"{fut.exception()}; {self.attempts} attempt{'s' if self.attempts > 1 else ''} "
                                       f"({KEY} was {self.allowed})"))
         return told
@@ -87,7 +87,7 @@ class Retries:
             attempts, payload = self._kept.pop(th.task_id, (1, None))
         return Attempt(th.task_id, attempts, self.allowed(th), payload)
 
-    def resume(self, attempt: Attempt, fut: Future) -> bytes:
+    def resume(self, attempt: Attempt, fut: Future[Any]) -> bytes:
         """The payload to run ATTEMPT's task with once more (its worker died: FUT's exception)."""
         assert attempt.payload is not None
         with self._lock:
