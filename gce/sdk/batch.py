@@ -32,6 +32,11 @@ Client = Any
 
 # Published and not yet confirmed, at most: a batch of a million holds this many in pika's buffers.
 WINDOW = 10_000
+# get_batch_result's consumer: at most this many results unacked at once (the ones not asked for
+# stay unacked until the scan ends, so this bounds what it can pass over), and how long it waits
+# for the next message before taking the queue as read.
+SCAN_PREFETCH = 65_535
+SCAN_IDLE_SECONDS = 1.0
 # A nacked task is published again this many times before batch_run fails (a quorum queue whose
 # leader just went down nacks until a new one is elected).
 NACK_RETRIES = 3
@@ -188,12 +193,20 @@ def results(client: Client, task_ids: list[str | uuid.UUID]) -> dict[str, dict[s
 
 def _scan(client: Client, ch: Any, wanted: set[str]) -> None:
     """Take WANTED's results (acked), and duplicates of results taken before; the others are left
-    unacked, requeued for the next reader when the channel closes."""
-    left = set(wanted)
-    while left:
-        method, props, body = ch.basic_get(client.result_queue, auto_ack=False)
-        if method is None:
-            return
+    unacked, requeued for the next reader when the channel closes.
+
+    A consumer, not basic_get: the broker streams what is ready without a round trip per message
+    (10,000 results: a basic_get each took 4.8 s here). It stops once all are found, or once it has
+    seen as many messages as were ready when it began."""
+    ready = ch.queue_declare(client.result_queue, passive=True).method.message_count
+    left, seen = set(wanted), 0
+    if not ready:
+        return
+    ch.basic_qos(prefetch_count=min(ready, SCAN_PREFETCH))
+    for method, props, body in ch.consume(client.result_queue, inactivity_timeout=SCAN_IDLE_SECONDS):
+        if method is None:  # another reader holds the rest
+            break
+        seen += 1
         rh = ResultHeaders.from_amqp(props.correlation_id, props.headers)
         if rh.task_id in left or rh.task_id in client._taken:
             ch.basic_ack(method.delivery_tag)
@@ -203,6 +216,9 @@ def _scan(client: Client, ch: Any, wanted: set[str]) -> None:
                 left.discard(rh.task_id)
         else:
             client._results[rh.task_id] = (rh, body)
+        if not left or seen >= ready:
+            break
+    ch.cancel()  # what was delivered and not acked goes back to the queue
 
 
 def _info(task_id: str, got: tuple[ResultHeaders, bytes] | None) -> dict[str, Any]:

@@ -73,6 +73,20 @@ def test_get_batch_result_says_pending_for_unknown_ids_and_leaves_others_results
     assert got[mine]["result"] == 15
 
 
+def test_get_batch_result_takes_only_what_it_is_asked_for(client, sdk_broker, monkeypatch):
+    fid = client.register_function(triple)
+    batch = client.create_batch()
+    for i in range(30):
+        batch.add(fid, (i,))
+    ids = client.batch_run(sdk_broker.endpoint_id, batch)["tasks"][fid]
+    asked, others = ids[::2], ids[1::2]
+    got = _all_done(client, asked)
+    assert {t: got[t]["result"] for t in asked} == {t: 3 * ids.index(t) for t in asked}
+    with Client() as another:  # the results not asked for were left in the queue for anyone
+        rest = _all_done(another, others)
+    assert {t: rest[t]["result"] for t in others} == {t: 3 * ids.index(t) for t in others}
+
+
 def test_a_batch_reaches_the_endpoint_as_tasks_with_the_batch_settings(client, sdk_broker, spy):
     fid = client.register_function(triple)
     batch = client.create_batch(user_endpoint_config={"k": "v"}, resource_specification={"walltime": 9})
