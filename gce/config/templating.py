@@ -68,6 +68,18 @@ def local_runtime() -> dict:
             "platform": platform.platform()}
 
 
+def runtime_variables(runtime: Mapping[str, Any]) -> dict:
+    """``user_runtime`` as a template sees it: RUNTIME's python_version, gce_version and platform,
+    and the names Globus Compute's templates use for them (python.version, python.version_tuple,
+    globus_compute_sdk_version), so that a template brought over by gce import renders as it is."""
+    variables = copy.deepcopy(dict(runtime))
+    version = str(variables.get("python_version") or "")
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    variables.setdefault("python", {"version": version, "version_tuple": parts})
+    variables.setdefault("globus_compute_sdk_version", variables.get("gce_version", ""))
+    return variables
+
+
 def mapped_identity_of(user: str | int) -> dict:
     """``mapped_identity`` for local account USER (name or uid), resolved through NSS."""
     try:
@@ -256,7 +268,7 @@ def render_user_config(
     path = Path(template_path).absolute()
     check_names(user_config, "")
     variables = {**copy.deepcopy(dict(user_config)), "parent_config": parent_view(parent_config),
-                 "user_runtime": copy.deepcopy(dict(user_runtime)),
+                 "user_runtime": runtime_variables(user_runtime),
                  "mapped_identity": copy.deepcopy(dict(mapped_identity))}
     text = render_text(path, variables, dir_fd)
     data = _parse(text, path)

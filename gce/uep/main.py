@@ -38,8 +38,8 @@ from gce.uep.mpi import check_spec, make_engine
 from gce.uep.execute import traceback_tail
 from gce.uep.policy import TaskPolicy, site_locked
 from gce.uep.pools import split_spec
-from gce.uep.setup_teardown import Commands, SetupFailed, export_runtime, runtime_env
 from gce.uep.retries import Retries
+from gce.uep.setup_teardown import Commands, SetupFailed, export_runtime, runtime_env
 from gce.uep.startup import (Refusal, check_identity, die_with_parent, guard_channel, prepare_directories,
                               read_config, render_config)
 

@@ -89,6 +89,17 @@ def test_two_submitter_pythons_share_a_user_endpoint_only_when_the_template_does
     assert second.conf.template is not None and second.conf.template.user_runtime.python_version == "3.12.1"
 
 
+def test_the_template_sees_the_submitters_python_by_globus_computes_names_too(tmp_path):
+    from gce.uep.startup import render_engine
+
+    template = ("engine:\n  type: ThreadPoolEngine\n  label: {{ user_runtime.python_version ~ '|' ~ "
+                "user_runtime.python.version ~ '|' ~ user_runtime.python.version_tuple[:2] | join('.') ~ '|' ~ "
+                "user_runtime.globus_compute_sdk_version }}\n")
+    router = _router(tmp_path, template)
+    spec = router.templated_uep(privileges.current_target(), "{}", _task("3.12.1"))
+    assert render_engine(spec.conf.template)["label"] == f"3.12.1|3.12.1|3.12|{gce.__version__}"
+
+
 # -- end to end ------------------------------------------------------------------------------------
 
 
