@@ -77,5 +77,14 @@ def test_a_user_who_may_not_read_it_is_told_whose_it_is_and_what_to_run(gce, mon
         assert result.returncode == 77
         assert result.stderr == (f"error: cannot read the audit log {auditlog.audit_path(paths)}: it is readable by "
                                  "its owner only (you are nobody)\nhint: sudo gce audit priv\n")
+
+        # A multi-user endpoint of root's that nobody submits to: its directory is closed, its socket answers.
+        paths.config_dir.chmod(0o711)
+        paths.control_socket.touch()
+        shared = subprocess.run(["runuser", "-u", "nobody", "--", str(GCE_BIN), "audit", "priv"],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert shared.returncode == 77
+        assert shared.stderr == ("error: cannot show the audit log of endpoint priv: a multi-user endpoint's audit "
+                                 "log is for its administrator (root)\nhint: sudo gce audit priv --user nobody\n")
     finally:
         shutil.rmtree(home)

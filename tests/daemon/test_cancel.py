@@ -261,3 +261,15 @@ def test_a_future_s_cancel_stops_its_running_task_and_its_state_is_asked_of_the_
         began = time.monotonic()
         assert ex.submit(double, 3).result(timeout=20) == 6  # the one worker was freed
         assert time.monotonic() - began < 15
+
+
+def test_shutdown_with_cancel_futures_cancels_the_tasks_at_the_endpoint_too(ep, alice, tmp_path):
+    ex = ep.executor()
+    running, waiting = ex.submit(nap, 60), ex.submit(marked, str(tmp_path / "ran"))
+    assert wait_until(lambda: running.state()["state"] == "running")
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert running.cancelled() and waiting.cancelled()
+    began = time.monotonic()
+    task = _run(alice, ep, double, 7)  # the one worker is free: nap was stopped, marked never runs
+    assert wait_until(lambda: alice.get_task(task).get("result") == 14) and time.monotonic() - began < 15
+    assert not (tmp_path / "ran").exists()
