@@ -24,6 +24,8 @@ CANCEL_TIMEOUT = 60.0  # for a dead UEP's batch jobs to be cancelled (parsl give
 KILL_PASSES = 100  # SIGKILL sweeps, each waiting up to KILL_PASS_WAIT for its victims to go
 KILL_PASS_WAIT = 0.05
 LOCAL_ENGINES = ("ThreadPoolEngine", "ProcessPoolEngine")  # nothing of theirs leaves this host
+# parsl's HTEX and the MPI engines on it: their blocks leave this host only through a batch provider.
+PARSL_ENGINES = ("HighThroughputEngine", "MPIEngine", "GlobusMPIEngine")
 
 
 class Reaped(Protocol):
@@ -70,7 +72,7 @@ def _may_have_batch_jobs(uep: Reaped) -> bool:
     if engine.get("type") in LOCAL_ENGINES:
         return False
     provider = engine.get("provider") if isinstance(engine.get("provider"), dict) else None
-    return not (engine.get("type") == "HighThroughputEngine" and
+    return not (engine.get("type") in PARSL_ENGINES and
                 (provider is None or provider.get("type", "LocalProvider") == "LocalProvider"))
 
 

@@ -148,3 +148,22 @@ def test_kill_9_of_a_multi_user_endpoints_user_endpoint_takes_its_engine_down(br
         finally:
             ep.close()
         wait_until(lambda: not processes_of([USER]), timeout=10)
+
+
+@pytest.mark.parametrize(("engine", "status_type", "batch"), [
+    ({"type": "ProcessPoolEngine"}, None, False),
+    ({"type": "HighThroughputEngine"}, None, False),
+    ({"type": "MPIEngine", "provider": {"type": "LocalProvider"}}, None, False),
+    ({"type": "GlobusMPIEngine"}, None, False),
+    ({"type": "MPIEngine", "provider": {"type": "SlurmProvider"}}, None, True),
+    ({"type": "HighThroughputEngine", "provider": {"type": "SlurmProvider"}}, None, True),
+    ({}, "MPIEngine", False),  # a multi-user endpoint's UEP renders its own: its last status says which
+    ({}, None, True),  # nothing known: its jobs are looked for
+])
+def test_only_an_engine_that_may_have_left_blocks_in_a_batch_system_has_them_cancelled(engine, status_type, batch):
+    from types import SimpleNamespace
+
+    from gce.daemon.teardown import _may_have_batch_jobs
+
+    uep = SimpleNamespace(conf=SimpleNamespace(engine=engine), engine_status={"type": status_type} if status_type else {})
+    assert _may_have_batch_jobs(uep) is batch  # type: ignore[arg-type]
