@@ -82,8 +82,8 @@ PASSWORD = "Pw-9d2kq-secret"
 URL = f"amqp://ep-demo:{PASSWORD}@127.0.0.1:5672/gce"
 ASK_BROKER = r"Broker URL \(amqps://USER:PASSWORD@HOST:5671/VHOST\), or a file holding it; typing is not shown " \
              r"\[Enter: fill it in config.yaml later\]: "
-ASK_ENGINE = r"Engine: thread, process, htex \(parsl workers on this machine\) or slurm \(parsl workers in Slurm " \
-             r"jobs\) \[htex\]: "
+ASK_ENGINE = r"Engine: thread, process, htex \(parsl workers on this machine\), slurm \(parsl workers in Slurm " \
+             r"jobs\), mpi or mpi-slurm \(MPI programs here or in Slurm jobs\) \[htex\]: "
 CPUS = os.cpu_count() or 1
 
 
@@ -195,7 +195,7 @@ def test_a_bad_answer_is_asked_again_with_the_reason(env, tmp_path):
         "a broker URL starts with amqp:// or amqps://",
         "that is neither an amqp:// or amqps:// URL nor a file",
         f"no broker URL in {empty}: the file holds no line other than blanks and comments",
-        "answer one of thread, process, htex, slurm",
+        "answer one of thread, process, htex, slurm, mpi, mpi-slurm",
         "answer a whole number of at least 1",
         "answer a whole number of at least 1",
     ]
@@ -256,7 +256,7 @@ def test_an_existing_endpoint_is_refused_before_any_question(env, demo):
 
 @pytest.mark.parametrize("args, error", [
     (["--engine", "thread", "--provider", "slurm"],
-     "error: --provider slurm needs --engine htex: the thread engine runs on this machine only"),
+     "error: --provider slurm needs --engine htex or mpi: the thread engine runs on this machine only"),
     (["--partition", "debug"],
      "error: Slurm settings without Slurm: --partition, --account and --walltime need --provider slurm"),
     (["--provider", "slurm", "--account", "a,b"],

@@ -23,6 +23,7 @@ class Engine(str, enum.Enum):
     htex = "htex"
     process = "process"
     thread = "thread"
+    mpi = "mpi"
 
 
 class Provider(str, enum.Enum):
@@ -81,14 +82,15 @@ def command(
         typer.Option(
             "--engine", case_sensitive=False, show_default=False,
             help="What runs the functions: htex (parsl workers in blocks, on this machine or in batch jobs; "
-            "the default), process (a local process pool) or thread (a thread pool).",
+            "the default), process (a local process pool), thread (a thread pool) or mpi (MPI programs, "
+            "MPIFunction: parsl's MPIExecutor, its blocks on this machine or in batch jobs).",
         ),
     ] = None,
     provider: Annotated[
         Optional[Provider],
         typer.Option(
             "--provider", case_sensitive=False, show_default=False,
-            help="With htex: where its blocks of workers run, local (this machine; the default) or slurm "
+            help="With htex or mpi: where its blocks of workers run, local (this machine; the default) or slurm "
             "(one Slurm job per block).",
         ),
     ] = None,
@@ -174,7 +176,7 @@ def command(
 def _describe_engine(ep: NewEndpoint) -> str:
     from gce.config import writer
 
-    per = " per node" if ep.engine == "htex" else ""
+    per = {"htex": " per node", "mpi": " per block (each an MPI task)"}.get(ep.engine, "")
     text = f"{writer.ENGINES[ep.engine]}, {ep.max_workers} worker{'s' if ep.max_workers > 1 else ''}{per}"
     if ep.provider == "slurm":
         where = ", ".join(f"{k} {v}" for k, v in (("partition", ep.partition), ("account", ep.account),

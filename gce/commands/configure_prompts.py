@@ -26,7 +26,8 @@ from gce import output
 
 T = TypeVar("T")
 KINDS = {"thread": ("thread", None), "process": ("process", None), "htex": ("htex", "local"),
-         "slurm": ("htex", "slurm")}  # an answer to "engine" -> (--engine, --provider)
+         "slurm": ("htex", "slurm"), "mpi": ("mpi", "local"),
+         "mpi-slurm": ("mpi", "slurm")}  # an answer to "engine" -> (--engine, --provider)
 
 
 @dataclass
@@ -139,10 +140,10 @@ def ask(name: str, cpus: int) -> Choices:
         f"[Enter: {later}]", "", _broker, hidden=True)
     if read:  # the answer was not shown: say what was understood, without the password
         output.line(f"  broker: {redact(read)}" + (f" (from {url_file})" if url_file else ""))
-    kind = _ask("Engine: thread, process, htex (parsl workers on this machine) or slurm (parsl workers "
-                "in Slurm jobs)", "htex", _engine)
+    kind = _ask("Engine: thread, process, htex (parsl workers on this machine), slurm (parsl workers "
+                "in Slurm jobs), mpi or mpi-slurm (MPI programs here or in Slurm jobs)", "htex", _engine)
     engine, provider = KINDS[kind]
-    per = " on each node" if engine == "htex" else ""
+    per = {"htex": " on each node", "mpi": " in each block (MPI tasks)"}.get(engine, "")
     workers = _ask(f"Functions run at the same time{per}", str(cpus), _workers)
     choices = Choices(broker_url=url, broker_url_file=url_file, engine=engine, provider=provider,
                       max_workers=workers)

@@ -31,8 +31,10 @@ from gce.transport.urls import has_password, problem, redact
 
 DEFAULT_BROKER_URL = PLACEHOLDER_BROKER_URL
 BROKER_URL_ENV = "GCE_ENDPOINT_BROKER_URL"
-ENGINES = {"htex": "HighThroughputEngine", "process": "ProcessPoolEngine", "thread": "ThreadPoolEngine"}
-PROVIDERS = {"local": "LocalProvider", "slurm": "SlurmProvider"}  # where htex's blocks run
+ENGINES = {"htex": "HighThroughputEngine", "process": "ProcessPoolEngine", "thread": "ThreadPoolEngine",
+           "mpi": "MPIEngine"}
+PROVIDERS = {"local": "LocalProvider", "slurm": "SlurmProvider"}  # where htex's and mpi's blocks run
+BLOCK_ENGINES = ("htex", "mpi")  # the engines whose workers run in blocks, which a provider starts
 DEFAULT_WALLTIME = "01:00:00"
 WALLTIME = re.compile(PROVIDER["properties"]["walltime"]["pattern"])
 SLURM_NAME = re.compile(r"^[^\s,]{1,64}$")  # one partition or account: sbatch splits on commas
@@ -130,8 +132,9 @@ def check_provider(ep: NewEndpoint) -> None:
     """Raise a UsageError naming the first provider setting of EP that cannot be written."""
     if ep.provider not in PROVIDERS:
         raise UsageError(f"unknown provider {ep.provider!r}", f"choose one of {', '.join(PROVIDERS)}")
-    if ep.provider != "local" and ep.engine != "htex":
-        raise UsageError(f"--provider {ep.provider} needs --engine htex", f"the {ep.engine} engine runs on this machine only")
+    if ep.provider != "local" and ep.engine not in BLOCK_ENGINES:
+        raise UsageError(f"--provider {ep.provider} needs --engine htex or mpi",
+                         f"the {ep.engine} engine runs on this machine only")
     slurm = {"--partition": ep.partition, "--account": ep.account}
     if ep.provider != "slurm" and (any(slurm.values()) or ep.walltime != DEFAULT_WALLTIME):
         raise UsageError("Slurm settings without Slurm", "--partition, --account and --walltime need --provider slurm")

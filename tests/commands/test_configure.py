@@ -66,6 +66,7 @@ def test_default_configure_writes_a_loadable_htex_endpoint(gce, home):
     ("process", {"type": "ProcessPoolEngine", "max_workers": 1}, "1 worker"),
     ("thread", {"type": "ThreadPoolEngine", "max_workers": 1}, "1 worker"),
     ("HTEX", None, "1 worker per node"),
+    ("mpi", None, "1 worker per block (each an MPI task)"),
 ])
 def test_engines(gce, home, engine, expected, per):
     result = gce("configure", "e", "--engine", engine, "--max-workers", "1", "--broker-url", "amqp://b/gce")
@@ -352,3 +353,14 @@ def test_multi_user_as_an_ordinary_user_is_a_templated_personal_endpoint(tmp_pat
         if run_as:
             shutil.rmtree(home)
 
+
+
+def test_an_mpi_endpoint_in_slurm_jobs_starts_each_task_s_ranks_with_srun(gce, home):
+    result = gce("configure", "m", "--engine", "mpi", "--provider", "slurm", "--max-workers", "2",
+                 "--partition", "debug", "--broker-url", "amqp://b/gce")
+    assert result.exit_code == 0, result.stderr
+    engine = model.load(endpoint_paths("m")).engine
+    assert (engine["type"], engine["max_workers_per_block"], engine["mpi_launcher"]) == ("MPIEngine", 2, "srun")
+    # One worker pool per block, on its first node: the ranks are srun's, not the launcher's.
+    assert engine["provider"]["type"] == "SlurmProvider" and engine["provider"]["launcher"] == {"type": "SimpleLauncher"}
+    assert engine["provider"]["partition"] == "debug"

@@ -84,3 +84,22 @@ def test_an_engine_without_mpi_refuses_mpi_counts_naming_the_engine_that_takes_t
         assert answers[fine][0]["status"] == "success"
     finally:
         uep.close()
+
+
+def test_the_engine_gce_configure_writes_for_mpi_runs_an_mpi_function(tmp_path: Path) -> None:
+    import yaml
+
+    from gce.config import writer
+
+    ep = writer.NewEndpoint(name="mpi", broker_url="amqp://u:p@127.0.0.1/v", engine="mpi", max_workers=2)
+    engine = yaml.safe_load(writer.render(ep, tmp_path / "config.yaml"))["engine"]
+    assert (engine["type"], engine["mpi_launcher"], engine["provider"]["type"]) == ("MPIEngine", "mpiexec",
+                                                                                   "LocalProvider")
+    uep = UepProcess(engine, tmp_path, env=mpi_hello.ENV)
+    try:
+        task = uep.submit(HELLO, "hello", mpi_hello.hello(), resource_specification={"num_ranks": 2})
+        header, result = _answers(uep, task)[task]
+        assert header["status"] == "success", header
+        assert result.returncode == 0 and set(result.stdout.splitlines()) == mpi_hello.lines(2), result
+    finally:
+        uep.close()
