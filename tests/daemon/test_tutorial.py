@@ -1,0 +1,137 @@
+"""A Globus Compute tutorial's calls, run as a researcher runs them: a script written for Globus
+Compute's SDK, with only its import line changed, in fresh Python processes (a notebook kernel, then
+another after it was killed) against two real endpoints: one of parsl's HTEX, as the tutorial's
+endpoint is, and one of the MPI engine (GlobusMPIEngine, Globus Compute's name) for MPIFunction.
+
+What it calls: Executor.submit and result, an exception raised where it ran, Client's
+register_function, create_batch, batch.add, batch_run and get_batch_result, ShellFunction,
+MPIFunction with Executor.resource_specification, and reload_tasks in a new process after the first
+was killed with tasks outstanding. (Containers are the endpoint's config, not SDK calls:
+tests/uep/test_containers.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pika
+import pytest
+
+from tests import mpi_hello
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+GLOBUS_IMPORT = "from globus_compute_sdk import Executor, Client, ShellFunction, MPIFunction"
+
+# As the tutorial has it, but for the import line, which the test swaps for gce's.
+TUTORIAL = GLOBUS_IMPORT + '''
+import json, os, sys
+
+tutorial_endpoint, mpi_endpoint, mpi_program, step = sys.argv[1:5]
+out = {}
+
+
+def hello_world():
+    return "Hello World!"
+
+
+def division_by_zero():
+    return 42 / 0
+
+
+def echo(name):
+    return f"Hello {name}!"
+
+
+def slow_double(x):
+    import time
+    time.sleep(2)
+    return 2 * x
+
+
+if step == "first":
+    with Executor(endpoint_id=tutorial_endpoint) as gce:
+        out["hello"] = gce.submit(hello_world).result()
+        try:
+            gce.submit(division_by_zero).result()
+        except ZeroDivisionError as e:
+            out["error"] = type(e).__name__
+        bf = ShellFunction("echo '{message}'")
+        out["shell"] = gce.submit(bf, message="hello from the shell").result().stdout.strip()
+
+    gcc = Client()
+    func_uuid = gcc.register_function(echo)
+    names = ["Alice", "Bob", "Carol", "Dan"]
+    batch = gcc.create_batch()
+    for name in names:
+        batch.add(function_id=func_uuid, args=[name])
+    batch_res = gcc.batch_run(endpoint_id=tutorial_endpoint, batch=batch)
+    task_ids = batch_res["tasks"][func_uuid]
+    while True:
+        got = gcc.get_batch_result(task_ids)
+        if not any(r["pending"] for r in got.values()):
+            break
+    out["batch"] = [got[t]["result"] for t in task_ids]
+
+    with Executor(endpoint_id=mpi_endpoint) as ex:
+        ex.resource_specification = {"num_nodes": 1, "ranks_per_node": 2}
+        res = ex.submit(MPIFunction(mpi_program)).result()
+        out["mpi"] = sorted(res.stdout.splitlines())
+
+    # The kernel dies a moment later with tasks outstanding: their group is all a new one needs.
+    # (A task submit() has not handed to the broker yet dies with the process, as in any Executor.)
+    ex = Executor(endpoint_id=tutorial_endpoint)
+    futures = [ex.submit(slow_double, i) for i in range(4)]
+    out["task_group_id"] = str(ex.task_group_id)
+    import time
+    time.sleep(1)
+    print(json.dumps(out), flush=True)
+    os._exit(0)
+else:
+    with Executor(endpoint_id=tutorial_endpoint, task_group_id=step) as ex:
+        futures = ex.reload_tasks()
+        out["reloaded"] = sorted(f.result(timeout=120) for f in futures)
+    print(json.dumps(out), flush=True)
+'''
+
+
+def _run(script, user_url: str, *args: str) -> dict:
+    env = {**os.environ, "GCE_BROKER_URL": user_url}
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_globus_compute_tutorial_runs_with_only_its_import_changed(broker, make_endpoint, tmp_path, monkeypatch):
+    for key, value in mpi_hello.ENV.items():  # Open MPI as root: the endpoints' workers inherit it
+        monkeypatch.setenv(key, value)
+    program = mpi_hello.hello()
+    tutorial = make_endpoint(name="tutorial", engine="htex")
+    mpi = make_endpoint(name="mpi")
+    # One broker identity submits to both, as the tutorial's one Globus identity does: the MPI
+    # endpoint's account goes into the tutorial endpoint's vhost, the user may submit to both.
+    vhost = pika.URLParameters(tutorial.user_url).virtual_host
+    mpi_url, urls = broker.provision(mpi.endpoint_id, users=["alice"], vhost=vhost, also_allowed=[tutorial.endpoint_id])
+    assert urls["alice"] == tutorial.user_url
+    mpi.set(broker={"url": mpi_url},
+            engine={"type": "GlobusMPIEngine", "mpi_launcher": "mpiexec", "max_workers_per_block": 2,
+                    "strategy_period": 0.5,
+                    "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}})
+    tutorial.start()
+    mpi.start()
+    script = tmp_path / "tutorial.py"
+    assert TUTORIAL.count(GLOBUS_IMPORT) == 1
+    script.write_text(TUTORIAL.replace(GLOBUS_IMPORT, "from gce.sdk import Executor, Client, ShellFunction, MPIFunction"))
+
+    first = _run(script, tutorial.user_url, tutorial.endpoint_id, mpi.endpoint_id, program, "first")
+    assert first["hello"] == "Hello World!"
+    assert first["error"] == "ZeroDivisionError"
+    assert first["shell"] == "hello from the shell"
+    assert first["batch"] == ["Hello Alice!", "Hello Bob!", "Hello Carol!", "Hello Dan!"]
+    assert set(first["mpi"]) == mpi_hello.lines(2)
+
+    # A new kernel, after the first was killed with four tasks outstanding.
+    second = _run(script, tutorial.user_url, tutorial.endpoint_id, mpi.endpoint_id, program, first["task_group_id"])
+    assert second["reloaded"] == [0, 2, 4, 6]
