@@ -27,6 +27,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+# The one-off account that writes users' lists of endpoints (gce.transport.directory).
+DIRECTORY_WRITER_PREFIX = "gce-directory-"
+DIRECTORY_WRITER = re.compile(re.escape(DIRECTORY_WRITER_PREFIX) + "[0-9a-f]{16}")
+
 Users = Annotated[List[str], typer.Option("--user", metavar="BROKER_USER", help="A broker user who may submit "
                                           "tasks to the endpoint (repeat for several).", show_default=False)]
 Host = Annotated[str, typer.Option("--host", metavar="HOST", help="The broker's host name as the endpoint and users "
@@ -201,14 +205,16 @@ def provision(
                          users=[(p.Account(u, password[u]), grants[u]) for u in users])
     # rabbitmqctl cannot publish: a short-lived account, loaded with the others, writes each user's
     # directory (the endpoints she may submit to, which Client.get_endpoints reads).
-    writer = p.Account(f"gce-directory-{os.urandom(8).hex()}", p.generate_password()) if users else None
+    writer = p.Account(f"{DIRECTORY_WRITER_PREFIX}{os.urandom(8).hex()}", p.generate_password()) if users else None
     for key, rows in (p.directory_writer(vhost, writer, users) if writer else {}).items():
         defs[key] += rows
     with output.spinner(f"loading the accounts of endpoint {endpoint} into the broker"):
         rmq.import_definitions(defs, rabbitmqctl, node=reached)
     if writer is not None:
+        # A writer left by a provisioning killed before it deleted its own goes with this one's.
+        stale = [a for a in exists if DIRECTORY_WRITER.fullmatch(a)]
         _write_directories(writer.name, str(writer.password), {u: grants[u] for u in users}, host, port, vhost,
-                           rabbitmqctl)
+                           rabbitmqctl, stale)
     url = {a: p.amqp_url(a, pw, host, port, vhost) for a, pw in password.items() if pw is not None}
 
     where = f"{host}{'' if ',' in host else f':{port}'}, vhost {vhost}"
@@ -237,8 +243,9 @@ def provision(
 
 
 def _write_directories(writer: str, password: str, directories: dict[str, list[str]], host: str, port: int,
-                       vhost: str, rabbitmqctl: str) -> None:
-    """Publish each user's endpoints to her directory queue as account WRITER, then delete WRITER."""
+                       vhost: str, rabbitmqctl: str, stale: list[str]) -> None:
+    """Publish each user's endpoints to her directory queue as account WRITER, then delete WRITER
+    and the STALE writers of earlier runs."""
     from gce.transport import directory
     from gce.transport import provision as p
     from gce.transport import rabbitmqctl as rmq
@@ -249,7 +256,7 @@ def _write_directories(writer: str, password: str, directories: dict[str, list[s
         output.warning(f"the users' lists of endpoints (Client.get_endpoints) were not written: {e!r}")
         output.hint("run gce broker provision again where --host reaches the broker over AMQP")
     finally:
-        rmq.delete_accounts([writer], rabbitmqctl)
+        rmq.delete_accounts([writer, *stale], rabbitmqctl)
 
 
 def _passwords(accounts: list[str], exists: dict[str, dict], known: dict[str, str | None],
