@@ -56,10 +56,24 @@ grep -qx "__version__ = \"$version\"" "$work/src/gce/__init__.py" \
 
 # 2. Wheels: the locked files (hashes checked; pystemd compiled from its sdist against libsystemd)
 # and gce's, built by the locked build tools in a throwaway venv, never resolved anew.
+# GCE_WHEEL_CACHE (optional; the tests set it) keeps the locked wheels between builds, under the
+# hash of everything they are made from: both locks, the interpreter, the machine and libsystemd.
 $python -m venv "$work/build"
 "$work/build/bin/pip" install -q --require-hashes --no-deps -r "$build_lock"
-"$work/build/bin/pip" wheel -q --require-hashes --no-deps --no-build-isolation -w "$work/wheels" -r "$lock" \
-    || die "cannot fetch or build the wheels pinned in $lock" "make lock, or apt-get install -y libsystemd-dev pkg-config gcc python3.11-dev (pystemd)"
+wheels_key=$({ cat "$lock" "$build_lock"; $python -VV; uname -m; pkg-config --modversion libsystemd 2>&1; } \
+    | sha256sum | cut -c1-32)
+cached=${GCE_WHEEL_CACHE:+$GCE_WHEEL_CACHE/$wheels_key}
+if [ -n "$cached" ] && [ -f "$cached/.complete" ]; then
+    mkdir "$work/wheels" && cp "$cached"/*.whl "$work/wheels/"
+else
+    "$work/build/bin/pip" wheel -q --require-hashes --no-deps --no-build-isolation -w "$work/wheels" -r "$lock" \
+        || die "cannot fetch or build the wheels pinned in $lock" "make lock, or apt-get install -y libsystemd-dev pkg-config gcc python3.11-dev (pystemd)"
+    if [ -n "$cached" ]; then  # published whole by a rename: a concurrent build finds all or nothing
+        mkdir -p "$GCE_WHEEL_CACHE" && part=$(mktemp -d "$GCE_WHEEL_CACHE/.part.XXXXXX")
+        cp "$work"/wheels/*.whl "$part/" && touch "$part/.complete"
+        mv -T "$part" "$cached" 2>/dev/null || rm -rf "$part"
+    fi
+fi
 "$work/build/bin/pip" wheel -q --no-deps --no-build-isolation -w "$work/gce-wheel" "$work/src" >/dev/null
 
 # 3. The venv, without pip or setuptools (the build venv's pip installs into it): nothing in

@@ -6,6 +6,11 @@ covers the tracked files of gce/, packaging/, man/, pyproject.toml and README.md
 the work tree (uncommitted edits included), the kind, the version and the build date. One builder
 at a time: two test runs (or two engineers) never build into the same directory at once.
 
+The locked dependencies' wheels (pystemd compiled from its sdist) are kept too, under the hash of
+both locks, the interpreter and libsystemd (``packaging/build-venv.sh``'s GCE_WHEEL_CACHE), so only
+the first build of a run fetches and compiles them. The reproducibility test's second build takes
+nothing from either cache.
+
 The build date (SOURCE_DATE_EPOCH) is the time of the last commit that touched those inputs, so
 an unrelated commit does not invalidate the cache, and a fresh build of the same inputs gives the
 same bytes as the cached one (what the reproducibility test compares).
@@ -25,6 +30,7 @@ import gce
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("GCE_TEST_CACHE", "/var/cache/gce-tests")) / "packages"
+WHEELS = CACHE.parent / "package-wheels"  # packaging/build-venv.sh's GCE_WHEEL_CACHE
 INPUTS = ("gce", "packaging", "man", "pyproject.toml", "README.md")
 BUILDERS = {"deb": "packaging/deb/build.sh", "rpm": "packaging/rpm/build.sh"}
 TIMEOUT = 900
@@ -65,9 +71,13 @@ def inputs_key(kind: str, version: str) -> str:
     return inputs_hash(kind, version, source_date_epoch())
 
 
-def build(kind: str, version: str, outdir: Path, epoch: str | None = None) -> Path:
-    """Build afresh into OUTDIR (no cache) and return the package's path."""
+def build(kind: str, version: str, outdir: Path, epoch: str | None = None, wheels: bool = False) -> Path:
+    """Build into OUTDIR and return the package's path: wholly afresh, or with WHEELS, taking the
+    locked dependencies' wheels (pystemd's compiled) from the cache of the locks' hash."""
     env = dict(os.environ, SOURCE_DATE_EPOCH=epoch or source_date_epoch())
+    env.pop("GCE_WHEEL_CACHE", None)
+    if wheels:
+        env["GCE_WHEEL_CACHE"] = str(WHEELS)
     proc = subprocess.run(["bash", str(ROOT / BUILDERS[kind]), version, str(outdir)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT)
     out = proc.stdout + proc.stderr
@@ -101,7 +111,7 @@ def package(kind: str, version: str | None = None) -> Path:
         partial = CACHE / f"{slot.name}.{os.getpid()}.part"
         shutil.rmtree(partial, ignore_errors=True)
         try:
-            built = build(kind, version, partial, epoch)
+            built = build(kind, version, partial, epoch, wheels=True)
             (partial / ".built").write_text(built.relative_to(partial).as_posix())
             shutil.rmtree(slot, ignore_errors=True)
             partial.rename(slot)
