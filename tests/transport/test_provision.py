@@ -137,7 +137,15 @@ def test_definitions_hold_hashes_never_passwords():
     assert all(u["hashing_algorithm"] == "rabbit_password_hashing_sha256" and u["tags"] == [] for u in defs["users"])
     assert {(x["name"], x["durable"]) for x in defs["exchanges"]} == {
         (names.TASKS_EXCHANGE, True), (names.RESULTS_EXCHANGE, True), (names.STATUS_EXCHANGE, True),
-        (names.FUNCTIONS_EXCHANGE, True)}
+        (names.FUNCTIONS_EXCHANGE, True), (names.DIRECTORY_EXCHANGE, True)}
+    # Each user's list of endpoints (gce.transport.directory): one message at most, bound by her name.
+    assert [(q["name"], q["arguments"]) for q in defs["queues"]] == [(names.directory_queue("alice@uni.edu"),
+                                                                     {"x-max-length": 1})]
+    assert [(b["source"], b["routing_key"]) for b in defs["bindings"]] == [(names.DIRECTORY_EXCHANGE, "alice@uni.edu")]
+    writer = p.directory_writer("gce", p.Account("gce-directory-0123456789abcdef", "pw-writer"), ["alice@uni.edu"])
+    assert "pw-writer" not in json.dumps(writer)
+    assert writer["permissions"][0]["configure"] == writer["permissions"][0]["read"] == "^$"
+    assert writer["topic_permissions"][0]["write"] == r"^(alice@uni\.edu)$"
     assert {x["vhost"] for x in defs["permissions"] + defs["topic_permissions"] + defs["exchanges"]} == {"gce"}
 
 
