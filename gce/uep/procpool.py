@@ -14,6 +14,7 @@ payload; back, one byte (0: the result follows, 1: a pickled exception follows) 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import pickle
 import struct
@@ -114,6 +115,10 @@ class ProcessPool:
 
     # -- the submitting side ----------------------------------------------------------------
     def start(self) -> None:
+        # Before multiprocessing's own exit handler (atexit runs the last registered first), which
+        # would wait for ever on workers that no one told to stop, should the user endpoint end
+        # without shutdown().
+        atexit.register(self.shutdown)
         with self._lock:
             for _ in range(self.size):
                 self._spawn()
@@ -301,6 +306,8 @@ class ProcessPool:
             if self._closing:
                 return
             self._closing = True
+        atexit.unregister(self.shutdown)
+        with self._lock:
             workers, self._workers = list(self._workers), []
             waiting, self.waiting = list(self.waiting), deque()
             self._idle.clear()

@@ -128,3 +128,26 @@ def test_a_stop_leaves_no_worker_behind_even_a_busy_one(tmp_path: Path) -> None:
     uep.close()
     assert time.monotonic() - began < 15
     assert all(_gone(p) for p in workers)
+
+
+FORGETS_SHUTDOWN = """
+from gce.uep.pools import ProcessPoolEngine
+
+if __name__ == "__main__":
+    engine = ProcessPoolEngine({"max_workers": 2}, RUN_DIR, 1 << 20)
+    engine.start()
+    print(*(w.process.pid for w in engine.pool._workers))
+"""
+
+
+def test_a_process_that_never_shuts_its_pool_down_still_exits_and_takes_its_workers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "forgets.py"
+    script.write_text(FORGETS_SHUTDOWN.replace("RUN_DIR", repr(str(tmp_path))))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2 and all(_gone(p) for p in pids)
