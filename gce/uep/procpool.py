@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
@@ -61,6 +61,7 @@ class Worker:
     process: BaseProcess
     conn: Connection  # the pool's end of the worker's pipe
     job: Job | None = None
+    retired: bool = False  # given no more jobs: it is dying, or killed for a job cancelled as it ended
 
 
 def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None:
@@ -186,39 +187,44 @@ class ProcessPool:
             worker = job.worker
             if worker is None or worker.job is not job:
                 return False
-            try:
-                worker.process.kill()
-            except (OSError, ValueError):  # dead already: the reader answers it all the same
-                pass
+            _kill(worker)
             return True
 
     # -- the reader thread --------------------------------------------------------------------
     def _read(self) -> None:
-        while True:
-            with self._lock:
-                if self._closing:
-                    return
-                by_conn = {w.conn: w for w in self._workers}
-                by_sentinel = {w.process.sentinel: w for w in self._workers}
-                timeout = max(0.0, self._respawn_at - time.monotonic()) if self._respawns else None
+        while not self._closing:
             try:
-                ready = wait([self._wake_r, *by_conn, *by_sentinel], timeout)
-            except (OSError, ValueError):  # a pipe closed by shutdown() meanwhile
-                continue
-            dead: list[Worker] = []
-            for obj in ready:
-                if obj is self._wake_r:
-                    self._wake_r.recv_bytes()
-                elif obj in by_conn:
-                    if not self._on_reply(by_conn[obj]):
-                        dead.append(by_conn[obj])
-                elif isinstance(obj, int):
-                    dead.append(by_sentinel[obj])
-            for worker in dict.fromkeys(dead):
-                self._on_death(worker)
-            self._respawn()
+                self._read_once()
+            except Exception:  # a bug here must not leave every later task waiting for ever
+                log.exception("the process pool's reader failed; it carries on")
+                time.sleep(0.1)
 
-    def _on_reply(self, worker: Worker) -> bool:
+    def _read_once(self) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            by_conn = {w.conn: w for w in self._workers}
+            by_sentinel = {w.process.sentinel: w for w in self._workers}
+            timeout = max(0.0, self._respawn_at - time.monotonic()) if self._respawns else None
+        try:
+            ready = wait([self._wake_r, *by_conn, *by_sentinel], timeout)
+        except (OSError, ValueError):  # a pipe closed by shutdown() meanwhile
+            return
+        dead: list[Worker] = []
+        for obj in ready:
+            if obj is self._wake_r:
+                self._wake_r.recv_bytes()
+            elif obj in by_conn:
+                worker = by_conn[obj]  # a worker that answered and then died is given no more
+                if not self._on_reply(worker, dying=worker.process.sentinel in ready):
+                    dead.append(worker)
+            elif isinstance(obj, int):
+                dead.append(by_sentinel[obj])
+        for worker in dict.fromkeys(dead):
+            self._on_death(worker)
+        self._respawn()
+
+    def _on_reply(self, worker: Worker, dying: bool) -> bool:
         """Complete WORKER's job from what came on its pipe; False when the pipe says it died."""
         try:
             reply = worker.conn.recv_bytes()
@@ -227,19 +233,27 @@ class ProcessPool:
         with self._lock:
             job, worker.job = worker.job, None
             self._idle_deaths = 0
-            following = self._next_for(worker)
+            following = None
+            if dying or (job is not None and job.cancelled):
+                # A cancel may have killed it after it answered (the answer stands): its sentinel
+                # fires soon, and a job handed to it now would be lost with it.
+                worker.retired = True
+                if not dying:
+                    _kill(worker)
+            else:
+                following = self._next_for(worker)
         if following is not None:  # the next one first: it need not wait for this one's callbacks
             self._send(worker, following)
         if job is None:
             return True
         if reply[:1] == RESULT:
-            job.future.set_result(reply[1:])
+            _settle(job.future, reply[1:], None)
         else:
             try:
                 exc = pickle.loads(reply[1:])
             except Exception as e:
                 exc = RuntimeError(f"the worker's error could not be read: {e}")
-            job.future.set_exception(exc)
+            _settle(job.future, b"", exc)
         return True
 
     def _next_for(self, worker: Worker) -> Job | None:
@@ -263,7 +277,7 @@ class ProcessPool:
             if worker in self._idle:
                 self._idle.remove(worker)
             job, worker.job = worker.job, None
-            if job is None:
+            if job is None and not worker.retired:
                 self._idle_deaths += 1
                 delay = min(RESPAWN_MAX, RESPAWN_FIRST * 2 ** (self._idle_deaths - 1))
                 log.warning("a worker process of the process pool died while idle (exit code %s): another "
@@ -273,7 +287,7 @@ class ProcessPool:
         worker.conn.close()
         if job is None:
             return
-        job.future.set_exception(self._lost(job, worker.process.exitcode))
+        _settle(job.future, b"", self._lost(job, worker.process.exitcode))
 
     def _respawn(self) -> None:
         sends: list[tuple[Worker, Job]] = []
@@ -333,3 +347,21 @@ class ProcessPool:
             self._reader.join(5)
         for job in jobs:
             job.future.cancel()
+
+
+def _kill(worker: Worker) -> None:
+    try:
+        worker.process.kill()
+    except (OSError, ValueError):  # dead already: its sentinel tells the reader all the same
+        pass
+
+
+def _settle(future: Future[bytes], result: bytes, exc: BaseException | None) -> None:
+    """Complete FUTURE, unless shutdown() cancelled it meanwhile."""
+    try:
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+    except InvalidStateError:
+        pass
