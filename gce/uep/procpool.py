@@ -120,9 +120,8 @@ class ProcessPool:
         # would wait for ever on workers that no one told to stop, should the user endpoint end
         # without shutdown().
         atexit.register(self.shutdown)
-        with self._lock:
-            for _ in range(self.size):
-                self._spawn()
+        with self._lock:  # one at once, for the first task; the others as tasks need them
+            self._spawn()
         self._reader = threading.Thread(target=self._read, name="gce-process-pool", daemon=True)
         self._reader.start()
 
@@ -150,7 +149,15 @@ class ProcessPool:
             self._send(worker, job)
 
     def _hand_over(self, job: Job) -> Worker | None:
-        # Holding the lock: the idle worker JOB goes to, or None, JOB then waiting.
+        # Holding the lock: the idle worker JOB goes to, or None, JOB then waiting. Workers are
+        # started as tasks need them, up to SIZE: a pool of one per core on a login node's 128
+        # cores would otherwise hold 128 interpreters while it runs one task.
+        if not self._idle and len(self._workers) + self._respawns < self.size:
+            try:
+                self._spawn()
+                self._wake_w.send_bytes(b"")  # the reader waits on the new worker's pipe too
+            except OSError as e:  # out of processes or memory: the job waits for a running worker
+                log.warning("could not start a worker process of the process pool: %s", e)
         if not self._idle:
             self.waiting.append(job)
             return None

@@ -150,4 +150,21 @@ def test_a_process_that_never_shuts_its_pool_down_still_exits_and_takes_its_work
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     pids = [int(p) for p in done.stdout.split()]
-    assert len(pids) == 2 and all(_gone(p) for p in pids)
+    assert len(pids) == 1 and all(_gone(p) for p in pids)  # one started at once; the others on demand
+
+
+def test_workers_start_as_tasks_need_them_up_to_max_workers(tmp_path: Path) -> None:
+    uep = UepProcess({"type": "ProcessPoolEngine", "max_workers": 3}, tmp_path)
+    try:
+        folders = [tmp_path / f"n{i}" for i in range(4)]
+        for f in folders:
+            f.mkdir()
+        pids: list[int] = []
+        uep.submit(NAP, "nap", 0, str(folders[0]))  # one task: the worker started at once runs it
+        pids.append(_pid(folders[0]))
+        for f in folders[1:]:  # three at once: two more start, the fourth task waits for one
+            uep.submit(NAP, "nap", 3, str(f))
+        pids += [_pid(f) for f in folders[1:]]
+        assert len(set(pids)) == 3, pids  # the first worker again, and two more: never a fourth
+    finally:
+        uep.close()
