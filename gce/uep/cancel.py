@@ -7,9 +7,8 @@ first, whatever its engine made of it:
 - not started yet: taken out of its engine's queue, it never runs;
 - running on a ThreadPoolEngine: TaskCancelled is raised in its thread (as a time limit is,
   gce.uep.timelimit: it lands when the thread next runs Python code, not inside a C call);
-- running on a ProcessPoolEngine: its pool's worker processes are killed. A process pool breaks
-  when any of its workers dies (concurrent.futures), so its other running tasks are sent again to
-  the new pool, as after a time limit's kill (gce.uep.pools), and the cancelled one is not;
+- running on a ProcessPoolEngine: the worker process running it, and no other, is killed and
+  replaced (gce.uep.procpool); the pool's other tasks run on;
 - running in parsl (HighThroughputEngine): parsl cannot stop one task; it runs to its end and its
   own outcome is its answer.
 """
@@ -185,30 +184,22 @@ INTERRUPTED = "its thread was interrupted (a thread inside a C call stops when t
 
 
 def _stop_process_job(engine: Any, task_id: str, say: Callable[[str], None]) -> str:
-    with engine._lock:
-        waiting = next((j for j in engine._waiting if j.task_id == task_id), None)
-        if waiting is not None:
-            engine._waiting.remove(waiting)
-        running = next((j for j in engine._running if j.task_id == task_id), None)
-        if running is not None:
-            running.cancelled = True  # not sent again when its pool breaks (gce.uep.pools)
-    if waiting is not None:
-        say(NOT_STARTED)
-        waiting.outer.cancel()
-        return NOT_STARTED
-    if running is None:
+    job = engine.pool.claim(task_id)  # gce.uep.procpool
+    if job is None:
         say("it had just finished")
         return "it had just finished"
-    processes = list(getattr(running.pool, "_processes", {}).values())
-    how = f"its worker process was killed (its pool's {len(processes)} worker(s) start afresh; the other " \
-          "tasks they ran are run again)"
-    say(how)
-    for process in processes:
-        try:
-            process.kill()
-        except (OSError, ValueError):  # gone already
-            pass
-    return how
+    if job.worker is None:  # taken out of the waiting ones
+        say(NOT_STARTED)
+        job.future.cancel()
+        return NOT_STARTED
+    say(KILLED)
+    if engine.pool.kill(job):
+        return KILLED
+    say("it had just finished")
+    return "it had just finished"
+
+
+KILLED = "its worker process was killed (another takes its place; the pool's other tasks run on)"
 
 
 def _stop_parsl_task(engine: Any, task_id: str, fut: Future[Any], say: Callable[[str], None]) -> str:

@@ -15,9 +15,7 @@ import platform
 import logging
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from gce import __version__ as gce_version
@@ -217,30 +215,14 @@ class ThreadPoolEngine(_LocalPoolEngine):
         return run_task(payload, self.max_result_bytes, self.max_output_bytes, limit)
 
 
-@dataclass(eq=False)
-class _Job:  # a task of a ProcessPoolEngine
-    task_id: str
-    payload: bytes
-    limit: float | None
-    outer: Future
-    pool: Any = None  # the pool running it, once handed over
-    began: float = 0.0
-    resent: bool = False
-    cancelled: bool = False  # by its submitter (gce.uep.cancel): its pool's kill does not send it again
-
-    def past_limit(self, now: float) -> bool:
-        return self.limit is not None and now >= self.began + self.limit
-
-
 class ProcessPoolEngine(_LocalPoolEngine):
-    """A local process pool. It is given no more tasks than it has workers, so a task handed to
-    it runs at once: its time limit counts from then, and the tasks a broken pool fails are the
-    ones it was running.
+    """A local pool of worker processes (gce.uep.procpool), each given one task at a time: a task
+    handed to a worker runs at once, and its time limit counts from then.
 
-    A worker that dies breaks the whole pool (concurrent.futures), which is replaced. When the
-    death was a time limit's (a worker kills its process when its function will not stop:
-    gce.uep.timelimit), that task is answered TIMEOUT and the others the pool ran are sent once
-    more to the new pool, so the kill costs no other task; otherwise its tasks fail WORKER_LOST.
+    A worker that dies costs its own task alone and is replaced. When the death was a time
+    limit's (a worker kills its process when its function will not stop: gce.uep.timelimit), the
+    task is answered TIMEOUT; when its submitter cancelled it (gce.uep.cancel), CANCELLED;
+    otherwise it fails WORKER_LOST, which gce.uep.retries may run again.
     """
 
     type = "ProcessPoolEngine"
@@ -248,95 +230,44 @@ class ProcessPoolEngine(_LocalPoolEngine):
     def start(self) -> None:
         import multiprocessing
 
-        self._ctx = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
-        self._waiting: deque[_Job] = deque()
-        self._running: set[_Job] = set()
-        self._killed_for_time: dict[int, bool] = {}  # id of a broken pool -> a task of it ran past its limit
+        from gce.uep.procpool import ProcessPool
+
+        self.pool = ProcessPool(multiprocessing.get_context("spawn"), self.workers, self.max_result_bytes,
+                                self.max_output_bytes, self._lost, self._handed)
+        self.pool.start()
 
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
+        from gce.uep.procpool import Job
+
         _, limit = split_spec(resource_spec)
-        job = _Job(task_id, payload, limit, Future())
+        job = Job(task_id, payload, limit, self.task_context(task_id))
+        self.pool.submit(job)
+        return job.future
+
+    def _handed(self, job: Any) -> None:  # a worker begins JOB now (told holding the pool's lock)
         with self._lock:
-            self._waiting.append(job)
-        self._feed()
-        return job.outer
+            if job.task_id in self._tasks:
+                self._started[job.task_id] = job.began
 
-    def _feed(self) -> None:
-        from concurrent.futures.process import BrokenProcessPool
-
-        while True:
-            with self._lock:
-                if not self._waiting or len(self._running) >= self.workers:
-                    return
-                job = self._waiting.popleft()
-                job.pool, job.began = self.pool, time.time()
-                self._running.add(job)
-                if job.task_id in self._tasks:
-                    self._started[job.task_id] = job.began
-            try:
-                inner = job.pool.submit(sandbox.run_task, job.payload, self.max_result_bytes,
-                                        self.max_output_bytes, job.limit, self.task_context(job.task_id))
-            except BrokenProcessPool:  # broken, its tasks not told yet: this one never reached it
-                with self._lock:
-                    self._running.discard(job)
-                    self._replace(job.pool, time.time())
-                    self._waiting.appendleft(job)
-                continue
-            inner.add_done_callback(lambda f, job=job: self._relay(job, f))
-
-    def _relay(self, job: _Job, f: Future) -> None:
-        from concurrent.futures.process import BrokenProcessPool
-
-        exc = f.exception()
-        if isinstance(exc, BrokenProcessPool):
-            self._broken(job)
-        elif exc is not None:
-            self._finish(job, lambda: job.outer.set_exception(exc))
-        else:
-            self._finish(job, lambda: job.outer.set_result(f.result()))
-        self._feed()
-
-    def _finish(self, job: _Job, answer: Any) -> None:
-        with self._lock:
-            self._running.discard(job)
-        answer()
-
-    def _replace(self, pool: Any, now: float) -> None:
-        # Once per broken pool, not once per task it fails; called holding the lock.
-        if self.pool is pool:
-            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
-            ran = [j for j in self._running if j.pool is pool]
-            if ran:  # each of them takes it out when it is told
-                self._killed_for_time[id(pool)] = any(j.past_limit(now) or j.cancelled for j in ran)
-
-    def _broken(self, job: _Job) -> None:
-        now = time.time()
-        with self._lock:
-            pool = job.pool
-            self._replace(pool, now)
-            self._running.discard(job)
-            for_time = self._killed_for_time.get(id(pool), False)
-            if not any(j.pool is pool for j in self._running):
-                self._killed_for_time.pop(id(pool), None)
-            again = for_time and not job.past_limit(now) and not job.resent and not job.cancelled
-            if again:
-                job.resent = True
-                self._waiting.appendleft(job)
-        if again:
-            log.info("task %s: sent again to a new process pool: the last one broke when a task's worker was "
-                     "killed for running past its time limit", job.task_id)
-        elif job.past_limit(now):
-            job.outer.set_exception(TaskRefused(ErrorCode.TIMEOUT, (
+    def _lost(self, job: Any, exitcode: int | None) -> BaseException:
+        if job.cancelled:  # answered CANCELLED (gce.uep.cancel), never run again
+            return TaskRefused(ErrorCode.CANCELLED, "the task was cancelled by its submitter: its worker process "
+                               "was killed")
+        if job.past_limit(time.time()):
+            return TaskRefused(ErrorCode.TIMEOUT, (
                 f"the task ran past its time limit of {job.limit:g} s and was stopped: its worker process was "
-                "killed (its walltime, or the Executor's task_timeout)")))
-        else:
-            job.outer.set_exception(WorkerLost("a worker process of the process pool died abruptly "
-                                               "(killed by a signal or out of memory)"))
+                "killed (its walltime, or the Executor's task_timeout)"))
+        how = "killed by a signal or out of memory"
+        if exitcode is not None and exitcode < 0:
+            import signal
+
+            try:
+                how = f"killed by {signal.Signals(-exitcode).name}: a signal, or out of memory"
+            except ValueError:
+                pass
+        elif exitcode is not None:
+            how = f"it exited with status {exitcode}"
+        return WorkerLost(f"a worker process of the process pool died abruptly ({how})")
 
     def shutdown(self) -> None:
-        with self._lock:
-            waiting, self._waiting = list(self._waiting), deque()
-        for job in waiting:
-            job.outer.cancel()
-        super().shutdown()
+        self.pool.shutdown()
