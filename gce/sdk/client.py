@@ -311,19 +311,11 @@ class Client(RegistersFunctions):
         """
         import pika
 
+        from gce.sdk.discovery import peek
+
         endpoint_id = str(uuid.UUID(str(endpoint_id)))
-        queue = names.endpoint_status_queue(endpoint_id)
-
-        def peek(ch: Any) -> tuple[Any, bytes]:
-            # Taken unacked and put back for the next reader. A report published meanwhile is
-            # not lost: the requeued one goes back to the head, where max-length 1 drops it.
-            method, _props, body = ch.basic_get(queue, auto_ack=False)
-            if method is not None:
-                ch.basic_nack(method.delivery_tag, requeue=True)
-            return method, body
-
         try:
-            method, body = self._call(peek, queue=False)
+            method, body = self._call(peek(names.endpoint_status_queue(endpoint_id)), queue=False)
         except pika.exceptions.ChannelClosedByBroker as e:
             why = {404: "the endpoint has no status queue on this broker (was it ever started?)",
                    403: f"broker user {self.broker_user!r} may not read the endpoint's status"}

@@ -27,22 +27,27 @@ def _hint(user: str) -> str:
             "which writes the list (accounts provisioned before it have none)")
 
 
-def read(call: Call, user: str) -> tuple[list[str], float | None]:
-    """(the endpoint ids in USER's directory, when provisioning wrote it)."""
-    import pika
+def peek(queue: str) -> Callable[[Any], tuple[Any, bytes]]:
+    """An operation on a channel reading QUEUE's one message and leaving it for the next reader:
+    taken unacked and put back at once (a status report, a directory). A message published
+    meanwhile is not lost: the requeued one goes back to the head, where max-length 1 drops it."""
 
-    queue = names.directory_queue(user)
-
-    def peek(ch: Any) -> tuple[Any, bytes]:
-        # Taken unacked and put back at once, as a status report is: the list stays for the next reader.
+    def op(ch: Any) -> tuple[Any, bytes]:
         method, _props, body = ch.basic_get(queue, auto_ack=False)
         if method is not None:
             ch.basic_nack(method.delivery_tag, requeue=True)
         return method, body
 
+    return op
+
+
+def read(call: Call, user: str) -> tuple[list[str], float | None]:
+    """(the endpoint ids in USER's directory, when provisioning wrote it)."""
+    import pika
+
     for attempt in range(3):
         try:
-            method, body = call(peek)
+            method, body = call(peek(names.directory_queue(user)))
         except pika.exceptions.ChannelClosedByBroker as e:
             raise NoDirectory(f"cannot read the endpoints broker user {user!r} may submit to: {e.reply_text}"
                               + _hint(user)) from None
