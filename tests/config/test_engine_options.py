@@ -78,8 +78,8 @@ def test_what_gce_configure_writes_passes(gce_home, engine, provider):
     from gce.config import writer
     from gce.config.paths import endpoint_paths
 
-    if provider != "local" and engine != "htex":
-        pytest.skip("a provider is for htex only")
+    if provider != "local" and engine not in writer.BLOCK_ENGINES:
+        pytest.skip("a provider is for the engines of blocks only (htex, mpi)")
     paths = endpoint_paths("w")
     ep = writer.NewEndpoint(name="w", broker_url="amqp://ep:pw@h/gce", engine=engine, provider=provider,
                             partition="p" if provider == "slurm" else "")
