@@ -91,12 +91,15 @@ test: venv rabbitmq
 	  if ! dpkg -s bats bats-assert bats-support >/dev/null 2>&1; then $(call apt_install,bats bats-assert bats-support); fi; \
 	  bats tests/bats; fi
 
-# Re-runnable: an existing endpoint is kept, its broker accounts keep their passwords.
+# Re-runnable: an existing endpoint is kept, its broker accounts keep their passwords (unless
+# this machine lost demo-user's URL: then both get new ones, and the endpoint restarts with its own).
 DEMO_PY = $(VENV)/bin/python -c 'from gce.config.paths import endpoint_paths as p; \
   from gce.config.model import read_endpoint_id as r; e = p("$(DEMO)"); print($(1))'
 demo: venv broker
 	@if [ ! -f "$$($(call DEMO_PY,e.config_file))" ]; then $(VENV)/bin/gce configure $(DEMO); fi
-	$(VENV)/bin/gce broker provision --endpoint $(DEMO) --user $(DEMO_USER) --sdk-config
+	@# A demo-user whose URL this machine no longer holds (sdk.yaml gone or stale) gets a new password.
+	@rotate=; if ! $(VENV)/bin/gce whoami >/dev/null 2>&1; then rotate=--rotate; fi; set -x; \
+	$(VENV)/bin/gce broker provision --endpoint $(DEMO) --user $(DEMO_USER) --sdk-config $$rotate
 	$(VENV)/bin/gce stop $(DEMO)
 	$(VENV)/bin/gce start $(DEMO) --detach
 	$(VENV)/bin/python -m gce.sdk.demo "$$($(call DEMO_PY,r(e)))"
