@@ -162,9 +162,13 @@ class ProcessPool:
             self.waiting.append(job)
             return None
         worker = self._idle.popleft()
+        self._assign(worker, job)
+        return worker
+
+    def _assign(self, worker: Worker, job: Job) -> None:
+        # Holding the lock: WORKER runs JOB from now on, which its engine is told.
         worker.job, job.worker, job.began = job, worker, time.time()
         self._began(job)
-        return worker
 
     def _send(self, worker: Worker, job: Job) -> None:
         meta = pickle.dumps((job.limit, job.context))
@@ -269,8 +273,7 @@ class ProcessPool:
             return None
         if self.waiting:
             job = self.waiting.popleft()
-            worker.job, job.worker, job.began = job, worker, time.time()
-            self._began(job)
+            self._assign(worker, job)
             return job
         self._idle.append(worker)
         return None
