@@ -114,3 +114,18 @@ def spy(sdk_broker) -> Iterator[Spy]:
     s = Spy(sdk_broker)
     yield s
     s.close()
+
+
+def assert_refused(url: str, *actions: Callable[[Any], Any]) -> None:
+    """Each of ACTIONS, on a channel of its own with publisher confirms, as the account of URL:
+    the broker closes the channel with 403 ACCESS_REFUSED."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        for action in actions:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+                action(ch)
+            assert info.value.reply_code == 403, info.value.reply_text
+    finally:
+        conn.close()

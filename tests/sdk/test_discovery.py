@@ -11,6 +11,7 @@ import pytest
 from gce.sdk import Client
 from gce.sdk.discovery import NoDirectory
 from gce.transport import directory, names
+from tests.sdk.conftest import assert_refused
 
 pytestmark = pytest.mark.broker
 
@@ -42,17 +43,9 @@ def test_another_user_sees_only_her_own_list(sdk_broker):
     directory.publish(sdk_broker.admin_url, {alice: [sdk_broker.endpoint_id], bob: [sdk_broker.unstarted_endpoint_id]})
     with Client(sdk_broker.other_user_url) as c:
         assert [e["endpoint_id"] for e in c.get_endpoints()] == [sdk_broker.unstarted_endpoint_id]
-    conn = pika.BlockingConnection(pika.URLParameters(sdk_broker.other_user_url))
-    try:
-        for action in (lambda ch: ch.basic_get(names.directory_queue(alice)),
-                       lambda ch: ch.basic_publish(names.DIRECTORY_EXCHANGE, bob, directory.body(["x"]))):
-            ch = conn.channel()
-            ch.confirm_delivery()
-            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
-                action(ch)
-            assert info.value.reply_code == 403, info.value.reply_text
-    finally:
-        conn.close()
+    assert_refused(sdk_broker.other_user_url,
+                   lambda ch: ch.basic_get(names.directory_queue(alice)),
+                   lambda ch: ch.basic_publish(names.DIRECTORY_EXCHANGE, bob, directory.body(["x"])))
 
 
 def test_an_account_without_a_directory_is_told_to_provision_again(sdk_broker):

@@ -18,6 +18,7 @@ import pytest
 from gce.sdk import Client, UnknownFunction, serialize
 from gce.sdk.registry import RegistryRefused
 from gce.transport import names, provision, rabbitmqctl
+from tests.sdk.conftest import assert_refused
 
 pytestmark = pytest.mark.broker
 
@@ -91,18 +92,10 @@ def test_another_broker_user_can_neither_read_nor_replace_it(sdk_broker, tmp_pat
             bob.run(1, endpoint_id=sdk_broker.endpoint_id, function_id=fid)
     alice_user = pika.URLParameters(sdk_broker.user_url).credentials.username
     queue = names.function_queue(alice_user, fid)
-    conn = pika.BlockingConnection(pika.URLParameters(sdk_broker.other_user_url))
-    try:
-        for action in (lambda ch: ch.basic_get(queue),
-                       lambda ch: ch.basic_publish(names.FUNCTIONS_EXCHANGE, queue, b"evil"),
-                       lambda ch: ch.queue_purge(queue)):
-            ch = conn.channel()
-            ch.confirm_delivery()
-            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
-                action(ch)
-            assert info.value.reply_code == 403, info.value.reply_text
-    finally:
-        conn.close()
+    assert_refused(sdk_broker.other_user_url,
+                   lambda ch: ch.basic_get(queue),
+                   lambda ch: ch.basic_publish(names.FUNCTIONS_EXCHANGE, queue, b"evil"),
+                   lambda ch: ch.queue_purge(queue))
 
 
 def test_a_body_changed_on_the_broker_is_not_taken_for_the_function(sdk_broker, tmp_path, monkeypatch):
