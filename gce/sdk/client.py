@@ -300,7 +300,7 @@ class Client(RegistersFunctions):
         (a Unix time or None), reason and details (see get_endpoint_status)."""
         from gce.sdk import discovery
 
-        return discovery.endpoints(lambda op: self._call(op, queue=False), self.broker_user, self.get_endpoint_status)
+        return discovery.endpoints(lambda op: self._call(op, queue=False), self.broker_user, self._endpoint_status)
 
     def get_endpoint_status(self, endpoint_id: str | uuid.UUID) -> dict[str, Any]:
         """The endpoint's last status report; ``status`` is online, offline or unknown.
@@ -309,6 +309,10 @@ class Client(RegistersFunctions):
         accepting_tasks, gce_version, engine_type, tasks_in_flight and timestamp. Only users
         who may submit to the endpoint may read it; its owner sees more with ``gce status``.
         """
+        return self._endpoint_status(endpoint_id)[0]
+
+    def _endpoint_status(self, endpoint_id: str | uuid.UUID) -> tuple[dict[str, Any], bool]:
+        """(get_endpoint_status's answer, whether the broker refused this user the endpoint's status)."""
         import pika
 
         from gce.sdk.discovery import peek
@@ -320,19 +324,19 @@ class Client(RegistersFunctions):
             why = {404: "the endpoint has no status queue on this broker (was it ever started?)",
                    403: f"broker user {self.broker_user!r} may not read the endpoint's status"}
             return {"status": "unknown", "endpoint_id": endpoint_id,
-                    "reason": f"{why.get(e.reply_code, 'the broker refused')}: {e.reply_text}"}
+                    "reason": f"{why.get(e.reply_code, 'the broker refused')}: {e.reply_text}"}, e.reply_code == 403
         if method is None:
-            return {"status": "unknown", "endpoint_id": endpoint_id, "reason": "the endpoint has not reported yet"}
+            return {"status": "unknown", "endpoint_id": endpoint_id, "reason": "the endpoint has not reported yet"}, False
         if (method.exchange, method.routing_key) != (names.STATUS_EXCHANGE, endpoint_id):
             # Another endpoint account can reach this queue (a CC header, or its own exchange
             # bound into gce.status) but never as gce.status with this endpoint's id as key.
             return {"status": "unknown", "endpoint_id": endpoint_id, "reason": "the status queue holds a report that "
-                    f"did not come from the endpoint (exchange {method.exchange!r}, key {method.routing_key!r})"}
+                    f"did not come from the endpoint (exchange {method.exchange!r}, key {method.routing_key!r})"}, False
         try:
             details = json.loads(body)
             stamp = float(details.get("timestamp", 0))
         except (ValueError, TypeError, AttributeError) as e:
-            return {"status": "unknown", "endpoint_id": endpoint_id, "reason": f"unreadable status report ({e})"}
+            return {"status": "unknown", "endpoint_id": endpoint_id, "reason": f"unreadable status report ({e})"}, False
         age = max(0.0, time.time() - stamp)
         return {"status": "online" if age < STATUS_STALE_SECONDS else "offline", "endpoint_id": endpoint_id,
-                "last_seen": stamp, "age_seconds": round(age, 1), "details": details}
+                "last_seen": stamp, "age_seconds": round(age, 1), "details": details}, False

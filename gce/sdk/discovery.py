@@ -65,15 +65,15 @@ def read(call: Call, user: str) -> tuple[list[str], float | None]:
         raise NoDirectory(f"the list of endpoints of broker user {user!r} is unreadable ({e})" + _hint(user)) from None
 
 
-def endpoints(call: Call, user: str, status_of: Callable[[str], dict]) -> list[dict[str, Any]]:
+def endpoints(call: Call, user: str, status_of: Callable[[str], tuple[dict[str, Any], bool]]) -> list[dict[str, Any]]:
     """Each endpoint USER may submit to: endpoint_id, display_name, status (online, offline or
-    unknown), last_seen (a Unix time, or None), reason (for unknown) and details (its public status)."""
+    unknown), last_seen (a Unix time, or None), reason (for unknown) and details (its public status).
+    STATUS_OF gives an endpoint's status and whether the broker refused it to USER."""
     ids, _updated = read(call, user)
     found = []
-    refused = f"broker user {user!r} may not read the endpoint's status"  # Client.get_endpoint_status's 403
     for endpoint_id in ids:
-        status = status_of(endpoint_id)
-        if status["status"] == "unknown" and str(status.get("reason", "")).startswith(refused):
+        status, refused = status_of(endpoint_id)
+        if refused:
             # Revoked since provisioning wrote the list (gce broker revoke drops the grant, not the
             # line): the broker no longer lets her near it, so it is not hers to list.
             continue
