@@ -59,7 +59,7 @@ def to_yaml(data: Any) -> str:
 
 
 def _identity(user: str | None) -> dict:
-    from gce.config.templating import mapped_identity_of
+    from gce.config.template_vars import mapped_identity_of
 
     if user is None:
         return mapped_identity_of(os.getuid())
@@ -101,7 +101,8 @@ def command(
     itself, so files it includes must be readable by that user. user_runtime describes this machine.
     """
     from gce.config import model
-    from gce.config.templating import local_runtime, render_for_endpoint
+    from gce.config.template_vars import local_runtime
+    from gce.config.templating import render_for_endpoint
     from gce.config.user_schema import UserConfigInvalid
 
     paths = endpoint_paths(name)

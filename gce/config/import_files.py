@@ -130,7 +130,7 @@ def check_template(out: Imported, name: str) -> None:
     a template that does not render yet is reported (the endpoint is written all the same)."""
     import tempfile
 
-    from gce.config import model, templating
+    from gce.config import model, template_vars, templating
     from gce.config.engine_options import check
     from gce.errors import ConfigError
 
@@ -142,8 +142,8 @@ def check_template(out: Imported, name: str) -> None:
         config = model.from_data(name, out.endpoint_id, out.config, config_dir=Path(tmp))
         try:
             rendered = templating.render_for_endpoint(
-                config, {}, source="no values", user_runtime=templating.local_runtime(),
-                mapped_identity=templating.mapped_identity_of(os.geteuid()))
+                config, {}, source="no values", user_runtime=template_vars.local_runtime(),
+                mapped_identity=template_vars.mapped_identity_of(os.geteuid()))
             check(rendered.get("engine"), writer.TEMPLATE_FILE)
         except ConfigError as e:
             why = e.why.replace(tmp + "/", "")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from gce.config import templating
+from gce.config import template_vars, templating
 
 _ENGINE_TYPE = re.compile(r"(\btype:\s*[\"']?)GlobusComputeEngine\b")
 _TOP_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:(.*)$")
@@ -37,7 +37,7 @@ PROLOGUE = (
     '"gid": mapped_identity.local.gid, "groups": mapped_identity.local.gids, '
     '"dir": mapped_identity.local.home, "shell": mapped_identity.local.shell}}} %}\n'
 )
-_GC_HAS: dict[str, set[str] | None] = {"user_runtime": set(templating.local_runtime()), "parent_config": None,
+_GC_HAS: dict[str, set[str] | None] = {"user_runtime": set(template_vars.local_runtime()), "parent_config": None,
            "mapped_identity": {"local"}}
 _LOCAL_HAS = {"uname", "uid", "gid", "groups", "dir", "shell"}
 # Globus Compute's user_runtime fields that gce's lacks, however the template reaches them (_GC.user_runtime
@@ -169,4 +169,4 @@ def _report_gc_fields(out: Template, where: str) -> None:
             out.dropped.append((f"{where}: {missing}", f"undefined in gce ({gce_has})"))
     for name in dict.fromkeys(_GC_RUNTIME_ONLY.findall(out.text)):
         out.dropped.append((f"{where}: user_runtime.{name}",
-                            "undefined in gce (its user_runtime has " + ", ".join(sorted(templating.local_runtime())) + ")"))
+                            "undefined in gce (its user_runtime has " + ", ".join(sorted(template_vars.local_runtime())) + ")"))

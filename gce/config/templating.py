@@ -23,11 +23,8 @@ sandbox with StrictUndefined, and can include or extend only files of its own di
 from __future__ import annotations
 
 import copy
-import grp
 import math
 import os
-import platform
-import pwd
 import shlex
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Mapping
@@ -39,6 +36,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from gce.config import redaction
 from gce.config.model import yaml_problem
 from gce.config.schema import ENGINE, SETUP_TEARDOWN, TEMPLATE_POLICY
+from gce.config.template_vars import runtime_variables
 from gce.config.user_schema import (TemplateRenderError, apply_defaults, check_names, describe_problem,
                                     load_schema, parent_view, validate_user_config)
 from gce.config.writer import yaml_str
@@ -56,45 +54,6 @@ RENDERED = {
 }
 
 _CHECK_HINT = "check it offline with: gce render-user-config ENDPOINT --user-config FILE.json"
-
-
-# -- the reserved variables ---------------------------------------------------------------------
-
-def local_runtime() -> dict:
-    """This machine's ``user_runtime`` (the UEP gets the submitter's from the task instead)."""
-    import gce
-
-    return {"python_version": platform.python_version(), "gce_version": gce.__version__,
-            "platform": platform.platform()}
-
-
-def runtime_variables(runtime: Mapping[str, Any]) -> dict:
-    """``user_runtime`` as a template sees it: RUNTIME's python_version, gce_version and platform,
-    and the names Globus Compute's templates use for them (python.version, python.version_tuple,
-    globus_compute_sdk_version), so that a template brought over by gce import renders as it is."""
-    variables = copy.deepcopy(dict(runtime))
-    version = str(variables.get("python_version") or "")
-    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
-    variables.setdefault("python", {"version": version, "version_tuple": parts})
-    variables.setdefault("globus_compute_sdk_version", variables.get("gce_version", ""))
-    return variables
-
-
-def mapped_identity_of(user: str | int) -> dict:
-    """``mapped_identity`` for local account USER (name or uid), resolved through NSS."""
-    try:
-        pw = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
-    except KeyError:
-        raise ConfigError(f"unknown local user {user!r}", "no such account on this machine") from None
-    gids = os.getgrouplist(pw.pw_name, pw.pw_gid)
-    names = []
-    for gid in gids:
-        try:
-            names.append(grp.getgrgid(gid).gr_name)
-        except KeyError:
-            names.append(str(gid))
-    return {"local": {"uname": pw.pw_name, "uid": pw.pw_uid, "gid": pw.pw_gid, "groups": names,
-                      "gids": gids, "home": pw.pw_dir, "shell": pw.pw_shell}}
 
 
 # -- rendering ----------------------------------------------------------------------------------

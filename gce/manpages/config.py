@@ -208,7 +208,8 @@ def template_variables() -> list[str]:
     """The variables and filters a user config template may use, from the code that renders it."""
     import jinja2
 
-    from gce.config.templating import environment, local_runtime, mapped_identity_of
+    from gce.config.template_vars import local_runtime, mapped_identity_of
+    from gce.config.templating import environment
     from gce.config.user_schema import JINJA_GLOBALS, RESERVED
 
     filters = sorted(set(environment(".").filters) - set(jinja2.Environment().filters))

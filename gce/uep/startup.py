@@ -112,7 +112,7 @@ def render_config(template: UepTemplate | None) -> dict[str, Any] | None:
     when untemplated."""
     if template is None:
         return None
-    from gce.config import templating
+    from gce.config import template_vars, templating
     from gce.config.model import EndpointConfig
     from gce.errors import GceError
 
@@ -124,9 +124,9 @@ def render_config(template: UepTemplate | None) -> dict[str, Any] | None:
     try:
         rendered = templating.render_for_endpoint(
             config, template.user_config, source=f"for endpoint {template.name!r}",
-            user_runtime={**templating.local_runtime(),
+            user_runtime={**template_vars.local_runtime(),
                           **{k: v for k, v in template.user_runtime.to_dict().items() if v}},
-            mapped_identity=templating.mapped_identity_of(os.getuid()),
+            mapped_identity=template_vars.mapped_identity_of(os.getuid()),
             template_dir_fd=template.template_dir_fd, schema_fd=template.schema_fd,
         )
     except GceError as e:

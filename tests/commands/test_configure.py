@@ -19,7 +19,8 @@ import yaml
 
 from gce.config import model, writer
 from gce.config.paths import endpoint_paths
-from gce.config.templating import local_runtime, mapped_identity_of, render_for_endpoint
+from gce.config.template_vars import local_runtime, mapped_identity_of
+from gce.config.templating import render_for_endpoint
 from gce.errors import UsageError
 from tests.commands.conftest import GCE_BIN
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gce.config import templating, user_schema
+from gce.config import template_vars, templating, user_schema
 from gce.config.user_schema import TemplateRenderError, UserConfigInvalid
 from gce.errors import ConfigError
 
@@ -405,19 +405,19 @@ def test_load_schema(tmp_path):
 
 
 def test_mapped_identity_of_a_real_account():
-    me = templating.mapped_identity_of(os.getuid())["local"]
+    me = template_vars.mapped_identity_of(os.getuid())["local"]
     assert me["uid"] == os.getuid() and me["gid"] == os.getgid()
-    assert templating.mapped_identity_of(me["uname"])["local"] == me
+    assert template_vars.mapped_identity_of(me["uname"])["local"] == me
     assert me["gids"] == os.getgrouplist(me["uname"], me["gid"])
     assert len(me["groups"]) == len(me["gids"]) and me["home"] and me["shell"]
     with pytest.raises(ConfigError, match="unknown local user 'no-such-user-here'"):
-        templating.mapped_identity_of("no-such-user-here")
+        template_vars.mapped_identity_of("no-such-user-here")
 
 
 def test_local_runtime():
     import platform
 
-    runtime = templating.local_runtime()
+    runtime = template_vars.local_runtime()
     assert runtime["python_version"] == platform.python_version() and set(runtime) == {
         "python_version", "gce_version", "platform"}
 

@@ -64,7 +64,7 @@ def template(ctx: Context) -> Result:
         return skip("user template", "the config did not load")
     if not c.multi_user:
         return skip("user template", "not a multi-user endpoint")
-    from gce.config import templating, user_schema
+    from gce.config import template_vars, templating, user_schema
 
     tpath = c.user_config_template_path
     try:
@@ -76,9 +76,9 @@ def template(ctx: Context) -> Result:
                         "rendering needs a user's values", f"gce render-user-config {ctx.paths.name} "
                         "--user-config FILE.json", file=tpath)
         # Rendered as whoever runs this (the manager renders as the mapped user).
-        me = templating.mapped_identity_of(os.geteuid())
+        me = template_vars.mapped_identity_of(os.geteuid())
         rendered = templating.render_for_endpoint(c, {}, source="(no values: the schema's defaults)",
-                                                  user_runtime=templating.local_runtime(), mapped_identity=me)
+                                                  user_runtime=template_vars.local_runtime(), mapped_identity=me)
     except GceError as e:
         return fail("user template", f"{tpath} does not render with the schema's defaults: {e}",
                     e.hint or f"fix {tpath}", file=tpath)
