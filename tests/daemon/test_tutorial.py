@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -97,13 +98,22 @@ else:
 '''
 
 
-def _run(script, user_url: str, *args: str) -> dict:
-    env = {**os.environ, "GCE_BROKER_URL": user_url}
-    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _run(script, user_url: str, *args: str, timeout: float = 140) -> dict:
+    """Run the script; if it hangs, its threads' stacks (faulthandler, on SIGABRT) are the failure."""
+    env = {**os.environ, "GCE_BROKER_URL": user_url, "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        pytest.fail(f"the tutorial script hung for {timeout:.0f} s; its stacks:\n{err[-12000:]}\nstdout:\n{out[-2000:]}")
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.timeout(420)  # two runs of at most 140 s each, and two endpoints to start and stop
 def test_a_globus_compute_tutorial_runs_with_only_its_import_changed(broker, make_endpoint, tmp_path, monkeypatch):
     for key, value in mpi_hello.ENV.items():  # Open MPI as root: the endpoints' workers inherit it
         monkeypatch.setenv(key, value)
