@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import pickle
+import signal
 import struct
 import threading
 import time
@@ -69,6 +71,7 @@ def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None
     limit is SIGALRM's: gce.uep.timelimit), until the pool closes its end."""
     from gce.uep import sandbox
 
+    _die_with_pool()
     while True:
         try:
             frame = conn.recv_bytes()
@@ -89,6 +92,24 @@ def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None
             conn.send_bytes(reply)
         except (EOFError, OSError):
             return
+
+
+def _die_with_pool() -> None:
+    """Once the user endpoint is gone, so is this worker, busy or not: killed by SIGKILL, the
+    endpoint runs no shutdown, and a task's result has nowhere left to go. The end of spawn's pipe
+    that the endpoint holds closes with it, whatever killed it (no polling; unlike PR_SET_PDEATHSIG,
+    not tied to the thread that started the worker); a thread waiting on that pipe ends the worker."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by a pool (run in-process, by a test)
+        return
+
+    def watch() -> None:
+        parent.join()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="gce-worker-orphan-watch", daemon=True).start()
 
 
 class ProcessPool:

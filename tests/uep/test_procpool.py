@@ -168,3 +168,25 @@ def test_workers_start_as_tasks_need_them_up_to_max_workers(tmp_path: Path) -> N
         assert len(set(pids)) == 3, pids  # the first worker again, and two more: never a fourth
     finally:
         uep.close()
+
+
+def test_a_user_endpoint_killed_by_sigkill_takes_its_busy_workers_with_it(tmp_path: Path) -> None:
+    # kill -9 of the user endpoint runs none of its shutdown: a worker busy with an hour-long task
+    # would run on, an orphan whose result has nowhere to go, holding its core and memory.
+    uep = UepProcess({"type": "ProcessPoolEngine", "max_workers": 2}, tmp_path)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    try:
+        uep.submit(NAP, "nap", 3600, str(busy))
+        pid = _pid(busy)
+        workers = [p.pid for p in psutil.Process(uep.proc.pid).children()]
+        assert pid in workers
+        os.kill(uep.proc.pid, signal.SIGKILL)
+        uep.proc.wait(timeout=10)
+        assert all(_gone(p, timeout=10) for p in workers), "a worker outlived its user endpoint's kill -9"
+    finally:
+        uep.close()
+        try:
+            os.killpg(uep.proc.pid, signal.SIGKILL)  # had the test failed: no orphan left behind
+        except ProcessLookupError:
+            pass
