@@ -98,8 +98,9 @@ else:
 '''
 
 
-def _run(script, user_url: str, *args: str, timeout: float = 140) -> dict:
-    """Run the script; if it hangs, its threads' stacks (faulthandler, on SIGABRT) are the failure."""
+def _run(script, user_url: str, *args: str, endpoints=(), timeout: float = 140) -> dict:
+    """Run the script; if it hangs, its threads' stacks (faulthandler, on SIGABRT) and the ends of
+    ENDPOINTS' logs are the failure."""
     env = {**os.environ, "GCE_BROKER_URL": user_url, "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -108,7 +109,10 @@ def _run(script, user_url: str, *args: str, timeout: float = 140) -> dict:
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGABRT)
         out, err = proc.communicate()
-        pytest.fail(f"the tutorial script hung for {timeout:.0f} s; its stacks:\n{err[-12000:]}\nstdout:\n{out[-2000:]}")
+        logs = "".join(f"\n--- the end of endpoint {ep.name!r}'s log:\n" + "\n".join(ep.log().splitlines()[-40:])
+                       for ep in endpoints)
+        pytest.fail(f"the tutorial script hung for {timeout:.0f} s; its stacks:\n{err[-12000:]}\nstdout:\n{out[-2000:]}"
+                    + logs)
     assert proc.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
 
@@ -135,7 +139,8 @@ def test_a_globus_compute_tutorial_runs_with_only_its_import_changed(broker, mak
     assert TUTORIAL.count(GLOBUS_IMPORT) == 1
     script.write_text(TUTORIAL.replace(GLOBUS_IMPORT, "from gce.sdk import Executor, Client, ShellFunction, MPIFunction"))
 
-    first = _run(script, tutorial.user_url, tutorial.endpoint_id, mpi.endpoint_id, program, "first")
+    first = _run(script, tutorial.user_url, tutorial.endpoint_id, mpi.endpoint_id, program, "first",
+                 endpoints=(tutorial, mpi))
     assert first["hello"] == "Hello World!"
     assert first["error"] == "ZeroDivisionError"
     assert first["shell"] == "hello from the shell"
@@ -143,5 +148,6 @@ def test_a_globus_compute_tutorial_runs_with_only_its_import_changed(broker, mak
     assert set(first["mpi"]) == mpi_hello.lines(2)
 
     # A new kernel, after the first was killed with four tasks outstanding.
-    second = _run(script, tutorial.user_url, tutorial.endpoint_id, mpi.endpoint_id, program, first["task_group_id"])
+    second = _run(script, tutorial.user_url, tutorial.endpoint_id, mpi.endpoint_id, program, first["task_group_id"],
+                  endpoints=(tutorial, mpi))
     assert second["reloaded"] == [0, 2, 4, 6]
