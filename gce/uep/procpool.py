@@ -7,19 +7,14 @@ of an idle worker, and one reader thread waits (``multiprocessing.connection.wai
 worker's pipe and every worker's sentinel at once: a result completes its job's future there, and
 a worker that dies costs its own job alone; another worker takes its place.
 
-Frames on a worker's pipe, written with ``send_bytes`` so that the payload, bytes already, is never
-pickled again: to the worker, a 4-byte length, a pickle of the task's (time limit, context) and the
-payload; back, one byte (0: the result follows, 1: a pickled exception follows) then the body.
+The worker's side, and the frames on its pipe: gce/uep/poolworker.py.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
 import pickle
-import signal
-import struct
 import threading
 import time
 from collections import deque
@@ -30,10 +25,10 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Callable
 
+from gce.uep.poolworker import LEN, RESULT, work
+
 log = logging.getLogger(__name__)
 
-_LEN = struct.Struct("!I")
-RESULT, ERROR = b"\x00", b"\x01"
 # A worker that dies with no task (it could not even start, say) is replaced after this long,
 # doubled each time it happens again in a row, up to RESPAWN_MAX: not in a tight loop.
 RESPAWN_FIRST = 0.1
@@ -64,52 +59,6 @@ class Worker:
     conn: Connection  # the pool's end of the worker's pipe
     job: Job | None = None
     retired: bool = False  # given no more jobs: it is dying, or killed for a job cancelled as it ended
-
-
-def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None:
-    """A worker's life: run each task that comes down CONN, on this main thread (so that a time
-    limit is SIGALRM's: gce.uep.timelimit), until the pool closes its end."""
-    from gce.uep import sandbox
-
-    _die_with_pool()
-    while True:
-        try:
-            frame = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        size = _LEN.unpack_from(frame)[0]
-        limit, context = pickle.loads(frame[_LEN.size:_LEN.size + size])
-        payload = frame[_LEN.size + size:]
-        del frame
-        try:
-            reply = RESULT + sandbox.run_task(payload, max_result_bytes, max_output_bytes, limit, context)
-        except BaseException as e:  # run_task answers all the task does; this is gce's own failure
-            try:
-                reply = ERROR + pickle.dumps(e)
-            except Exception:
-                reply = ERROR + pickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
-        try:
-            conn.send_bytes(reply)
-        except (EOFError, OSError):
-            return
-
-
-def _die_with_pool() -> None:
-    """Once the user endpoint is gone, so is this worker, busy or not: killed by SIGKILL, the
-    endpoint runs no shutdown, and a task's result has nowhere left to go. The end of spawn's pipe
-    that the endpoint holds closes with it, whatever killed it (no polling; unlike PR_SET_PDEATHSIG,
-    not tied to the thread that started the worker); a thread waiting on that pipe ends the worker."""
-    import multiprocessing
-
-    parent = multiprocessing.parent_process()
-    if parent is None:  # not started by a pool (run in-process, by a test)
-        return
-
-    def watch() -> None:
-        parent.join()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="gce-worker-orphan-watch", daemon=True).start()
 
 
 class ProcessPool:
@@ -194,7 +143,7 @@ class ProcessPool:
     def _send(self, worker: Worker, job: Job) -> None:
         meta = pickle.dumps((job.limit, job.context))
         try:
-            worker.conn.send_bytes(_LEN.pack(len(meta)) + meta + job.payload)
+            worker.conn.send_bytes(LEN.pack(len(meta)) + meta + job.payload)
         except (OSError, ValueError):  # the worker died: its sentinel tells the reader, which answers JOB
             pass
 

@@ -1,0 +1,64 @@
+"""A worker process of the ProcessPoolEngine's pool (gce/uep/procpool.py): what runs in it.
+
+Frames on a worker's pipe, written with ``send_bytes`` so that the payload, bytes already, is never
+pickled again: to the worker, a 4-byte length, a pickle of the task's (time limit, context) and the
+payload; back, one byte (0: the result follows, 1: a pickled exception follows) then the body.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import threading
+from multiprocessing.connection import Connection
+
+LEN = struct.Struct("!I")
+RESULT, ERROR = b"\x00", b"\x01"  # the first byte of a reply
+
+
+def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None:
+    """A worker's life: run each task that comes down CONN, on this main thread (so that a time
+    limit is SIGALRM's: gce.uep.timelimit), until the pool closes its end."""
+    from gce.uep import sandbox
+
+    _die_with_pool()
+    while True:
+        try:
+            frame = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        size = LEN.unpack_from(frame)[0]
+        limit, context = pickle.loads(frame[LEN.size:LEN.size + size])
+        payload = frame[LEN.size + size:]
+        del frame
+        try:
+            reply = RESULT + sandbox.run_task(payload, max_result_bytes, max_output_bytes, limit, context)
+        except BaseException as e:  # run_task answers all the task does; this is gce's own failure
+            try:
+                reply = ERROR + pickle.dumps(e)
+            except Exception:
+                reply = ERROR + pickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
+        try:
+            conn.send_bytes(reply)
+        except (EOFError, OSError):
+            return
+
+
+def _die_with_pool() -> None:
+    """Once the user endpoint is gone, so is this worker, busy or not: killed by SIGKILL, the
+    endpoint runs no shutdown, and a task's result has nowhere left to go. The end of spawn's pipe
+    that the endpoint holds closes with it, whatever killed it (no polling; unlike PR_SET_PDEATHSIG,
+    not tied to the thread that started the worker); a thread waiting on that pipe ends the worker."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by a pool (run in-process, by a test)
+        return
+
+    def watch() -> None:
+        parent.join()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="gce-worker-orphan-watch", daemon=True).start()
