@@ -86,7 +86,8 @@ test: venv rabbitmq
 	@if ! dpkg -s $(MPI_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(MPI_TEST_DEBS)); fi
 	@if ! dpkg -s $(CONTAINER_TEST_DEBS) >/dev/null 2>&1; then $(call apt_install,$(CONTAINER_TEST_DEBS)); fi
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest -q
+	@# Two pytest sessions side by side: the one waiting on containers and Slurm, and the rest.
+	$(VENV)/bin/python tests/lanes.py
 	@if compgen -G 'tests/bats/*.bats' >/dev/null; then \
 	  if ! dpkg -s bats bats-assert bats-support >/dev/null 2>&1; then $(call apt_install,bats bats-assert bats-support); fi; \
 	  bats tests/bats; fi
