@@ -153,3 +153,65 @@ def test_a_stop_on_a_full_disk_acks_nothing_and_does_not_raise(tmp_path):
     asyncio.run(main())
     assert ("ack", 1, 1) not in link.calls
     spool.close()
+
+
+class Counting(Disk):
+    """A real disk that counts its fsyncs and tells LINK's calls at each."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.fsyncs: list[list[tuple]] = []  # the link's calls as each fsync began
+
+    def fsync(self, fd):
+        self.fsyncs.append(list(self.link.calls))
+        super().fsync(fd)
+
+
+def test_a_short_task_s_records_share_one_fsync_and_its_ack_waits_for_it(tmp_path, monkeypatch):
+    # T (delivered), R (its result) and D (the broker confirmed the result) of a task that ends
+    # within the commit window, each in an iteration of the loop of its own as messages come:
+    # one fsync for the three, and the delivery is acked after it.
+    monkeypatch.setattr(commit, "COMMIT_WINDOW", 0.2)
+    link = Link()
+    disk = Counting(link)
+    spool = Spool(tmp_path, disk=disk)
+    spool.recover()
+
+    async def main() -> None:
+        c = GroupCommit(spool, link)
+        spool.add_task(_task("t1"), b"1")
+        c.delivered(1, 1)
+        await asyncio.sleep(0)
+        spool.add_result({"task_id": "t1", "result": {}, "reply_to": "r"}, b"r1")
+        c.schedule()
+        await asyncio.sleep(0)
+        spool.done("t1")
+        c.schedule()
+        await asyncio.sleep(0)
+        assert link.calls == [] and disk.fsyncs == []  # nothing yet: the window is open
+        await until(lambda: link.calls == [("ack", 1, 1)])
+        assert disk.fsyncs == [[]]  # one fsync, before the ack
+        await asyncio.sleep(commit.COMMIT_WINDOW * 3)
+        assert len(disk.fsyncs) == 1 and not spool.dirty
+
+    asyncio.run(main())
+    rec = Spool(tmp_path).recover()
+    assert rec.tasks == [] and rec.results == []
+
+
+def test_a_stop_within_the_window_flushes_and_acks_at_once(tmp_path):
+    link = Link()
+    spool = Spool(tmp_path, disk=Counting(link))
+    spool.recover()
+
+    async def main() -> None:
+        c = GroupCommit(spool, link)
+        spool.add_task(_task("t1"), b"1")
+        c.delivered(1, 7)
+        await c.flush_all()
+        assert link.calls == [("ack", 1, 7)]
+        await asyncio.sleep(commit.COMMIT_WINDOW * 3)  # the window's flush was called off
+        assert link.calls == [("ack", 1, 7)]
+
+    asyncio.run(main())
+    assert [t for t, _ in Spool(tmp_path).recover().tasks] == ["t1"]
