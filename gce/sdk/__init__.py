@@ -29,6 +29,7 @@ _EXPORTS = {
     "ExecutorFailed": "errors",
     "NoTaskQueue": "errors",
     "PayloadTooLarge": "errors",
+    "RegistryRefused": "registry",
     "RemoteExecutionError": "errors",
     "SdkError": "errors",
     "SubmitRefused": "errors",
@@ -36,7 +37,11 @@ _EXPORTS = {
     "TaskOutput": "errors",
     "TaskPending": "errors",
     "TaskGroupInUse": "groups",
+    "TaskGroupUnlisted": "groups",
+    "NoDirectory": "discovery",
     "UnknownFunction": "errors",
+    "VersionMismatch": "versions",
+    "VersionWarning": "versions",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -47,10 +52,13 @@ if TYPE_CHECKING:
     from gce.sdk.errors import (BrokerNotConfigured, BrokerUnavailable, ExecutorFailed, NoTaskQueue, PayloadTooLarge,
                                 RemoteExecutionError, SdkError, SubmitRefused, TaskFailed, TaskOutput, TaskPending,
                                 UnknownFunction)
+    from gce.sdk.discovery import NoDirectory
     from gce.sdk.executor import Executor, TaskFuture
-    from gce.sdk.groups import TaskGroupInUse
+    from gce.sdk.groups import TaskGroupInUse, TaskGroupUnlisted
     from gce.sdk.mpi import MPIFunction
+    from gce.sdk.registry import RegistryRefused
     from gce.sdk.shell import ShellFunction, ShellResult
+    from gce.sdk.versions import VersionMismatch, VersionWarning
 
 
 def __getattr__(name: str) -> Any:
