@@ -3,8 +3,8 @@
 A flush comes COMMIT_WINDOW after the first record that waits for one, and the records that
 came meanwhile share its fsync; the fsync runs on a thread so the loop keeps dispatching tasks
 and publishing results meanwhile; what arrives during it goes into the next batch. The window
-costs no task any time (a task is dispatched at once; only its ack waits, and the broker holds
-up to the prefetch count unacked), and it spares the disk: a short task's T, R and D records
+delays no task (a task is dispatched at once; only its ack waits, and the broker holds up to the
+prefetch count unacked), and it spares the disk: a short task's T, R and D records
 share one fsync instead of three, each with a hand-off to a thread and back (one per record
 before, the manager's largest cost per task; on an NFS home directory, a round trip to the
 server each). Acks are per channel generation: tags of a channel that
