@@ -101,8 +101,7 @@ def command(
     itself, so files it includes must be readable by that user. user_runtime describes this machine.
     """
     from gce.config import model
-    from gce.config.template_vars import local_runtime
-    from gce.config.templating import render_for_endpoint
+    from gce.config.templating import render_here
     from gce.config.user_schema import UserConfigInvalid
 
     paths = endpoint_paths(name)
@@ -111,8 +110,7 @@ def command(
     source = describe(user_config)
     identity = _identity(as_user)
     try:
-        rendered = render_for_endpoint(config, values, source=source, user_runtime=local_runtime(),
-                                       mapped_identity=identity)
+        rendered = render_here(config, values, source=source, mapped_identity=identity)
     except UserConfigInvalid as e:
         if config.user_config_schema_path:
             e.hint = f"the values must fit the schema {config.user_config_schema_path}"

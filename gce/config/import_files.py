@@ -130,7 +130,7 @@ def check_template(out: Imported, name: str) -> None:
     a template that does not render yet is reported (the endpoint is written all the same)."""
     import tempfile
 
-    from gce.config import model, template_vars, templating
+    from gce.config import model, templating
     from gce.config.engine_options import check
     from gce.errors import ConfigError
 
@@ -141,9 +141,7 @@ def check_template(out: Imported, name: str) -> None:
             Path(tmp, file).write_bytes(out.files[file])
         config = model.from_data(name, out.endpoint_id, out.config, config_dir=Path(tmp))
         try:
-            rendered = templating.render_for_endpoint(
-                config, {}, source="no values", user_runtime=template_vars.local_runtime(),
-                mapped_identity=template_vars.mapped_identity_of(os.geteuid()))
+            rendered = templating.render_here(config, {}, source="no values")
             check(rendered.get("engine"), writer.TEMPLATE_FILE)
         except ConfigError as e:
             why = e.why.replace(tmp + "/", "")

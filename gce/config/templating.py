@@ -36,7 +36,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from gce.config import redaction
 from gce.config.model import yaml_problem
 from gce.config.schema import ENGINE, SETUP_TEARDOWN, TEMPLATE_POLICY
-from gce.config.template_vars import runtime_variables
+from gce.config.template_vars import local_runtime, mapped_identity_of, runtime_variables
 from gce.config.user_schema import (TemplateRenderError, apply_defaults, check_names, describe_problem,
                                     load_schema, parent_view, validate_user_config)
 from gce.config.writer import yaml_str
@@ -271,3 +271,13 @@ def render_for_endpoint(
         config.user_config_template_path, values, parent_config=config.raw,
         user_runtime=user_runtime, mapped_identity=mapped_identity, dir_fd=template_dir_fd,
     )
+
+
+def render_here(config: EndpointConfig, user_config: Mapping[str, Any], *, source: str,
+                mapped_identity: Mapping[str, Any] | None = None) -> dict:
+    """render_for_endpoint as a template is checked before any task: with this machine's
+    user_runtime and, unless given, the mapped_identity of whoever runs this (the diagnostic,
+    gce import, gce render-user-config). A user endpoint renders with the submitter's runtime."""
+    return render_for_endpoint(config, user_config, source=source, user_runtime=local_runtime(),
+                               mapped_identity=mapped_identity_of(os.geteuid()) if mapped_identity is None
+                               else mapped_identity)

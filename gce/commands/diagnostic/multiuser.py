@@ -77,8 +77,7 @@ def template(ctx: Context) -> Result:
                         "--user-config FILE.json", file=tpath)
         # Rendered as whoever runs this (the manager renders as the mapped user).
         me = template_vars.mapped_identity_of(os.geteuid())
-        rendered = templating.render_for_endpoint(c, {}, source="(no values: the schema's defaults)",
-                                                  user_runtime=template_vars.local_runtime(), mapped_identity=me)
+        rendered = templating.render_here(c, {}, source="(no values: the schema's defaults)", mapped_identity=me)
     except GceError as e:
         return fail("user template", f"{tpath} does not render with the schema's defaults: {e}",
                     e.hint or f"fix {tpath}", file=tpath)
