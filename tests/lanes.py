@@ -17,6 +17,7 @@ PYTEST_ADDOPTS); ``GCE_TEST_LANES=1`` runs everything in one session, as plain p
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(log.read())
     print(f"\nlanes: main exit {main_rc} after {main_took:.0f} s; machines exit {machines_rc} after "
           f"{machines_took:.0f} s", flush=True)
-    subprocess.run(["rm", "-rf", str(work)], check=False)
+    shutil.rmtree(work, ignore_errors=True)
     return main_rc or machines_rc
 
 
