@@ -2,6 +2,6 @@ from __future__ import annotations
 
 import sys
 
-from gce.uep.main import main
+from gce.uep.boot import main
 
 sys.exit(main())

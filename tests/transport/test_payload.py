@@ -107,5 +107,5 @@ def test_reading_the_format_imports_no_cloudpickle_and_no_sdk():
 
 
 def test_the_user_endpoint_imports_no_sdk():
-    loaded = _imported_by("gce.uep.main") | _imported_by("gce.uep.execute")
+    loaded = _imported_by("gce.uep.boot") | _imported_by("gce.uep.execute")
     assert not {m for m in loaded if m == "gce.sdk" or m.startswith("gce.sdk.")}
