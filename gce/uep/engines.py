@@ -12,19 +12,19 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from typing import Any
 
 from gce.transport.message import ErrorCode
 from gce.uep import blocks, breaker, parsl_compat, placement, sandbox, worker_pool
 from gce.uep.accounting import BlockBook, walltime_seconds
 from gce.uep.breaker import BlockGuard
+from gce.uep.futures import settle
 from gce.uep.containers import take_options as take_container
 from gce.uep.pools import Engine, ProcessPoolEngine, ThreadPoolEngine, TaskRefused, WorkerLost, split_spec
 from gce.uep.worker_pools import worker_pools
 
-__all__ = ["Engine", "ENGINES", "HighThroughputEngine", "ProcessPoolEngine", "TaskRefused", "ThreadPoolEngine",
-           "WorkerLost", "make_engine"]
+__all__ = ["Engine", "HighThroughputEngine", "ProcessPoolEngine", "TaskRefused", "ThreadPoolEngine", "WorkerLost"]
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +127,11 @@ class HighThroughputEngine(Engine):
         with self._lock:
             self._ids[outer] = task_id
         # Asked after the task is known: a breaker opening meanwhile answers it, or this does.
-        refusal = self.guard.refusal()
-        if refusal is not None:
+        refused = self.guard.refusal() or self._longer_than_blocks(resource_spec)
+        if refused is not None:
             with self._lock:
                 self._ids.pop(outer, None)
-            _settle(outer, exc=refusal)
-            return outer
-        too_long = self._longer_than_blocks(resource_spec)
-        if too_long is not None:
-            with self._lock:
-                self._ids.pop(outer, None)
-            _settle(outer, exc=too_long)
+            settle(outer, exc=refused)
             return outer
         if resource_spec or len(payload) > BATCHABLE_BYTES:
             self._send([(payload, outer)], resource_spec)
@@ -200,7 +194,7 @@ class HighThroughputEngine(Engine):
                 for _, outer in tasks:
                     self._ids.pop(outer, None)
             for _, outer in tasks:
-                _settle(outer, exc=e)
+                settle(outer, exc=e)
             return
         htex_id = getattr(inner, "parsl_executor_task_id", None)
         with self._lock:
@@ -227,28 +221,28 @@ class HighThroughputEngine(Engine):
                 else:
                     with self._lock:
                         self._ids.pop(tasks[0][1], None)
-                    _settle(tasks[0][1], exc=answer)
+                    settle(tasks[0][1], exc=answer)
             elif exc is not None:
                 for _, outer in tasks:
-                    _settle(outer, exc=exc)
+                    settle(outer, exc=exc)
             else:
                 results = f.result()
                 for (_, outer), result in zip(tasks, results if len(tasks) > 1 else [results]):
-                    _settle(outer, result)
+                    settle(outer, result)
             self._drain()
 
         inner.add_done_callback(relay)
 
     def _refuse_all(self, refusal: TaskRefused) -> None:
         """The breaker opened: answer every task not answered yet with REFUSAL. A task parsl
-        still holds is answered here; its own outcome, should it come, is dropped by _settle."""
+        still holds is answered here; its own outcome, should it come, is dropped by settle."""
         with self._lock:
             waiting, self._waiting = self._waiting, deque()
             for _, outer in waiting:  # never sent: nothing else will forget them
                 self._ids.pop(outer, None)
             outers = [o for o in self._ids if not o.done()] + [o for _, o in waiting]
         for outer in outers:
-            _settle(outer, exc=refusal)
+            settle(outer, exc=refusal)
         log.info("answered %d tasks with BLOCKS_FAILING (%d were waiting for a slot)", len(outers), len(waiting))
 
     def status(self) -> dict[str, Any]:
@@ -301,25 +295,3 @@ class HighThroughputEngine(Engine):
         except Exception:
             log.exception("closing the scaling strategy failed")
         self.htex.shutdown()
-
-
-def _settle(outer: Future, result: Any = None, exc: BaseException | None = None) -> None:
-    """Answer OUTER once: a task the breaker answered already keeps that answer."""
-    try:
-        if exc is not None:
-            outer.set_exception(exc)
-        else:
-            outer.set_result(result)
-    except InvalidStateError:
-        pass
-
-
-ENGINES = {cls.type: cls for cls in (ThreadPoolEngine, ProcessPoolEngine, HighThroughputEngine)}
-
-
-def make_engine(spec: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> Engine:
-    spec = dict(spec)
-    kind = spec.pop("type")
-    if kind in (ThreadPoolEngine.type, ProcessPoolEngine.type):
-        take_container(spec, kind)  # refused: a pool's workers are this process's children or threads
-    return ENGINES[kind](spec, run_dir, max_result_bytes, max_output_bytes)

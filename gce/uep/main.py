@@ -30,7 +30,8 @@ from gce.transport.payload import PayloadError, task_function_id, unpack_result
 from gce.uep.cancel import Cancels
 from gce.uep.deadlines import Deadlines, Limited
 from gce.uep.engines import Engine, TaskRefused, WorkerLost
-from gce.uep.mpi import check_spec, make_engine
+from gce.uep.factory import make_engine
+from gce.uep.mpi import check_spec
 from gce.uep.execute import traceback_tail
 from gce.uep.policy import TaskPolicy
 from gce.uep.pools import split_spec

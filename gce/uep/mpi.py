@@ -24,7 +24,7 @@ import shlex
 from typing import Any
 
 from gce.transport import resources
-from gce.uep.engines import HighThroughputEngine, make_engine as make_other_engine
+from gce.uep.engines import HighThroughputEngine
 from gce.uep.pools import GCE_RESOURCE_KEYS, Engine
 
 TYPES = ("MPIEngine", "GlobusMPIEngine")
@@ -102,11 +102,3 @@ def check_spec(engine: Engine, spec: dict[str, Any]) -> None:
         engine.complete(spec)
     else:
         _refuse_others(spec, (*GCE_RESOURCE_KEYS, "priority"), f"this endpoint's {engine.type}")
-
-
-def make_engine(spec: dict, run_dir: str, max_result_bytes: int, max_output_bytes: int = 64 << 10) -> Engine:
-    """gce.uep.engines.make_engine, which knows the MPI engine too."""
-    if spec.get("type") in TYPES:
-        options = {k: v for k, v in spec.items() if k != "type"}
-        return MPIEngine(options, run_dir, max_result_bytes, max_output_bytes)
-    return make_other_engine(spec, run_dir, max_result_bytes, max_output_bytes)

@@ -18,13 +18,14 @@ import pickle
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Callable
 
+from gce.uep.futures import settle
 from gce.uep.poolworker import LEN, RESULT, work
 
 log = logging.getLogger(__name__)
@@ -228,13 +229,13 @@ class ProcessPool:
         if job is None:
             return True
         if reply[:1] == RESULT:
-            _settle(job.future, reply[1:], None)
+            settle(job.future, reply[1:])
         else:
             try:
                 exc = pickle.loads(reply[1:])
             except Exception as e:
                 exc = RuntimeError(f"the worker's error could not be read: {e}")
-            _settle(job.future, b"", exc)
+            settle(job.future, b"", exc)
         return True
 
     def _next_for(self, worker: Worker) -> Job | None:
@@ -267,7 +268,7 @@ class ProcessPool:
         worker.conn.close()
         if job is None:
             return
-        _settle(job.future, b"", self._lost(job, worker.process.exitcode))
+        settle(job.future, b"", self._lost(job, worker.process.exitcode))
 
     def _respawn(self) -> None:
         sends: list[tuple[Worker, Job]] = []
@@ -333,15 +334,4 @@ def _kill(worker: Worker) -> None:
     try:
         worker.process.kill()
     except (OSError, ValueError):  # dead already: its sentinel tells the reader all the same
-        pass
-
-
-def _settle(future: Future[bytes], result: bytes, exc: BaseException | None) -> None:
-    """Complete FUTURE, unless shutdown() cancelled it meanwhile."""
-    try:
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
-    except InvalidStateError:
         pass

@@ -97,7 +97,7 @@ def test_a_healthy_block_resets_the_count_and_short_lived_ones_count() -> None:
 
 @pytest.mark.parametrize("kind", ["ThreadPoolEngine", "ProcessPoolEngine"])
 def test_a_local_pool_has_no_breaker(kind: str, tmp_path: Path) -> None:
-    from gce.uep.engines import make_engine
+    from gce.uep.factory import make_engine
 
     engine = make_engine({"type": kind, "max_workers": 1}, str(tmp_path), 1 << 20)
     engine.start()

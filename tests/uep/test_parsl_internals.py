@@ -22,7 +22,8 @@ from parsl.providers import LocalProvider, SlurmProvider
 from parsl.utils import Timer
 
 from gce.uep import parsl_compat, worker_pool
-from gce.uep.engines import HighThroughputEngine, make_engine
+from gce.uep.engines import HighThroughputEngine
+from gce.uep.factory import make_engine
 from gce.uep.parsl_compat import ParslChanged
 
 VERSION = f"parsl {parsl.__version__}"
