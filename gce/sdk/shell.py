@@ -67,6 +67,12 @@ class ShellFunction:
                 out, err = proc.communicate()
                 code = WALLTIME_EXIT
                 err += f"\ncommand killed after exceeding its walltime of {self.walltime} s\n"
+            except BaseException:
+                # The task is interrupted (its time limit's TaskTimedOut, a KeyboardInterrupt): the
+                # command ends with it. Left alone, leaving the with-block would wait for it, and
+                # then it would run on in its session after the worker was killed.
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
         return ShellResult(code, _tail(out, self.snippet_lines), _tail(err, self.snippet_lines), cmd)
 
     def __repr__(self) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import cloudpickle
@@ -34,3 +38,45 @@ def test_round_trips_through_cloudpickle():
 def test_an_empty_command_is_refused():
     with pytest.raises(ValueError):
         ShellFunction("  ")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+TIMED_OUT = """
+import sys, time
+from gce.sdk import ShellFunction
+from gce.uep.timelimit import TaskTimedOut, time_limit
+
+began = time.monotonic()
+try:
+    with time_limit(0.5):
+        ShellFunction("sleep 30 & echo $! $$ > " + sys.argv[1] + "; wait")()
+except TaskTimedOut:
+    print(f"timed out after {time.monotonic() - began:.1f} s")
+"""
+
+
+def test_a_task_time_limit_ends_the_command_and_its_children_at_once(tmp_path):
+    # The task's own limit (walltime, task_timeout) interrupts a worker's main thread with
+    # TaskTimedOut, not the command's walltime: the command must end with it, and at once, not
+    # hold the worker until the grace's SIGKILL and then run on in a session of its own. A worker
+    # of its own (a child process), since that SIGKILL would take pytest.
+    pids = tmp_path / "pids"
+    done = subprocess.run([sys.executable, "-c", TIMED_OUT, str(pids)], capture_output=True, text=True,
+                          timeout=60)
+    survivors = []
+    for pid in map(int, pids.read_text().split()):
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            survivors.append(pid)
+            os.kill(pid, signal.SIGKILL)
+    assert done.returncode == 0 and done.stdout.startswith("timed out after 0."), (done.returncode, done.stderr)
+    assert not survivors, f"processes {survivors} of the command outlived its task"
