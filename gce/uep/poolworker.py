@@ -1,12 +1,19 @@
 """A worker process of the ProcessPoolEngine's pool (gce/uep/procpool.py): what runs in it.
 
 Frames on a worker's pipe, written with ``send_bytes`` so that the payload, bytes already, is never
-pickled again: to the worker, a 4-byte length, a pickle of the task's (time limit, context) and the
-payload; back, one byte (0: the result follows, 1: a pickled exception follows) then the body.
+pickled again: to the worker, a 4-byte length, a pickle of the task's (time limit, context, marker)
+and the payload; back, one byte (0: the result follows, 1: a pickled exception follows) then the body.
+
+While a task runs, its marker is in the worker's environment as ``GCE_TASK_INSTANCE``, so every
+process the task starts carries it, even one that left for a session of its own (a ShellFunction's
+command does). When the worker dies with the task (cancelled, past its time limit, its endpoint
+gone) the pool kills them too: what a task started does not outlive it as an orphan. A process a
+task left behind on purpose and that ended well is not touched by a later task's death.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -16,11 +23,15 @@ from multiprocessing.connection import Connection
 
 LEN = struct.Struct("!I")
 RESULT, ERROR = b"\x00", b"\x01"  # the first byte of a reply
+TASK_MARKER = "GCE_TASK_INSTANCE"
+log = logging.getLogger(__name__)
+_running = ""  # the marker of the task this worker runs now, if any
 
 
 def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None:
     """A worker's life: run each task that comes down CONN, on this main thread (so that a time
     limit is SIGALRM's: gce.uep.timelimit), until the pool closes its end."""
+    global _running
     from gce.uep import sandbox
 
     _die_with_pool()
@@ -30,9 +41,10 @@ def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None
         except (EOFError, OSError):
             return
         size = LEN.unpack_from(frame)[0]
-        limit, context = pickle.loads(frame[LEN.size:LEN.size + size])
+        limit, context, _running = pickle.loads(frame[LEN.size:LEN.size + size])
         payload = frame[LEN.size + size:]
         del frame
+        os.environ[TASK_MARKER] = _running
         try:
             reply = RESULT + sandbox.run_task(payload, max_result_bytes, max_output_bytes, limit, context)
         except BaseException as e:  # run_task answers all the task does; this is gce's own failure
@@ -40,6 +52,9 @@ def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None
                 reply = ERROR + pickle.dumps(e)
             except Exception:
                 reply = ERROR + pickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
+        finally:
+            os.environ.pop(TASK_MARKER, None)
+            _running = ""
         try:
             conn.send_bytes(reply)
         except (EOFError, OSError):
@@ -59,6 +74,22 @@ def _die_with_pool() -> None:
 
     def watch() -> None:
         parent.join()
+        if _running:
+            kill_task_processes(_running)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="gce-worker-orphan-watch", daemon=True).start()
+
+
+def kill_task_processes(marker: str, task_id: str = "") -> int:
+    """Kill what the task with MARKER (TASK_ID) started and left running; how many processes."""
+    from gce.daemon.proctree import kill_marked
+
+    try:
+        killed = kill_marked(f"{TASK_MARKER}={marker}", os.getuid())
+    except OSError as e:  # no /proc to read: the endpoint's stop still ends them
+        log.warning("task %s: could not look for the processes it left running: %s", task_id, e)
+        return 0
+    if killed:
+        log.info("task %s: killed %d process(es) it had started, with its worker", task_id, killed)
+    return killed

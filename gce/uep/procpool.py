@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import pickle
+import secrets
 import threading
 import time
 from collections import deque
@@ -26,7 +27,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Callable
 
 from gce.uep.futures import settle
-from gce.uep.poolworker import LEN, RESULT, work
+from gce.uep.poolworker import LEN, RESULT, kill_task_processes, work
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Job:
     worker: Worker | None = None  # the one running it, once handed over
     began: float = 0.0
     cancelled: bool = False  # by its submitter: its worker was killed for it
+    marker: str = field(default_factory=lambda: secrets.token_hex(16))  # in its processes' environment
 
     def past_limit(self, now: float) -> bool:
         return self.limit is not None and now >= self.began + self.limit
@@ -142,7 +144,7 @@ class ProcessPool:
         self._began(job)
 
     def _send(self, worker: Worker, job: Job) -> None:
-        meta = pickle.dumps((job.limit, job.context))
+        meta = pickle.dumps((job.limit, job.context, job.marker))
         try:
             worker.conn.send_bytes(LEN.pack(len(meta)) + meta + job.payload)
         except (OSError, ValueError):  # the worker died: its sentinel tells the reader, which answers JOB
@@ -268,6 +270,7 @@ class ProcessPool:
         worker.conn.close()
         if job is None:
             return
+        kill_task_processes(job.marker, job.task_id)
         settle(job.future, b"", self._lost(job, worker.process.exitcode))
 
     def _respawn(self) -> None:

@@ -27,19 +27,40 @@ NAP = """def nap(seconds, folder):
 """
 
 
+# A task that starts a process in a session of its own (as a ShellFunction's command is), then naps.
+SPAWN = """def spawn(folder, seconds):
+    import os, subprocess, time
+    child = subprocess.Popen(["sleep", "3600"], start_new_session=True)
+    with open(os.path.join(folder, "child"), "w") as f:
+        f.write(str(child.pid))
+    with open(os.path.join(folder, "pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    return child.pid
+"""
+
+
 def _result(uep: UepProcess, task_id: str, timeout: float = 30) -> tuple[dict, bytes]:
     _, header, body = uep.wait_for(lambda k, h: k == frames.RESULT and h["task_id"] == task_id, timeout)
     return header, body
 
 
-def _pid(folder: Path, timeout: float = 30) -> int:
+def _pid(folder: Path, timeout: float = 30, name: str = "pid") -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            return int((folder / "pid").read_text())
+            return int((folder / name).read_text())
         except (OSError, ValueError):
             time.sleep(0.05)
-    raise AssertionError(f"no task wrote its pid in {folder}")
+    raise AssertionError(f"no task wrote its {name} in {folder}")
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:  # had the test failed: no orphan left behind
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _gone(pid: int, timeout: float = 10) -> bool:
@@ -173,20 +194,58 @@ def test_workers_start_as_tasks_need_them_up_to_max_workers(tmp_path: Path) -> N
 def test_a_user_endpoint_killed_by_sigkill_takes_its_busy_workers_with_it(tmp_path: Path) -> None:
     # kill -9 of the user endpoint runs none of its shutdown: a worker busy with an hour-long task
     # would run on, an orphan whose result has nowhere to go, holding its core and memory.
+    # Nor does what its task started in a session of its own.
     uep = UepProcess({"type": "ProcessPoolEngine", "max_workers": 2}, tmp_path)
     busy = tmp_path / "busy"
     busy.mkdir()
+    child = 0
     try:
-        uep.submit(NAP, "nap", 3600, str(busy))
-        pid = _pid(busy)
+        uep.submit(SPAWN, "spawn", str(busy), 3600)
+        pid, child = _pid(busy), _pid(busy, name="child")
         workers = [p.pid for p in psutil.Process(uep.proc.pid).children()]
         assert pid in workers
         os.kill(uep.proc.pid, signal.SIGKILL)
         uep.proc.wait(timeout=10)
         assert all(_gone(p, timeout=10) for p in workers), "a worker outlived its user endpoint's kill -9"
+        assert _gone(child), "what a busy task started outlived its user endpoint's kill -9"
     finally:
         uep.close()
         try:
             os.killpg(uep.proc.pid, signal.SIGKILL)  # had the test failed: no orphan left behind
         except ProcessLookupError:
             pass
+        _kill_all([child] if child else [])
+
+
+def test_what_a_cancelled_task_started_dies_with_it_and_only_that(tmp_path: Path) -> None:
+    # A cancelled (or timed-out) task's worker is killed; a command it started in a session of its
+    # own would run on as an orphan, holding its core, until the endpoint stops. A process an
+    # earlier task left behind on purpose, and that ended well, is that task's business: kept.
+    uep = UepProcess({"type": "ProcessPoolEngine", "max_workers": 1}, tmp_path)
+    kept, victim = tmp_path / "kept", tmp_path / "victim"
+    kept.mkdir()
+    victim.mkdir()
+    started: list[int] = []
+    try:
+        header, _ = _result(uep, uep.submit(SPAWN, "spawn", str(kept), 0))
+        assert header["status"] == "success", header
+        started.append(_pid(kept, name="child"))
+        victim_id = uep.submit(SPAWN, "spawn", str(victim), 3600)
+        started.append(_pid(victim, name="child"))
+        assert _pid(kept) == _pid(victim)  # one worker ran both
+        uep.send(frames.CANCEL_TASKS, {"task_ids": [victim_id]})
+        header, _ = _result(uep, victim_id)
+        assert (header["status"], header["error_code"]) == ("failed", "CANCELLED"), header
+        assert _gone(started[1]), "a process the cancelled task started outlived it"
+        assert not _gone(started[0], timeout=0.5), "a process an earlier, finished task left was killed"
+        _pool_carries_on_with_one(uep, tmp_path)
+    finally:
+        uep.close()
+        _kill_all(started)
+
+
+def _pool_carries_on_with_one(uep: UepProcess, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    again.mkdir()
+    header, _ = _result(uep, uep.submit(NAP, "nap", 0, str(again)))
+    assert header["status"] == "success", header
