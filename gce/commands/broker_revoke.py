@@ -8,7 +8,7 @@ import typer
 
 from gce import output
 from gce.commands.broker import Ctl, _check_users
-from gce.errors import ConfigError, UsageError
+from gce.errors import ConfigError, Unavailable, UsageError
 
 
 def revoke(
@@ -23,8 +23,10 @@ def revoke(
 ) -> None:
     """Delete broker accounts: users, and endpoints' accounts with every user's grant to them.
 
-    A deleted account can no longer log in, in any virtual host. Each endpoint's id is
-    also taken from the topic permission of every user who could submit to it. Nothing
+    A deleted account can no longer log in, in any virtual host. A deleted user's own
+    queues in the virtual host (her results, registered functions and endpoint list) are
+    deleted too. Each endpoint's id is also taken from the topic permission of every user
+    who could submit to it. Nothing
     on the endpoint's host changes. Without --yes, gce asks for confirmation, and refuses
     when it cannot ask (no terminal).
     """
@@ -67,6 +69,34 @@ def revoke(
     rmq.delete_accounts(accounts, rabbitmqctl)
     for a in accounts:
         output.success(f"broker account {a} deleted")
+    _delete_queues_of(user, vhost, rabbitmqctl)
+
+
+def _delete_queues_of(users: list[str], vhost: str, rabbitmqctl: str) -> None:
+    """Delete the deleted USERS' own queues (results, registered functions, directory): else
+    whoever is given one of their names later would find them waiting. After the accounts go, so
+    that no connection of theirs declares one anew meanwhile."""
+    from gce.transport import provision as p
+    from gce.transport import rabbitmqctl as rmq
+
+    if not users:
+        return
+    by_hand = "delete them with: rabbitmqctl list_queues -p VHOST name, then rabbitmqctl delete_queue -p VHOST NAME"
+    try:
+        present = rmq.queues(vhost, rabbitmqctl)
+    except (ValueError, Unavailable) as e:
+        output.warning(f"the queues of {', '.join(users)} are left on the broker: {e}; {by_hand}")
+        return
+    for u in users:
+        deleted, kept = 0, []
+        for queue in p.owned_queues(u, present):
+            try:
+                deleted += rmq.delete_queue(vhost, queue, rabbitmqctl)
+            except (ValueError, Unavailable) as e:
+                kept.append(f"{queue!r} ({e})")
+        output.success(f"{deleted} queue(s) of {u} deleted")
+        if kept:
+            output.warning(f"queue(s) of {u} left on the broker: {'; '.join(kept)}; {by_hand}")
 
 
 def _grants_without(have: dict, vhost: str, endpoints: list[str],

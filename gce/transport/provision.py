@@ -168,6 +168,17 @@ def user_permissions(broker_user: str, allowed_endpoint_ids: Iterable[str]) -> t
     return perms, topics
 
 
+def owned_queues(broker_user: str, queue_names: Iterable[str]) -> list[str]:
+    """Those of QUEUE_NAMES that are BROKER_USER's own, in their order: her result and function
+    queues (the names her permissions let her declare, and no other user's: see the module's
+    note on dots) and her directory queue."""
+    check_broker_user(broker_user)
+    user = re.escape(broker_user)
+    mine = re.compile(_exact(rf"gce\.results\.{user}\.{_SUFFIX}", rf"gce\.functions\.{user}\.{_FUNCTION_ID}",
+                             re.escape(names.directory_queue(broker_user))), re.DOTALL)
+    return [q for q in queue_names if mine.match(q)]
+
+
 def _exchange(name: str, kind: str, vhost: str) -> dict:
     return {"name": name, "vhost": vhost, "type": kind, "durable": True, "auto_delete": False,
             "internal": False, "arguments": {}}

@@ -125,6 +125,29 @@ def delete_accounts(accounts: Iterable[str], rabbitmqctl: str = "rabbitmqctl", e
             raise _fail(args, proc)
 
 
+def queues(vhost: str, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> list[str]:
+    """The names of VHOST's queues (JSON: a queue's name may hold a newline). VHOST goes on the
+    command line, so it must be a word no shell reads anything into (ValueError otherwise)."""
+    args = ["list_queues", "-p", vhost, "name", "--formatter", "json"]
+    proc = _run(rabbitmqctl, ["-q", *args], env)
+    if proc.returncode != 0:
+        raise _fail(args, proc)
+    listed = json.loads(proc.stdout or "[]")
+    return [q["name"] for q in listed if isinstance(q, dict) and isinstance(q.get("name"), str)]
+
+
+def delete_queue(vhost: str, queue: str, rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> bool:
+    """Delete QUEUE of VHOST; False if it was gone already. Both go on the command line (ValueError
+    for a name a shell would read anything into)."""
+    args = ["delete_queue", "-p", vhost, queue]
+    proc = _run(rabbitmqctl, ["-q", *args], env)
+    if proc.returncode != 0:
+        if "not_found" in proc.stderr + proc.stdout or "not found" in proc.stderr + proc.stdout:
+            return False
+        raise _fail(args, proc)
+    return True
+
+
 def first_answering(nodes: list[str], rabbitmqctl: str = "rabbitmqctl", env: dict | None = None) -> tuple[str | None, dict]:
     """(the first of a cluster's NODES whose rabbitmqctl answers, its definitions); definitions
     are cluster-wide, so one node is enough. No NODES: rabbitmqctl's default node. Unavailable

@@ -382,3 +382,45 @@ def test_provision_writes_each_users_endpoints_where_she_alone_reads_them(run, c
     assert run("revoke", "--endpoint", "one", "--yes").exit_code == 0
     with Client(dora_url) as dora:
         assert [e["endpoint_id"] for e in dora.get_endpoints()] == [read_endpoint_id(two)]
+
+
+def test_revoke_user_deletes_her_queues_and_no_one_elses(run, configured, tmp_path, broker):
+    # A broker user name given again to someone else later must not find the first one's results,
+    # registered functions or endpoint list waiting: her queues go with her account. "erin.x"
+    # shares her prefix and keeps his.
+    configured("demo")
+    creds = tmp_path / "creds.yaml"
+    assert run("provision", "--endpoint", "demo", "--user", "erin", "--user", "erin.x",
+               "--credentials", str(creds)).exit_code == 0
+    urls = yaml.safe_load(creds.read_text())
+    owned = {}
+    for user in ("erin", "erin.x"):
+        conn = _login(urls[user])
+        try:
+            ch = conn.channel()
+            for queue in (names.client_result_queue(user), names.result_queue(user, uuid.uuid4().hex),
+                          names.function_queue(user, hashlib.sha256(user.encode()).hexdigest())):
+                ch.queue_declare(queue, durable=True)
+        finally:
+            conn.close()
+        owned[user] = {q for q in rmq.queues(run.vhost, broker.rabbitmqctl, broker.env)
+                       if q.startswith(("gce.results.", "gce.functions.", "gce.directory.")) and
+                       p.owned_queues(user, [q])}
+        assert len(owned[user]) == 4, owned  # three of hers, and her directory
+    result = run("revoke", "--user", "erin", "--yes")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "broker account erin deleted" in result.output
+    assert "4 queue(s) of erin deleted" in result.output
+    left = set(rmq.queues(run.vhost, broker.rabbitmqctl, broker.env))
+    assert not owned["erin"] & left and owned["erin.x"] <= left
+
+
+def test_owned_queues_are_the_ones_her_permissions_let_her_declare():
+    fid = "a" * 64
+    named = ["gce.results.erin.client", "gce.results.erin.x.client", "gce.results.erin.0123abcd",
+             f"gce.functions.erin.{fid}", f"gce.functions.erin.x.{fid}", "gce.directory.erin",
+             "gce.directory.erin.x", "gce.ep.erin.tasks", "gce.results.erin.", "gce.results.erinx.client"]
+    assert p.owned_queues("erin", named) == ["gce.results.erin.client", "gce.results.erin.0123abcd",
+                                             f"gce.functions.erin.{fid}", "gce.directory.erin"]
+    assert p.owned_queues("erin.x", named) == ["gce.results.erin.x.client", f"gce.functions.erin.x.{fid}",
+                                               "gce.directory.erin.x"]
