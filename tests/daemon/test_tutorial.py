@@ -70,10 +70,15 @@ if step == "first":
         batch.add(function_id=func_uuid, args=[name])
     batch_res = gcc.batch_run(endpoint_id=tutorial_endpoint, batch=batch)
     task_ids = batch_res["tasks"][func_uuid]
+    import time
+    deadline = time.monotonic() + 120
     while True:
         got = gcc.get_batch_result(task_ids)
         if not any(r["pending"] for r in got.values()):
             break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the batch is still pending after 120 s: {got}")
+        time.sleep(0.1)
     out["batch"] = [got[t]["result"] for t in task_ids]
 
     with Executor(endpoint_id=mpi_endpoint) as ex:
@@ -82,12 +87,14 @@ if step == "first":
         out["mpi"] = sorted(res.stdout.splitlines())
 
     # The kernel dies a moment later with tasks outstanding: their group is all a new one needs.
-    # (A task submit() has not handed to the broker yet dies with the process, as in any Executor.)
+    # A task submit() has not handed to the broker yet dies with the process, as in any Executor:
+    # the kernel here dies once the broker has all four (a second's sleep was not always enough
+    # on a loaded machine, and the reload then waited for a task that never left).
     ex = Executor(endpoint_id=tutorial_endpoint)
     futures = [ex.submit(slow_double, i) for i in range(4)]
     out["task_group_id"] = str(ex.task_group_id)
-    import time
-    time.sleep(1)
+    if not ex._link.wait_published(60):
+        raise SystemExit("the broker did not confirm the four tasks within 60 s")
     print(json.dumps(out), flush=True)
     os._exit(0)
 else:
