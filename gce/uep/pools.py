@@ -237,7 +237,7 @@ class ProcessPoolEngine(_LocalPoolEngine):
         self.pool.start()
 
     def _submit(self, payload: bytes, resource_spec: dict, task_id: str = "") -> Future:
-        from gce.uep.procpool import Job
+        from gce.uep.poolreader import Job
 
         _, limit = split_spec(resource_spec)
         job = Job(task_id, payload, limit, self.task_context(task_id))
