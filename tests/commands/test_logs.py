@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -99,15 +100,29 @@ def test_a_real_htex_endpoint_shows_manager_uep_and_interchange_and_follows(on_b
 
         follower = subprocess.Popen([str(GCE_BIN), "logs", "real", "-f", "-n", "1"], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        out_lines: list[str] = []
+
+        def read_out() -> None:
+            for line in follower.stdout:
+                out_lines.append(line)
+
+        reader = threading.Thread(target=read_out, daemon=True)
+        reader.start()
+        # Its one line of history is printed after every file was read to its end: a line
+        # appended from now on can only be seen by the follow loop, which prints all it gains.
+        wait_until(lambda: out_lines, timeout=60)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S,000")
+        added = f"manager: {stamp} INFO manager[0] test: a line written while following\n"
         with open(paths.log_file, "a") as f:
             f.write(f"{stamp} INFO manager[0] test: a line written while following\n")
-        time.sleep(1.5)
+        # Printed by the follow loop, so Ctrl-C now finds it in that loop.
+        wait_until(lambda: added in out_lines, timeout=60)
         follower.send_signal(signal.SIGINT)
-        out, err = follower.communicate(timeout=30)
+        follower.wait(timeout=30)
+        reader.join(timeout=30)
+        err = follower.stderr.read()
         assert follower.returncode == 130, err
-        assert f"manager: {stamp} INFO manager[0] test: a line written while following\n" in out
+        assert added in out_lines
         assert "Traceback" not in err
     finally:
         if follower is not None and follower.poll() is None:
