@@ -16,7 +16,11 @@ pytestmark = [pytest.mark.slow]
 
 HELLO = "def hello(program):\n    from gce.sdk.mpi import MPIFunction\n    return MPIFunction(program)()\n"
 RANKS = "def ranks():\n    import os\n    return os.environ.get('PARSL_NUM_RANKS')\n"
-NAP = "def nap(s):\n    import time\n    began = time.time()\n    time.sleep(s)\n    return began, time.time()\n"
+# Touches its own marker, then waits for the other task's: True only if both were running at once.
+MEET = ("def meet(mine, other):\n    import os, time\n    open(mine, 'w').close()\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while not os.path.exists(other) and time.monotonic() < deadline:\n        time.sleep(0.05)\n"
+        "    return os.path.exists(other)\n")
 
 LOCAL_MPI = {"type": "MPIEngine", "mpi_launcher": "mpiexec", "max_workers_per_block": 2, "strategy_period": 0.5,
              "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}}
@@ -49,15 +53,16 @@ def test_an_mpi_function_comes_back_with_every_rank_s_line(tmp_path: Path) -> No
         plain = uep.submit(RANKS, "ranks")  # no spec: one node, one rank
         too_many = uep.submit(RANKS, "ranks", resource_specification={"num_nodes": 2})
         priority = uep.submit(RANKS, "ranks", resource_specification={"num_ranks": 2, "priority": 1})
-        naps = [uep.submit(NAP, "nap", 1.5, resource_specification={"num_ranks": 1}) for _ in range(2)]
-        answers = _answers(uep, three, two, plain, too_many, priority, *naps)
+        marks = [str(tmp_path / f"meeting-{i}") for i in range(2)]
+        meetings = [uep.submit(MEET, "meet", marks[i], marks[1 - i], resource_specification={"num_ranks": 1})
+                    for i in range(2)]
+        answers = _answers(uep, three, two, plain, too_many, priority, *meetings, timeout=120)
         for task, size in ((three, 3), (two, 2)):
             header, result = answers[task]
             assert header["status"] == "success", header
             assert result.returncode == 0 and set(result.stdout.splitlines()) == mpi_hello.lines(size), result
         assert answers[plain][1] == "1"
-        (began1, ended1), (began2, ended2) = (answers[n][1] for n in naps)
-        assert began2 < ended1 and began1 < ended2  # max_workers_per_block 2: both ran at once on this host
+        assert [answers[n][1] for n in meetings] == [True, True]  # max_workers_per_block 2: both ran at once here
         header = answers[too_many][0]
         assert header["error_code"] == "BAD_MESSAGE"
         assert "the task asks for 2 nodes, but a block of this endpoint has 1 (engine.provider.nodes_per_block)" \
