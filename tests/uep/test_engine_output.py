@@ -4,6 +4,7 @@ engine workers -> back (gce.uep.capture)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import subprocess
 import sys
 import time
@@ -63,23 +64,32 @@ def test_50_mb_of_output_completes_and_the_submitter_gets_its_tail(make_endpoint
         assert "disk quota exceeded" in text and text.endswith("step 4998\nstep 4999") and len(text) < 8192
 
 
-def prints_for_a_while(tag):
-    began = time.monotonic()
+def prints_for_a_while(tag, mine, other):
+    """Half its lines, then it waits for the other task to have printed its half too: both print
+    while the other's output is being captured, however long each took to start."""
+    met = False
     for i in range(200):
+        if i == 100:
+            open(mine, "w").close()
+            deadline = time.monotonic() + 60
+            while not os.path.exists(other) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            met = os.path.exists(other)
         print(f"{tag} {i}")
         print(f"{tag} err {i}", file=sys.stderr)
         time.sleep(0.002)
-    return began, time.monotonic()
+    return met
 
 
-def test_thread_engine_tasks_printing_at_once_each_get_their_own_output(make_endpoint):
+def test_thread_engine_tasks_printing_at_once_each_get_their_own_output(make_endpoint, tmp_path):
     ep = make_endpoint(engine="thread")
     ep.start()
+    marks = {tag: str(tmp_path / f"printing-{tag}") for tag in ("a", "b")}
     with ep.executor() as ex:
-        futs = {tag: ex.submit(prints_for_a_while, tag) for tag in ("a", "b")}
-        cf.wait(futs.values(), timeout=60)
-        (a_began, a_ended), (b_began, b_ended) = futs["a"].result(), futs["b"].result()
-        assert a_began < b_ended and b_began < a_ended  # they did print at the same time
+        futs = {tag: ex.submit(prints_for_a_while, tag, marks[tag], marks[other])
+                for tag, other in (("a", "b"), ("b", "a"))}
+        cf.wait(futs.values(), timeout=120)
+        assert [futs[t].result(timeout=60) for t in ("a", "b")] == [True, True]  # they did print at the same time
         for tag, fut in futs.items():
             assert fut.task_output().stdout == "".join(f"{tag} {i}\n" for i in range(200))
             assert fut.task_output().stderr == "".join(f"{tag} err {i}\n" for i in range(200))
