@@ -97,24 +97,32 @@ def test_the_streams_are_restored_after_an_exception_sys_exit_and_a_time_limit()
     assert (_fd_identity(1), _fd_identity(2), sys.stdout, sys.stderr) == before
 
 
-def test_threads_each_get_only_their_own_output():
-    def prints(tag):
-        began = time.monotonic()
+def test_threads_each_get_only_their_own_output(tmp_path):
+    def prints(tag, mine, other):
+        # Half its lines, then it waits for the other task to have printed its half too: both
+        # print while the other's output is being captured, however the threads are scheduled.
         for i in range(300):
+            if i == 150:
+                open(mine, "w").close()
+                deadline = time.monotonic() + 60
+                while not os.path.exists(other) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                met = os.path.exists(other)
             print(f"{tag} {i}")
             print(f"{tag} err {i}", file=sys.stderr)
             time.sleep(0.001)  # let the other thread print in between
-        return began, time.monotonic()
+        return met
 
     results = {}
     original = (sys.stdout, sys.stderr)
-    threads = [threading.Thread(target=lambda t=t: results.__setitem__(t, _run(prints, t))) for t in ("a", "b")]
+    marks = {t: str(tmp_path / t) for t in ("a", "b")}
+    threads = [threading.Thread(target=lambda t=t, o=o: results.__setitem__(t, _run(prints, t, marks[t], marks[o])))
+               for t, o in (("a", "b"), ("b", "a"))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
-    (a_began, a_ended), (b_began, b_ended) = (cloudpickle.loads(results[t].value) for t in ("a", "b"))
-    assert a_began < b_ended and b_began < a_ended  # they did print at the same time
+        t.join(120)
+    assert [cloudpickle.loads(results[t].value) for t in ("a", "b")] == [True, True]  # they did print at once
     for tag in ("a", "b"):
         assert results[tag].stdout == "".join(f"{tag} {i}\n" for i in range(300))
         assert results[tag].stderr == "".join(f"{tag} err {i}\n" for i in range(300))
