@@ -293,7 +293,8 @@ def test_a_broker_that_hangs_after_the_login_fails_within_the_time_limit(make_en
     assert (queue["status"], queue["reason"]) == ("FAIL", "the broker stopped answering: no reply within 5 s")
     assert rows[("hung", "broker publish")]["reason"] == "the broker stopped answering"
     assert result.exit_code == 1
-    assert elapsed < 9
+    # bounded by the 5 s time limit, not hung (the rest of the run is slack for a loaded machine)
+    assert elapsed < 5 + 10
 
 
 # -- the clock skew check ---------------------------------------------------------------------------
@@ -490,7 +491,8 @@ def test_a_port_that_never_answers_fails_the_tcp_check_within_its_time_limit(hom
     tcp = rows[("silent", "broker tcp")]
     assert tcp["status"] == "FAIL"
     assert tcp["reason"] == f"cannot connect to 127.0.0.1 port {port}: 127.0.0.1: no answer within 5.0 s"
-    assert 4.9 < elapsed < 6
+    # it waited the whole 5 s, and no longer than that plus slack for the other checks on a loaded machine
+    assert 4.9 < elapsed < 5 + 10
 
 
 def test_a_host_that_does_not_resolve_fails_the_dns_check(home):
