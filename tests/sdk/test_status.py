@@ -33,7 +33,11 @@ def test_reading_the_status_leaves_it_for_every_next_reader(sdk_broker, gce_home
     with Client(sdk_broker.user_url) as alice, Client(sdk_broker.other_user_url) as bob:
         seen = [c.get_endpoint_status(sdk_broker.endpoint_id) for c in (alice, bob, alice, bob, bob)]
     assert [s["status"] for s in seen] == ["online"] * 5, seen
-    assert len({s["last_seen"] for s in seen}) <= 2  # one report (or the next one, 2 s later), not consumed
+    # Not consumed: a report one reader read was there for the next one too. (How many reports
+    # the five reads saw depends on how many 2 s periods they spanned on a loaded machine; a
+    # consuming read would leave every next reader a new report or none.)
+    stamps = [s["last_seen"] for s in seen]
+    assert any(a == b for a, b in zip(stamps, stamps[1:])), stamps
 
 
 def test_users_are_refused_the_status_of_endpoints_they_may_not_use(sdk_broker, gce_home, broker):
