@@ -22,7 +22,8 @@ def test_wait_exit_returns_as_the_process_exits_and_reaps_it():
 
     rc, took, proc = asyncio.run(main())
     assert rc == 0 and proc.returncode == 0
-    assert 0.25 < took < 1.0
+    # on its exit, not at the 10 s time limit (the slack is for a loaded machine)
+    assert 0.25 < took < 5
     assert not os.path.exists(f"/proc/{proc.pid}") or open(f"/proc/{proc.pid}/stat").read().split()[2] != "Z"
 
 
