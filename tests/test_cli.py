@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pexpect
@@ -162,15 +162,28 @@ def test_help_and_version_import_no_heavy_library(args, clean_env):
 
 
 def test_help_is_fast(clean_env):
-    """`gce --help` runs in well under a second (about 0.1 s on an idle machine; the reference takes 0.7 s)."""
-    best = min(_wall_time(GCE_BIN, "--help") for _ in range(5))
-    assert best < 0.5, f"gce --help took {best:.3f} s"
+    """`gce --help` runs in well under a second (about 0.1 s on an idle machine; the reference takes 0.7 s).
+
+    What it costs is measured as CPU time beyond a bare interpreter's start, both measured here:
+    what its imports do counts in full, and a machine busy with other work, which stretches the
+    wall time several fold, hardly changes it."""
+    bare = min(_cpu_time(sys.executable, "-c", "pass") for _ in range(5))
+    best = min(_cpu_time(GCE_BIN, "--help") for _ in range(5))
+    assert best - bare < 0.4, f"gce --help took {best:.3f} s of CPU, a bare python {bare:.3f} s"
 
 
-def _wall_time(*argv: object) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([str(a) for a in argv], capture_output=True, check=True, timeout=60)
-    return time.perf_counter() - t0
+def _cpu_time(*argv: object) -> float:
+    """The CPU time (user and system) the command ARGV took, which must succeed."""
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        watchdog.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, f"{argv} exited with {proc.returncode}"
+    return usage.ru_utime + usage.ru_stime
 
 
 def _tty_output(env: dict[str, str], *args: str) -> str:
