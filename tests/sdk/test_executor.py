@@ -29,6 +29,15 @@ def double(x):
     return x * 2
 
 
+def waits_for(path, timeout):
+    """Runs until PATH exists (at most TIMEOUT s)."""
+    import os
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 class Unrebuildable(Exception):
     def __init__(self, a, b):  # pickles, but cannot be rebuilt from its args
         super().__init__(f"{a}-{b}")
@@ -268,7 +277,7 @@ def test_no_broker_url_names_all_three_places(gce_home):
         Executor(endpoint_id="5f1b5d4e-0d6f-4b8e-9f3a-2a9c6f1e7d10")
 
 
-def test_a_fatal_broker_error_fails_the_pending_futures_instead_of_hanging(sdk_broker, gce_home):
+def test_a_fatal_broker_error_fails_the_pending_futures_instead_of_hanging(sdk_broker, gce_home, tmp_path):
     import re
     import secrets
 
@@ -280,12 +289,17 @@ def test_a_fatal_broker_error_fails_the_pending_futures_instead_of_hanging(sdk_b
     url = sdk_broker.user_url.replace(sdk_broker.user_url.split("//")[1].split("@", 1)[0], f"{user}:{password}")
     ex = Executor(endpoint_id=sdk_broker.endpoint_id, broker_url=url)
     assert ex.submit(double, 1).result(timeout=20) == 2
-    slow = ex.submit(time.sleep, 5)
-    sdk_broker.admin("delete_user", user)  # the broker drops her connection; she can never log in again
-    with pytest.raises(BrokerUnavailable, match="refused user"):
-        slow.result(timeout=60)
-    with pytest.raises(BrokerUnavailable):
-        ex.submit(double, 2)
+    # Held until she is gone, however long deleting her takes: its result never comes.
+    release = tmp_path / "release"
+    slow = ex.submit(waits_for, str(release), 120)
+    try:
+        sdk_broker.admin("delete_user", user)  # the broker drops her connection; she can never log in again
+        with pytest.raises(BrokerUnavailable, match="refused user"):
+            slow.result(timeout=60)
+        with pytest.raises(BrokerUnavailable):
+            ex.submit(double, 2)
+    finally:
+        release.touch()  # the endpoint's worker is free again
     ex.shutdown(wait=False)
 
 
