@@ -41,7 +41,9 @@ TEMPLATE = """engine:
   queue: {{ queue_name }}
 {% endif %}
 """
-MAPPING_TIMEOUT = 4.0
+# Long enough for alice's mapping and task on a loaded machine: the hung mapping must still be
+# running when her result comes.
+MAPPING_TIMEOUT = 15.0
 IDENTITIES = (*USERS, "hang@uni.edu", "garbage@uni.edu", "ghost@uni.edu", "eve@elsewhere.org")
 
 
@@ -84,9 +86,16 @@ def admin_log(ep: MultiUserEndpoint) -> str:
 
 
 def test_a_hanging_mapper_holds_up_only_its_identity(endpoint, users):
+    # Her user endpoint is started first: what is timed below is her mapping and her task, not a cold start.
+    with endpoint.executor("alice@uni.edu") as alice:
+        assert alice.submit(whoami).result(timeout=60) == users["alice@uni.edu"].pw_uid
+    # A changed mapping file makes the endpoint forget who it mapped: alice is mapped afresh below,
+    # her mapping program running while the hung one does.
+    mapping_file = endpoint.paths.config_dir / "identity_mapping.json"
+    os.utime(mapping_file, ns=(time.time_ns(), time.time_ns()))
     with endpoint.executor("hang@uni.edu") as hung, endpoint.executor("alice@uni.edu") as alice:
         stuck = hung.submit(whoami)
-        time.sleep(0.3)  # the mapping program is running now
+        wait_until(lambda: [p for p in processes_of(["root"]) if "mapper.py" in p], timeout=60)  # it hangs now
         t = time.monotonic()
         assert alice.submit(whoami).result(timeout=60) == users["alice@uni.edu"].pw_uid
         served_in = time.monotonic() - t
