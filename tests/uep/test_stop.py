@@ -7,27 +7,42 @@ The engines are real; the test plays the manager on the channel.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from gce.transport import frames
+from tests.endpoint import wait_until
 from tests.uep.uep_process import UepProcess
 
 SLEEP = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
+# Says it began (the file STARTED), then runs until the file GATE exists (at most LIMIT seconds).
+HOLD = """import os, time
+def hold(started, gate, limit):
+    open(started, "w").close()
+    deadline = time.monotonic() + limit
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return os.path.exists(gate)
+"""
 
 
 @pytest.mark.parametrize("engine", [{"type": "ThreadPoolEngine", "max_workers": 1},
                                     {"type": "ProcessPoolEngine", "max_workers": 1}], ids=["thread", "process"])
 def test_tasks_still_queued_at_a_stop_are_not_answered(engine: dict, tmp_path: Path) -> None:
     uep = UepProcess(engine, tmp_path)
+    started, gate = tmp_path / "started", tmp_path / "gate"
     try:
-        running = uep.submit(SLEEP, "nap", 4)
-        uep.status(lambda e: e["outstanding"] >= 1)
+        running = uep.submit(HOLD, "hold", str(started), str(gate), 120)
+        wait_until(started.exists, timeout=60)  # the one worker runs it, until the gate opens
         queued = {uep.submit(SLEEP, "nap", 0.1) for _ in range(5)}
-        time.sleep(0.5)  # the UEP has taken them: they wait for the one worker
+        uep.status(lambda e: e["outstanding"] == 6)  # the UEP has taken them: they wait for the one worker
         uep.send(frames.STOP, {})
+        # The stop cancels what waits; only then may the running task end (a thread pool's does
+        # not stop by itself: the process exits once it returns).
+        wait_until(lambda: all(f"task {t}: not run, the user endpoint is stopping" in uep.log.read_text()
+                               for t in queued), timeout=60)
+        gate.touch()
         answered: dict[str, dict] = {}
         while True:
             try:
@@ -41,6 +56,7 @@ def test_tasks_still_queued_at_a_stop_are_not_answered(engine: dict, tmp_path: P
             f"tasks never run were answered at the stop: {[answered[t] for t in queued & set(answered)]}")
         assert set(answered) <= {running}
     finally:
+        gate.touch()
         uep.proc.kill()
         uep.proc.wait()
         uep.sock.close()
