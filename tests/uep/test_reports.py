@@ -1,7 +1,7 @@
 """A real user endpoint tells its manager its versions, its nodes and its blocks in STATUS frames.
 
 The engines are real (a thread pool, parsl HTEX with LocalProvider blocks); the test plays the
-manager on the channel. A task that sleeps keeps a worker busy while the status is read.
+manager on the channel. A task held on a gate keeps a worker busy until the status is read.
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ from gce.transport import frames
 from tests.uep.uep_process import UepProcess
 
 SLEEP = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
+# Runs until the file GATE exists (at most LIMIT seconds).
+HOLD = """import os, time
+def hold(gate, limit):
+    deadline = time.monotonic() + limit
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return os.path.exists(gate)
+"""
 HTEX = {"type": "HighThroughputEngine", "max_workers_per_node": 1, "strategy_period": 0.5,
         "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}}
 VERSIONS = {"python": platform.python_version(), "parsl": parsl.__version__, "gce": gce.__version__}
@@ -31,13 +39,20 @@ def uep(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UepProcess]:
     try:
         yield u
     finally:
+        (tmp_path / "gate").touch()  # a held task ends, whatever the test did
         u.close()
 
 
+@pytest.fixture()
+def gate(tmp_path: Path) -> Path:
+    """The file a held task waits for: the test creates it once it has seen what it wanted."""
+    return tmp_path / "gate"
+
+
 @pytest.mark.parametrize("uep", [{"type": "ThreadPoolEngine", "max_workers": 2}], indirect=True)
-def test_a_local_pool_reports_one_node_with_the_task_it_runs(uep: UepProcess) -> None:
+def test_a_local_pool_reports_one_node_with_the_task_it_runs(uep: UepProcess, gate: Path) -> None:
     before = time.time()
-    task_id = uep.submit(SLEEP, "nap", 3)
+    task_id = uep.submit(HOLD, "hold", str(gate), 120)
     s = uep.status(lambda e: e["outstanding"] == 1)
     assert s["versions"] == VERSIONS and s["block_list"] == []
     [node] = s["nodes"]
@@ -46,13 +61,14 @@ def test_a_local_pool_reports_one_node_with_the_task_it_runs(uep: UepProcess) ->
     assert node["python"] == platform.python_version()
     [task] = node["tasks"]
     assert task["task_id"] == task_id and before <= task["started_at"] <= time.time()
+    gate.touch()
     uep.wait_for(lambda k, h: k == frames.RESULT, 30)
     assert uep.status(lambda e: e["outstanding"] == 0)["nodes"][0]["tasks"] == []
 
 
 @pytest.mark.parametrize("uep", [HTEX], indirect=True)
-def test_htex_reports_its_worker_pool_and_its_block(uep: UepProcess) -> None:
-    task_id = uep.submit(SLEEP, "nap", 3)
+def test_htex_reports_its_worker_pool_and_its_block(uep: UepProcess, gate: Path) -> None:
+    task_id = uep.submit(HOLD, "hold", str(gate), 120)
     s = uep.status(lambda e: e.get("nodes") and e["nodes"][0]["busy"] == 1, timeout=60)
     assert "error" not in s and s["versions"] == VERSIONS
     [node] = s["nodes"]
@@ -70,6 +86,7 @@ def test_htex_reports_its_worker_pool_and_its_block(uep: UepProcess) -> None:
     assert block["submit_script"].startswith(os.path.join(run_dir, "submit_scripts", "parsl.htex.block-0."))
     assert os.path.exists(block["submit_script"])
     assert (block["stdout"], block["stderr"]) == (block["submit_script"] + ".out", block["submit_script"] + ".err")
+    gate.touch()
     uep.wait_for(lambda k, h: k == frames.RESULT, 30)
     log = uep.log.read_text()
     assert log.count("block 0 (job ") == 2 and "LocalProvider): running" in log, log
@@ -132,9 +149,9 @@ TWO_BLOCKS = {**HTEX, "provider": {**HTEX["provider"], "init_blocks": 2, "max_bl
 
 
 @pytest.mark.parametrize("uep", [TWO_BLOCKS], indirect=True)
-def test_each_worker_pool_names_the_task_the_interchange_gave_it(uep: UepProcess) -> None:
+def test_each_worker_pool_names_the_task_the_interchange_gave_it(uep: UepProcess, gate: Path) -> None:
     uep.status(lambda e: len(e.get("nodes", [])) == 2, timeout=60)
-    ids = {uep.submit(SLEEP, "nap", 3), uep.submit(SLEEP, "nap", 3)}
+    ids = {uep.submit(HOLD, "hold", str(gate), 120), uep.submit(HOLD, "hold", str(gate), 120)}
     s = uep.status(lambda e: [n["busy"] for n in e["nodes"]] == [1, 1], timeout=30)
     assert sorted(n["block_id"] for n in s["nodes"]) == ["0", "1"]
     held = [[t["task_id"] for t in n["tasks"]] for n in s["nodes"]]
