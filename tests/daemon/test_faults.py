@@ -36,6 +36,18 @@ def slow_nap(i):
     return i
 
 
+def held_nap(i, gate):
+    """slow_nap, once the file GATE exists (at most 120 s from its start)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.02)
+    return i
+
+
 def kill_my_worker():
     import os
 
@@ -62,14 +74,20 @@ def test_kill_9_of_the_manager_with_1000_tasks_in_flight_then_start_again(make_e
     assert "recovered" in ep.log()
 
 
-def test_rabbitmq_restart_in_the_middle_of_a_1000_task_batch(make_endpoint, broker):
+def test_rabbitmq_restart_in_the_middle_of_a_1000_task_batch(make_endpoint, broker, tmp_path):
     ep = make_endpoint(engine="thread")
     ep.start()
+    gate = tmp_path / "gate"
     with ep.executor() as ex:
-        futs = [ex.submit(slow_nap, i) for i in range(1000)]  # 4 threads: about 5 s of work
-        wait_until(lambda: sum(f.done() for f in futs) >= 100, timeout=60)
-        broker.stop()
-        assert sum(f.done() for f in futs) < 1000, "the batch finished before the broker went down"
+        # The second half waits for the gate, opened once the broker is down: the batch is still
+        # running when it goes, however long stopping it takes.
+        try:
+            futs = [ex.submit(slow_nap, i) if i < 500 else ex.submit(held_nap, i, str(gate)) for i in range(1000)]
+            wait_until(lambda: sum(f.done() for f in futs) >= 100, timeout=60)
+            broker.stop()
+            assert not any(f.done() for f in futs[500:]), "the batch finished before the broker went down"
+        finally:
+            gate.touch()  # the held tasks run on while the broker is down
         time.sleep(1)
         broker.start()
         _all_answered(futs, list(range(1000)), timeout=240)
