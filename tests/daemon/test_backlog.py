@@ -1,7 +1,7 @@
 """A backlog far larger than what a user endpoint's workers can take stays in the manager's spool,
 on disk: the user endpoint holds at most its window (gce.uep.pools.WINDOW_PER_SLOT times its
 workers, MIN_WINDOW at least) and is sent more as results come back. A real endpoint, a real
-broker and a real process pool of two slow workers."""
+broker and a real process pool of two slow workers, held until a backlog has built up in the spool."""
 
 from __future__ import annotations
 
@@ -22,11 +22,23 @@ def slow(i):
     return i
 
 
-def test_20k_tasks_wait_in_the_spool_while_the_user_endpoint_holds_only_its_window(make_endpoint):
+def held(i, gate):
+    """slow, once the file GATE exists (at most 300 s from its start)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 300
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return i
+
+
+def test_20k_tasks_wait_in_the_spool_while_the_user_endpoint_holds_only_its_window(make_endpoint, tmp_path):
     ep = make_endpoint(engine="process")  # two workers
+    gate = tmp_path / "gate"
     window = max(MIN_WINDOW, WINDOW_PER_SLOT * 2)
     ep.start()
-    client = EndpointClient(ep.paths)
+    client = EndpointClient(ep.paths, timeout=60)  # the manager answers slowly while 20k tasks come in
     seen: list[tuple[int, int, int | None]] = []  # (sent to the UEP, spooled, the UEP's engine holds)
     done = threading.Event()
 
@@ -38,12 +50,17 @@ def test_20k_tasks_wait_in_the_spool_while_the_user_endpoint_holds_only_its_wind
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     with ep.executor() as ex:
-        futures = [ex.submit(slow, i) for i in range(TASKS)]
-        watcher.start()
         try:
+            # The first window's tasks wait for the gate, so the workers cannot keep pace with the
+            # submits: the backlog builds up, and the gate opens once the endpoint has it spooled.
+            futures = [ex.submit(held, i, str(gate)) if i < window else ex.submit(slow, i) for i in range(TASKS)]
+            wait_until(lambda: any(spooled > 10 * window for _, spooled, _ in seen), timeout=120)
+            gate.touch()
             results = [f.result(timeout=300) for f in futures]
         finally:
+            gate.touch()
             done.set()
             watcher.join(10)
     assert results == list(range(TASKS))  # every task answered, with its own value
