@@ -131,8 +131,9 @@ def test_states_are_queued_then_waiting_then_running_then_done(ep, alice, gate):
 
     ep.start()
     assert wait_until(lambda: _state(alice, task) == "waiting")  # behind the blocker on the one worker
-    running = alice.get_task(blocker)
-    assert running["state"] == "running" and time.time() - 30 < running["since"] <= time.time()
+    # "running" is the user endpoint's word, which a busy one may give later than the manager waits for it.
+    running = wait_until(lambda: (lambda t: t if t["state"] == "running" else None)(alice.get_task(blocker)))
+    assert time.time() - 30 < running["since"] <= time.time()
     first.touch()
     assert wait_until(lambda: _state(alice, task) == "running")
     second.touch()
@@ -171,8 +172,11 @@ def test_a_running_task_is_stopped_well_before_its_end_and_the_pool_carries_on(e
     task = _run(alice, ep, nap, 60)
     assert wait_until(lambda: _state(alice, task) == "running")
     began = time.monotonic()
-    said = alice.cancel(task)
-    assert (said["cancelled"], said["state"]) == (True, "running"), said
+    said = alice.cancel(task, timeout=30)
+    # Running, as it was just seen; "waiting" is what the manager says of a task at a user endpoint
+    # that did not answer within its wait for the state, and the cancel reaches that endpoint all the same.
+    assert said["cancelled"] is True and said["state"] in ("running", "waiting"), said
+    assert said["reason"].startswith("its user endpoint stops it"), said
     failed = _failure(alice, task)
     assert failed.code == "CANCELLED" and "worker process was killed" in str(failed)
     assert time.monotonic() - began < 10
@@ -247,7 +251,7 @@ def test_only_the_submitter_may_see_or_cancel_a_task(ep, alice, gate):
         assert (said["cancelled"], said["state"]) == (False, "unknown")
         assert f"knows no task {task} of bob" in said["reason"]
         assert bob.get_task(task, endpoint_id=ep.endpoint_id)["state"] == "unknown"
-    assert _state(alice, task) == "running"
+    assert wait_until(lambda: _state(alice, task) == "running")  # still: bob's cancel did not stop it
     release.touch()
     assert wait_until(lambda: alice.get_task(task).get("result") == "alice's")
 
