@@ -112,19 +112,23 @@ def kill_marked(entry: str, uid: int, rounds: int = 5) -> int:
     made to be unguessable), again until a round finds none (a member may fork between the list
     and its kill); how many were killed. For what one task left running (gce.uep.procpool)."""
     wanted = entry.encode()
+    signalled: set[tuple[int, int]] = set()  # (pid, start): a killed process may linger a moment
 
     def marked(pid: int) -> bool:
         st = _stat(pid)
-        return (st is not None and st.state not in ("Z", "X") and _real_uid(pid) == uid
-                and _environment_has(pid, wanted))
+        return (st is not None and st.state not in ("Z", "X") and (pid, st.started) not in signalled
+                and _real_uid(pid) == uid and _environment_has(pid, wanted))
 
-    me, killed = os.getpid(), 0
+    me = os.getpid()
     for _ in range(rounds):
-        now = sum(_signal_if(pid, marked, signal.SIGKILL) for pid in _pids() if pid != me and marked(pid))
-        killed += now
-        if not now:
+        before = len(signalled)
+        for pid in _pids():
+            st = _stat(pid)
+            if pid != me and st is not None and marked(pid) and _signal_if(pid, marked, signal.SIGKILL):
+                signalled.add((pid, st.started))
+        if len(signalled) == before:
             break
-    return killed
+    return len(signalled)
 
 
 def _signal_if(pid: int, check, sig: int) -> bool:

@@ -55,3 +55,18 @@ def test_kill_marked_kills_every_marked_process_of_the_account_and_nothing_else(
             os.kill(grandchild, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_killed_process_that_lingers_is_counted_once(monkeypatch):
+    # SIGKILL is delivered, not done, when the signal call returns: the next round may still list
+    # the process. Here the signal is withheld (the process stays as a lingering one would).
+    entry = f"GCE_TASK_INSTANCE={secrets.token_hex(16)}"
+    lingering = _start(entry, "sleep", "600")
+    sent: list[int] = []
+    monkeypatch.setattr(proctree, "_signal_if", lambda pid, check, sig: check(pid) and not sent.append(pid))
+    try:
+        assert proctree.kill_marked(entry, os.getuid()) == 1
+        assert sent == [lingering.pid]
+    finally:
+        lingering.kill()
+        lingering.wait()
