@@ -72,7 +72,11 @@ def test_a_task_goes_only_to_a_block_that_outlives_its_walltime(slurm, tmp_path:
     try:
         first = _value(uep, uep.submit(JOB, "job"), timeout=60)
         began = time.monotonic()
-        time.sleep(20)
+        # 20 s into block 0 by its own clock (walltime_left), not 20 s after the first result: a
+        # slow start on a busy machine would push the tasks past the pool's 30 s of taking any.
+        block = uep.status(lambda e: any(b["block_id"] == "0" and b["walltime_left"] for b in e["block_list"]))
+        left = next(b["walltime_left"] for b in block["block_list"] if b["block_id"] == "0")
+        time.sleep(max(0.0, left - 40))
         short = uep.submit(JOB, "job", resource_specification={"walltime": 20})
         long = uep.submit(JOB, "job", resource_specification={"walltime": 45})
         never = uep.submit(JOB, "job", resource_specification={"walltime": 55})
