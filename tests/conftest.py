@@ -41,5 +41,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     import cloudpickle
 
+    import tests.rendezvous
+
     for name in {item.module.__name__ for item in session.items if getattr(item, "module", None)}:
         cloudpickle.register_pickle_by_value(sys.modules[name])
+    cloudpickle.register_pickle_by_value(tests.rendezvous)

@@ -18,6 +18,7 @@ from gce.sdk import serialize
 from gce.transport.payload import unpack_result
 from gce.uep.capture import Tail
 from gce.uep.execute import run_task
+from tests.rendezvous import meet
 
 
 def _run(fn, *args, output=64 * 1024, time_limit=None):
@@ -103,11 +104,7 @@ def test_threads_each_get_only_their_own_output(tmp_path):
         # print while the other's output is being captured, however the threads are scheduled.
         for i in range(300):
             if i == 150:
-                open(mine, "w").close()
-                deadline = time.monotonic() + 60
-                while not os.path.exists(other) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                met = os.path.exists(other)
+                met = meet(mine, other)
             print(f"{tag} {i}")
             print(f"{tag} err {i}", file=sys.stderr)
             time.sleep(0.001)  # let the other thread print in between

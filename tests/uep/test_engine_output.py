@@ -4,7 +4,6 @@ engine workers -> back (gce.uep.capture)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import time
 import pytest
 
 from gce.sdk import RemoteExecutionError
+from tests.rendezvous import meet
 
 pytestmark = pytest.mark.broker
 
@@ -70,11 +70,7 @@ def prints_for_a_while(tag, mine, other):
     met = False
     for i in range(200):
         if i == 100:
-            open(mine, "w").close()
-            deadline = time.monotonic() + 60
-            while not os.path.exists(other) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            met = os.path.exists(other)
+            met = meet(mine, other)
         print(f"{tag} {i}")
         print(f"{tag} err {i}", file=sys.stderr)
         time.sleep(0.002)

@@ -4,23 +4,22 @@ never run, and other engines refuse MPI counts with a sentence naming the engine
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 
 from gce.transport import frames
 from tests import mpi_hello
+from tests.rendezvous import meet
 from tests.uep.uep_process import UepProcess
 
 pytestmark = [pytest.mark.slow]
 
 HELLO = "def hello(program):\n    from gce.sdk.mpi import MPIFunction\n    return MPIFunction(program)()\n"
 RANKS = "def ranks():\n    import os\n    return os.environ.get('PARSL_NUM_RANKS')\n"
-# Touches its own marker, then waits for the other task's: True only if both were running at once.
-MEET = ("def meet(mine, other):\n    import os, time\n    open(mine, 'w').close()\n"
-        "    deadline = time.monotonic() + 60\n"
-        "    while not os.path.exists(other) and time.monotonic() < deadline:\n        time.sleep(0.05)\n"
-        "    return os.path.exists(other)\n")
+MEET = inspect.getsource(meet)  # run as source, as the other tasks here are
+
 
 LOCAL_MPI = {"type": "MPIEngine", "mpi_launcher": "mpiexec", "max_workers_per_block": 2, "strategy_period": 0.5,
              "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}}
