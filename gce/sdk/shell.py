@@ -36,6 +36,15 @@ def _tail(text: str, lines: int) -> str:
     return "".join(parts[-lines:])
 
 
+def _kill_session(pid: int) -> None:
+    """SIGKILL the command's whole group (it leads its own session); gone already is fine: the
+    interrupt that brought us here must not turn into a ProcessLookupError."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class ShellFunction:
     """A shell command template; calling it on the endpoint returns a ShellResult.
 
@@ -63,7 +72,7 @@ class ShellFunction:
                 out, err = proc.communicate(timeout=self.walltime)
                 code = proc.returncode
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_session(proc.pid)
                 out, err = proc.communicate()
                 code = WALLTIME_EXIT
                 err += f"\ncommand killed after exceeding its walltime of {self.walltime} s\n"
@@ -71,7 +80,7 @@ class ShellFunction:
                 # The task is interrupted (its time limit's TaskTimedOut, a KeyboardInterrupt): the
                 # command ends with it. Left alone, leaving the with-block would wait for it, and
                 # then it would run on in its session after the worker was killed.
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_session(proc.pid)
                 raise
         return ShellResult(code, _tail(out, self.snippet_lines), _tail(err, self.snippet_lines), cmd)
 

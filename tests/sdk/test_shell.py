@@ -82,3 +82,17 @@ def test_a_task_time_limit_ends_the_command_and_its_children_at_once(tmp_path):
     assert done.returncode == 0 and done.stdout.startswith("timed out after "), (done.returncode, done.stderr)
     assert float(done.stdout.split()[3]) < 0.5 + 3
     assert not survivors, f"processes {survivors} of the command outlived its task"
+
+
+def test_an_interrupt_after_the_command_ended_stays_that_interrupt(monkeypatch):
+    # The time limit may strike after the command's group is gone, just before communicate()
+    # returns: the task must end TaskTimedOut, not ProcessLookupError from the kill.
+    from gce.uep.timelimit import TaskTimedOut
+
+    def interrupted(self, timeout=None):
+        self.wait()  # the command, and with it its group, is gone
+        raise TaskTimedOut(1.0)
+
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(TaskTimedOut):
+        ShellFunction("true")()
