@@ -87,7 +87,8 @@ def kill_task_processes(marker: str, task_id: str = "") -> int:
 
     try:
         killed = kill_marked(f"{TASK_MARKER}={marker}", os.getuid())
-    except OSError as e:  # no /proc to read: the endpoint's stop still ends them
+    except Exception as e:  # no /proc to read, say: the endpoint's stop still ends them, and the task
+        # must be answered all the same
         log.warning("task %s: could not look for the processes it left running: %s", task_id, e)
         return 0
     if killed:

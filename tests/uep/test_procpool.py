@@ -249,3 +249,17 @@ def _pool_carries_on_with_one(uep: UepProcess, tmp_path: Path) -> None:
     again.mkdir()
     header, _ = _result(uep, uep.submit(NAP, "nap", 0, str(again)))
     assert header["status"] == "success", header
+
+
+def test_looking_for_a_dead_tasks_processes_never_keeps_its_answer(monkeypatch, caplog) -> None:
+    # The pool's reader answers a job whose worker died only after looking for what it left
+    # running: an error there (no /proc, a line it cannot read) must not leave the task unanswered.
+    from gce.daemon import proctree
+    from gce.uep import poolworker
+
+    def broken(entry: str, uid: int) -> int:
+        raise ValueError("a /proc line it cannot read")
+
+    monkeypatch.setattr(proctree, "kill_marked", broken)
+    assert poolworker.kill_task_processes("0" * 32, "t-1") == 0
+    assert "task t-1: could not look for the processes it left running: a /proc line" in caplog.text
