@@ -101,7 +101,7 @@ def test_cancel_block_cancels_that_block_through_its_provider_and_an_unknown_one
     after = uep.status(lambda e: True, timeout=5)  # sent at once, not after STATUS_PERIOD
     assert [(b["block_id"], b["state"]) for b in after["block_list"]] == [("0", "running")]
     uep.send(frames.CANCEL_BLOCK, {"block_id": "0"})
-    cancelled = uep.status(lambda e: e["block_list"][0]["state"] == "cancelled", timeout=5)
+    cancelled = uep.status(lambda e: e["block_list"][0]["state"] == "cancelled", timeout=30)
     block = cancelled["block_list"][0]
     assert (block["job_id"], block["reason"]) == (job, "cancelled on request")
     assert [t["state"] for t in block["transitions"]] == ["pending", "running", "cancelled"]
