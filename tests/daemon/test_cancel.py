@@ -158,11 +158,12 @@ def test_a_task_that_has_not_started_is_answered_cancelled_and_never_runs(ep, al
     marker = tmp_path / "ran"
     task = _run(alice, ep, marked, str(marker))
     assert wait_until(lambda: _state(alice, blocker) == "running")
-    said = alice.cancel(task)
+    said = alice.cancel(task, timeout=30)  # the answer comes when it comes: a busy broker may take 5 s
     assert (said["cancelled"], said["state"]) == (True, "waiting"), said
     began = time.monotonic()
     failed = _failure(alice, task)
-    assert failed.code == "CANCELLED" and time.monotonic() - began < 5
+    # At once, not when the blocker ends: it never does until the gate opens below.
+    assert failed.code == "CANCELLED" and time.monotonic() - began < 30
     first.touch()
     assert alice.get_result(blocker) if wait_until(lambda: _state(alice, blocker) == "done") else False
     assert _run(alice, ep, double, 21) and not marker.exists()  # the worker went on to other work, not to it
