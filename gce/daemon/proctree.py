@@ -113,19 +113,21 @@ def kill_marked(entry: str, uid: int, rounds: int = 5) -> int:
     and its kill); how many were killed. For what one task left running (gce.uep.procpool)."""
     wanted = entry.encode()
     signalled: set[tuple[int, int]] = set()  # (pid, start): a killed process may linger a moment
+    started: dict[int, int] = {}  # pid -> start, as the last check of it saw
 
     def marked(pid: int) -> bool:
         st = _stat(pid)
-        return (st is not None and st.state not in ("Z", "X") and (pid, st.started) not in signalled
-                and _real_uid(pid) == uid and _environment_has(pid, wanted))
+        if st is None or st.state in ("Z", "X") or (pid, st.started) in signalled:
+            return False
+        started[pid] = st.started
+        return _real_uid(pid) == uid and _environment_has(pid, wanted)
 
     me = os.getpid()
     for _ in range(rounds):
         before = len(signalled)
         for pid in _pids():
-            st = _stat(pid)
-            if pid != me and st is not None and marked(pid) and _signal_if(pid, marked, signal.SIGKILL):
-                signalled.add((pid, st.started))
+            if pid != me and marked(pid) and _signal_if(pid, marked, signal.SIGKILL):
+                signalled.add((pid, started[pid]))
         if len(signalled) == before:
             break
     return len(signalled)

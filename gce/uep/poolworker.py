@@ -25,13 +25,11 @@ LEN = struct.Struct("!I")
 RESULT, ERROR = b"\x00", b"\x01"  # the first byte of a reply
 TASK_MARKER = "GCE_TASK_INSTANCE"
 log = logging.getLogger(__name__)
-_running = ""  # the marker of the task this worker runs now, if any
 
 
 def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None:
     """A worker's life: run each task that comes down CONN, on this main thread (so that a time
     limit is SIGALRM's: gce.uep.timelimit), until the pool closes its end."""
-    global _running
     from gce.uep import sandbox
 
     _die_with_pool()
@@ -41,10 +39,10 @@ def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None
         except (EOFError, OSError):
             return
         size = LEN.unpack_from(frame)[0]
-        limit, context, _running = pickle.loads(frame[LEN.size:LEN.size + size])
+        limit, context, marker = pickle.loads(frame[LEN.size:LEN.size + size])
         payload = frame[LEN.size + size:]
         del frame
-        os.environ[TASK_MARKER] = _running
+        os.environ[TASK_MARKER] = marker  # while it runs: the watch below reads it there
         try:
             reply = RESULT + sandbox.run_task(payload, max_result_bytes, max_output_bytes, limit, context)
         except BaseException as e:  # run_task answers all the task does; this is gce's own failure
@@ -54,7 +52,6 @@ def work(conn: Connection, max_result_bytes: int, max_output_bytes: int) -> None
                 reply = ERROR + pickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
         finally:
             os.environ.pop(TASK_MARKER, None)
-            _running = ""
         try:
             conn.send_bytes(reply)
         except (EOFError, OSError):
@@ -74,8 +71,9 @@ def _die_with_pool() -> None:
 
     def watch() -> None:
         parent.join()
-        if _running:
-            kill_task_processes(_running)
+        running = os.environ.get(TASK_MARKER)  # the task this worker runs now, if any
+        if running:
+            kill_task_processes(running)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="gce-worker-orphan-watch", daemon=True).start()
