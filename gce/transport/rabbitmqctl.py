@@ -142,7 +142,8 @@ def delete_queue(vhost: str, queue: str, rabbitmqctl: str = "rabbitmqctl", env: 
     args = ["delete_queue", "-p", vhost, queue]
     proc = _run(rabbitmqctl, ["-q", *args], env)
     if proc.returncode != 0:
-        if "not_found" in proc.stderr + proc.stdout or "not found" in proc.stderr + proc.stdout:
+        said = proc.stderr + proc.stdout
+        if "not_found" in said or "not found" in said:
             return False
         raise _fail(args, proc)
     return True
