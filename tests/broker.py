@@ -47,11 +47,15 @@ class PrivateBroker:
     admin_user = "gce-admin"
 
     def __init__(self, directory: Path, management: bool = False, *, node: str | None = None,
-                 epmd_port: int | None = None, cookie_home: Path | None = None) -> None:
+                 epmd_port: int | None = None, cookie_home: Path | None = None, tls: bool = False) -> None:
         """NODE, EPMD_PORT and COOKIE_HOME (a directory holding the .erlang.cookie) are shared by
-        the nodes of one cluster (BrokerCluster); by default the node is alone."""
+        the nodes of one cluster (BrokerCluster); by default the node is alone. TLS: a second
+        listener, amqps on ``tls_port``, whose certificate (for localhost and 127.0.0.1) is signed
+        by a CA of its own, ``ca_file`` (a client trusts it through SSL_CERT_FILE)."""
         self.dir = directory
         self.port = _free_port()
+        self.tls_port = _free_port() if tls else None
+        self.ca_file = directory / "tls" / "ca.pem"
         # The management plugin (HTTP API) costs seconds at boot and shutdown: only on request.
         self.management_port = _free_port() if management else None
         self.dist_port = _free_port()
@@ -115,7 +119,7 @@ class PrivateBroker:
         management = (f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
                       if self.management_port else "")
         (self.dir / "rabbitmq.conf").write_text(
-            management +
+            management + self._tls_config() +
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "loopback_users = none\n"
             f"default_user = {self.admin_user}\n"
@@ -125,6 +129,37 @@ class PrivateBroker:
             "log.console = false\n"
             "log.file.level = info\n"
         )
+
+    def _tls_config(self) -> str:
+        """The amqps listener's lines, its CA and certificate made first (openssl, a few ms)."""
+        if self.tls_port is None:
+            return ""
+        tls = self.ca_file.parent
+        tls.mkdir(mode=0o700, exist_ok=True)
+        (tls / "san.cnf").write_text("subjectAltName = DNS:localhost, IP:127.0.0.1\n")
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=tls, check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "400", "-subj", "/CN=gce test CA",
+                "-keyout", "ca.key", "-out", "ca.pem")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+                "-out", "server.csr")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "400", "-extfile", "san.cnf", "-out", "server.pem")
+        return (f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\n"
+                f"ssl_options.cacertfile = {tls / 'ca.pem'}\n"
+                f"ssl_options.certfile = {tls / 'server.pem'}\n"
+                f"ssl_options.keyfile = {tls / 'server.key'}\n"
+                "ssl_options.verify = verify_none\n"
+                "ssl_options.fail_if_no_peer_cert = false\n")
+
+    def tls_url(self, url: str) -> str:
+        """URL (one `provision` gave) over TLS: amqps to localhost on the TLS port."""
+        rest = url.split("://", 1)[1]
+        credentials, location = rest.rsplit("@", 1)
+        vhost = location.split("/", 1)[1]
+        return f"amqps://{credentials}@localhost:{self.tls_port}/{vhost}"
 
     def _vm_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -141,6 +176,7 @@ class PrivateBroker:
 
     def _app_ready(self) -> bool:
         return (self.ctl("-q", "status", check=False, timeout=30).returncode == 0 and _port_open(self.port)
+                and (self.tls_port is None or _port_open(self.tls_port))
                 and (self.management_port is None or _port_open(self.management_port)))
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from tests.broker import BrokerMissing, PrivateBroker
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
-    """A private RabbitMQ for the whole session (started on first use)."""
-    b = PrivateBroker(tmp_path_factory.mktemp("rabbitmq"))
+    """A private RabbitMQ for the whole session (started on first use), amqps too (tls_port)."""
+    b = PrivateBroker(tmp_path_factory.mktemp("rabbitmq"), tls=True)
     try:
         try:
             b.start()
