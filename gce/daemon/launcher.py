@@ -136,6 +136,10 @@ def start_hint(paths: EndpointPaths, reason: str) -> str:
     elif "may not use the virtual host" in reason or "permission" in reason:
         todo = (f"give the endpoint's broker account its grants (gce broker provision --endpoint {name}), "
                 f"or fix the virtual host in {config}")
+    elif "TLS" in reason:
+        todo = (f"the endpoint trusts the CAs of the system's store, or of SSL_CERT_FILE in its environment "
+                f"(under systemd: systemctl edit, Environment=SSL_CERT_FILE=...); gce diagnostic --endpoint {name} "
+                f"checks the way there")
     elif "cannot connect to the broker" in reason or "did not answer within" in reason:
         todo = (f"is the broker running, and is its address in {config} right? "
                 f"gce diagnostic --endpoint {name} checks the way there")

@@ -186,7 +186,9 @@ def connect_error(where: str, user: str, exc: BaseException) -> BrokerUnavailabl
     if refused_login(exc):
         return BrokerUnavailable(f"the broker at {where} refused user {user!r} (wrong password, or no access to "
                                  f"the vhost): {exc}")
-    return BrokerUnavailable(f"cannot connect to the broker at {where}: {exc!r}")
+    from gce.transport.link_errors import why_not_connected
+
+    return BrokerUnavailable(f"cannot connect to the broker at {where}: {why_not_connected(exc)}")
 
 
 def setup_error(step: str, where: str, user: str, code: int, text: str) -> BrokerUnavailable:

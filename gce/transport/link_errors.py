@@ -7,6 +7,7 @@ nothing; these functions find the cause and say it, with the URL's password reda
 from __future__ import annotations
 
 import logging
+import ssl
 
 import pika
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
@@ -22,10 +23,25 @@ class LinkError(Exception):
         self.fatal = fatal
 
 
-def _root_cause(exc: BaseException) -> str:
+def why_not_connected(exc: BaseException) -> str:
     """The innermost reason of a pika connection error, as words: pika wraps the socket's
     error in one or more layers (a connection workflow's list of attempts, a connector's
-    error), and the outer ones often print as nothing at all."""
+    error), and the outer ones often print as nothing at all. A TLS failure says what to do."""
+    exc = _innermost(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"the broker's TLS certificate is not trusted here ({exc.verify_message}): give this machine "
+                "the CA certificate that signed it (add it to the system's CA store, or set SSL_CERT_FILE to "
+                "a file holding it), and use the host name the certificate was issued for")
+    if isinstance(exc, ssl.SSLError):
+        hint = (" (is the port one where the broker speaks TLS, 5671 by default, rather than plain AMQP's "
+                "5672?)" if exc.reason == "WRONG_VERSION_NUMBER" else "")
+        return f"TLS with the broker failed: {exc.reason or exc}{hint}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+def _innermost(exc: BaseException) -> BaseException:
     seen: set[int] = set()
     while id(exc) not in seen:
         seen.add(id(exc))
@@ -39,9 +55,7 @@ def _root_cause(exc: BaseException) -> str:
             exc = exc.args[0]
         else:
             break
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
+    return exc
 
 
 def explain(exc: BaseException, url: str) -> LinkError:
@@ -54,7 +68,7 @@ def explain(exc: BaseException, url: str) -> LinkError:
     if isinstance(exc, pika.exceptions.ConnectionClosedByBroker) and exc.reply_code in (403, 530):
         return LinkError(f"the broker at {where} refused the connection: {exc.reply_text}", True)
     if isinstance(exc, (pika.exceptions.AMQPConnectionError, AMQPConnectorException)):
-        return LinkError(f"cannot connect to the broker at {where}: {_root_cause(exc)}")
+        return LinkError(f"cannot connect to the broker at {where}: {why_not_connected(exc)}")
     return LinkError(f"broker at {where}: {text}")
 
 
