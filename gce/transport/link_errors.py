@@ -7,6 +7,7 @@ nothing; these functions find the cause and say it, with the URL's password reda
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 
 import pika
@@ -31,7 +32,7 @@ def why_not_connected(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"the broker's TLS certificate is not trusted here ({exc.verify_message}): give this machine "
                 "the CA certificate that signed it (add it to the system's CA store, or set SSL_CERT_FILE to "
-                "a file holding it), and use the host name the certificate was issued for")
+                "a file holding it), and use the host name the certificate was issued for" + _cert_file_trouble())
     if isinstance(exc, ssl.SSLError):
         hint = (" (is the port one where the broker speaks TLS, 5671 by default, rather than plain AMQP's "
                 "5672?)" if exc.reason == "WRONG_VERSION_NUMBER" else "")
@@ -39,6 +40,21 @@ def why_not_connected(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
+
+
+def _cert_file_trouble() -> str:
+    """Why SSL_CERT_FILE, when set, gives OpenSSL no CA: it skips a file it cannot read, unsaid."""
+    path = os.environ.get("SSL_CERT_FILE")
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            pem = f.read(1 << 20)
+    except OSError as e:
+        return f"; SSL_CERT_FILE is set to {path}, which cannot be read ({e.strerror})"
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        return f"; SSL_CERT_FILE is set to {path}, which holds no PEM certificate"
+    return ""
 
 
 def _innermost(exc: BaseException) -> BaseException:

@@ -119,3 +119,19 @@ def test_the_diagnostic_without_the_ca_fails_the_tls_check_saying_why(broker, gc
     assert (rows["broker tls"]["status"], rows["broker tls"]["reason"]) == \
         ("FAIL", "the broker's certificate is not trusted: self-signed certificate in certificate chain")
     assert rows["broker login"]["status"] == "SKIP"
+
+
+@pytest.mark.parametrize("given, said", [
+    ("missing.pem", "which cannot be read (No such file or directory)"),
+    ("key.txt", "which holds no PEM certificate"),
+])
+def test_an_ssl_cert_file_that_gives_no_ca_is_named(broker, gce_home: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, given: str, said: str) -> None:
+    """OpenSSL skips an SSL_CERT_FILE it cannot use without a word: the error says which it is."""
+    (tmp_path / "key.txt").write_text("not a certificate\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / given))
+    endpoint_id = str(uuid.uuid4())
+    _, users = broker.provision(endpoint_id, users=["tls-misled"])
+    with pytest.raises(BrokerUnavailable) as e:
+        Executor(endpoint_id=endpoint_id, broker_url=broker.tls_url(users["tls-misled"]))
+    assert str(e.value).endswith(f"; SSL_CERT_FILE is set to {tmp_path / given}, {said}"), str(e.value)
