@@ -20,6 +20,9 @@ def environment() -> list[tuple[str, str]]:
         (BROKER_URL_ENV, "The broker URL gce configure writes when it is given none on the command line."),
         (ENV_URL, "The broker URL of the submitting user: gce.sdk and gce diagnostic --probe use it "
                   "before sdk.yaml."),
+        ("SSL_CERT_FILE", "A file of CA certificates that an amqps broker's certificate is verified against "
+                          "instead of the system's store (OpenSSL's own variable: gce names it when it cannot be "
+                          "read or holds no certificate)."),
         ("NO_COLOR", "When set, gce prints no colours or styles (https://no-color.org)."),
         ("COLUMNS", "The width of tables when stdout is not a terminal."),
         ("TERM", "When dumb, gce shows no progress steps."),
