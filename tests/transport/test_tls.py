@@ -7,45 +7,46 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
-from gce.config.paths import endpoint_paths
-from gce.daemon import launcher
 from gce.sdk import Executor
 from gce.sdk.errors import BrokerUnavailable
+from tests.endpoint import Endpoint
 
 
-def tls_endpoint(broker, endpoint_id: str, url: str) -> None:
-    paths = endpoint_paths("tls")
-    paths.config_dir.mkdir(parents=True, mode=0o700)
-    paths.config_file.write_text(yaml.safe_dump({"broker": {"url": url},
-                                                 "engine": {"type": "ProcessPoolEngine", "max_workers": 2}}))
-    paths.config_file.chmod(0o600)
-    paths.endpoint_json.write_text(json.dumps({"endpoint_id": endpoint_id}))
+def tls_endpoint(broker, home: Path, user: str = "tls-user") -> Endpoint:
+    """Endpoint "tls" (a process pool) and a submitter USER, provisioned; its URL amqps."""
+    ep = Endpoint(broker, home, name="tls", engine="process", user=user)
+    ep.set(broker={"url": broker.tls_url(ep.endpoint_url)})
+    return ep
+
+
+def gce(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The installed gce as a real process."""
+    return subprocess.run([str(Path(sys.executable).parent / "gce"), *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **env})
 
 
 def test_an_endpoint_and_an_executor_over_tls(broker, gce_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(broker.ca_file))  # the endpoint started below inherits it
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    endpoint_id = str(uuid.uuid4())
-    ep_url, users = broker.provision(endpoint_id, users=["tls-user"])
-    tls_endpoint(broker, endpoint_id, broker.tls_url(ep_url))
-    paths = endpoint_paths("tls")
-    launcher.start_detached(paths, timeout=90)
+    ep = tls_endpoint(broker, gce_home)
+    endpoint_id = ep.endpoint_id
+    ep.start()
     try:
-        with Executor(endpoint_id=endpoint_id, broker_url=broker.tls_url(users["tls-user"])) as ex:
+        with Executor(endpoint_id=endpoint_id, broker_url=broker.tls_url(ep.user_url)) as ex:
             futures = [ex.submit(pow, i, 2) for i in range(200)]
             assert [f.result(timeout=60) for f in futures] == [i * i for i in range(200)]
             assert ex.submit(bytes, 3_000_000).result(timeout=60) == bytes(3_000_000)
             connections = broker.ctl("-q", "list_connections", "user", "ssl").stdout
         rows = diagnose()  # the way to the broker over TLS, as support staff check it
     finally:
-        launcher.stop(paths, timeout=30)
+        ep.stop()
     mine = [line.split() for line in connections.splitlines() if endpoint_id in line or "tls-user" in line]
     assert {user for user, _ in mine} == {f"ep-{endpoint_id}", "tls-user"}, connections
     assert all(tls == "true" for _, tls in mine), connections
@@ -74,14 +75,9 @@ def test_a_certificate_the_submitter_does_not_trust_is_a_clear_error(broker, gce
 
 def test_an_endpoint_that_does_not_trust_the_certificate_fails_its_start_saying_what_to_do(
         broker, gce_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import subprocess
-
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    endpoint_id = str(uuid.uuid4())
-    ep_url, _ = broker.provision(endpoint_id)
-    tls_endpoint(broker, endpoint_id, broker.tls_url(ep_url))
-    run = subprocess.run([str(Path(sys.executable).parent / "gce"), "start", "tls", "--detach", "--timeout", "30"],
-                         capture_output=True, text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"})
+    tls_endpoint(broker, gce_home)
+    run = gce("start", "tls", "--detach", "--timeout", "30", NO_COLOR="1")
     lines = run.stderr.splitlines()
     assert run.returncode == 69, run.stderr
     assert lines[0].startswith("error: endpoint 'tls' failed to start: cannot connect to the broker at amqps://")
@@ -99,22 +95,16 @@ def test_amqps_to_a_plain_port_says_so(broker, gce_home: Path) -> None:
         Executor(endpoint_id=endpoint_id, broker_url=url)
 
 
-
 def diagnose() -> dict[str, dict]:
     """`gce diagnostic --endpoint tls --json`, as a real process: its rows by check."""
-    import subprocess
-
-    run = subprocess.run([str(Path(sys.executable).parent / "gce"), "diagnostic", "--endpoint", "tls", "--json"],
-                         capture_output=True, text=True, timeout=120)
+    run = gce("diagnostic", "--endpoint", "tls", "--json")
     return {row["check"]: row for row in json.loads(run.stdout) if row.get("endpoint") == "tls"}
 
 
 def test_the_diagnostic_without_the_ca_fails_the_tls_check_saying_why(broker, gce_home: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    endpoint_id = str(uuid.uuid4())
-    ep_url, _ = broker.provision(endpoint_id)
-    tls_endpoint(broker, endpoint_id, broker.tls_url(ep_url))
+    tls_endpoint(broker, gce_home)
     rows = diagnose()
     assert (rows["broker tls"]["status"], rows["broker tls"]["reason"]) == \
         ("FAIL", "the broker's certificate is not trusted: self-signed certificate in certificate chain")
