@@ -136,7 +136,7 @@ def start_hint(paths: EndpointPaths, reason: str) -> str:
     elif "may not use the virtual host" in reason or "permission" in reason:
         todo = (f"give the endpoint's broker account its grants (gce broker provision --endpoint {name}), "
                 f"or fix the virtual host in {config}")
-    elif "TLS" in reason:
+    elif "broker's TLS certificate" in reason or "TLS with the broker failed" in reason:  # link_errors' words
         todo = (f"the endpoint trusts the CAs of the system's store, or of SSL_CERT_FILE in its environment "
                 f"(under systemd: systemctl edit, Environment=SSL_CERT_FILE=...); gce diagnostic --endpoint {name} "
                 f"checks the way there")

@@ -46,5 +46,11 @@ def test_the_hint_names_what_to_do_about_the_cause(gce_home):
     assert launcher.start_hint(p, "cannot connect to the broker at amqp://u:***@h:1/v: connection refused") == (
         f"is the broker running, and is its address in {p.config_file} right? gce diagnostic --endpoint demo "
         f"checks the way there; {then}")
+    refused_at_tls_vhost = "cannot connect to the broker at amqps://u:***@h:5671/TLS: connection refused"
+    assert launcher.start_hint(p, refused_at_tls_vhost).startswith("is the broker running")
+    for tls in ("cannot connect to the broker at amqps://u:***@h:5671/v: the broker's TLS certificate is not "
+                "trusted here (self-signed certificate)", "cannot connect to the broker at amqps://u:***@h:5672/v: "
+                "TLS with the broker failed: WRONG_VERSION_NUMBER"):
+        assert launcher.start_hint(p, tls).startswith("the endpoint trusts the CAs of the system's store")
     assert launcher.start_hint(p, "something else entirely") == (
         f"gce diagnostic --endpoint demo checks each part of the endpoint; {then}")
