@@ -11,6 +11,7 @@ import time
 from gce.daemon.client import EndpointClient
 from gce.uep.pools import MIN_WINDOW, WINDOW_PER_SLOT
 from tests.endpoint import wait_until
+from tests.rendezvous import wait_for
 
 TASKS = 20_000
 
@@ -24,12 +25,7 @@ def slow(i):
 
 def held(i, gate):
     """slow, once the file GATE exists (at most 300 s from its start)."""
-    import os
-    import time
-
-    deadline = time.monotonic() + 300
-    while not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(gate, 300)
     return i
 
 

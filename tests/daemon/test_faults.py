@@ -18,6 +18,7 @@ from gce.daemon import control, pidfile
 from gce.errors import Unavailable
 from gce.sdk.errors import TaskFailed
 from tests.endpoint import RawClient, wait_until
+from tests.rendezvous import wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -38,12 +39,9 @@ def slow_nap(i):
 
 def held_nap(i, gate):
     """slow_nap, once the file GATE exists (at most 120 s from its start)."""
-    import os
     import time
 
-    deadline = time.monotonic() + 120
-    while not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(gate, 120)
     time.sleep(0.02)
     return i
 

@@ -11,14 +11,14 @@ import pytest
 
 from gce.transport import frames
 from tests import mpi_hello
-from tests.rendezvous import meet
+from tests.rendezvous import meet, wait_for
 from tests.uep.uep_process import UepProcess
 
 pytestmark = [pytest.mark.slow]
 
 HELLO = "def hello(program):\n    from gce.sdk.mpi import MPIFunction\n    return MPIFunction(program)()\n"
 RANKS = "def ranks():\n    import os\n    return os.environ.get('PARSL_NUM_RANKS')\n"
-MEET = inspect.getsource(meet)  # run as source, as the other tasks here are
+MEET = inspect.getsource(wait_for) + inspect.getsource(meet)  # run as source, as the other tasks here are
 
 
 LOCAL_MPI = {"type": "MPIEngine", "mpi_launcher": "mpiexec", "max_workers_per_block": 2, "strategy_period": 0.5,

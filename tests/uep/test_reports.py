@@ -6,6 +6,7 @@ manager on the channel. A task held on a gate keeps a worker busy until the stat
 
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import time
@@ -17,17 +18,12 @@ import pytest
 
 import gce
 from gce.transport import frames
+from tests.rendezvous import wait_for
 from tests.uep.uep_process import UepProcess
 
 SLEEP = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
-# Runs until the file GATE exists (at most LIMIT seconds).
-HOLD = """import os, time
-def hold(gate, limit):
-    deadline = time.monotonic() + limit
-    while not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return os.path.exists(gate)
-"""
+# Runs until the file GATE exists (at most LIMIT seconds); sent as source.
+HOLD = inspect.getsource(wait_for) + "def hold(gate, limit):\n    return wait_for(gate, limit)\n"
 HTEX = {"type": "HighThroughputEngine", "max_workers_per_node": 1, "strategy_period": 0.5,
         "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1}}
 VERSIONS = {"python": platform.python_version(), "parsl": parsl.__version__, "gce": gce.__version__}

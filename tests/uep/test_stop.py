@@ -7,24 +7,20 @@ The engines are real; the test plays the manager on the channel.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 
 from gce.transport import frames
 from tests.endpoint import wait_until
+from tests.rendezvous import wait_for
 from tests.uep.uep_process import UepProcess
 
 SLEEP = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
 # Says it began (the file STARTED), then runs until the file GATE exists (at most LIMIT seconds).
-HOLD = """import os, time
-def hold(started, gate, limit):
-    open(started, "w").close()
-    deadline = time.monotonic() + limit
-    while not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return os.path.exists(gate)
-"""
+HOLD = inspect.getsource(wait_for) + ("def hold(started, gate, limit):\n    open(started, 'w').close()\n"
+                                      "    return wait_for(gate, limit)\n")  # sent as source
 
 
 @pytest.mark.parametrize("engine", [{"type": "ThreadPoolEngine", "max_workers": 1},
