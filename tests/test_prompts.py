@@ -82,8 +82,9 @@ PASSWORD = "Pw-9d2kq-secret"
 URL = f"amqp://ep-demo:{PASSWORD}@127.0.0.1:5672/gce"
 ASK_BROKER = r"Broker URL \(amqps://USER:PASSWORD@HOST:5671/VHOST\), or a file holding it; typing is not shown " \
              r"\[Enter: fill it in config.yaml later\]: "
-ASK_ENGINE = r"Engine: thread, process, htex \(parsl workers on this machine\), slurm \(parsl workers in Slurm " \
-             r"jobs\), mpi or mpi-slurm \(MPI programs here or in Slurm jobs\) \[htex\]: "
+ASK_ENGINE = r"Engine: process \(worker processes on this machine\), thread, htex \(parsl workers in blocks on " \
+             r"this machine\), slurm \(parsl workers in Slurm jobs\), mpi or mpi-slurm \(MPI programs here or in " \
+             r"Slurm jobs\) \[process\]: "
 CPUS = os.cpu_count() or 1
 
 
@@ -156,19 +157,16 @@ def test_enter_takes_every_default(env):
     child = configure_on_a_terminal(env)
     said = answer(child, ASK_BROKER, "")
     said += answer(child, ASK_ENGINE, "")
-    said += answer(child, rf"Functions run at the same time on each node \[{CPUS}\]: ", "")
+    said += answer(child, rf"Functions run at the same time \[{CPUS}\]: ", "")
     rest, status = finish(child)
     assert status == 0, said + rest
-    assert "Slurm partition" not in rest and "  broker: " not in said  # no Slurm questions for a local htex
+    assert "Slurm partition" not in rest and "  broker: " not in said  # no Slurm questions for a local pool
     assert f"next: put the broker's address and credentials in broker.url of {env['GCE_HOME']}/demo/config.yaml" in rest
-    assert rest.endswith(f"the same without questions: gce configure demo --engine htex --provider local "
-                         f"--max-workers {CPUS}\r\n")
+    assert rest.endswith(f"the same without questions: gce configure demo --engine process --max-workers {CPUS}\r\n")
     config, mode = config_of(env)
     assert mode == 0o600  # the placeholder URL is there to receive a password
     assert config["broker"]["url"] == "amqp://127.0.0.1:5672/gce"
-    assert config["engine"]["type"] == "HighThroughputEngine"
-    assert config["engine"]["max_workers_per_node"] == CPUS
-    assert config["engine"]["provider"]["type"] == "LocalProvider"
+    assert config["engine"] == {"type": "ProcessPoolEngine", "max_workers": CPUS}
 
 
 def test_a_bad_answer_is_asked_again_with_the_reason(env, tmp_path):
@@ -234,7 +232,7 @@ def test_no_question_off_a_terminal_with_no_input_or_with_an_option(env):
     assert run.returncode == 0, run.stderr
     assert "Configuring" not in run.stdout and "?" not in run.stdout and run.stderr == ""
     assert "same without questions" not in run.stdout
-    assert config_of(env)[0]["engine"]["type"] == "HighThroughputEngine"
+    assert config_of(env)[0]["engine"]["type"] == "ProcessPoolEngine"
     # On a terminal, --no-input or any option that answers a question means: ask nothing.
     for name, args in (("quiet", ["--no-input"]), ("threads", ["--engine", "thread"]),
                        ("urlonly", ["--broker-url", "amqp://ep@127.0.0.1:1/gce"])):

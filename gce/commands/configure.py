@@ -81,9 +81,10 @@ def command(
         Optional[Engine],
         typer.Option(
             "--engine", case_sensitive=False, show_default=False,
-            help="What runs the functions: htex (parsl workers in blocks, on this machine or in batch jobs; "
-            "the default), process (a local process pool), thread (a thread pool) or mpi (MPI programs, "
-            "MPIFunction: parsl's MPIExecutor, its blocks on this machine or in batch jobs).",
+            help="What runs the functions: process (a pool of worker processes on this machine; the default), "
+            "htex (parsl workers in blocks, on this machine or in batch jobs; the default with --provider), "
+            "thread (a thread pool) or mpi (MPI programs, MPIFunction: parsl's MPIExecutor, its blocks on this "
+            "machine or in batch jobs).",
         ),
     ] = None,
     provider: Annotated[
@@ -91,7 +92,7 @@ def command(
         typer.Option(
             "--provider", case_sensitive=False, show_default=False,
             help="With htex or mpi: where its blocks of workers run, local (this machine; the default) or slurm "
-            "(one Slurm job per block).",
+            "(one Slurm job per block). Without --engine it means htex.",
         ),
     ] = None,
     max_workers: Annotated[
@@ -150,7 +151,7 @@ def command(
         chosen = prompts.ask(name, os.cpu_count() or 1)
     url, placeholder = _broker_url(chosen.broker_url, chosen.broker_url_file, on_argv=not asked)
     ep = writer.NewEndpoint(
-        name=name, broker_url=url, engine=chosen.engine or "htex", max_workers=chosen.max_workers or os.cpu_count() or 1,
+        name=name, broker_url=url, engine=chosen.engine or writer.default_engine(chosen.provider), max_workers=chosen.max_workers or os.cpu_count() or 1,
         provider=chosen.provider or "local", partition=chosen.partition or "", account=chosen.account or "",
         walltime=chosen.walltime or writer.DEFAULT_WALLTIME, display_name=display_name, default_url=placeholder,
         multi_user=multi_user, identity_mapping=multi_user and os.geteuid() == 0,

@@ -140,8 +140,9 @@ def ask(name: str, cpus: int) -> Choices:
         f"[Enter: {later}]", "", _broker, hidden=True)
     if read:  # the answer was not shown: say what was understood, without the password
         output.line(f"  broker: {redact(read)}" + (f" (from {url_file})" if url_file else ""))
-    kind = _ask("Engine: thread, process, htex (parsl workers on this machine), slurm (parsl workers "
-                "in Slurm jobs), mpi or mpi-slurm (MPI programs here or in Slurm jobs)", "htex", _engine)
+    kind = _ask("Engine: process (worker processes on this machine), thread, htex (parsl workers in blocks on "
+                "this machine), slurm (parsl workers in Slurm jobs), mpi or mpi-slurm (MPI programs here or in "
+                "Slurm jobs)", "process", _engine)
     engine, provider = KINDS[kind]
     per = {"htex": " on each node", "mpi": " in each block (MPI tasks)"}.get(engine, "")
     workers = _ask(f"Functions run at the same time{per}", str(cpus), _workers)

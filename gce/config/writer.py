@@ -70,7 +70,7 @@ class NewEndpoint:
 
     name: str
     broker_url: str
-    engine: str = "htex"  # a key of ENGINES
+    engine: str = "process"  # a key of ENGINES
     max_workers: int = 1
     provider: str = "local"  # a key of PROVIDERS; only htex has one
     partition: str = ""  # Slurm only; empty: the cluster's default partition
@@ -112,6 +112,14 @@ def check_broker_url(url: str) -> str:
         raise UsageError(f"invalid broker URL {redact(url)!r}", why,
                          hint="the URL looks like amqps://USER:PASSWORD@HOST:5671/VHOST")
     return url
+
+
+def default_engine(provider: str | None) -> str:
+    """The engine `gce configure` writes when none is named: a process pool when the workers run on
+    this machine (a task crosses two processes fewer than through HTEX's interchange and its worker
+    pool's manager, and a cancelled task's processes are killed); HTEX when a provider is named,
+    whose blocks of workers it starts (a batch job each, with slurm)."""
+    return "htex" if provider else "process"
 
 
 def check_values(ep: NewEndpoint) -> None:

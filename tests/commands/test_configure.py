@@ -31,7 +31,7 @@ def _uuid_in(text: str) -> str:
     return ep_id
 
 
-def test_default_configure_writes_a_loadable_htex_endpoint(gce, home):
+def test_default_configure_writes_a_loadable_process_pool_endpoint(gce, home):
     result = gce("configure", "demo", "--max-workers", "4")
     assert result.exit_code == 0, result.stderr
     paths = endpoint_paths("demo")
@@ -41,7 +41,7 @@ def test_default_configure_writes_a_loadable_htex_endpoint(gce, home):
         f"  config: {home}/demo/config.yaml (mode 0600)\n"
         f"  id:     {home}/demo/endpoint.json\n"
         "  broker: amqp://127.0.0.1:5672/gce\n"
-        "  engine: HighThroughputEngine, 4 workers per node\n"
+        "  engine: ProcessPoolEngine, 4 workers\n"
         f"next: put the broker's address and credentials in broker.url of {home}/demo/config.yaml,\n"
         "      then run: gce start demo\n"
     )
@@ -49,11 +49,7 @@ def test_default_configure_writes_a_loadable_htex_endpoint(gce, home):
     config = model.load(paths)
     assert config.endpoint_id == ep_id
     assert config.broker_url == "amqp://127.0.0.1:5672/gce"
-    assert config.engine == {
-        "type": "HighThroughputEngine", "max_workers_per_node": 4, "strategy_period": 0.5,
-        "provider": {"type": "LocalProvider", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1,
-                     "nodes_per_block": 1, "worker_init": ""},
-    }
+    assert config.engine == {"type": "ProcessPoolEngine", "max_workers": 4}
     record = json.loads(paths.endpoint_json.read_text())
     assert set(record) == {"endpoint_id", "name", "created_at"}
     assert (record["endpoint_id"], record["name"]) == (ep_id, "demo")
@@ -61,6 +57,23 @@ def test_default_configure_writes_a_loadable_htex_endpoint(gce, home):
     assert stat.S_IMODE(paths.config_dir.stat().st_mode) == 0o700
     # the placeholder URL will receive credentials: the file is private from the start
     assert stat.S_IMODE(paths.config_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("provider", ["local", "slurm"])
+def test_a_provider_without_an_engine_writes_htex(gce, home, provider):
+    # A provider starts blocks of workers: the process pool has none, HTEX is what takes one.
+    result = gce("configure", "e", "--provider", provider, "--max-workers", "2", "--broker-url", "amqp://b/gce")
+    assert result.exit_code == 0, result.stderr
+    engine = model.load(endpoint_paths("e")).engine
+    assert (engine["type"], engine["max_workers_per_node"]) == ("HighThroughputEngine", 2)
+    assert engine["provider"]["type"] == {"local": "LocalProvider", "slurm": "SlurmProvider"}[provider]
+    assert "  engine: HighThroughputEngine, 2 workers per node" in result.stdout
+
+
+def test_the_default_process_pool_config_says_how_to_run_workers_in_batch_jobs(gce, home):
+    gce("configure", "e", "--broker-url", "amqp://b/gce")
+    text = endpoint_paths("e").config_file.read_text()
+    assert "gce configure NAME --provider slurm" in text and "HighThroughputEngine" in text
 
 
 @pytest.mark.parametrize("engine, expected, per", [

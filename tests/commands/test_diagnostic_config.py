@@ -7,7 +7,7 @@ import json
 
 
 def test_a_misspelt_provider_option_fails_the_config_check(gce, configured):
-    paths = configured("demo")
+    paths = configured("demo", "--engine", "htex")
     paths.config_file.write_text(paths.config_file.read_text().replace("nodes_per_block:", "node_per_block:"))
     result = gce("diagnostic", "--endpoint", "demo", "--json")
     [check] = [r for r in json.loads(result.stdout) if r["check"] == "config"]

@@ -139,7 +139,7 @@ def test_foreground_start_runs_until_interrupted(on_broker, gce_bin, home):
 
 def test_start_detach_refuses_an_option_parsl_does_not_take(gce, configured):
     """Checked against parsl's signatures before the manager forks, not as a TypeError in it."""
-    paths = configured("demo")
+    paths = configured("demo", "--engine", "htex")
     paths.config_file.write_text(paths.config_file.read_text().replace("min_blocks:", "min_block:"))
     result = gce("start", "demo", "--detach", "--timeout", "5")
     assert result.exit_code == 78

@@ -23,7 +23,7 @@ def test_nothing_configured(gce, home):
 
 
 def test_table_of_stopped_failed_and_invalid_endpoints(gce, home, configured):
-    configured("alpha")
+    configured("alpha", "--engine", "htex")
     configured("beta", "--engine", "thread")
     broken = configured("gamma")
     broken.config_file.write_text("broker: {url: amqp://h/v}\nengine: {type: Warp}\n")
@@ -57,7 +57,7 @@ def test_json(gce, home, configured):
     rows = json.loads(gce("list", "--json").stdout)
     assert rows == [
         {"name": "alpha", "endpoint_id": ids["alpha"], "display_name": "Alpha lab", "state": "stopped",
-         "reason": "", "pid": None, "host": None, "engine_type": "HighThroughputEngine", "started_at": None,
+         "reason": "", "pid": None, "host": None, "engine_type": "ProcessPoolEngine", "started_at": None,
          "uptime": None, "config_error": None},
         {"name": "gamma", "endpoint_id": ids["gamma"], "display_name": None, "state": "stopped",
          "reason": "", "pid": None, "host": None, "engine_type": None, "started_at": None,
