@@ -1,7 +1,7 @@
 """Benchmarks of output capture (a task's stdout and stderr sent back with its result), beside bench.py.
 
-Two endpoints alike in all but limits.max_output_bytes (HTEX, local block, 2 workers, like bench.py's
-"bench"): one keeps the default 64 KiB of each stream ("on"), the other 0 ("off"). Their no-op
+Two endpoints alike in all but limits.max_output_bytes (HTEX, local block, 2 workers, as bench.py's
+htex-rtt row's): one keeps the default 64 KiB of each stream ("on"), the other 0 ("off"). Their no-op
 throughput and no-op round trip are measured side by side in the same run, the order of the two
 alternating from round to round; halfway the endpoints swap roles (restarted with each other's
 setting), since two identical endpoints on one busy host differ by a few per cent by themselves.

@@ -1,6 +1,6 @@
 """A million no-op tasks from one Executor, beside bench.py: does gce stay linear?
 
-On bench.py's endpoint "bench" (HTEX, local block, 2 workers) and its private broker: first 10,000
+On bench.py's endpoint "bench" (gce configure's default: a process pool, 2 workers) and its private broker: first 10,000
 no-op tasks, then 1,000,000, each submitted at once from one Executor and counted as they complete
 (a done callback; the bench keeps no future, so the SDK holds only what is outstanding). The row
 is the million's throughput against the 10,000's of the same run (target: at least 0.9x), with
@@ -113,7 +113,7 @@ def run(only: set[str], s, rows: list, tasks: int = TASKS) -> None:
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import bench/
     with s.executor() as ex:
-        ex.submit(noop).result(timeout=120)  # the engine's block is up
+        ex.submit(noop).result(timeout=120)  # the engine's workers are up
         small = Counted()
         small_rate = SMALL / submit_all(ex, SMALL, small)
         counted = Counted()
