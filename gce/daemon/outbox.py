@@ -3,6 +3,9 @@ and published again after a reconnect or a restart until the broker has confirme
 
 A result leaves the spool only once confirmed; its task id is then remembered for a while,
 so that a redelivery of a task already answered is dropped instead of run again.
+
+The small results of one loop turn bound for the same Executor's queue go as one message, a bundle
+(gce.transport.bundles), when its tasks asked for that; a lone result goes alone.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Callable
 
 from gce.daemon.spool import RESULT, TASK, Spool
 from gce.daemon.status import RECENT_TASKS, RecentTask
-from gce.transport import names
+from gce.transport import bundles, names
 from gce.transport.amqp import EndpointLink
 from gce.transport.confirms import NACKS_BEFORE_NEW_CONNECTION
 from gce.transport.message import ResultHeaders
@@ -35,6 +38,9 @@ class Outbox:
         self.recent: deque[RecentTask] = deque(maxlen=RECENT_TASKS)  # the last results, for the status
         self._retry_armed = False  # a re-publish of nacked results is scheduled
         self._nacked_rounds = 0  # re-publishes in a row that were nacked again
+        # Results of this loop turn whose submitters read bundles: reply_to -> [(result, payload)],
+        # published together at the end of the turn.
+        self._bundling: dict[str, list[tuple[ResultHeaders, bytes]]] = {}
 
     def answered(self, task_id: str) -> bool:
         """Whether TASK_ID's result was published and confirmed lately (a redelivery to drop)."""
@@ -49,8 +55,34 @@ class Outbox:
         self.spool.add_result({"task_id": rh.task_id, "result": rh.to_dict(), "reply_to": reply_to}, body)
         self._on_spooled()
         self._record(rh)
-        self.send_result(rh, reply_to, body)
+        if entry.header["task"].get("result_bundles") and len(body) <= bundles.SMALL:
+            if not self._bundling:
+                asyncio.get_running_loop().call_soon(self.send_bundled)
+            self._bundling.setdefault(reply_to, []).append((rh, body))
+        else:
+            self.send_result(rh, reply_to, body)
         return True
+
+    def send_bundled(self) -> None:
+        """Publish the results this loop turn held for bundling: a bundle per result queue (split
+        past the bounds of gce.transport.bundles), or a plain result message for a lone one."""
+        waiting, self._bundling = self._bundling, {}
+        for reply_to, results in waiting.items():
+            for run in bundles.split(results, lambda result: len(result[1])):
+                if len(run) == 1:
+                    self.send_result(run[0][0], reply_to, run[0][1])
+                else:
+                    self._send_bundle(reply_to, run)
+
+    def _send_bundle(self, reply_to: str, run: list[tuple[ResultHeaders, bytes]]) -> None:
+        tids = [rh.task_id for rh, _ in run]
+        body = bundles.encode(bundles.RESULTS, ((rh.amqp_headers(), payload) for rh, payload in run))
+        sent = self.link.publish(names.RESULTS_EXCHANGE, reply_to, body,
+                                 {"gce-protocol": names.PROTOCOL_VERSION, "results": str(len(tids))},
+                                 correlation_id="bundle", content_type=names.RESULT_BUNDLE_CONTENT_TYPE,
+                                 on_confirm=lambda ok: self._confirmed(tids, ok))
+        if not sent:
+            self.unpublished.update(tids)
 
     def _record(self, rh: ResultHeaders) -> None:
         lines = rh.error_message.strip().splitlines()
@@ -63,22 +95,26 @@ class Outbox:
         tid = rh.task_id
 
         def confirmed(ok: bool) -> None:
-            if not spooled:
-                return
-            if ok:
-                self.spool.done(tid)
-                self._remember_done(tid)
-                self._nacked_rounds = 0
-            else:
-                self.unpublished.add(tid)
-                if self.link.connected:  # a nack, not a lost connection: no reconnect will re-send it
-                    self._retry_soon()
+            if spooled:
+                self._confirmed([tid], ok)
 
         sent = self.link.publish(names.RESULTS_EXCHANGE, reply_to, body, rh.amqp_headers(), correlation_id=tid,
                                  content_type=names.RESULT_CONTENT_TYPE, on_confirm=confirmed)
         if not sent and spooled:
             self.unpublished.add(tid)
         return sent
+
+    def _confirmed(self, tids: list[str], ok: bool) -> None:
+        """The broker took the results of TIDS (they leave the spool), or nacked them."""
+        if ok:
+            for tid in tids:
+                self.spool.done(tid)
+                self._remember_done(tid)
+            self._nacked_rounds = 0
+        else:
+            self.unpublished.update(tids)
+            if self.link.connected:  # a nack, not a lost connection: no reconnect will re-send it
+                self._retry_soon()
 
     def _retry_soon(self) -> None:
         """Re-publish the nacked results in a second: a quorum queue whose leader's node went down

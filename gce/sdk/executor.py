@@ -33,6 +33,7 @@ from gce.sdk.settings import FunctionStore, RegistersFunctions, broker_user, jso
 from gce.sdk.tasks import retries_allowed
 from gce.sdk.tasks import (DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, check_resource_specification, function_name,
                            task_message, time_limit)
+from gce.transport import bundles, names
 from gce.transport.message import ResultHeaders
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
             kind, blob, function_id, args, kwargs, user=self.broker_user, reply_to=self.result_queue,
             user_endpoint_config=self._uec, resource_specification=self._task_spec(),
             max_payload_bytes=self.max_payload_bytes, function_name=name,
-            max_retries_on_system_failure=self._retries)
+            max_retries_on_system_failure=self._retries, result_bundles=True)
         fut = TaskFuture(task_id, self._status_of, endpoint_id, self._control_of)
         with self._lock:
             self._pending[task_id] = fut
@@ -361,7 +362,17 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
     def _on_result(self, props: Any, body: bytes) -> None:
         if props.content_type == control.ANSWER_CONTENT_TYPE:  # to a cancel this Executor sent
             return
-        rh = ResultHeaders.from_amqp(props.correlation_id, props.headers)
+        if props.content_type == names.RESULT_BUNDLE_CONTENT_TYPE:  # several results (its tasks asked for that)
+            results, why = bundles.decode(bundles.RESULTS, body)
+            if why:
+                log.warning("a bundle of results from the endpoint could not be read whole (%s): %d of its "
+                            "results were", why, len(results))
+            for headers, payload in results:
+                self._on_one_result(ResultHeaders.from_amqp(None, headers), payload)
+            return
+        self._on_one_result(ResultHeaders.from_amqp(props.correlation_id, props.headers), body)
+
+    def _on_one_result(self, rh: ResultHeaders, body: bytes) -> None:
         with self._lock:
             fut = self._pending.pop(rh.task_id, None)
             if fut is None:  # a duplicate (at-least-once delivery), or a task of an earlier Executor

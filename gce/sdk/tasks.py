@@ -96,10 +96,11 @@ def check_resource_specification(spec: dict[str, Any], what: str = "resource_spe
 def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                  user: str, reply_to: str, user_endpoint_config: dict[str, Any],
                  resource_specification: dict[str, Any], max_payload_bytes: int, function_name: str = "",
-                 max_retries_on_system_failure: int | None = None,
+                 max_retries_on_system_failure: int | None = None, result_bundles: bool = False,
                  ) -> tuple[str, bytes, pika.BasicProperties]:
     """(task_id, body, properties) of one task; PayloadTooLarge before anything is sent. FUNCTION_NAME
-    labels the task for people (function_name(fn)); without one, a function sent as source is named by it."""
+    labels the task for people (function_name(fn)); without one, a function sent as source is named by it.
+    RESULT_BATCHES: the submitter reads results that come several to a message (gce.transport.bundles)."""
     args_blob = serialize.serialize_args(args, kwargs)
     if len(args_blob) > max_payload_bytes:  # the endpoint would refuse it anyway
         raise PayloadTooLarge(len(args_blob), max_payload_bytes)
@@ -110,7 +111,7 @@ def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ..
         python_version=platform.python_version(), gce_version=gce.__version__, platform=platform.platform(),
         submitted_at=time.time(), function_name=_plain(function_name) or _named_by_source(kind, blob),
         user_endpoint_config=user_endpoint_config, resource_specification=resource_specification,
-        max_retries_on_system_failure=max_retries_on_system_failure)
+        max_retries_on_system_failure=max_retries_on_system_failure, result_bundles=result_bundles)
     props = pika.BasicProperties(message_id=task_id, user_id=user, reply_to=reply_to, delivery_mode=2,
                                  content_type=names.TASK_CONTENT_TYPE, headers=headers.amqp_headers())
     return task_id, serialize.pack_task(kind, blob, args_blob), props

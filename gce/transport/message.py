@@ -75,6 +75,7 @@ class TaskHeaders:
     submitted_at: float = 0.0
     function_name: str = ""  # what the SDK calls the function: a label for people, never trusted for more
     max_retries_on_system_failure: int | None = None  # the submitter's (gce.uep.retries); None: the endpoint's
+    result_bundles: bool = False  # its submitter reads several results in one message (gce.transport.bundles)
 
     def amqp_headers(self) -> dict[str, Any]:
         return {
@@ -90,6 +91,7 @@ class TaskHeaders:
             "function-name": self.function_name,
             **({} if self.max_retries_on_system_failure is None else
                {"max-retries-on-system-failure": str(self.max_retries_on_system_failure)}),
+            **({"result-bundles": "1"} if self.result_bundles else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +205,7 @@ def parse_task(
         submitted_at=submitted_at,
         function_name=function_name,
         max_retries_on_system_failure=int(retries) if retries else None,
+        result_bundles=_text(headers, "result-bundles", required=False) == "1",
     )
 
 
