@@ -30,7 +30,7 @@ from gce.daemon.routing import Router
 from gce.daemon.snapshot import TaskEvents, snapshot
 from gce.daemon.status import EndpointStatus
 from gce.daemon.spool import Spool
-from gce.transport import names
+from gce.transport import bundles, names
 from gce.transport.amqp import Delivery, EndpointLink
 from gce.transport.control import is_control
 from gce.transport.message import BadMessage, ErrorCode, ResultHeaders, failure, parse_task, reply_to_belongs
@@ -70,6 +70,19 @@ class Manager:
         self.commit.delivered(d.generation, d.tag)
         if is_control(d.properties.headers):  # not a task: a question about tasks, or a cancel
             return self.control.handle(d)
+        if d.properties.content_type == names.TASK_BUNDLE_CONTENT_TYPE:  # several tasks: each as if alone
+            tasks, why = bundles.tasks_of(d.properties, d.body)
+            if why:
+                self.counts["malformed"] += 1
+                log.warning("a bundle of tasks (message_id=%.80r, user_id=%.80r) could not be read whole: %s; "
+                            "%d of its tasks were", d.properties.message_id, d.properties.user_id, why, len(tasks))
+            for properties, body in tasks:
+                self._take(Delivery(d.generation, d.tag, properties, body, d.exchange, d.routing_key))
+            return
+        self._take(d)
+
+    def _take(self, d: Delivery) -> None:
+        """One task; a task message's, or one of a bundle's."""
         try:
             self._accept(d)
         except BadMessage as e:

@@ -2,7 +2,9 @@
 
 pika is not thread-safe, so only this thread touches the connection. ``publish_task`` queues a task and
 wakes the thread once per batch, published back to back and settled by asynchronous publisher
-confirms (``Basic.Ack`` with ``multiple``): no task waits for a round trip. Tasks are ``mandatory``:
+confirms (``Basic.Ack`` with ``multiple``): no task waits for a round trip. Small tasks of a batch
+bound for an endpoint that takes bundles (``bundle_tasks_to``) go several to a message
+(gce.transport.bundles). Tasks are ``mandatory``:
 a ``basic.return`` before the ack means no queue is bound for the endpoint. Results are consumed on
 the same channel, handed to ``on_result``, then acked. Lost connections come back with jittered
 backoff; unconfirmed tasks are re-published (at-least-once: the duplicate filter makes it safe).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import deque
 from typing import Any, Callable, Sequence
 
@@ -21,7 +24,7 @@ from gce.sdk.errors import (BrokerUnavailable, ExecutorFailed, connect_error, na
                             refused_routing_key, setup_error, submit_refused)
 from gce.sdk.settings import broker_user, connection_parameters, redact
 from gce.sdk.tasks import Outgoing
-from gce.transport import connect, names
+from gce.transport import bundles, connect, names
 from gce.transport.confirms import NACKS_BEFORE_NEW_CONNECTION, Confirms
 
 log = logging.getLogger(__name__)
@@ -40,11 +43,13 @@ class Link:
     def __init__(self, url: str, queue: str, *, queue_expires_ms: int, heartbeat: int, prefetch: int,
                  on_result: Callable[[Any, bytes], None], on_publish_failed: Callable[[Outgoing, Exception], None],
                  on_fatal: Callable[[Exception], None],
-                 before_publish: Callable[[Sequence[Outgoing]], None] | None = None) -> None:
+                 before_publish: Callable[[Sequence[Outgoing]], None] | None = None,
+                 on_bundled: Callable[[str, Sequence[Outgoing]], None] | None = None) -> None:
         self.url, self.queue, self.user, self.where = url, queue, broker_user(url), redact(url)
         self.queue_expires_ms, self.heartbeat, self.prefetch = queue_expires_ms, heartbeat, prefetch
         self._on_result, self._on_publish_failed, self._on_fatal = on_result, on_publish_failed, on_fatal
         self._before_publish = before_publish  # told each batch before it is published (its task group's log)
+        self._on_bundled = on_bundled  # told the tasks of each bundle as it is published, and its message id
         self._lock = threading.Lock()
         # Notified when nothing waits for a confirm, and when there is room again under MAX_UNSETTLED.
         self._idle = threading.Condition(self._lock)
@@ -67,6 +72,7 @@ class Link:
         self._trying = ""  # HOST:PORT of the node being connected to
         self._next_now = False  # another node to try before waiting
         self.node = ""  # HOST:PORT of the broker node reached, while connected
+        self._bundles_to: set[str] = set()  # endpoint ids whose managers said they take bundles of tasks
         self._thread = threading.Thread(target=self._run, name=f"gce-sdk {queue}", daemon=True)
 
     # -- API for other threads ---------------------------------------------------------
@@ -91,6 +97,14 @@ class Link:
             if self._ready and not self._wake_pending:
                 self._wake_pending = True
                 self._conn.ioloop.add_callback_threadsafe(self._drain)
+
+    def bundle_tasks_to(self, endpoint_id: str, yes: bool = True) -> None:
+        """ENDPOINT_ID's manager takes bundles of tasks (YES: send it small tasks several to a
+        message), or cannot read them (an older manager took its place: one task per message again)."""
+        if yes:
+            self._bundles_to.add(endpoint_id)
+        else:
+            self._bundles_to.discard(endpoint_id)
 
     def wait_published(self, timeout: float | None = None) -> bool:
         """Wait until the broker confirmed (or refused) every task handed over so far."""
@@ -249,12 +263,48 @@ class Link:
             batch, self._outgoing = self._outgoing, deque()
         if self._before_publish is not None and batch:
             self._before_publish(batch)
+        run: list[Outgoing] = []  # small tasks in a row for one endpoint that takes bundles
         for item in batch:
             if item.future.cancelled():  # cancelled before it left: never send it
                 self._settle(item)
                 continue
-            self._ch.basic_publish(names.TASKS_EXCHANGE, item.routing_key, item.body, item.properties, mandatory=True)
-            self._unconfirmed.published(item)
+            if run and not self._bundles_with(run[0], item):
+                self._publish_run(run)
+                run = []
+            if (item.routing_key in self._bundles_to and len(item.body) <= bundles.SMALL
+                    and item.properties.content_type == names.TASK_CONTENT_TYPE):  # a task, not a cancel
+                run.append(item)
+                continue
+            self._publish_one(item)
+        self._publish_run(run)
+
+    @staticmethod
+    def _bundles_with(first: Outgoing, item: Outgoing) -> bool:
+        return (item.routing_key, item.properties.reply_to, item.properties.user_id) == (
+            first.routing_key, first.properties.reply_to, first.properties.user_id)
+
+    def _publish_one(self, item: Outgoing) -> None:
+        item.sent_as = item.task_id
+        self._ch.basic_publish(names.TASKS_EXCHANGE, item.routing_key, item.body, item.properties, mandatory=True)
+        self._unconfirmed.published(item)
+
+    def _publish_run(self, run: list[Outgoing]) -> None:
+        for part in bundles.split(run, lambda item: len(item.body)):
+            if len(part) == 1:
+                self._publish_one(part[0])
+                continue
+            first, bundle_id = part[0].properties, str(uuid.uuid4())
+            body = bundles.encode(bundles.TASKS, (({**item.properties.headers, "task-id": item.task_id}, item.body)
+                                                  for item in part))
+            props = pika.BasicProperties(message_id=bundle_id, user_id=first.user_id, reply_to=first.reply_to,
+                                         delivery_mode=2, content_type=names.TASK_BUNDLE_CONTENT_TYPE,
+                                         headers={"gce-protocol": names.PROTOCOL_VERSION, "tasks": str(len(part))})
+            for item in part:
+                item.sent_as = bundle_id
+            if self._on_bundled is not None:
+                self._on_bundled(bundle_id, part)
+            self._ch.basic_publish(names.TASKS_EXCHANGE, part[0].routing_key, body, props, mandatory=True)
+            self._unconfirmed.published_all(part)
 
     def _on_confirm(self, frame: Any) -> None:
         done, acked = self._unconfirmed.settle(frame)
@@ -271,11 +321,11 @@ class Link:
             self._nacks.pop(item.task_id, None)  # settled: not published again
             if not acked:
                 self._settle(item, nacked(item.routing_key, item.task_id))
-            elif item.task_id in self._returned:  # the broker sends basic.return before the ack
-                self._returned.discard(item.task_id)
+            elif item.sent_as in self._returned:  # the broker sends basic.return before the ack
                 self._settle(item, no_task_queue(item.routing_key, item.task_id))
             else:
                 self._settle(item)
+        self._returned.difference_update(item.sent_as for item in done)
 
     def _again(self, item: Outgoing) -> None:
         if self._retrying.pop(item.task_id, None) is not None:  # else a reconnect re-queued it already

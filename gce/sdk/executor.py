@@ -34,7 +34,7 @@ from gce.sdk.tasks import retries_allowed
 from gce.sdk.tasks import (DEFAULT_MAX_PAYLOAD_BYTES, Outgoing, check_resource_specification, function_name,
                            task_message, time_limit)
 from gce.transport import bundles, names
-from gce.transport.message import ResultHeaders
+from gce.transport.message import ErrorCode, ResultHeaders, failure
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class TaskFuture(Future):
         self._endpoint_status = endpoint_status  # one bound method for all of an Executor's tasks
         self._endpoint_id = endpoint_id
         self._output = NO_OUTPUT  # set before the result, from the same message
+        self._bundle = ""  # the message id of the bundle it was sent in, if it was (gce.transport.bundles)
         self._control = control  # the Executor's, for cancel() and state() (gce.sdk.control)
 
     def cancel(self) -> bool:
@@ -172,7 +173,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._link = Link(url, self.result_queue, queue_expires_ms=self._group.expires_ms,
                           heartbeat=amqp_heartbeat, prefetch=1000, on_result=self._on_result,
                           on_publish_failed=self._on_publish_failed, on_fatal=self._on_fatal,
-                          before_publish=self._list_published)
+                          before_publish=self._list_published, on_bundled=self._bundled)
         try:
             self._link.start(connect_timeout)
         except BaseException:
@@ -368,20 +369,59 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
                 log.warning("a bundle of results from the endpoint could not be read whole (%s): %d of its "
                             "results were", why, len(results))
             for headers, payload in results:
-                self._on_one_result(ResultHeaders.from_amqp(None, headers), payload)
+                self._on_one_result(ResultHeaders.from_amqp(None, headers), payload, headers)
             return
-        self._on_one_result(ResultHeaders.from_amqp(props.correlation_id, props.headers), body)
+        self._on_one_result(ResultHeaders.from_amqp(props.correlation_id, props.headers), body, props.headers)
 
-    def _on_one_result(self, rh: ResultHeaders, body: bytes) -> None:
+    def _on_one_result(self, rh: ResultHeaders, body: bytes, headers: dict | None) -> None:
         with self._lock:
             fut = self._pending.pop(rh.task_id, None)
-            if fut is None:  # a duplicate (at-least-once delivery), or a task of an earlier Executor
+            unread = self._unread_bundle(rh) if fut is None else []
+            if fut is None and not unread:  # a duplicate (at-least-once delivery), or an earlier Executor's task
                 why = "an already completed" if rh.task_id in self._completed else "an unknown"
                 return log.debug("dropping a result for %s task %s", why, rh.task_id)
-            self._remember(rh.task_id)
+            if fut is not None:
+                self._remember(rh.task_id)
+        if fut is None:
+            return self._fail_unread(rh, unread)
+        if (headers or {}).get(bundles.TASK_BUNDLES_HEADER) == "1" and fut._endpoint_id:
+            # The manager of the endpoint this task went to takes bundles of tasks: later bursts to it go so.
+            self._link.bundle_tasks_to(fut._endpoint_id)
         ok, value, fut._output = outcome_and_output(rh, body)
         resolve(fut, ok, value)
         self._group.taken(rh.task_id, self._outstanding)  # before the link acks it
+
+    def _bundled(self, bundle_id: str, items: Any) -> None:  # on the link's thread, as a bundle is published
+        for item in items:
+            if isinstance(item.future, TaskFuture):
+                item.future._bundle = bundle_id
+
+    def _unread_bundle(self, rh: ResultHeaders) -> list[TaskFuture]:
+        """Holding the lock, for a result of no task of this Executor's: the tasks of the bundle it
+        refuses as a whole, if it does (taken out of the pending ones); else none. An older manager,
+        which reads one task per message, answers a bundle so when it took the place of one that
+        said it reads them."""
+        if rh.error_code != ErrorCode.BAD_MESSAGE or rh.task_id in self._completed:
+            return []  # the scan below is for this rare answer only
+        unread = [fut for fut in self._pending.values() if fut._bundle == rh.task_id]
+        for fut in unread:
+            del self._pending[fut.task_id]
+            self._remember(fut.task_id)
+        return unread
+
+    def _fail_unread(self, rh: ResultHeaders, unread: list[TaskFuture]) -> None:
+        """UNREAD's tasks fail saying why, rather than wait for ever; later ones go one per message."""
+        log.warning("endpoint %s could not read a bundle of %d tasks (%s): they fail; later tasks to it go one "
+                    "per message", unread[0]._endpoint_id, len(unread), rh.error_message)
+        why = (f"the endpoint could not read the bundle of tasks this task was sent in ({rh.error_message}): it "
+               "runs a gce that takes one task per message. The task did not run; submit it again (it now goes alone)")
+        for fut in unread:
+            if fut._endpoint_id:
+                self._link.bundle_tasks_to(fut._endpoint_id, False)
+            ok, value, fut._output = outcome_and_output(failure(fut.task_id, rh.endpoint_id, ErrorCode.BAD_MESSAGE,
+                                                                why), b"")
+            resolve(fut, ok, value)
+            self._group.taken(fut.task_id, self._outstanding)
 
     def _on_publish_failed(self, item: Outgoing, exc: Exception) -> None:
         with self._lock:

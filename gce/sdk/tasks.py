@@ -34,6 +34,7 @@ class Outgoing:  # a task on its way to the broker: what the link publishes
     body: bytes
     properties: pika.BasicProperties
     future: Future[Any]
+    sent_as: str = ""  # the message id it was last published under: its own task id, or its bundle's
 
 
 def _plain(name: str) -> str:

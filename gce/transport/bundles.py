@@ -25,14 +25,19 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, Iterable, TypeVar
+from typing import Any, Iterable, NamedTuple, TypeVar
 
+from gce.transport import limits
+
+TASK_BUNDLES_HEADER = "task-bundles"  # in a result's headers, "1": its manager takes bundles of tasks
 RESULTS = b"GCE-RESULTS-1\n"  # the MAGIC of a bundle of results
 TASKS = b"GCE-TASKS-1\n"  # and of a bundle of tasks
 _LEN = struct.Struct("!I")
 SMALL = 64 * 1024  # a payload larger than this goes alone
-MAX_ITEMS = 256  # tasks or results in one bundle, at most
-MAX_BYTES = 1024 * 1024  # and bytes, about (a run is split to stay under both)
+# Tasks or results in one bundle, at most, and bytes, about (a run is split to stay under both). An
+# endpoint's broker.prefetch counts messages: a bundle is one, so these bound what prefetch lets in.
+MAX_ITEMS = 64
+MAX_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 256 * 1024  # one entry's headers, when read back
 READ_AT_MOST = 4 * MAX_ITEMS  # entries read from one bundle: a bigger one was not made by gce
 
@@ -68,7 +73,7 @@ def decode(magic: bytes, data: bytes) -> tuple[list[tuple[dict, bytes]], str]:
         if len(raw) != hlen or start + blen > len(data):
             return out, f"it ends inside entry {len(out) + 1}"
         try:
-            headers = json.loads(raw)
+            headers = limits.loads(raw, limit=1)  # an object of text: nesting is refused before parsing
         except ValueError as e:
             return out, f"entry {len(out) + 1}'s headers are not JSON ({e})"
         if not isinstance(headers, dict) or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
@@ -92,3 +97,23 @@ def split(items: list[T], size_of: Any) -> list[list[T]]:
         out[-1].append(item)
         size += n
     return [run for run in out if run]
+
+
+class TaskProperties(NamedTuple):
+    """A bundled task's message properties, as its own message would have had them: what the
+    manager reads of a task message's properties (gce.transport.message.parse_task)."""
+
+    message_id: Any
+    user_id: Any
+    reply_to: Any
+    headers: dict
+    content_type: str = ""
+
+
+def tasks_of(properties: Any, body: bytes) -> tuple[list[tuple[TaskProperties, bytes]], str]:
+    """The tasks of a bundle with PROPERTIES and BODY, each with the properties its own message would
+    have had (the bundle's user id, checked by the broker, and reply_to; the entry's task id and
+    headers), and why the rest could not be read ("" when all were)."""
+    entries, why = decode(TASKS, body)
+    return [(TaskProperties(headers.pop("task-id", None), properties.user_id, properties.reply_to, headers), payload)
+            for headers, payload in entries], why

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from gce.transport import limits
+from gce.transport.bundles import TASK_BUNDLES_HEADER
 from gce.transport.names import PROTOCOL_VERSION, RESULT_QUEUE_SUFFIX_MAX, result_queue
 
 # Header values are JSON text; this bounds each one (AMQP header frames are small).
@@ -238,6 +239,7 @@ class ResultHeaders:
             "error-code": self.error_code,
             "error-message": self.error_message,
             "timings": json.dumps(self.timings),
+            TASK_BUNDLES_HEADER: "1",  # this manager takes bundles of tasks (gce.transport.bundles)
         }
 
     @classmethod

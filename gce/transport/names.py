@@ -14,6 +14,7 @@ DIRECTORY_EXCHANGE = "gce.directory"  # routing key = a broker user: the endpoin
 
 PROTOCOL_VERSION = 1
 TASK_CONTENT_TYPE = "application/x-gce-task"
+TASK_BUNDLE_CONTENT_TYPE = "application/x-gce-tasks"  # several tasks (gce.transport.bundles)
 RESULT_CONTENT_TYPE = "application/x-gce-result"
 RESULT_BUNDLE_CONTENT_TYPE = "application/x-gce-results"  # several results (gce.transport.bundles)
 STATUS_CONTENT_TYPE = "application/json"

@@ -16,13 +16,14 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from gce.daemon import control
-from gce.transport import names
+from gce.transport import bundles, names
+from gce.transport.message import ResultHeaders
 from tests.daemon.tmpfs import fill, small_disk
 from tests.endpoint import wait_until
 
 pytestmark = pytest.mark.broker
 GCE = str(Path(sys.executable).parent / "gce")
-PREFETCH = 10
+PREFETCH = 2  # messages: a bundle of tasks (at most bundles.MAX_ITEMS) is one
 
 
 def square(i):
@@ -71,10 +72,17 @@ class Broker:
     def answers(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         while True:
-            method, props, _body = self._do(lambda ch: ch.basic_get(self.tap, auto_ack=True))
+            method, props, body = self._do(lambda ch: ch.basic_get(self.tap, auto_ack=True))
             if method is None:
                 return counts
-            counts[props.correlation_id] = counts.get(props.correlation_id, 0) + 1
+            if props.content_type == names.RESULT_BUNDLE_CONTENT_TYPE:  # several results in one message
+                results, why = bundles.decode(bundles.RESULTS, body)
+                assert why == ""
+                tids = [ResultHeaders.from_amqp(None, headers).task_id for headers, _ in results]
+            else:
+                tids = [props.correlation_id]
+            for tid in tids:
+                counts[tid] = counts.get(tid, 0) + 1
 
     def close(self) -> None:
         self._do(lambda ch: ch.queue_delete(self.tap))
@@ -108,7 +116,9 @@ def test_a_full_spool_disk_pauses_the_endpoint_until_there_is_room(make_endpoint
                 st = wait_until(lambda: _status(ep).get("state") == "degraded" and _status(ep), timeout=30)
                 error = f"the spool disk is full (No space left on device) at {disk}"
                 assert st["spool"]["error"] == error and st["reason"] == f"not taking tasks: {error}"
-                wait_until(lambda: b.waiting() >= 150, timeout=30)  # the rest wait on the broker
+                # The rest wait on the broker (in bundles of tasks: gce.transport.bundles).
+                wait_until(lambda: b.waiting() >= 1, timeout=30)
+                assert len(futs) - PREFETCH * bundles.MAX_ITEMS > 0  # so some tasks cannot have come in
 
                 status = _gce("status", ep.name)
                 assert status.returncode == 150, status.stderr

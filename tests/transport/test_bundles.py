@@ -41,10 +41,16 @@ def test_garbage_is_refused_with_the_reason():
     bad_json = bundles.RESULTS + struct.pack("!I", 3) + b"{x}" + struct.pack("!I", 0)
     decoded, why = bundles.decode(bundles.RESULTS, good + bad_json[len(bundles.RESULTS):])
     assert decoded == _results(1) and why.startswith("entry 2's headers are not JSON")
-    nested = json.dumps({"task-id": {"a": "b"}}).encode()
-    decoded, why = bundles.decode(bundles.RESULTS, bundles.RESULTS + struct.pack("!I", len(nested)) + nested
-                                       + struct.pack("!I", 0))
-    assert decoded == [] and why == "entry 1's headers are not an object of text and numbers"
+    def one(headers: bytes) -> tuple[list, str]:
+        return bundles.decode(bundles.RESULTS, bundles.RESULTS + struct.pack("!I", len(headers)) + headers
+                              + struct.pack("!I", 0))
+
+    nested = b"[" * 100_000 + b"]" * 100_000  # refused before it is parsed: no RecursionError
+    assert one(nested) == ([], "entry 1's headers are not JSON (it nests more than 1 levels deep (the limit is 1))")
+    assert one(json.dumps({"task-id": {"a": "b"}}).encode())[1].startswith("entry 1's headers are not JSON")
+    for not_text in (b'{"task-id": true}', b'{"task-id": null}', b'["t1"]', b'"t1"'):
+        assert one(not_text) == ([], "entry 1's headers are not an object of text and numbers"), not_text
+    assert one(b'{"task-id": "\xff"}')[1].startswith("entry 1's headers are not JSON")  # not UTF-8
     huge = bundles.RESULTS + struct.pack("!I", 2**31) + b"{}"
     assert bundles.decode(bundles.RESULTS, huge) == ([], "entry 1's headers are 2,147,483,648 bytes long")
 
