@@ -58,6 +58,7 @@ class Spool:
         self._live: dict[int, int] = {}  # segment -> live records in it
         self._seg = 1  # the active segment: where buffered records go
         self._fd: int | None = None  # its descriptor, opened by the first write
+        self._readers: dict[int, int] = {}  # segment -> a descriptor that reads bodies back from it
         self._durable = 0  # bytes of the active segment known to be on disk
         # Every record after _durable: the first _written bytes are in the file, not yet fsynced.
         self._buf = bytearray()
@@ -83,6 +84,9 @@ class Spool:
             self._fd = None
 
     def _unlink(self, seg: int) -> bool:
+        fd = self._readers.pop(seg, None)
+        if fd is not None:
+            os.close(fd)
         try:
             self._path(seg).unlink(missing_ok=True)
         except OSError as e:  # a read-only disk: try again after a later flush
@@ -303,9 +307,10 @@ class Spool:
             raise SpoolUnwritable(self.dir, e) from None
 
     def _read(self, seg: int, offset: int, length: int) -> bytes:
-        with open(self._path(seg), "rb") as f:
-            f.seek(offset)
-            return f.read(length)
+        fd = self._readers.get(seg)  # one descriptor per segment, kept until it is deleted
+        if fd is None:
+            fd = self._readers[seg] = os.open(self._path(seg), os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(fd, length, offset)
 
     def body(self, task_id: str) -> bytes:
         """The body of a live record, from the buffer while it is not yet on disk."""
@@ -323,3 +328,6 @@ class Spool:
             log.warning("spool: %d bytes of records not written at exit (%s): the tasks they held are still on "
                         "the broker, or run again at the next start", len(self._buf), e)
         self._close_fd()
+        for fd in self._readers.values():
+            os.close(fd)
+        self._readers.clear()

@@ -7,7 +7,9 @@ worker takes its place. gce.uep.procpool.ProcessPool has this; the submitting si
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import pickle
 import secrets
 import threading
@@ -23,6 +25,16 @@ from gce.uep.futures import settle
 from gce.uep.poolworker import RESULT, kill_task_processes
 
 log = logging.getLogger("gce.uep.procpool")
+
+# A job's marker: this user endpoint's own random prefix and a count, unique among its jobs and not
+# guessable from outside it (a secrets.token_hex per job cost a getrandom call each).
+_MARKER_PREFIX = f"{os.getpid():x}-{secrets.token_hex(8)}-"
+_MARKERS = itertools.count(1)
+
+
+def new_marker() -> str:
+    return f"{_MARKER_PREFIX}{next(_MARKERS)}"
+
 
 # A worker that dies with no task (it could not even start, say) is replaced after this long,
 # doubled each time it happens again in a row, up to RESPAWN_MAX: not in a tight loop.
@@ -42,7 +54,7 @@ class Job:
     worker: Worker | None = None  # the one running it, once handed over
     began: float = 0.0
     cancelled: bool = False  # by its submitter: its worker was killed for it
-    marker: str = field(default_factory=lambda: secrets.token_hex(16))  # in its processes' environment
+    marker: str = field(default_factory=new_marker)  # in its processes' environment
 
     def past_limit(self, now: float) -> bool:
         return self.limit is not None and now >= self.began + self.limit

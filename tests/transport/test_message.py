@@ -190,3 +190,18 @@ def test_a_result_from_a_user_endpoint_takes_the_managers_endpoint_id():
 def test_a_malformed_result_from_a_user_endpoint_is_refused(header, why):
     with pytest.raises(BadMessage, match=why):
         ResultHeaders.from_uep(header, "e")
+
+
+def test_to_dict_gives_what_dataclasses_asdict_gives_and_a_result_copies_its_timings():
+    import dataclasses
+
+    th = TaskHeaders(task_id=str(uuid.uuid4()), user_id="alice", reply_to="gce.results.alice.1", function_id="f" * 64,
+                     user_endpoint_config={"a": [1, {"b": 2}]}, resource_specification={"walltime": 5},
+                     max_retries_on_system_failure=2, result_bundles=True)
+    assert th.to_dict() == dataclasses.asdict(th)
+    assert TaskHeaders.from_dict(json.loads(json.dumps(th.to_dict()))) == th
+    rh = ResultHeaders("t1", "ep", "failed", "USER_EXCEPTION", "boom", {"started": 1.0})
+    d = rh.to_dict()
+    assert d == dataclasses.asdict(rh)
+    d["timings"]["finished"] = 2.0  # the spool's copy is its own
+    assert rh.timings == {"started": 1.0}
