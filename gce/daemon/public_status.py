@@ -17,6 +17,7 @@ import platform
 from typing import Any, Callable
 
 from gce.daemon.status import EndpointStatus, LinkStatus, SpoolStatus
+from gce.transport import bundles
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,6 +51,9 @@ def public_view(status: EndpointStatus) -> dict[str, Any]:
         "engine_type": status.engine_type,
         # A count over all users, so a submitter can judge the load; whose tasks stays local.
         "tasks_in_flight": status.tasks.in_flight,
+        # What this manager reads besides one task per message: an Executor that sees it here,
+        # before its first task, sends a burst as bundles from the start (gce.transport.bundles).
+        "reads": [bundles.TASK_BUNDLES_HEADER],
     }
 
 

@@ -306,7 +306,8 @@ class Client(RegistersFunctions):
         """The endpoint's last status report; ``status`` is online, offline or unknown.
 
         ``details`` is what the endpoint tells its users: endpoint_id, display_name, state,
-        accepting_tasks, gce_version, engine_type, tasks_in_flight and timestamp. Only users
+        accepting_tasks, gce_version, engine_type, tasks_in_flight, python_version,
+        cloudpickle_version, reads (what it reads besides one task per message) and timestamp. Only users
         who may submit to the endpoint may read it; its owner sees more with ``gce status``.
         """
         return self._endpoint_status(endpoint_id)[0]

@@ -161,7 +161,7 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
         self._group = GroupLog(self.task_group_id, task_group_expires_days, required=task_group_id is not None)
         self.result_queue = group_queue(self.broker_user, self.task_group_id)
         self._functions = FunctionStore(remote=Registry(self._registry_call, self.broker_user, url))
-        self._versions = Checker(self._endpoint_status)  # before the first task to each endpoint
+        self._versions = Checker(self._status_before_first_task)  # before the first task to each endpoint
         self._lock = threading.Lock()
         self._pending: dict[str, TaskFuture] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
@@ -294,6 +294,16 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
                 return client.get_endpoint_status(endpoint_id)
         except Exception as e:  # the timeout stays the error; this only explains it
             return {"status": "unknown", "endpoint_id": endpoint_id, "reason": f"could not read it: {e}"}
+
+    def _status_before_first_task(self, endpoint_id: str) -> dict:
+        """The endpoint's status, read once before the first task to it (gce.sdk.versions): when it
+        says the manager reads bundles of tasks, a burst goes as bundles from its start."""
+        status = self._endpoint_status(endpoint_id)
+        details = status.get("details")
+        reads = details.get("reads") if isinstance(details, dict) else None
+        if isinstance(reads, list) and bundles.TASK_BUNDLES_HEADER in reads:
+            self._link.bundle_tasks_to(endpoint_id)
+        return status
 
     def _task_control(self, fut: TaskFuture, kind: str, timeout: float) -> dict | None:
         """A cancel of FUT's task, sent by this Executor's link (its answer is dropped: the task's own

@@ -12,7 +12,7 @@ from gce.daemon.public_status import public_view
 from gce.daemon.status import EndpointStatus
 
 PUBLIC_KEYS = {"endpoint_id", "display_name", "state", "accepting_tasks", "gce_version", "engine_type",
-               "tasks_in_flight", "reason", "python_version", "cloudpickle_version"}
+               "tasks_in_flight", "reason", "python_version", "cloudpickle_version", "reads"}
 
 
 def _full_status(**changes) -> EndpointStatus:
@@ -42,7 +42,7 @@ def test_public_view_keeps_only_what_submitters_need():
     assert view == {"endpoint_id": full.endpoint_id, "display_name": "Cluster A", "state": "running",
                     "accepting_tasks": True, "gce_version": "1.2.3", "engine_type": "GlobusComputeEngine",
                     "tasks_in_flight": 3, "reason": None, "python_version": platform.python_version(),
-                    "cloudpickle_version": cloudpickle.__version__}
+                    "cloudpickle_version": cloudpickle.__version__, "reads": ["task-bundles"]}
     text = json.dumps(view)
     for secret in ("bobsmith", "1001", "5151", "4242", "login07", "broker.internal", "ep-login", "Permission denied",
                    "login-node"):

@@ -16,7 +16,7 @@ from gce.transport import rabbitmqctl as rmq
 pytestmark = pytest.mark.broker
 
 PUBLIC_KEYS = {"endpoint_id", "display_name", "state", "accepting_tasks", "gce_version", "engine_type",
-               "tasks_in_flight", "timestamp", "reason", "python_version", "cloudpickle_version"}
+               "tasks_in_flight", "timestamp", "reason", "python_version", "cloudpickle_version", "reads"}
 
 
 def test_published_status_tells_submitters_only_the_public_fields(sdk_broker, gce_home):
