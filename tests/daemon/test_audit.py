@@ -4,6 +4,7 @@ counted lost), the file's mode, and what a refusal's reason keeps."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -136,3 +137,55 @@ def test_a_refusal_keeps_the_endpoint_sentence_without_passwords_or_user_config_
     said = audit_reason("USER_CONFIG_INVALID", "invalid user endpoint config: account: 'hunter2' is not an integer")
     assert "hunter2" not in said and "schema" in said
     assert len(audit_reason("FUNCTION_NOT_ALLOWED", "x" * 5000)) == audit.REASON_MAX
+
+
+def test_a_loop_turns_lines_go_in_one_write_at_its_end_in_order(tmp_path, monkeypatch):
+    path = tmp_path / "audit" / "ep.jsonl"
+    log = AuditLog(path, "ep", "id-1")
+    writes: list[int] = []
+    real_write = os.write
+
+    def counted(fd: int, data: bytes) -> int:  # observes the audit file's writes; each still happens
+        if fd == log._fd:
+            writes.append(len(data))
+        return real_write(fd, data)
+
+    async def turns() -> None:
+        for i in range(100):
+            log.write("received", f"t{i:03}")
+        assert not path.exists()  # the turn has not ended: nothing is written yet
+        await asyncio.sleep(0)
+        assert ids(path) == [f"t{i:03}" for i in range(100)]
+        log.write("finished", "t000", status="success")
+        log.close()  # a stopping manager: what this turn wrote goes at once
+
+    monkeypatch.setattr(audit.os, "write", counted)
+    asyncio.run(turns())
+    assert len(writes) == 2  # one write() per turn
+    assert ids(path) == [f"t{i:03}" for i in range(100)] + ["t000"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_a_turn_the_full_disk_refuses_waits_whole_and_is_written_in_order_later(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit, "RETRY_AFTER", 0.0)
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        path = disk / "audit" / "ep.jsonl"
+        log = AuditLog(path, "ep", "id-1")
+
+        async def turns() -> None:
+            log.write("received", "t-first")
+            await asyncio.sleep(0)
+            filler = fill(disk, leave=300)
+            for i in range(30):
+                log.write("finished", f"t{i:02}", status="success", function_name="x" * 40)
+            await asyncio.sleep(0)
+            assert log.waiting == 30 and log.error == os.strerror(28)
+            assert ids(path) == ["t-first"]  # the refused turn left no part of a line
+            log.write("finished", "t-later")  # after the older ones, though they wait
+            filler.unlink()
+            log.check()
+            assert (log.waiting, log.lost, log.error) == (0, 0, "")
+
+        asyncio.run(turns())
+        assert ids(path) == ["t-first"] + [f"t{i:02}" for i in range(30)] + ["t-later"]
+        log.close()
