@@ -379,7 +379,10 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
                 log.warning("a bundle of results from the endpoint could not be read whole (%s): %d of its "
                             "results were", why, len(results))
             for headers, payload in results:
-                self._on_one_result(ResultHeaders.from_amqp(None, headers), payload, headers)
+                try:  # one result that cannot be handled must not keep the others of the bundle from their futures
+                    self._on_one_result(ResultHeaders.from_amqp(None, headers), payload, headers)
+                except Exception:
+                    log.exception("could not handle the result of task %s", headers.get("task-id"))
             return
         self._on_one_result(ResultHeaders.from_amqp(props.correlation_id, props.headers), body, props.headers)
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pika
 import pytest
 
-from gce.sdk import Client, Executor, TaskFailed, TaskPending, serialize
+from gce.sdk import Client, Executor, NoTaskQueue, SubmitRefused, TaskFailed, TaskPending, serialize
 from gce.sdk.errors import outcome_and_output
 from gce.sdk.settings import broker_user
 from gce.sdk.tasks import task_message
@@ -51,7 +51,23 @@ class Spy:
             method, props, body = self.ch.basic_get(self.queue, auto_ack=True)
             if method is None:
                 return
-            yield props.content_type, body, props.headers or {}
+            yield props.content_type, body, props.headers or {}, props
+
+    def count(self, magic: bytes, count_header: str, id_of: Any) -> tuple[Counter[str], Counter[str]]:
+        """How many messages of each content type came, and how many times each task id did
+        (ID_OF(headers, properties): of each entry of a bundle, else of the message)."""
+        kinds: Counter[str] = Counter()
+        ids: Counter[str] = Counter()
+        for ctype, body, headers, props in self.messages():
+            kinds[ctype] += 1
+            if ctype in (names.RESULT_BUNDLE_CONTENT_TYPE, names.TASK_BUNDLE_CONTENT_TYPE):
+                entries, why = bundles.decode(magic, body)
+                assert why == "" and headers[count_header] == str(len(entries)) and len(entries) > 1
+                assert all(len(payload) <= bundles.SMALL for _, payload in entries)
+                ids.update(id_of(h, None) for h, _ in entries)
+            else:
+                ids[id_of(headers, props)] += 1
+        return kinds, ids
 
     def close(self) -> None:
         self.conn.close()
@@ -74,26 +90,10 @@ def test_an_executors_burst_goes_and_comes_back_in_bundles_each_task_run_once(sd
                     assert isinstance(exc, ValueError) and str(exc) == f"no {i}"
                 else:
                     assert fut.result(timeout=120) == (i, b"x" * sizes[i])
-            kinds: Counter[str] = Counter()
-            answered: Counter[str] = Counter()
-            for ctype, body, headers in spy.messages():
-                kinds[ctype] += 1
-                if ctype == names.RESULT_BUNDLE_CONTENT_TYPE:
-                    results, why = bundles.decode(bundles.RESULTS, body)
-                    assert why == "" and headers["results"] == str(len(results)) and len(results) > 1
-                    assert all(len(payload) <= bundles.SMALL for _, payload in results)
-                    answered.update(ResultHeaders.from_amqp(None, h).task_id for h, _ in results)
-                else:
-                    answered[ResultHeaders.from_amqp(None, headers).task_id] += 1
-            sent: Counter[str] = Counter()
-            task_kinds: Counter[str] = Counter()
-            for ctype, body, headers in tasks_spy.messages():
-                task_kinds[ctype] += 1
-                if ctype == names.TASK_BUNDLE_CONTENT_TYPE:
-                    tasks, why = bundles.decode(bundles.TASKS, body)
-                    assert why == "" and headers["tasks"] == str(len(tasks)) and len(tasks) > 1
-                    assert all(len(payload) <= bundles.SMALL for _, payload in tasks)
-                    sent.update(h["task-id"] for h, _ in tasks)
+            kinds, answered = spy.count(bundles.RESULTS, "results",
+                                        lambda h, props: ResultHeaders.from_amqp(None, h).task_id)
+            task_kinds, sent = tasks_spy.count(bundles.TASKS, "tasks",
+                                               lambda h, props: props.message_id if props else h["task-id"])
         finally:
             spy.close()
             tasks_spy.close()
@@ -101,9 +101,9 @@ def test_an_executors_burst_goes_and_comes_back_in_bundles_each_task_run_once(sd
     assert kinds[names.RESULT_BUNDLE_CONTENT_TYPE] > 0
     assert kinds[names.RESULT_CONTENT_TYPE] >= n // 100  # the big ones went alone
     assert sum(kinds.values()) < n / 2, kinds  # far fewer messages than results
-    assert task_kinds[names.TASK_BUNDLE_CONTENT_TYPE] > 0 and set(sent.values()) == {1}
+    assert task_kinds[names.TASK_BUNDLE_CONTENT_TYPE] > 0
+    assert set(sent.values()) == {1} and set(sent) == {f.task_id for f in futs}  # each sent once
     assert task_kinds[names.TASK_CONTENT_TYPE] >= n // 100  # the big ones went alone
-    assert task_kinds[names.TASK_BUNDLE_CONTENT_TYPE] * 2 > task_kinds[names.TASK_CONTENT_TYPE] - n // 100
     assert sum(task_kinds.values()) < n / 2, task_kinds
 
 
@@ -128,7 +128,7 @@ def test_a_clients_tasks_are_answered_one_message_each(sdk_broker, gce_home, mon
                     assert isinstance(value, ValueError) and str(value) == f"no {i}"
                 else:
                     assert value == (i, b"x" * 10)
-            kinds = Counter(ctype for ctype, _, _ in spy.messages())
+            kinds = Counter(ctype for ctype, _, _, _ in spy.messages())
         finally:
             spy.close()
     assert kinds == {names.RESULT_CONTENT_TYPE: 40}
@@ -214,15 +214,19 @@ def test_a_bundle_an_endpoint_cannot_read_fails_its_tasks_saying_so_and_later_ta
     admin = pika.BlockingConnection(pika.URLParameters(sdk_broker.admin_url))
     ach = admin.channel()
 
-    def answer(props: Any, rh: ResultHeaders, body: bytes = b"") -> None:
+    def answer(props: Any, rh: ResultHeaders, body: bytes = b"", reads_bundles: bool = False) -> None:
+        headers = rh.amqp_headers()
+        if not reads_bundles:  # an older manager's answer says nothing of bundles
+            del headers[bundles.TASK_BUNDLES_HEADER]
         ach.basic_publish(names.RESULTS_EXCHANGE, props.reply_to, body, pika.BasicProperties(
-            correlation_id=rh.task_id, headers=rh.amqp_headers(), content_type=names.RESULT_CONTENT_TYPE))
+            correlation_id=rh.task_id, headers=headers, content_type=names.RESULT_CONTENT_TYPE))
 
     try:
         with Executor(endpoint_id=endpoint, broker_url=sdk_broker.user_url) as ex:
             first = ex.submit(triple, 1)
             [(props, _)] = spy.take(1)
-            answer(props, ResultHeaders(props.message_id, endpoint, "success"), payload.pack_ok(pickle.dumps(3)))
+            answer(props, ResultHeaders(props.message_id, endpoint, "success"), payload.pack_ok(pickle.dumps(3)),
+                   reads_bundles=True)
             assert first.result(timeout=30) == 3
             futs = {}
             for x in range(40):
@@ -258,3 +262,19 @@ def test_a_bundle_an_endpoint_cannot_read_fails_its_tasks_saying_so_and_later_ta
             assert all(f.cancelled() for f in again)
     finally:
         admin.close()
+
+
+@pytest.mark.parametrize("where, error", [("unstarted", NoTaskQueue), ("forbidden", SubmitRefused)])
+def test_a_bundle_the_broker_refuses_or_returns_fails_each_of_its_tasks(sdk_broker, gce_home, where, error):
+    """No queue is bound for the endpoint (the broker returns the bundle), or the submitter may not
+    send to it (the broker closes the channel): each task of each bundle fails as it would alone."""
+    endpoint = {"unstarted": sdk_broker.unstarted_endpoint_id, "forbidden": sdk_broker.forbidden_endpoint_id}[where]
+    with Executor(endpoint_id=endpoint, broker_url=sdk_broker.user_url) as ex:
+        ex._link.bundle_tasks_to(endpoint)  # as if its status had said that it reads bundles
+        futs = [ex.submit(triple, i) for i in range(200)]
+        for fut in futs:
+            with pytest.raises(error):
+                fut.result(timeout=30)
+        assert any(fut._bundle for fut in futs)  # some went in bundles
+        ex.endpoint_id = sdk_broker.endpoint_id
+        assert ex.submit(triple, 2).result(timeout=30) == 6  # the link goes on
