@@ -11,16 +11,14 @@ htex-rtt: selected by rtt too. Target: ≤ 2.0x raw HTEX.
 
 from __future__ import annotations
 
-import time
-
 NAMES = ("htex-rtt",)
 SELECTED_BY = {"rtt", *NAMES}
 ENDPOINT = "bench-htex"
 
 
-def run(only: set[str], rounds: int, s, raw, workers: int, ratio_row, noop) -> None:
-    """Add the row when ONLY selects it, on bench.py's setup S, against its raw HTEX peer RAW;
-    NOOP is bench.py's (in __main__, so parsl's pickle carries it by value: no worker imports bench/)."""
+def run(only: set[str], rounds: int, s, raw, workers: int, ratio_row, rtt_pairs) -> None:
+    """Add the row when ONLY selects it, on bench.py's setup S, against its raw HTEX peer RAW, with
+    bench.py's RTT_PAIRS (its no-op is in __main__, so parsl's pickle carries it by value)."""
     if not only & SELECTED_BY:
         return
     from gce.commands.broker import set_yaml_key
@@ -34,18 +32,9 @@ def run(only: set[str], rounds: int, s, raw, workers: int, ratio_row, noop) -> N
     ep_url, users = s.broker.provision(endpoint_id, users=["bencher-htex"])
     set_yaml_key(paths.config_file, ("broker", "url"), ep_url)
     s.gce("start", ENDPOINT, "--detach")
-    ours: list[float] = []
-    htex: list[float] = []
     try:
         with Executor(endpoint_id=endpoint_id, broker_url=users["bencher-htex"]) as ex:
-            ex.submit(noop).result(timeout=120)
-            for _ in range(rounds * 20):
-                t = time.perf_counter()
-                ex.submit(noop).result(timeout=60)
-                ours.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                raw.htex.submit(noop, {}).result(timeout=60)
-                htex.append(time.perf_counter() - t)
+            ours, htex = rtt_pairs(ex, raw, rounds)
     finally:
         s.gce("stop", ENDPOINT, check=False)
     ratio_row("no-op round trip, HTEX engine endpoint (vs raw HTEX)", "s", ours, htex, 2.0, False)
