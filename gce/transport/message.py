@@ -10,6 +10,9 @@ manager can validate a message without ever looking inside its body (DESIGN.md,
 
 A result message: exchange gce.results, routing key = the task's reply_to,
 correlation_id = task UUID, headers below, body = opaque result payload.
+
+Several small tasks, or results, may travel as one message, a bundle (gce.transport.bundles):
+each entry carries what its own message's headers would, and is read as if it came alone.
 """
 
 from __future__ import annotations
