@@ -268,11 +268,12 @@ class Link:
             if item.future.cancelled():  # cancelled before it left: never send it
                 self._settle(item)
                 continue
-            if run and not self._bundles_with(run[0], item):
-                self._publish_run(run)
+            bundled = (item.routing_key in self._bundles_to and len(item.body) <= bundles.SMALL
+                       and item.properties.content_type == names.TASK_CONTENT_TYPE)  # a task, not a cancel
+            if run and not (bundled and self._bundles_with(run[0], item)):
+                self._publish_run(run)  # in the order they were submitted
                 run = []
-            if (item.routing_key in self._bundles_to and len(item.body) <= bundles.SMALL
-                    and item.properties.content_type == names.TASK_CONTENT_TYPE):  # a task, not a cancel
+            if bundled:
                 run.append(item)
                 continue
             self._publish_one(item)

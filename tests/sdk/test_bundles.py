@@ -221,46 +221,47 @@ def test_a_bundle_an_endpoint_cannot_read_fails_its_tasks_saying_so_and_later_ta
         ach.basic_publish(names.RESULTS_EXCHANGE, props.reply_to, body, pika.BasicProperties(
             correlation_id=rh.task_id, headers=headers, content_type=names.RESULT_CONTENT_TYPE))
 
-    try:
-        with Executor(endpoint_id=endpoint, broker_url=sdk_broker.user_url) as ex:
-            first = ex.submit(triple, 1)
-            [(props, _)] = spy.take(1)
-            answer(props, ResultHeaders(props.message_id, endpoint, "success"), payload.pack_ok(pickle.dumps(3)),
-                   reads_bundles=True)
-            assert first.result(timeout=30) == 3
-            futs = {}
-            for x in range(40):
-                fut = ex.submit(triple, x)
-                futs[fut.task_id] = fut
-            bundled: list[str] = []
-            alone: list[str] = []
-            while len(bundled) + len(alone) < len(futs):
-                [(props, body)] = spy.take(1, timeout=30)
-                if props.content_type == names.TASK_BUNDLE_CONTENT_TYPE:
-                    tasks, _ = bundles.decode(bundles.TASKS, body)
-                    bundled += [h["task-id"] for h, _ in tasks]
-                    answer(props, failure(props.message_id, endpoint, "BAD_MESSAGE",
-                                          "the task message has no 'function-id' header"))
-                else:
-                    alone.append(props.message_id)
-                    answer(props, ResultHeaders(props.message_id, endpoint, "success"),
-                           payload.pack_ok(pickle.dumps(0)))
-            assert bundled, "the burst went in no bundle"
-            for tid in bundled:
-                with pytest.raises(TaskFailed) as failed:
-                    futs[tid].result(timeout=30)
-                assert failed.value.code == "BAD_MESSAGE"
-                assert "could not read the bundle of tasks this task was sent in (the task message has no " \
-                       "'function-id' header)" in failed.value.message
-                assert "The task did not run; submit it again" in failed.value.message
-            for tid in alone:
-                assert futs[tid].result(timeout=30) == 0
-            again = [ex.submit(triple, x) for x in range(20)]
-            kinds = {props.content_type for props, _ in spy.take(20, timeout=30)}
-            assert kinds == {names.TASK_CONTENT_TYPE}  # one per message from now on
-            ex.shutdown(wait=False, cancel_futures=True)
-            assert all(f.cancelled() for f in again)
+    ex = Executor(endpoint_id=endpoint, broker_url=sdk_broker.user_url)
+    try:  # nothing answers its last tasks: the Executor must not wait for them, whatever fails here
+        first = ex.submit(triple, 1)
+        [(props, _)] = spy.take(1)
+        answer(props, ResultHeaders(props.message_id, endpoint, "success"), payload.pack_ok(pickle.dumps(3)),
+               reads_bundles=True)
+        assert first.result(timeout=30) == 3
+        futs = {}
+        for x in range(40):
+            fut = ex.submit(triple, x)
+            futs[fut.task_id] = fut
+        bundled: list[str] = []
+        alone: list[str] = []
+        while len(bundled) + len(alone) < len(futs):
+            [(props, body)] = spy.take(1, timeout=30)
+            if props.content_type == names.TASK_BUNDLE_CONTENT_TYPE:
+                tasks, _ = bundles.decode(bundles.TASKS, body)
+                bundled += [h["task-id"] for h, _ in tasks]
+                answer(props, failure(props.message_id, endpoint, "BAD_MESSAGE",
+                                      "the task message has no 'function-id' header"))
+            else:
+                alone.append(props.message_id)
+                answer(props, ResultHeaders(props.message_id, endpoint, "success"),
+                       payload.pack_ok(pickle.dumps(0)))
+        assert bundled, "the burst went in no bundle"
+        for tid in bundled:
+            with pytest.raises(TaskFailed) as failed:
+                futs[tid].result(timeout=30)
+            assert failed.value.code == "BAD_MESSAGE"
+            assert "could not read the bundle of tasks this task was sent in (the task message has no " \
+                   "'function-id' header)" in failed.value.message
+            assert "The task did not run; submit it again" in failed.value.message
+        for tid in alone:
+            assert futs[tid].result(timeout=30) == 0
+        again = [ex.submit(triple, x) for x in range(20)]
+        kinds = {props.content_type for props, _ in spy.take(20, timeout=30)}
+        assert kinds == {names.TASK_CONTENT_TYPE}  # one per message from now on
+        ex.shutdown(wait=False, cancel_futures=True)
+        assert all(f.cancelled() for f in again)
     finally:
+        ex.shutdown(wait=False, cancel_futures=True)
         admin.close()
 
 
@@ -278,3 +279,26 @@ def test_a_bundle_the_broker_refuses_or_returns_fails_each_of_its_tasks(sdk_brok
         assert any(fut._bundle for fut in futs)  # some went in bundles
         ex.endpoint_id = sdk_broker.endpoint_id
         assert ex.submit(triple, 2).result(timeout=30) == 6  # the link goes on
+
+
+def test_tasks_reach_the_broker_in_the_order_they_were_submitted_bundled_or_not(sdk_broker, gce_home, spy):
+    """Big tasks (alone) among small ones (bundled) to one endpoint: the messages on its queue hold
+    the tasks in the order of their submits, a big one never overtaking the bundle before it."""
+    endpoint = sdk_broker.spy_endpoint_id
+    ex = Executor(endpoint_id=endpoint, broker_url=sdk_broker.user_url)
+    try:  # nothing answers these tasks: the Executor must not wait for them, whatever fails here
+        ex._link.bundle_tasks_to(endpoint)  # as if its status had said that it reads bundles
+        futs = [ex.submit(echo, i, 0, b"p" * BIG if i % 25 == 24 else b"") for i in range(300)]
+        order: list[str] = []
+        kinds: Counter[str] = Counter()
+        while len(order) < len(futs):
+            [(props, body)] = spy.take(1, timeout=30)
+            kinds[props.content_type] += 1
+            if props.content_type == names.TASK_BUNDLE_CONTENT_TYPE:
+                order += [h["task-id"] for h, _ in bundles.decode(bundles.TASKS, body)[0]]
+            else:
+                order.append(props.message_id)
+        assert order == [f.task_id for f in futs]
+        assert kinds[names.TASK_BUNDLE_CONTENT_TYPE] > 0 and kinds[names.TASK_CONTENT_TYPE] >= 12
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
