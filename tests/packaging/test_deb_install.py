@@ -99,13 +99,14 @@ def executor(site: dict, counting: bool = False):
     from gce.transport.message import ResultHeaders
 
     class Counting(Executor):
-        """Counts every result message by task id, duplicates included (the Executor drops them)."""
+        """Counts every result by task id, duplicates included (the Executor drops them), each of a
+        bundle of results too (gce.transport.bundles)."""
 
         answers: collections.Counter
 
-        def _on_result(self, props, body):  # type: ignore[no-untyped-def]
-            self.answers[ResultHeaders.from_amqp(props.correlation_id, props.headers).task_id] += 1
-            super()._on_result(props, body)
+        def _on_one_result(self, rh: ResultHeaders, body, headers):  # type: ignore[no-untyped-def]
+            self.answers[rh.task_id] += 1
+            super()._on_one_result(rh, body, headers)
 
     cls = Counting if counting else Executor
     ex = cls(endpoint_id=site["endpoint_id"], broker_url=site["url"])
