@@ -93,13 +93,15 @@ test: venv rabbitmq
 	  bats tests/bats; fi
 
 # Re-runnable: an existing endpoint is kept, its broker accounts keep their passwords (unless
-# this machine lost demo-user's URL: then both get new ones, and the endpoint restarts with its own).
+# this machine lost demo-user's URL, or the endpoint's config: then both get new ones, and the endpoint
+# restarts with its own).
 DEMO_PY = $(VENV)/bin/python -c 'from gce.config.paths import endpoint_paths as p; \
   from gce.config.model import read_endpoint_id as r; e = p("$(DEMO)"); print($(1))'
 demo: venv broker
-	@if [ ! -f "$$($(call DEMO_PY,e.config_file))" ]; then $(VENV)/bin/gce configure $(DEMO); fi
-	@# A demo-user whose URL this machine no longer holds (sdk.yaml gone or stale) gets a new password.
-	@rotate=; if ! $(VENV)/bin/gce whoami >/dev/null 2>&1; then rotate=--rotate; fi; set -x; \
+	@# A demo-user whose URL this machine no longer holds (sdk.yaml gone or stale) gets a new password,
+	@# and so does ep-demo when its config.yaml is new (the broker kept the account, not its password).
+	@rotate=; if [ ! -f "$$($(call DEMO_PY,e.config_file))" ]; then $(VENV)/bin/gce configure $(DEMO); rotate=--rotate; fi; \
+	if ! $(VENV)/bin/gce whoami >/dev/null 2>&1; then rotate=--rotate; fi; set -x; \
 	$(VENV)/bin/gce broker provision --endpoint $(DEMO) --user $(DEMO_USER) --sdk-config $$rotate
 	$(VENV)/bin/gce stop $(DEMO)
 	$(VENV)/bin/gce start $(DEMO) --detach
