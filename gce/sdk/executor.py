@@ -428,9 +428,9 @@ class Executor(RegistersFunctions, concurrent.futures.Executor):
                     "per message", unread[0]._endpoint_id, len(unread), rh.error_message)
         why = (f"the endpoint could not read the bundle of tasks this task was sent in ({rh.error_message}): it "
                "runs a gce that takes one task per message. The task did not run; submit it again (it now goes alone)")
+        for endpoint_id in {fut._endpoint_id for fut in unread if fut._endpoint_id}:
+            self._link.bundle_tasks_to(endpoint_id, False)
         for fut in unread:
-            if fut._endpoint_id:
-                self._link.bundle_tasks_to(fut._endpoint_id, False)
             ok, value, fut._output = outcome_and_output(failure(fut.task_id, rh.endpoint_id, ErrorCode.BAD_MESSAGE,
                                                                 why), b"")
             resolve(fut, ok, value)

@@ -101,7 +101,7 @@ def task_message(kind: bytes, blob: bytes, function_id: str, args: tuple[Any, ..
                  ) -> tuple[str, bytes, pika.BasicProperties]:
     """(task_id, body, properties) of one task; PayloadTooLarge before anything is sent. FUNCTION_NAME
     labels the task for people (function_name(fn)); without one, a function sent as source is named by it.
-    RESULT_BATCHES: the submitter reads results that come several to a message (gce.transport.bundles)."""
+    RESULT_BUNDLES: the submitter reads results that come several to a message (gce.transport.bundles)."""
     args_blob = serialize.serialize_args(args, kwargs)
     if len(args_blob) > max_payload_bytes:  # the endpoint would refuse it anyway
         raise PayloadTooLarge(len(args_blob), max_payload_bytes)
